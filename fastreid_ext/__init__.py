@@ -1,0 +1,23 @@
+"""fastreid_ext: video and fine-grained ReID on top of the host ``fastreid`` toolbox.
+
+Importing this package installs the unavoidable host compat shims (:mod:`fastreid_ext.compat`)
+and registers the plugin's datasets, meta-architectures, heads and losses into the host's
+registries. Projects (``projects/*``) register theirs when imported.
+"""
+from . import compat
+
+compat.apply()
+
+from .config import add_ext_config, get_cfg  # noqa: E402
+
+__all__ = ["add_ext_config", "get_cfg", "compat"]
+__version__ = "0.1.0"
+
+
+def _register_all() -> None:
+    # Importing the sub-packages runs their registry decorators.
+    from . import data  # noqa: F401
+    from . import modeling  # noqa: F401
+
+
+_register_all()

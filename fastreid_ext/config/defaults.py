@@ -1,0 +1,86 @@
+"""Config keys ``fastreid_ext`` adds to the host's yacs defaults (``add_ext_config``).
+
+Every key has a comment; the README lists them. Projects add theirs with
+``add_<project>_config(cfg)``.
+"""
+from __future__ import annotations
+
+import torch
+from fastreid.config import CfgNode as CN
+from fastreid.config import get_cfg as _host_get_cfg
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu`` (the host hard-codes ``cuda``,
+    ``fastreid/config/defaults.py:23``)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_ext_config(cfg: CN) -> CN:
+    """Add the plugin's keys to ``cfg`` in place (detectron2 convention) and return it.
+
+    Safe to call twice.
+    """
+    if "VIDEO" in cfg.INPUT:
+        return cfg
+    _C = cfg
+    _C.MODEL.DEVICE = default_device()
+
+    # ---- temporal aggregation of the video baseline
+    _C.MODEL.TEMPORAL = CN()
+    _C.MODEL.TEMPORAL.AGG = "avg"          # "avg" | "attention" (paper 003 / Gao & Nevatia)
+    _C.MODEL.TEMPORAL.ATT_DIM = 256        # hidden width of the temporal attention conv
+
+    # ---- losses added through the plugin's registry (MODEL.LOSSES.NAME picks them)
+    _C.MODEL.LOSSES.CENTER = CN()
+    _C.MODEL.LOSSES.CENTER.SCALE = 0.0005  # weight of the center loss in the total
+    _C.MODEL.LOSSES.CENTER.LR = 0.5        # its own SGD step for the centers
+    _C.MODEL.LOSSES.CENTER.FEAT = "features"  # which head output it uses
+    _C.MODEL.LOSSES.OSM = CN()
+    _C.MODEL.LOSSES.OSM.SCALE = 1.0
+    _C.MODEL.LOSSES.OSM.ALPHA = 2.0709     # negative margin
+    _C.MODEL.LOSSES.OSM.SIGMA = 0.1986     # positive similarity bandwidth
+    _C.MODEL.LOSSES.OSM.L = 0.4835         # balance of positive / negative terms
+    _C.MODEL.LOSSES.OSM.CL_CENTERS = True  # class embeddings = center-loss centers ("CL centers")
+    _C.MODEL.LOSSES.ATT = CN()
+    _C.MODEL.LOSSES.ATT.SCALE = 1.0        # attention loss on erased frames (paper 003 Eq. 1)
+
+    # ---- video input
+    _C.INPUT.VIDEO = CN()
+    _C.INPUT.VIDEO.SEQ_LEN = 4             # T frames per training clip
+    _C.INPUT.VIDEO.SAMPLER = "restricted_random"  # | "random_consecutive" | "evenly"
+    _C.INPUT.VIDEO.FRAME_ERASE = CN({"ENABLED": False})
+    _C.INPUT.VIDEO.FRAME_ERASE.PROB = 0.5  # per-frame random erasing; returns which frames
+
+    # ---- datasets
+    _C.DATASETS.SPLIT = 0                  # split index for 10-split datasets (iLIDS-VID, PRID, CUHK01)
+    _C.DATASETS.PROTOCOL = "standard"      # MARS: "standard" | "official"; CUHK01: "p486" | "p100"
+    _C.DATASETS.ROOT = ""                  # overrides $FASTREID_DATASETS when set
+
+    _C.DATALOADER.NUM_WORKERS_TEST = 2     # the host hard-codes 4 (fastreid/data/build.py:124)
+
+    # ---- test
+    _C.TEST.VIDEO = CN()
+    _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
+    _C.TEST.VIDEO.MAX_CLIPS = 32           # clips per tracklet at most (features averaged)
+    _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "cuhk03_sgs" | "groupwise"
+    _C.TEST.RETRIEVAL = CN()
+    _C.TEST.RETRIEVAL.BACKEND = "auto"     # "auto" | "faiss" | "torch"
+    _C.TEST.RETRIEVAL.MEMORY_MB = 1024     # bound on any Q x G block materialised
+    _C.TEST.RETRIEVAL.APPROX = ""          # "" (exact) | "ivf" | "hnsw"
+    _C.TEST.RETRIEVAL.NLIST = 1024
+    _C.TEST.RETRIEVAL.NPROBE = 32
+    _C.TEST.RETRIEVAL.HNSW_M = 32
+    _C.TEST.RETRIEVAL.EF_SEARCH = 128
+    _C.TEST.VIS = CN({"ENABLED": False})
+    _C.TEST.VIS.NUM_QUERIES = 8
+    _C.TEST.VIS.TOPK = 10
+
+    _C.SOLVER.AMP.DTYPE = "float16"        # "float16" | "bfloat16" (GPU only; AMP is off on CPU)
+    _C.SOLVER.CHECKPOINT_KEEP = 2          # periodic checkpoints kept besides last/best/final
+    return cfg
+
+
+def get_cfg() -> CN:
+    """Host defaults plus the plugin's keys."""
+    return add_ext_config(_host_get_cfg())

@@ -1,0 +1,1 @@
+"""Meta-architectures registered in the host's ``META_ARCH_REGISTRY``."""
