@@ -1,0 +1,1 @@
+"""Tracklet datasets registered in the host's ``DATASET_REGISTRY``."""

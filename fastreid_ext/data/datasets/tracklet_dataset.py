@@ -1,0 +1,71 @@
+"""Base class of tracklet (video) datasets, and the dataset-root convention.
+
+A tracklet item is ``(frame_paths, pid, camid)`` or ``(frame_paths, pid, camid, extras)``:
+``frame_paths`` a tuple of sorted paths (one path for image datasets), ``extras`` a dict
+(``{"keypoints": json_path}``, ``{"group": name}``, ...). Train items follow the host
+convention ``pid = f"{dataset_name}_{pid}"``; query / gallery items keep int ids.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterable, List, Sequence, Tuple
+
+from fastreid.data.datasets.bases import ImageDataset
+from tabulate import tabulate
+from termcolor import colored
+
+logger = logging.getLogger(__name__)
+
+Tracklet = Tuple  # (frame_paths, pid, camid[, extras])
+
+
+def datasets_root(cfg=None) -> str:
+    """``cfg.DATASETS.ROOT`` when set, else ``$FASTREID_DATASETS``, else ``datasets``."""
+    if cfg is not None and cfg.DATASETS.ROOT:
+        return cfg.DATASETS.ROOT
+    return os.getenv("FASTREID_DATASETS", "datasets")
+
+
+def require_layout(dataset_name: str, root: str, required: Sequence[str], layout: str) -> None:
+    """Raise ``FileNotFoundError`` naming the expected layout when a required path is missing."""
+    missing = [p for p in required if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(
+            f"{dataset_name}: {missing[0]!r} not found (root {root!r}, set by DATASETS.ROOT or the "
+            f"FASTREID_DATASETS environment variable). Expected layout:\n{layout}"
+        )
+
+
+class TrackletDataset(ImageDataset):
+    """Train / query / gallery lists of tracklets with the host's summary tables.
+
+    ``eval_protocol`` names the default evaluation protocol for the evaluator
+    (``cross_camera`` | ``mars_official`` | ``cuhk03_sgs`` | ``groupwise``).
+    """
+
+    eval_protocol = "cross_camera"
+    dataset_name = "tracklets"
+
+    def __init__(self, train: List[Tracklet], query: List[Tracklet], gallery: List[Tracklet], **kwargs):
+        super().__init__(train, query, gallery, **kwargs)
+
+    @staticmethod
+    def num_frames(data: Iterable[Tracklet]) -> int:
+        return sum(len(item[0]) for item in data)
+
+    def _table(self, rows) -> str:
+        headers = ["subset", "# ids", "# tracklets", "# frames", "# cameras"]
+        return tabulate(rows, tablefmt="pipe", headers=headers, numalign="left")
+
+    def show_train(self):
+        n_ids, n_cams = self.parse_data(self.train)
+        table = self._table([["train", n_ids, len(self.train), self.num_frames(self.train), n_cams]])
+        logger.info(f"=> Loaded {type(self).__name__} in csv format: \n" + colored(table, "cyan"))
+
+    def show_test(self):
+        rows = []
+        for name, data in (("query", self.query), ("gallery", self.gallery)):
+            n_ids, n_cams = self.parse_data(data)
+            rows.append([name, n_ids, len(data), self.num_frames(data), n_cams])
+        logger.info(f"=> Loaded {type(self).__name__} in csv format: \n" + colored(self._table(rows), "cyan"))
