@@ -78,6 +78,7 @@ def add_ext_config(cfg: CN) -> CN:
 
     _C.SOLVER.AMP.DTYPE = "float16"        # "float16" | "bfloat16" (GPU only; AMP is off on CPU)
     _C.SOLVER.CHECKPOINT_KEEP = 2          # periodic checkpoints kept besides last/best/final
+    _C.SEED = -1                           # >= 0: deterministic seed (+ rank) for torch/numpy/random
     return cfg
 
 

@@ -1,0 +1,6 @@
+"""Training engine: CPU/GPU trainer, atomic checkpoints, gloo/NCCL launch."""
+from .checkpoint import AtomicCheckpointer, atomic_write
+from .launch import launch
+from .trainer import Trainer, write_results
+
+__all__ = ["AtomicCheckpointer", "Trainer", "atomic_write", "launch", "write_results"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 from fastreid.data.datasets.bases import ImageDataset
 from tabulate import tabulate
@@ -49,6 +49,19 @@ class TrackletDataset(ImageDataset):
 
     def __init__(self, train: List[Tracklet], query: List[Tracklet], gallery: List[Tracklet], **kwargs):
         super().__init__(train, query, gallery, **kwargs)
+
+    def item_extras(self, frame_paths: Sequence[str], pid: int) -> Dict:
+        """Extras dict (4th item element) of a tracklet; none here, synthetic data add some."""
+        return {}
+
+    def make_item(self, frame_paths: Sequence[str], pid: int, camid: int, is_train: bool) -> Tracklet:
+        """Build one item from int ``pid`` / 0-based ``camid``: train items get the host's
+        ``f"{dataset_name}_{pid}"`` strings, and ``extras`` is appended only when not empty."""
+        frame_paths = tuple(frame_paths)
+        extras = self.item_extras(frame_paths, pid)
+        if is_train:
+            pid, camid = f"{self.dataset_name}_{pid}", f"{self.dataset_name}_{camid}"
+        return (frame_paths, pid, camid, extras) if extras else (frame_paths, pid, camid)
 
     @staticmethod
     def num_frames(data: Iterable[Tracklet]) -> int:

@@ -53,6 +53,10 @@ class ReIDLoss(nn.Module):
     def before_own_step(self) -> None:
         """Called right before ``own_optimizer().step()`` (e.g. to undo the loss weight)."""
 
+    def bind(self, losses: "LossSet") -> None:
+        """Called by :func:`build_losses` once every loss is built, so that a loss can use
+        another one (e.g. OSM with the center loss's centers, paper 003 "CL centers")."""
+
     def check_inputs(self, outputs: Dict[str, torch.Tensor]) -> None:
         missing = [k for k in self.required_keys if k not in outputs]
         if missing:
@@ -107,4 +111,6 @@ def build_losses(cfg, names: Optional[Iterable[str]] = None, **ctx) -> LossSet:
     losses = LossSet()
     for name in names:
         losses[name] = get_loss_class(name).from_config(cfg, **ctx)
+    for loss in losses.values():
+        loss.bind(losses)
     return losses

@@ -1,0 +1,51 @@
+# The two commands a newcomer runs:  make demo  |  make test
+# Each creates .venv if missing and installs what it needs (requirements + the host fastreid).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fastreid_ext_installed
+DATA ?= datasets
+DEMO_IDS ?= 120
+DEMO_OUT ?= logs/demo
+
+.PHONY: install demo test bench bench-metrics bench-retrieval bench-loader bench-projects clean-demo
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# the host pins torch==1.13.1 in its metadata: install it without dependencies
+	$(PY) -m pip install -q --no-deps fastreid==1.4.0
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Train the video baseline on the synthetic MARS set (generated if missing) and print mAP/CMC.
+demo: install
+	$(PY) -m fastreid_ext.data.synthetic --layout mars --out $(DATA)/synthetic/mars --ids $(DEMO_IDS) --seed 0
+	FASTREID_DATASETS=$(DATA) $(PY) tools/train_net.py \
+	    --config-file configs/Video-Baseline/synthetic_cpu.yml OUTPUT_DIR $(DEMO_OUT)
+	$(PY) tools/show_results.py $(DEMO_OUT)/results.json
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: bench-metrics bench-retrieval bench-loader
+
+bench-metrics: install
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	$(PY) benchmarks/bench_metrics.py
+
+bench-retrieval: install
+	$(PY) benchmarks/bench_retrieval.py
+
+bench-loader: install
+	$(PY) benchmarks/bench_loader.py
+
+bench-projects: install
+	$(PY) benchmarks/bench_fgreid.py
+	$(PY) benchmarks/bench_mgrafa.py
+
+clean-demo:
+	rm -rf $(DEMO_OUT)

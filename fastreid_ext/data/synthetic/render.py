@@ -1,0 +1,376 @@
+"""Drawing pedestrian frames with OpenCV: a 2.5-D stick-and-box body, a walking gait, a camera.
+
+The body is a set of 3-D joints in a person-centred frame (``y`` up, ``z`` towards where the
+person faces, lengths in units of the person's height). A gait phase moves legs and arms, a yaw
+rotation turns the person, an orthographic projection puts the joints on the image, and the
+body parts (torso box, limbs, head, hair, bags, badge) are painted far-to-near. The camera then
+adds its background, resolution loss, blur, illumination and noise.
+
+The 17 returned joints follow the COCO order (:data:`COCO_JOINTS`); ``v = 1`` means visible and
+``v = 0`` means hidden (occluder, outside the frame, or facing away for the face joints).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .identity import KIND_TRACKLET, Camera, Identity, make_camera, rng_for
+
+COCO_JOINTS: Tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+_SHIFT = 3  # sub-pixel bits for cv2 drawing
+_SCALE = float(1 << _SHIFT)
+_ANKLE_H = 0.035
+_TORSO_D = 0.05  # half depth of the torso box
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackletSpec:
+    """What to render for one tracklet and where to write its frames.
+
+    ``kind``: ``person`` (normal), ``background`` (no person: a false detection), ``junk``
+    (a badly framed person: zoomed-in body part or a tiny far-away figure).
+    ``key``: the integer tuple seeding this tracklet's generator.
+    ``frame_step``: gait-time advance between consecutive written frames.
+    """
+
+    identity: Identity
+    camera: int
+    n_frames: int
+    key: Tuple[int, ...]
+    paths: Tuple[str, ...]
+    kind: str = "person"
+    frame_step: float = 1.0
+    occlusion: float = 0.15
+
+
+# ----------------------------------------------------------------------------- camera assets
+def _background(cam: Camera, seed: int, h: int, w: int) -> np.ndarray:
+    """A wide (h, 3w, 3) uint8 backdrop for camera ``cam``: wall/sky, blocks, ground, texture."""
+    r = rng_for(seed, KIND_TRACKLET, -7, cam.index, h, w)
+    ww = 3 * w
+    hz = int(round(cam.horizon * h))
+    img = np.empty((h, ww, 3), np.float32)
+    ramp = np.linspace(0.85, 1.1, max(hz, 1), dtype=np.float32)[:, None, None]
+    img[:hz] = np.asarray(cam.sky, np.float32)[None, None] * ramp
+    img[hz:] = np.asarray(cam.ground, np.float32)[None, None]
+    for _ in range(cam.n_blocks):
+        x0 = int(r.integers(0, ww))
+        bw = int(r.integers(max(2, w // 8), max(3, w // 2)))
+        y0 = int(r.integers(0, max(1, hz - 4)))
+        y1 = int(r.integers(y0 + 2, max(y0 + 3, hz + h // 6)))
+        col = np.clip(np.asarray(cam.sky, np.float32) + r.normal(0, 45, 3), 0, 255)
+        img[y0:y1, x0:x0 + bw] = col
+    # ground tiles
+    step = max(4, h // 10)
+    tile = np.clip(np.asarray(cam.ground, np.float32) * 0.8, 0, 255)
+    for y in range(hz + step // 2, h, step):
+        img[y:y + 1] = tile
+    for x in range(int(r.integers(0, step)), ww, 2 * step):
+        img[hz:, x:x + 1] = tile
+    low = cv2.resize(r.normal(1.0, 0.08, size=(6, 18)).astype(np.float32), (ww, h), interpolation=cv2.INTER_CUBIC)
+    img *= low[:, :, None]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def camera_assets(seed: int, cam_index: int, h: int, w: int):
+    """(camera, background (h, 3w, 3) uint8, gain map (h, w, 3) float32, noise tile (2h, 2w, 3))."""
+    cam = make_camera(cam_index, seed)
+    bg = _background(cam, seed, h, w)
+    xs = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :, None]
+    gain = np.asarray(cam.gain, np.float32)[None, None, :] * cam.brightness * (1.0 + cam.gradient * 0.5 * xs)
+    gain = np.broadcast_to(gain, (h, w, 3)).astype(np.float32)
+    r = rng_for(seed, KIND_TRACKLET, -8, cam_index, h, w)
+    noise = (r.standard_normal((2 * h, 2 * w, 3)) * cam.noise).astype(np.float32)
+    return cam, bg, gain, noise
+
+
+# ----------------------------------------------------------------------------- skeleton
+@dataclasses.dataclass
+class Pose:
+    """3-D joints (N, 3) for the named points and the body dimensions used to draw them."""
+
+    p: dict
+
+
+def body_points(ident: Identity, phase: float) -> dict:
+    """Named 3-D points (x, y, z) of ``ident`` at gait ``phase`` (radians), person height = 1."""
+    s, c = math.sin(phase), math.cos(phase)
+    bob = ident.bob * (abs(c) - 0.5)
+    hip_y = _ANKLE_H + ident.leg + bob
+    r_h = ident.head
+    head_y = 1.0 - r_h + bob
+    sh_y = head_y - r_h - 0.045
+    pts = {}
+    pts["head"] = (0.0, head_y, 0.01)
+    pts["nose"] = (0.0, head_y - 0.2 * r_h, r_h)
+    pts["left_eye"] = (0.35 * r_h, head_y + 0.15 * r_h, 0.85 * r_h)
+    pts["right_eye"] = (-0.35 * r_h, head_y + 0.15 * r_h, 0.85 * r_h)
+    pts["left_ear"] = (r_h, head_y, 0.0)
+    pts["right_ear"] = (-r_h, head_y, 0.0)
+    pts["neck"] = (0.0, sh_y + 0.02, 0.0)
+    thigh, shin = ident.leg * 0.52, ident.leg * 0.48
+    for side, sign, ph in (("left", 1.0, 0.0), ("right", -1.0, math.pi)):
+        ss = math.sin(phase + ph)
+        cc = math.cos(phase + ph)
+        a = ident.swing * ss
+        k = ident.swing * 1.3 * max(0.0, cc)
+        hip = (sign * ident.hip, hip_y, 0.0)
+        knee = (hip[0], hip_y - thigh * math.cos(a), thigh * math.sin(a))
+        ankle = (hip[0], knee[1] - shin * math.cos(a - k), knee[2] + shin * math.sin(a - k))
+        pts[f"{side}_hip"], pts[f"{side}_knee"], pts[f"{side}_ankle"] = hip, knee, ankle
+        pts[f"{side}_toe"] = (hip[0], max(ankle[1] - 0.02, 0.0), ankle[2] + 0.06)
+        sa = -ident.arm_swing * ss
+        e = 0.25 + 0.35 * max(0.0, -ss) * ident.arm_swing
+        sh = (sign * ident.shoulder, sh_y, 0.0)
+        el = (sh[0] + sign * 0.015, sh_y - 0.17 * math.cos(sa), 0.17 * math.sin(sa))
+        wr = (el[0] + sign * 0.01, el[1] - 0.15 * math.cos(sa + e), el[2] + 0.15 * math.sin(sa + e))
+        pts[f"{side}_shoulder"], pts[f"{side}_elbow"], pts[f"{side}_wrist"] = sh, el, wr
+    return pts
+
+
+def _box(x0: float, x1: float, y0: float, y1: float, z0: float, z1: float) -> np.ndarray:
+    return np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], np.float64)
+
+
+class _Projector:
+    """Orthographic projection after a yaw rotation; pixel = (cx + X' * hp, foot - Y * hp)."""
+
+    def __init__(self, yaw: float, hp: float, cx: float, foot: float):
+        self.c, self.s, self.hp, self.cx, self.foot = math.cos(yaw), math.sin(yaw), hp, cx, foot
+
+    def uv(self, pts: np.ndarray) -> np.ndarray:
+        x = pts[..., 0] * self.c + pts[..., 2] * self.s
+        return np.stack([self.cx + x * self.hp, self.foot - pts[..., 1] * self.hp], -1)
+
+    def depth(self, pts: np.ndarray) -> float:
+        pts = np.asarray(pts, np.float64).reshape(-1, 3)
+        return float(np.mean(-pts[:, 0] * self.s + pts[:, 2] * self.c))
+
+
+def _fix(uv: np.ndarray) -> np.ndarray:
+    return np.round(uv * _SCALE).astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- drawing
+def _draw_person(img: np.ndarray, ident: Identity, pts: dict, proj: _Projector) -> None:
+    """Paint ``ident`` in pose ``pts`` onto ``img`` (in place), far parts first."""
+    u = ident.uniform
+    hp = proj.hp
+    parts: List[Tuple[float, int, tuple]] = []  # (depth, order, (op, ...))
+    order = 0
+
+    def add(depth: float, op: tuple) -> None:
+        nonlocal order
+        parts.append((depth, order, op))
+        order += 1
+
+    def add_box(box: np.ndarray, color, bias: float = 0.0) -> None:
+        add(proj.depth(box) + bias, ("poly", proj.uv(box), color))
+
+    def add_line(a, b, color, width: float, bias: float = 0.0) -> None:
+        seg = np.array([a, b], np.float64)
+        add(proj.depth(seg) + bias, ("line", proj.uv(seg), color, width))
+
+    lh, rh = pts["left_hip"], pts["right_hip"]
+    ls, rs = pts["left_shoulder"], pts["right_shoulder"]
+    hip_y, sh_y = lh[1], ls[1]
+    d = _TORSO_D
+
+    def torso_band(t0: float, t1: float, z0: float = -d, z1: float = d, shrink: float = 1.0) -> np.ndarray:
+        ya, yb = hip_y + t0 * (sh_y - hip_y), hip_y + t1 * (sh_y - hip_y)
+        wa = (ident.hip + t0 * (ident.shoulder - ident.hip)) * shrink
+        wb = (ident.hip + t1 * (ident.shoulder - ident.hip)) * shrink
+        return np.array([[sx * w, y, z] for (w, y) in ((wa, ya), (wb, yb)) for sx in (-1, 1) for z in (z0, z1)])
+
+    # torso, pelvis, pattern
+    add_box(torso_band(0.0, 1.0), u.top)
+    add(proj.depth(np.zeros(3)) + 0.001, ("poly", proj.uv(torso_band(-0.18, 0.06, shrink=1.05)), u.bottom))
+    if u.pattern == "stripe":
+        add(0.002 + proj.depth(np.zeros(3)), ("poly", proj.uv(torso_band(0.45, 0.6, -d * 1.02, d * 1.02, 1.02)), u.pattern_color))
+    elif u.pattern == "collar":
+        add_box(torso_band(0.82, 1.0, d * 0.4, d * 1.05, 0.6), u.pattern_color, 0.002)
+    # legs and shoes
+    limb = ident.limb
+    for side in ("left", "right"):
+        hip, knee, ankle, toe = pts[f"{side}_hip"], pts[f"{side}_knee"], pts[f"{side}_ankle"], pts[f"{side}_toe"]
+        add_line(hip, knee, u.bottom, limb * 1.25)
+        add_line(knee, ankle, ident.skin if u.shorts else u.bottom, limb * 1.05, 0.0005)
+        add_line(ankle, toe, ident.shoe, limb * 0.95, 0.001)
+        sh, el, wr = pts[f"{side}_shoulder"], pts[f"{side}_elbow"], pts[f"{side}_wrist"]
+        add_line(sh, el, u.top, limb * 0.95, 0.01)
+        add_line(el, wr, u.top if u.long_sleeves else ident.skin, limb * 0.8, 0.0105)
+        hand = np.asarray(wr)
+        add(proj.depth(hand) + 0.011, ("circle", proj.uv(hand), ident.skin, limb * 0.5))
+    # head, face, hair
+    head = np.asarray(pts["head"])
+    r_h = ident.head
+    hd = proj.depth(head)
+    head_uv = proj.uv(head)
+    add(hd, ("circle", head_uv, ident.skin if ident.hair_style == "bald" else ident.hair, r_h))
+    nose = np.asarray(pts["nose"])
+    if ident.hair_style != "bald" and proj.depth(nose) > hd + 0.1 * r_h:
+        face = head_uv + 0.45 * (proj.uv(nose) - head_uv) + np.array([0.0, 0.22 * r_h * hp])
+        add(hd + 0.0001, ("circle", face, ident.skin, r_h * 0.74))
+    if ident.hair_style == "long":
+        add_box(_box(-0.8 * r_h, 0.8 * r_h, head[1] - 2.3 * r_h, head[1], -0.9 * r_h, -0.5 * r_h), ident.hair)
+    elif ident.hair_style == "cap":
+        y = head[1]
+        cap = np.array([[-1.05 * r_h, y + 0.15 * r_h, 0], [1.05 * r_h, y + 0.15 * r_h, 0], [0, y + 1.08 * r_h, 0],
+                        [-0.75 * r_h, y + 0.85 * r_h, 0], [0.75 * r_h, y + 0.85 * r_h, 0],
+                        [0, y + 0.2 * r_h, 1.6 * r_h], [-0.5 * r_h, y + 0.2 * r_h, 1.3 * r_h], [0.5 * r_h, y + 0.2 * r_h, 1.3 * r_h]])
+        add(hd + 0.0002, ("poly", proj.uv(cap), ident.cap_color))
+    # accessories
+    if ident.bag == "backpack":
+        add_box(_box(-0.8 * ident.shoulder, 0.8 * ident.shoulder, hip_y + 0.06, sh_y - 0.02, -d - 0.075, -d), ident.bag_color)
+        for sx in (-1, 1):
+            add_line((sx * 0.6 * ident.shoulder, sh_y, d * 1.05), (sx * 0.65 * ident.shoulder, hip_y + 0.1, d * 1.05),
+                     ident.bag_color, 0.012, 0.003)
+    elif ident.bag == "shoulder":
+        x0 = ident.hip + 0.005
+        add_box(_box(x0, x0 + 0.045, hip_y - 0.03, hip_y + 0.09, -0.05, 0.05), ident.bag_color, 0.02)
+        add_line((-ident.shoulder * 0.7, sh_y, d * 1.05), (x0, hip_y + 0.09, d * 1.05), ident.bag_color, 0.012, 0.003)
+        add_line((-ident.shoulder * 0.7, sh_y, -d * 1.05), (x0, hip_y + 0.09, -d * 1.05), ident.bag_color, 0.012, -0.003)
+    elif ident.bag == "handbag":
+        wx, wy, wz = pts["right_wrist"]
+        add_box(_box(wx - 0.035, wx + 0.005, wy - 0.1, wy - 0.005, wz - 0.045, wz + 0.045), ident.bag_color, 0.012)
+    if ident.badge:
+        add_box(_box(0.025, 0.07, sh_y - 0.1, sh_y - 0.05, d, d + 0.004), ident.badge_color, 0.003)
+
+    parts.sort(key=lambda t: (t[0], t[1]))
+    for _, _, op in parts:
+        kind = op[0]
+        if kind == "poly":
+            hull = cv2.convexHull(_fix(op[1]).reshape(-1, 1, 2))
+            cv2.fillConvexPoly(img, hull, op[2], cv2.LINE_AA, _SHIFT)
+        elif kind == "line":
+            a, b = _fix(op[1])
+            cv2.line(img, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), op[2], max(1, int(round(op[3] * hp))), cv2.LINE_AA, _SHIFT)
+        else:  # circle
+            c = _fix(op[1])
+            cv2.circle(img, (int(c[0]), int(c[1])), max(1, int(round(op[3] * hp * _SCALE))), op[2], -1, cv2.LINE_AA, _SHIFT)
+
+
+def coco_keypoints(pts: dict, proj: _Projector) -> np.ndarray:
+    """(17, 3) float32 [x, y, v] in pixels; v = 1 visible; face joints hidden when facing away."""
+    xyz = np.array([pts[n] for n in COCO_JOINTS], np.float64)
+    kp = np.ones((17, 3), np.float32)
+    kp[:, :2] = proj.uv(xyz)
+    depth = -xyz[:, 0] * proj.s + xyz[:, 2] * proj.c
+    head_d = proj.depth(np.asarray(pts["head"]))
+    kp[:5, 2] = (depth[:5] > head_d - 1e-6).astype(np.float32)
+    return kp
+
+
+# ----------------------------------------------------------------------------- tracklets
+def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Frames (list of (h, w, 3) uint8 BGR) and keypoints (T, 17, 3) of one tracklet."""
+    cam, bg, gain, noise = camera_assets(seed, spec.camera, h, w)
+    r = rng_for(*spec.key)
+    ident = spec.identity
+    yaw = cam.yaw + r.normal(0.0, cam.yaw_spread)
+    hp0 = h * cam.scale * ident.height * r.uniform(0.93, 1.05)
+    cx0 = w * 0.5 + r.normal(0, 0.02 * w)
+    foot0 = h * r.uniform(0.94, 0.99)
+    if spec.kind == "junk":
+        if r.random() < 0.5:  # zoomed on a body part
+            hp0 *= r.uniform(1.6, 2.4)
+            foot0 = h * r.uniform(1.0, 1.8)
+            cx0 += r.normal(0, 0.25 * w)
+        else:  # tiny figure off-centre
+            hp0 *= r.uniform(0.3, 0.5)
+            cx0 = w * r.uniform(0.15, 0.85)
+            foot0 = h * r.uniform(0.4, 0.95)
+    phase0 = r.uniform(0, 2 * math.pi)
+    omega = 2 * math.pi * ident.gait_freq * spec.frame_step
+    # background slides when the walker moves sideways in the image
+    drift = math.sin(yaw) * ident.gait_freq * 0.9 * hp0 * spec.frame_step
+    bg_off = r.uniform(0.3, 1.7) * w
+    # one occluder per occluded tracklet: a passing pole or a static low object
+    occ: Optional[Tuple[str, float, float, float, tuple]] = None
+    if spec.kind != "background" and r.random() < spec.occlusion:
+        col = tuple(int(v) for v in r.integers(20, 235, 3))
+        if r.random() < 0.5:
+            occ = ("pole", r.uniform(0.1, 0.22) * w, r.uniform(-0.3, 1.3) * w, r.uniform(-1.5, 1.5) * w / max(spec.n_frames, 1), col)
+        else:
+            occ = ("low", r.uniform(0.55, 0.85) * h, 0.0, 0.0, col)
+    n = spec.n_frames
+    jit = r.normal(0.0, 1.0, size=(n, 4))
+    flick = 1.0 + r.normal(0.0, 0.02, size=n)
+    noise_off = r.integers(0, h, size=(n, 2))
+    frames: List[np.ndarray] = []
+    kps = np.zeros((n, 17, 3), np.float32)
+    sig = cam.blur * h / 128.0
+    for t in range(n):
+        o = int(bg_off + drift * t) % (2 * w)
+        img = bg[:, o:o + w].copy()
+        hp = hp0 * (1.0 + 0.015 * jit[t, 0])
+        cx = cx0 + 0.02 * w * jit[t, 1]
+        foot = foot0 + 0.01 * h * jit[t, 2]
+        proj = _Projector(yaw + 0.03 * jit[t, 3], hp, cx, foot)
+        if spec.kind != "background":
+            pts = body_points(ident, phase0 + omega * t)
+            _draw_person(img, ident, pts, proj)
+            kp = coco_keypoints(pts, proj)
+        else:
+            kp = np.zeros((17, 3), np.float32)
+        if occ is not None:
+            if occ[0] == "pole":
+                x0 = occ[2] + occ[3] * t
+                x1 = x0 + occ[1]
+                cv2.rectangle(img, (int(x0), 0), (int(x1), h), occ[4], -1)
+                hidden = (kp[:, 0] >= x0) & (kp[:, 0] <= x1)
+            else:
+                y0 = occ[1]
+                cv2.rectangle(img, (0, int(y0)), (w, h), occ[4], -1)
+                hidden = kp[:, 1] >= y0
+            kp[hidden, 2] = 0.0
+        outside = (kp[:, 0] < 0) | (kp[:, 0] > w - 1) | (kp[:, 1] < 0) | (kp[:, 1] > h - 1)
+        kp[outside, 2] = 0.0
+        kp[:, 0] = np.clip(kp[:, 0], 0, w - 1)
+        kp[:, 1] = np.clip(kp[:, 1], 0, h - 1)
+        kps[t] = kp
+        # camera: resolution loss, blur, illumination, noise
+        if cam.resolution < 1.0:
+            small = cv2.resize(img, (max(1, int(w * cam.resolution)), max(1, int(h * cam.resolution))), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        if sig > 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), sig)
+        ny, nx = int(noise_off[t, 0]), int(noise_off[t, 1]) % w
+        f = img.astype(np.float32)
+        f *= gain
+        f *= flick[t]
+        f += noise[ny:ny + h, nx:nx + w]
+        np.clip(f, 0, 255, out=f)
+        frames.append(f.astype(np.uint8))
+    return frames, kps
+
+
+def encode(img: np.ndarray, ext: str) -> bytes:
+    ok, buf = cv2.imencode(ext, img)
+    if not ok:
+        raise RuntimeError(f"cv2.imencode failed for {ext}")
+    return buf.tobytes()
+
+
+def render_and_write(spec: TrackletSpec, seed: int, h: int, w: int) -> np.ndarray:
+    """Render one tracklet, write its frames to ``spec.paths``; returns its (T, 17, 3) keypoints."""
+    frames, kps = render_tracklet(spec, seed, h, w)
+    for img, path in zip(frames, spec.paths):
+        ext = path[path.rfind("."):]
+        with open(path, "wb") as fh:
+            fh.write(encode(img, ext))
+    return kps
+
+
+def pick_frames(frames: Sequence[np.ndarray], idx: Sequence[int]) -> List[np.ndarray]:
+    return [frames[i] for i in idx]

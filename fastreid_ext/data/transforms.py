@@ -1,0 +1,287 @@
+"""Sequence-consistent clip transforms (one set of random parameters per clip).
+
+Sequence-level augmentation (the same crop / flip / erase for every frame of a clip) beats
+frame-level augmentation (MG-RAFA paper, section 4.2). The train transform draws, per clip:
+resize to ``INPUT.SIZE_TRAIN``, pad ``INPUT.PADDING.SIZE`` + random crop back to the size,
+horizontal flip (``INPUT.FLIP``), random erasing (``INPUT.REA``, Zhong et al., Alg. 1 with
+``sl=0.02, sh=0.4, r1=0.3``; one rectangle for all frames), and optionally per-frame random
+erasing (``INPUT.VIDEO.FRAME_ERASE``: each frame independently, its own rectangle), whose
+frames are labelled for the attention loss of paper 003 ("randomly erased frames are labelled
+1, otherwise 0"). The test transform only resizes to ``INPUT.SIZE_TEST``.
+
+Input: a sequence of ``T`` RGB ``uint8`` ``(H, W, 3)`` numpy frames (or torch ``uint8``
+``(H, W, 3)`` / ``(3, H, W)`` tensors). Output: float32 ``(T, C, H, W)`` with values 0..255
+(not normalised: the model normalises) and the :class:`ClipParams` that were applied, which
+:func:`transform_keypoints` uses to move per-frame COCO keypoints consistently.
+
+Coordinates are continuous pixels: pixel ``i`` covers ``[i, i + 1)``, so a resize by ``s``
+maps ``x -> s * x`` and a flip of a ``W``-wide frame maps ``x -> W - x``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+Rect = Tuple[int, int, int, int]  # (y, x, h, w) in the output frame
+
+# COCO-17 joint order: nose, l/r eye, l/r ear, l/r shoulder, l/r elbow, l/r wrist, l/r hip,
+# l/r knee, l/r ankle. A horizontal flip swaps every left joint with its right twin.
+COCO_FLIP_PERM: Tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+
+_PAD_MODES = {
+    "constant": cv2.BORDER_CONSTANT,
+    "edge": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT_101,  # torchvision "reflect" (edge not repeated)
+    "symmetric": cv2.BORDER_REFLECT,  # torchvision "symmetric" (edge repeated)
+}
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """The parameters one clip was transformed with (shared by all its frames)."""
+
+    out_size: Tuple[int, int]  # (H, W) of the output frames
+    in_sizes: Tuple[Tuple[int, int], ...]  # (H_in, W_in) of each input frame
+    pad: int = 0  # border added on every side after the resize
+    crop: Tuple[int, int] = (0, 0)  # (oy, ox) of the crop in the padded frame
+    flip: bool = False
+    erase: Optional[Rect] = None  # clip-level random erasing, same rectangle in every frame
+    frame_erase: Tuple[Optional[Rect], ...] = ()  # per-frame erasing (empty: off)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.in_sizes)
+
+    @property
+    def scales(self) -> np.ndarray:
+        """``(T, 2)`` resize factors ``(sy, sx)`` of each frame."""
+        H, W = self.out_size
+        return np.array([(H / h, W / w) for h, w in self.in_sizes], dtype=np.float64)
+
+    @property
+    def erased(self) -> np.ndarray:
+        """``(T,)`` bool: frames hit by per-frame random erasing."""
+        if not self.frame_erase:
+            return np.zeros(self.num_frames, dtype=bool)
+        return np.array([r is not None for r in self.frame_erase], dtype=bool)
+
+
+def _to_hwc_uint8(frame) -> np.ndarray:
+    if isinstance(frame, torch.Tensor):
+        frame = frame.detach().cpu().numpy()
+        if frame.ndim == 3 and frame.shape[0] in (1, 3) and frame.shape[-1] not in (1, 3):
+            frame = frame.transpose(1, 2, 0)
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    if frame.ndim != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, C) frame, got {frame.dtype} {frame.shape}")
+    if frame.shape[2] == 1:
+        frame = np.repeat(frame, 3, axis=2)
+    return frame
+
+
+def _resize(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Bicubic when enlarging, area averaging when shrinking (no aliasing)."""
+    H, W = size
+    h, w = frame.shape[:2]
+    if (h, w) == (H, W):
+        return frame
+    interp = cv2.INTER_AREA if (H <= h and W <= w) else cv2.INTER_CUBIC
+    return cv2.resize(frame, (W, H), interpolation=interp)
+
+
+def sample_erase_rect(
+    size: Tuple[int, int], rng: np.random.Generator, sl: float = 0.02, sh: float = 0.4,
+    r1: float = 0.3, attempts: int = 100,
+) -> Optional[Rect]:
+    """A random-erasing rectangle (Zhong et al., "Random Erasing Data Augmentation", Alg. 1):
+    area ``S_e ~ U(sl, sh) * H * W``, aspect ``r_e ~ U(r1, 1 / r1)``, ``h = sqrt(S_e r_e)``,
+    ``w = sqrt(S_e / r_e)``; retried until it fits. ``None`` when no attempt fits."""
+    H, W = size
+    for _ in range(attempts):
+        area = rng.uniform(sl, sh) * H * W
+        aspect = rng.uniform(r1, 1.0 / r1)
+        h = int(round(math.sqrt(area * aspect)))
+        w = int(round(math.sqrt(area / aspect)))
+        if 0 < h < H and 0 < w < W:
+            y = int(rng.integers(0, H - h + 1))
+            x = int(rng.integers(0, W - w + 1))
+            return (y, x, h, w)
+    return None
+
+
+def _default_rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
+    """A generator seeded from torch's RNG, which DataLoader seeds per worker (a numpy
+    generator created once would repeat the same draws in every forked worker)."""
+    if rng is not None:
+        return rng
+    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+
+def _stack(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """``T`` HWC uint8 frames -> float32 ``(T, C, H, W)`` (contiguous, values 0..255)."""
+    return np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+class ClipTrainTransform:
+    """Sequence-consistent train augmentation; see the module docstring."""
+
+    def __init__(
+        self,
+        size: Tuple[int, int],
+        padding: int = 0,
+        pad_mode: str = "constant",
+        flip_prob: float = 0.0,
+        rea_prob: float = 0.0,
+        rea_value: Sequence[float] = (0.485 * 255, 0.456 * 255, 0.406 * 255),
+        frame_erase_prob: float = 0.0,
+        rea_sl: float = 0.02,
+        rea_sh: float = 0.4,
+        rea_r1: float = 0.3,
+    ):
+        if len(size) != 2:
+            raise ValueError(f"size must be (H, W), got {size}")
+        if pad_mode not in _PAD_MODES:
+            raise ValueError(f"unknown padding mode {pad_mode!r}; known: {sorted(_PAD_MODES)}")
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        self.size = (int(size[0]), int(size[1]))
+        self.padding = int(padding)
+        self.pad_mode = pad_mode
+        self.flip_prob = float(flip_prob)
+        self.rea_prob = float(rea_prob)
+        self.rea_value = np.asarray(rea_value, dtype=np.float32).reshape(-1, 1, 1)
+        self.frame_erase_prob = float(frame_erase_prob)
+        self.rea_args = dict(sl=rea_sl, sh=rea_sh, r1=rea_r1)
+
+    def sample_params(self, in_sizes: Sequence[Tuple[int, int]], rng: np.random.Generator) -> ClipParams:
+        """Draw the parameters of one clip (``T = len(in_sizes)`` frames)."""
+        p = self.padding
+        oy = int(rng.integers(0, 2 * p + 1)) if p else 0
+        ox = int(rng.integers(0, 2 * p + 1)) if p else 0
+        flip = bool(rng.random() < self.flip_prob)
+        erase = None
+        if self.rea_prob > 0 and rng.random() < self.rea_prob:
+            erase = sample_erase_rect(self.size, rng, **self.rea_args)
+        frame_erase: Tuple[Optional[Rect], ...] = ()
+        if self.frame_erase_prob > 0:
+            frame_erase = tuple(
+                sample_erase_rect(self.size, rng, **self.rea_args) if rng.random() < self.frame_erase_prob else None
+                for _ in in_sizes
+            )
+        return ClipParams(
+            out_size=self.size, in_sizes=tuple((int(h), int(w)) for h, w in in_sizes), pad=p,
+            crop=(oy, ox), flip=flip, erase=erase, frame_erase=frame_erase,
+        )
+
+    def apply(self, frames: Sequence, params: ClipParams) -> torch.Tensor:
+        """Apply ``params`` to every frame: ``T`` frames -> float32 ``(T, C, H, W)``."""
+        H, W = params.out_size
+        p, (oy, ox) = params.pad, params.crop
+        out = []
+        for f in frames:
+            f = _resize(_to_hwc_uint8(f), (H, W))
+            if p:
+                f = cv2.copyMakeBorder(f, p, p, p, p, _PAD_MODES[self.pad_mode], value=(0, 0, 0))
+                f = f[oy:oy + H, ox:ox + W]
+            if params.flip:
+                f = f[:, ::-1]
+            out.append(f)
+        clip = _stack(out)  # (T, C, H, W)
+        if params.erase is not None:
+            y, x, h, w = params.erase
+            clip[:, :, y:y + h, x:x + w] = self.rea_value
+        for t, rect in enumerate(params.frame_erase):
+            if rect is not None:
+                y, x, h, w = rect
+                clip[t, :, y:y + h, x:x + w] = self.rea_value
+        return torch.from_numpy(clip)
+
+    def __call__(self, frames: Sequence, rng: Optional[np.random.Generator] = None):
+        """``frames`` -> ``(clip (T, C, H, W) float32, ClipParams)``."""
+        frames = [_to_hwc_uint8(f) for f in frames]
+        params = self.sample_params([f.shape[:2] for f in frames], _default_rng(rng))
+        return self.apply(frames, params), params
+
+    def __repr__(self) -> str:
+        return (f"ClipTrainTransform(size={self.size}, padding={self.padding}, pad_mode={self.pad_mode!r}, "
+                f"flip_prob={self.flip_prob}, rea_prob={self.rea_prob}, frame_erase_prob={self.frame_erase_prob})")
+
+
+class ClipTestTransform:
+    """Resize every frame to ``size``; same call signature as :class:`ClipTrainTransform`."""
+
+    def __init__(self, size: Tuple[int, int]):
+        if len(size) != 2:
+            raise ValueError(f"size must be (H, W), got {size}")
+        self.size = (int(size[0]), int(size[1]))
+
+    def __call__(self, frames: Sequence, rng: Optional[np.random.Generator] = None):
+        frames = [_to_hwc_uint8(f) for f in frames]
+        params = ClipParams(out_size=self.size, in_sizes=tuple(f.shape[:2] for f in frames))
+        return torch.from_numpy(_stack([_resize(f, self.size) for f in frames])), params
+
+    def __repr__(self) -> str:
+        return f"ClipTestTransform(size={self.size})"
+
+
+def transform_keypoints(keypoints: np.ndarray, params: ClipParams) -> np.ndarray:
+    """Move per-frame keypoints with the clip's transform.
+
+    Args:
+        keypoints: ``(T, 17, 3)`` COCO joints ``(x, y, v)`` in pixels of each *input* frame.
+        params: what :class:`ClipTrainTransform` / :class:`ClipTestTransform` applied.
+
+    Returns:
+        float32 ``(T, 17, 3)``: ``x, y`` in ``[0, 1]`` of the output frame
+        (``x' = (s_x x + pad - o_x) / W``, mirrored ``1 - x'`` with left/right joints swapped
+        when flipped); ``v`` set to 0 for joints the crop moved outside the frame.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.shape != (params.num_frames, 17, 3):
+        raise ValueError(f"keypoints must be ({params.num_frames}, 17, 3), got {kp.shape}")
+    H, W = params.out_size
+    s = params.scales  # (T, 2) = (sy, sx)
+    oy, ox = params.crop
+    x = (kp[..., 0] * s[:, 1:2] + params.pad - ox) / W
+    y = (kp[..., 1] * s[:, 0:1] + params.pad - oy) / H
+    v = kp[..., 2].copy()
+    if params.flip:
+        x = 1.0 - x
+        perm = list(COCO_FLIP_PERM)
+        x, y, v = x[:, perm], y[:, perm], v[:, perm]
+    outside = (x < 0) | (x > 1) | (y < 0) | (y > 1)
+    v[outside] = 0.0
+    return np.stack([x, y, v], axis=-1).astype(np.float32)
+
+
+_UNSUPPORTED = ("CROP", "CJ", "AFFINE", "AUTOAUG", "AUGMIX", "RPT")
+
+
+def build_clip_transforms(cfg, is_train: bool = True):
+    """The clip transform of ``cfg`` (train: :class:`ClipTrainTransform`, test:
+    :class:`ClipTestTransform`). Host augmentations this pipeline does not implement raise
+    when enabled instead of being silently ignored."""
+    if not is_train:
+        return ClipTestTransform(tuple(cfg.INPUT.SIZE_TEST))
+    enabled = [k for k in _UNSUPPORTED if k in cfg.INPUT and cfg.INPUT[k].ENABLED]
+    if enabled:
+        raise ValueError(
+            f"INPUT.{enabled[0]}.ENABLED is not supported by the video clip transforms "
+            f"(supported: SIZE_TRAIN, PADDING, FLIP, REA, VIDEO.FRAME_ERASE)"
+        )
+    return ClipTrainTransform(
+        size=tuple(cfg.INPUT.SIZE_TRAIN),
+        padding=cfg.INPUT.PADDING.SIZE if cfg.INPUT.PADDING.ENABLED else 0,
+        pad_mode=cfg.INPUT.PADDING.MODE,
+        flip_prob=cfg.INPUT.FLIP.PROB if cfg.INPUT.FLIP.ENABLED else 0.0,
+        rea_prob=cfg.INPUT.REA.PROB if cfg.INPUT.REA.ENABLED else 0.0,
+        rea_value=tuple(cfg.INPUT.REA.VALUE),
+        frame_erase_prob=cfg.INPUT.VIDEO.FRAME_ERASE.PROB if cfg.INPUT.VIDEO.FRAME_ERASE.ENABLED else 0.0,
+    )

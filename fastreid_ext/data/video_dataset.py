@@ -1,0 +1,220 @@
+"""Torch datasets over tracklets: random train clips, dense test clips.
+
+Items are ``(frame_paths, pid, camid)`` or ``(frame_paths, pid, camid, extras)``
+(``docs/architecture.md``, "Datasets"). Host image datasets give ``(img_path, pid, camid)``:
+a ``str`` path is wrapped to the 1-frame tracklet ``((img_path,), pid, camid)``; asking for
+``T > 1`` frames of it repeats the frame ``T`` times (decoded once), ``T = 1`` gives a plain
+image clip.
+
+Keypoints: when ``extras["keypoints"]`` names a JSON file, it is read once per process. Format:
+an object mapping each frame path *relative to the JSON's folder* (``/`` separators) to its 17
+COCO joints, either ``[[x, y, v], ...]`` or the flat COCO list ``[x0, y0, v0, x1, ...]``, in
+pixels of the original frame (optionally nested under a top-level ``"frames"`` key). A frame
+missing from the file gets all-zero joints (``v = 0``). The item's ``keypoints`` are
+``(T, 17, 3)`` float32 with ``x, y`` in ``[0, 1]`` of the output frame
+(:func:`~fastreid_ext.data.transforms.transform_keypoints`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .clip_sampler import dense_clips
+from .frame_io import load_clip
+from .transforms import ClipParams, transform_keypoints
+
+NUM_JOINTS = 17
+
+_KEYPOINT_FILES: Dict[str, Dict[str, np.ndarray]] = {}  # per-process cache: json path -> rel path -> (17, 3)
+
+
+def as_tracklet(item: Sequence) -> Tuple:
+    """``(img_path, pid, camid[, extras])`` -> ``((img_path,), pid, camid[, extras])``; a tracklet
+    item is returned as a tuple with ``frame_paths`` made a tuple. The input is not modified."""
+    if len(item) < 3:
+        raise ValueError(f"an item is (frame_paths, pid, camid[, extras]), got {item!r}")
+    paths = item[0]
+    paths = (paths,) if isinstance(paths, str) else tuple(paths)
+    if not paths:
+        raise ValueError(f"tracklet without frames: pid {item[1]!r}, camid {item[2]!r}")
+    return (paths,) + tuple(item[1:])
+
+
+def _extras(item: Tuple) -> dict:
+    return item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
+
+
+def _load_keypoint_file(json_path: str) -> Dict[str, np.ndarray]:
+    table = _KEYPOINT_FILES.get(json_path)
+    if table is None:
+        with open(json_path) as f:
+            raw = json.load(f)
+        if isinstance(raw, dict) and isinstance(raw.get("frames"), dict):
+            raw = raw["frames"]
+        if not isinstance(raw, dict):
+            raise ValueError(f"keypoint file {json_path!r}: expected an object frame -> joints")
+        table = {}
+        for rel, joints in raw.items():
+            arr = np.asarray(joints, dtype=np.float32).reshape(-1)
+            if arr.size != NUM_JOINTS * 3:
+                raise ValueError(
+                    f"keypoint file {json_path!r}: frame {rel!r} has {arr.size} values, expected {NUM_JOINTS * 3}"
+                )
+            table[rel.replace(os.sep, "/")] = arr.reshape(NUM_JOINTS, 3)
+        _KEYPOINT_FILES[json_path] = table
+    return table
+
+
+def clip_keypoints(json_path: str, frame_paths: Sequence[str], params: ClipParams) -> torch.Tensor:
+    """``(T, 17, 3)`` keypoints of the clip frames ``frame_paths``, in ``[0, 1]`` of the output."""
+    table = _load_keypoint_file(json_path)
+    root = os.path.dirname(os.path.abspath(json_path))
+    raw = np.zeros((len(frame_paths), NUM_JOINTS, 3), dtype=np.float32)
+    for t, p in enumerate(frame_paths):
+        rel = os.path.relpath(os.path.abspath(p), root).replace(os.sep, "/")
+        joints = table.get(rel)
+        if joints is not None:
+            raw[t] = joints
+    return torch.from_numpy(transform_keypoints(raw, params))
+
+
+def _tracklet_name(item: Tuple) -> str:
+    return f"pid={item[1]} camid={item[2]} ({os.path.dirname(item[0][0]) or item[0][0]})"
+
+
+def _seeded_rng() -> np.random.Generator:
+    # torch's RNG is seeded per DataLoader worker; a numpy generator made in __init__ would
+    # be copied into every worker and repeat the same draws there.
+    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+
+def _load_item(item: Tuple, indices: Sequence[int], transform, rng: np.random.Generator) -> dict:
+    paths = item[0]
+    frames, used, skipped = load_clip(paths, indices, _tracklet_name(item))
+    images, params = transform(frames, rng)
+    out = {
+        "images": images,  # (T, C, H, W)
+        "erased": torch.from_numpy(params.erased),  # (T,)
+        "img_paths": paths[0],
+        "skipped_frames": skipped,
+    }
+    kp = _extras(item).get("keypoints")
+    if kp:
+        out["keypoints"] = clip_keypoints(kp, [paths[j] for j in used], params)
+    return out
+
+
+class VideoTrainDataset(Dataset):
+    """Random clips of train tracklets, pids / camids relabelled like the host's ``CommDataset``.
+
+    Args:
+        items: tracklet or image items (see the module docstring); not modified.
+        transform: ``transform(frames, rng) -> (clip (T, C, H, W), ClipParams)``.
+        sampler_fn: ``sampler_fn(n, T, rng) -> T indices`` (:mod:`.clip_sampler`).
+        seq_len: ``T``.
+        relabel: map pids / camids to ``0..N-1`` in sorted order (``pid_dict`` / ``cam_dict``).
+    """
+
+    def __init__(self, items: Sequence, transform: Callable, sampler_fn: Callable, seq_len: int, relabel: bool = True):
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        self.items: List[Tuple] = [as_tracklet(i) for i in items]
+        self.transform = transform
+        self.sampler_fn = sampler_fn
+        self.seq_len = int(seq_len)
+        self.relabel = relabel
+        self.pids = sorted({i[1] for i in self.items})
+        self.cams = sorted({i[2] for i in self.items})
+        if relabel:
+            self.pid_dict = {p: k for k, p in enumerate(self.pids)}
+            self.cam_dict = {c: k for k, c in enumerate(self.cams)}
+
+    @property
+    def img_items(self) -> List[Tuple]:
+        """Host name of the item list (samplers read ``img_items``)."""
+        return self.items
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.pids)
+
+    @property
+    def num_cameras(self) -> int:
+        return len(self.cams)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        rng = _seeded_rng()
+        indices = self.sampler_fn(len(item[0]), self.seq_len, rng)
+        out = _load_item(item, indices, self.transform, rng)
+        pid, camid = item[1], item[2]
+        if self.relabel:
+            pid, camid = self.pid_dict[pid], self.cam_dict[camid]
+        out["targets"] = pid
+        out["camids"] = camid
+        return out
+
+
+class VideoTestDataset(Dataset):
+    """One entry per dense clip (:func:`~fastreid_ext.data.clip_sampler.dense_clips`) of each
+    tracklet; ``track_idx`` is the tracklet's index in ``items`` (``query + gallery``), pids /
+    camids are raw. A tracklet never loads more than ``seq_len`` frames at a time.
+    """
+
+    def __init__(self, items: Sequence, transform: Callable, seq_len: int, max_clips: int = 0):
+        self.items: List[Tuple] = [as_tracklet(i) for i in items]
+        self.transform = transform
+        self.seq_len = int(seq_len)
+        self.max_clips = int(max_clips)
+        self.clips: List[Tuple[int, List[int]]] = [
+            (k, clip) for k, item in enumerate(self.items) for clip in dense_clips(len(item[0]), self.seq_len, self.max_clips)
+        ]
+        self.track_idx = np.array([k for k, _ in self.clips], dtype=np.int64)  # (num_clips,)
+
+    @property
+    def num_tracklets(self) -> int:
+        return len(self.items)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict:
+        k, indices = self.clips[index]
+        item = self.items[k]
+        out = _load_item(item, indices, self.transform, None)
+        out["targets"] = item[1]
+        out["camids"] = item[2]
+        out["track_idx"] = k
+        return out
+
+
+def collate_video_batch(batch: List[dict]) -> dict:
+    """Stack items into the batch dict of ``docs/architecture.md`` ("Batches"):
+    ``images`` (B, T, C, H, W) float32, ``targets`` / ``camids`` / ``track_idx`` /
+    ``skipped_frames`` (B,) int64, ``erased`` (B, T) bool, ``keypoints`` (B, T, 17, 3) (items
+    without keypoints get zeros, i.e. ``v = 0``, when others have them), ``img_paths`` list."""
+    if not batch:
+        raise ValueError("empty batch")
+    out = {
+        "images": torch.stack([b["images"] for b in batch]),
+        "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
+        "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
+        "erased": torch.stack([b["erased"] for b in batch]),
+        "img_paths": [b["img_paths"] for b in batch],
+        "skipped_frames": torch.tensor([b["skipped_frames"] for b in batch], dtype=torch.int64),
+    }
+    if "track_idx" in batch[0]:
+        out["track_idx"] = torch.tensor([b["track_idx"] for b in batch], dtype=torch.int64)
+    if any("keypoints" in b for b in batch):
+        T = batch[0]["images"].shape[0]
+        zero = torch.zeros(T, NUM_JOINTS, 3)
+        out["keypoints"] = torch.stack([b.get("keypoints", zero) for b in batch])
+    return out

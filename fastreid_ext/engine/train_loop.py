@@ -1,0 +1,97 @@
+"""One training step on CPU or GPU, with optional AMP and the losses' own optimizers.
+
+Replaces the host's ``SimpleTrainer`` / ``AMPTrainer`` (``fastreid/engine/train_loop.py``):
+the host's ``AMPTrainer`` asserts CUDA and uses the deprecated ``torch.cuda.amp`` (``:335``).
+Here autocast runs through ``torch.amp`` on the model's device: float16 (with a grad scaler)
+or bfloat16 on GPU, bfloat16 on CPU when asked for explicitly.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, List, Tuple
+
+import torch
+from fastreid.engine.train_loop import SimpleTrainer
+from torch.nn.parallel import DistributedDataParallel
+
+logger = logging.getLogger(__name__)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def move_batch(batch, device: torch.device):
+    """A copy of ``batch`` (dict / list / tensor) with its tensors on ``device``; the input is
+    not modified."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_batch(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return type(batch)(move_batch(v, device) for v in batch)
+    return batch
+
+
+def own_optimizers(model: torch.nn.Module) -> List[Tuple[torch.nn.Module, torch.optim.Optimizer]]:
+    """(loss, optimizer) pairs of the registered losses that step their own parameters."""
+    losses = getattr(unwrap(model), "losses", None)
+    if losses is None or not hasattr(losses, "own_optimizers"):
+        return []
+    return list(losses.own_optimizers())
+
+
+def resolve_amp(enabled: bool, dtype_name: str, device: torch.device) -> Tuple[bool, torch.dtype]:
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype_name)
+    if dtype is None:
+        raise ValueError(f"SOLVER.AMP.DTYPE must be float16 or bfloat16, got {dtype_name!r}")
+    if enabled and device.type == "cpu" and dtype == torch.float16:
+        logger.warning("AMP float16 is not supported on CPU; using bfloat16")
+        dtype = torch.bfloat16
+    return enabled, dtype
+
+
+class DeviceTrainer(SimpleTrainer):
+    """``SimpleTrainer`` that moves batches to the model's device, supports ``torch.amp`` and
+    steps the optimizers owned by losses (e.g. the center loss's SGD on its centers)."""
+
+    def __init__(self, model, data_loader, optimizer, param_wrapper, amp: bool = False,
+                 amp_dtype: str = "float16"):
+        super().__init__(model, data_loader, optimizer, param_wrapper)
+        self.device = model_device(model)
+        self.amp, self.amp_dtype = resolve_amp(amp, amp_dtype, self.device)
+        use_scaler = self.amp and self.device.type == "cuda" and self.amp_dtype == torch.float16
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.own = own_optimizers(model)
+
+    def run_step(self):
+        assert self.model.training, "[DeviceTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data = move_batch(data, self.device)
+        data_time = time.perf_counter() - start
+
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            loss_dict: Dict[str, torch.Tensor] = self.model(data)
+        losses = sum(v.float() for v in loss_dict.values())
+
+        self.optimizer.zero_grad(set_to_none=True)
+        for _, opt in self.own:
+            opt.zero_grad(set_to_none=True)
+        self.grad_scaler.scale(losses).backward()
+        self._write_metrics(loss_dict, data_time)
+
+        self.grad_scaler.step(self.optimizer)
+        for loss, opt in self.own:
+            if self.grad_scaler.is_enabled():
+                self.grad_scaler.unscale_(opt)
+            loss.before_own_step()
+            self.grad_scaler.step(opt)
+        self.grad_scaler.update()

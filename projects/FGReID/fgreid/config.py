@@ -1,0 +1,43 @@
+"""Config keys of the FGReID project (``add_fgreid_config``)."""
+from __future__ import annotations
+
+from fastreid.config import CfgNode as CN
+
+
+def add_fgreid_config(cfg: CN) -> CN:
+    """Add ``MODEL.FGREID`` and the FGReID loss nodes to ``cfg`` in place and return it.
+
+    Needs the plugin keys (``fastreid_ext.add_ext_config``) first; safe to call twice.
+    Defaults are the paper's MARS model (paper 000, section 3) with the authors' released loss
+    weights (``/work/shared/reference/method-notes.md``).
+    """
+    if "FGREID" in cfg.MODEL:
+        return cfg
+    _C = cfg
+    _C.MODEL.FGREID = CN()
+    _C.MODEL.FGREID.REDUCED_DIM = 1024     # c*: output of both 1x1 reductions (f* = 2 c*)
+    _C.MODEL.FGREID.NL_REDUCTION = 4       # c_bar = c* / NL_REDUCTION in the non-local block
+    _C.MODEL.FGREID.MIN_SCOPE = "clip"     # Eq. 2 min over: "clip" (paper) | "batch" (authors' code)
+    # ---- Table 8 ablation switches
+    _C.MODEL.FGREID.S_CHANNEL = True       # False: uniform channel weights 1/c* ("w/o S_channel")
+    _C.MODEL.FGREID.NON_LOCAL = True       # False: A2 = A1 ("w/o non-local block")
+    _C.MODEL.FGREID.SHARED_QK = True       # False: separate key conv ("KQV")
+    _C.MODEL.FGREID.GFM = True             # False: no global branch / Y1 ("w/o GFM")
+    _C.MODEL.FGREID.CONTEXT = True         # False: no context branch / Y2 ("only GFM")
+    _C.MODEL.FGREID.FGM = True             # False: A_maps = 1, plain spatial average ("w/o FGM")
+    _C.MODEL.FGREID.SHARED_BACKBONE = False  # True: one ResNet for both branches ("Baseline-1R")
+    # ---- CNN_MARS initialisation (CNN_ImageNet uses MODEL.BACKBONE.PRETRAIN / PRETRAIN_PATH)
+    _C.MODEL.FGREID.MARS_WEIGHTS = ""      # checkpoint of a MARS-trained model; "" = random init ("Baseline")
+    _C.MODEL.FGREID.MARS_PREFIX = "backbone."  # key prefix of the backbone in that checkpoint
+
+    # ---- FGReID losses (Eq. 11-12); each is switched on by its name in MODEL.LOSSES.NAME
+    _C.MODEL.LOSSES.VAR = CN()
+    _C.MODEL.LOSSES.VAR.SCALE = 6.818e-4   # W^var (authors' released value)
+    _C.MODEL.LOSSES.KL = CN()
+    _C.MODEL.LOSSES.KL.SCALE = 1.0         # W^KL
+    _C.MODEL.LOSSES.KL.MARGIN = 0.005      # m_cs
+    _C.MODEL.LOSSES.SR = CN()
+    _C.MODEL.LOSSES.SR.SCALE = 1.0         # W^sr
+    _C.MODEL.LOSSES.SR.MARGIN_RANK = 2.0   # m_r
+    _C.MODEL.LOSSES.SR.MARGIN_LIMIT = 1.0  # m_s
+    return cfg

@@ -1,0 +1,18 @@
+"""FGReID building blocks (Eq. 1-10 of paper 000)."""
+from .fine_grained_attention import (
+    MIN_SCOPES,
+    attentive_pooling,
+    channel_weights,
+    fine_grained_attention,
+    shift_to_nonnegative,
+)
+from .qk_non_local import QKNonLocal
+
+__all__ = [
+    "MIN_SCOPES",
+    "QKNonLocal",
+    "attentive_pooling",
+    "channel_weights",
+    "fine_grained_attention",
+    "shift_to_nonnegative",
+]

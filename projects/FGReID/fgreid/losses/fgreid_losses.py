@@ -1,0 +1,104 @@
+"""FGReID's losses in the plugin's loss registry (paper 000, Eq. 11-12).
+
+Head output keys they read (see :class:`fgreid.modeling.FGReID`): ``y1`` (global-branch
+logits), ``y2`` (context-branch logits), ``features`` (``f*``).
+"""
+from __future__ import annotations
+
+from fastreid.modeling.losses import log_accuracy
+from fastreid_ext.modeling.losses import LOSS_REGISTRY, ReIDLoss
+
+from .functional import averaged_cross_entropy, kl_consistency, satisfied_rank, variance_regularization
+
+LOGIT_KEYS = ("y1", "y2")
+
+
+@LOSS_REGISTRY.register()
+class AveragedCrossEntropyLoss(ReIDLoss):
+    """``L_CE^avg``: label-smoothed CE averaged over the label vectors the model produced
+    (Y1 and Y2; only one of them in the "only GFM" / "w/o GFM" ablations).
+    Reads ``MODEL.LOSSES.CE`` (``EPSILON``, ``ALPHA``, ``SCALE``); writes ``loss_cls``."""
+
+    output_name = "loss_cls"
+    required_keys = ()
+
+    def __init__(self, eps: float = 0.1, alpha: float = 0.2, scale: float = 1.0):
+        super().__init__()
+        self.eps, self.alpha, self.scale = eps, alpha, scale
+
+    @classmethod
+    def from_config(cls, cfg, **ctx):
+        c = cfg.MODEL.LOSSES.CE
+        return cls(eps=c.EPSILON, alpha=c.ALPHA, scale=c.SCALE)
+
+    def check_inputs(self, outputs):
+        if not any(k in outputs for k in LOGIT_KEYS):
+            raise KeyError(f"AveragedCrossEntropyLoss needs one of {LOGIT_KEYS}; the head "
+                           f"returned {sorted(outputs)}")
+
+    def forward(self, outputs, targets):
+        logits = [outputs[k] for k in LOGIT_KEYS if k in outputs]
+        if "pred_class_logits" in outputs:
+            log_accuracy(outputs["pred_class_logits"].detach(), targets)
+        return averaged_cross_entropy(logits, targets, self.eps, self.alpha) * self.scale
+
+
+@LOSS_REGISTRY.register()
+class VarianceLoss(ReIDLoss):
+    """Eq. (11) variance regularisation of ``f*`` per identity; ``MODEL.LOSSES.VAR``."""
+
+    output_name = "loss_var"
+    required_keys = ("features",)
+
+    def __init__(self, scale: float = 6.818e-4):
+        super().__init__()
+        self.scale = scale
+
+    @classmethod
+    def from_config(cls, cfg, **ctx):
+        return cls(scale=cfg.MODEL.LOSSES.VAR.SCALE)
+
+    def forward(self, outputs, targets):
+        return variance_regularization(outputs["features"], targets) * self.scale
+
+
+@LOSS_REGISTRY.register()
+class KLConsistencyLoss(ReIDLoss):
+    """``L_cns`` between Y1 and Y2; ``MODEL.LOSSES.KL`` (``SCALE``, ``MARGIN``)."""
+
+    output_name = "loss_kl"
+    required_keys = ("y1", "y2")
+
+    def __init__(self, margin: float = 0.005, scale: float = 1.0):
+        super().__init__()
+        self.margin, self.scale = margin, scale
+
+    @classmethod
+    def from_config(cls, cfg, **ctx):
+        c = cfg.MODEL.LOSSES.KL
+        return cls(margin=c.MARGIN, scale=c.SCALE)
+
+    def forward(self, outputs, targets):
+        return kl_consistency(outputs["y1"], outputs["y2"], self.margin) * self.scale
+
+
+@LOSS_REGISTRY.register()
+class SatisfiedRankLoss(ReIDLoss):
+    """``L_sr`` between Y1 and Y2; ``MODEL.LOSSES.SR`` (``SCALE``, ``MARGIN_RANK``,
+    ``MARGIN_LIMIT``)."""
+
+    output_name = "loss_sr"
+    required_keys = ("y1", "y2")
+
+    def __init__(self, margin_rank: float = 2.0, margin_limit: float = 1.0, scale: float = 1.0):
+        super().__init__()
+        self.margin_rank, self.margin_limit, self.scale = margin_rank, margin_limit, scale
+
+    @classmethod
+    def from_config(cls, cfg, **ctx):
+        c = cfg.MODEL.LOSSES.SR
+        return cls(margin_rank=c.MARGIN_RANK, margin_limit=c.MARGIN_LIMIT, scale=c.SCALE)
+
+    def forward(self, outputs, targets):
+        return satisfied_rank(outputs["y1"], outputs["y2"], targets, self.margin_rank,
+                              self.margin_limit) * self.scale

@@ -1,0 +1,65 @@
+"""Pure functions of FGReID's own losses (paper 000, section 4.1, Eq. 11-12)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from fastreid.modeling.losses import cross_entropy_loss
+
+
+def averaged_cross_entropy(logits: Sequence[torch.Tensor], targets: torch.Tensor,
+                           eps: float = 0.1, alpha: float = 0.2) -> torch.Tensor:
+    """``L_CE^avg``: label-smoothed cross-entropy on each label vector (Y1, Y2), averaged.
+
+    Each term is the host's ``cross_entropy_loss`` (same smoothing semantics).
+    """
+    if len(logits) == 0:
+        raise ValueError("averaged_cross_entropy needs at least one logits tensor")
+    return sum(cross_entropy_loss(y, targets, eps, alpha) for y in logits) / len(logits)
+
+
+def variance_regularization(features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Eq. (11): ``R_var = sum_{c in B} 1/n_c sum_i ||f_i^c - mean_c||^2``.
+
+    The squared deviation of the vector ``f*`` is summed over feature dimensions.
+    Args:
+        features: ``(B, D)`` embeddings ``f*``.
+        targets: ``(B,)`` identity labels.
+    """
+    if features.shape[0] != targets.shape[0]:
+        raise ValueError("features and targets disagree on the batch size")
+    classes, inverse, counts = torch.unique(targets, return_inverse=True, return_counts=True)
+    k = classes.numel()
+    sums = features.new_zeros(k, features.shape[1]).index_add(0, inverse, features)  # (K, D)
+    means = sums / counts.to(features.dtype)[:, None]
+    sq_dev = (features - means[inverse]).pow(2).sum(dim=1)  # (B,)
+    per_class = features.new_zeros(k).index_add(0, inverse, sq_dev) / counts.to(features.dtype)
+    return per_class.sum()
+
+
+def kl_consistency(y1: torch.Tensor, y2: torch.Tensor, margin: float = 0.005) -> torch.Tensor:
+    """``L_cns = relu(KL(p1 || p2) - m_cs)`` with ``p = softmax(Y)``, KL averaged over the batch.
+
+    Aligns the coarse-grained prediction Y1 with the fine-grained one Y2 (section 4.1).
+    """
+    logp1 = F.log_softmax(y1, dim=1)
+    logp2 = F.log_softmax(y2, dim=1)
+    kl = (logp1.exp() * (logp1 - logp2)).sum(dim=1).mean()
+    return F.relu(kl - margin)
+
+
+def satisfied_rank(y1: torch.Tensor, y2: torch.Tensor, targets: torch.Tensor,
+                   margin_rank: float = 2.0, margin_limit: float = 1.0) -> torch.Tensor:
+    """Satisfied rank loss ``L_sr = mean(min(L_r, L_s))`` (Zhu et al. 2020, used in section 4.1).
+
+    With ``p1, p2`` the true-class probabilities of Y1 and Y2:
+    ``L_r = relu(p1 - p2 + m_r)`` (Y2 should rank above Y1) and
+    ``L_s = relu(2 m_s - p1 - p2)`` (stop once both are confident).
+    """
+    idx = targets.view(-1, 1)
+    p1 = y1.softmax(dim=1).gather(1, idx).squeeze(1)
+    p2 = y2.softmax(dim=1).gather(1, idx).squeeze(1)
+    l_rank = F.relu(p1 - p2 + margin_rank)
+    l_limit = F.relu(2 * margin_limit - p1 - p2)
+    return torch.minimum(l_rank, l_limit).mean()

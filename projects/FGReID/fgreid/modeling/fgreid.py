@@ -1,0 +1,201 @@
+"""FGReID meta-architecture (Pathak, "Fine-Grained Re-Identification", paper 000, section 3).
+
+Two host ResNets (``CNN_ImageNet``, ``CNN_MARS``), a 1x1 reduction to ``c*`` on each,
+the Global Feature Module (GAP -> temporal mean -> BN -> Y1), the parameter-free Fine-Grained
+Module (Eq. 1-3), the Context Module (Eq. 4-9) with attentive pooling (Eq. 10) -> temporal mean
+-> BN -> Y2, one shared classifier. Embedding ``f* = [f_ImageNet ; f_MARS]`` (``2 c*``).
+Images ``(B, C, H, W)`` run the same code with ``T = 1`` (the temporal mean is then a no-op).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Dict, Optional, Sequence
+
+import torch
+from fastreid.config import configurable
+from fastreid.layers.weight_init import weights_init_classifier, weights_init_kaiming
+from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
+from fastreid_ext.modeling.losses import LossSet, build_losses
+from fastreid_ext.modeling.video_utils import build_backbone_offline, frame_features, preprocess_clip
+from torch import nn
+
+from ..layers import MIN_SCOPES, QKNonLocal, attentive_pooling, channel_weights, fine_grained_attention
+from .mars_init import load_mars_backbone
+
+logger = logging.getLogger(__name__)
+
+
+@META_ARCH_REGISTRY.register()
+class FGReID(nn.Module):
+    """See the module docstring. Ablation switches (Table 8) are the ``MODEL.FGREID`` keys.
+
+    ``forward(batched_inputs)``: training -> dict of named losses; eval -> ``(B, D)``
+    embedding, ``D = 2 c*`` (``c*`` when one branch is ablated).
+    """
+
+    @configurable
+    def __init__(self, *, backbone_imagenet: nn.Module, backbone_mars: Optional[nn.Module],
+                 feat_dim: int, reduced_dim: int, num_classes: int, losses: Optional[LossSet],
+                 pixel_mean: Sequence[float], pixel_std: Sequence[float], nl_reduction: int = 4,
+                 min_scope: str = "clip", use_s_channel: bool = True, use_non_local: bool = True,
+                 shared_qk: bool = True, use_gfm: bool = True, use_context: bool = True,
+                 use_fgm: bool = True):
+        """
+        Args:
+            backbone_imagenet: ``CNN_ImageNet``, ``(N, 3, H, W) -> (N, feat_dim, h, w)``.
+            backbone_mars: ``CNN_MARS``; ``None`` shares ``backbone_imagenet`` ("Baseline-1R").
+            reduced_dim: ``c*``.
+            losses: built by ``build_losses`` (``None``: the model can only run in eval mode).
+        """
+        super().__init__()
+        if min_scope not in MIN_SCOPES:
+            raise ValueError(f"MODEL.FGREID.MIN_SCOPE must be one of {MIN_SCOPES}, got {min_scope!r}")
+        if not (use_gfm or use_context):
+            raise ValueError("MODEL.FGREID: GFM and CONTEXT cannot both be off")
+        if not (use_gfm or use_fgm):
+            raise ValueError("MODEL.FGREID: with GFM off the ImageNet branch only feeds the FGM, "
+                             "so FGM cannot be off too")
+        self.backbone_imagenet = backbone_imagenet
+        self.backbone_mars = backbone_mars
+        self.reduced_dim = reduced_dim
+        self.min_scope = min_scope
+        self.use_s_channel, self.use_fgm = use_s_channel, use_fgm
+        self.use_gfm, self.use_context = use_gfm, use_context
+
+        # f_ImageNet -> f'_ImageNet (always: the GFM and the FGM both read it)
+        self.reduce_imagenet = nn.Conv2d(feat_dim, reduced_dim, kernel_size=1)
+        self.reduce_imagenet.apply(weights_init_kaiming)
+        self.bn_global = nn.BatchNorm1d(reduced_dim) if use_gfm else None
+        if use_context:
+            self.reduce_mars = nn.Conv2d(feat_dim, reduced_dim, kernel_size=1)
+            self.reduce_mars.apply(weights_init_kaiming)
+            self.non_local = QKNonLocal(reduced_dim, nl_reduction, shared_qk) if use_non_local else None
+            self.bn_context = nn.BatchNorm1d(reduced_dim)
+        else:
+            self.reduce_mars, self.non_local, self.bn_context = None, None, None
+        for bn in (self.bn_global, self.bn_context):
+            if bn is not None:
+                bn.apply(weights_init_kaiming)
+        self.classifier = nn.Linear(reduced_dim, num_classes, bias=False)  # shared: Y1 and Y2
+        self.classifier.apply(weights_init_classifier)
+        self.losses = losses
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        f = cfg.MODEL.FGREID
+        num_branches = int(f.GFM) + int(f.CONTEXT)
+        backbone_imagenet = build_backbone_offline(cfg)
+        backbone_mars = None
+        if f.SHARED_BACKBONE:
+            if f.MARS_WEIGHTS:
+                load_mars_backbone(backbone_imagenet, f.MARS_WEIGHTS, f.MARS_PREFIX)
+        elif f.CONTEXT:
+            mars_cfg = copy.deepcopy(cfg)
+            mars_cfg.defrost()
+            mars_cfg.MODEL.BACKBONE.PRETRAIN = False  # CNN_MARS never takes the ImageNet weights
+            backbone_mars = build_backbone_offline(mars_cfg)
+            if f.MARS_WEIGHTS:
+                load_mars_backbone(backbone_mars, f.MARS_WEIGHTS, f.MARS_PREFIX)
+            else:
+                logger.warning("MODEL.FGREID.MARS_WEIGHTS is empty: CNN_MARS starts from random "
+                               "weights (the paper's 'Baseline', not 'FGReID')")
+        num_classes = cfg.MODEL.HEADS.NUM_CLASSES
+        losses = build_losses(cfg, feat_dim=num_branches * f.REDUCED_DIM, num_classes=num_classes)
+        return {
+            "backbone_imagenet": backbone_imagenet,
+            "backbone_mars": backbone_mars,
+            "feat_dim": cfg.MODEL.BACKBONE.FEAT_DIM,
+            "reduced_dim": f.REDUCED_DIM,
+            "num_classes": num_classes,
+            "losses": losses,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "nl_reduction": f.NL_REDUCTION,
+            "min_scope": f.MIN_SCOPE,
+            "use_s_channel": f.S_CHANNEL,
+            "use_non_local": f.NON_LOCAL,
+            "shared_qk": f.SHARED_QK,
+            "use_gfm": f.GFM,
+            "use_context": f.CONTEXT,
+            "use_fgm": f.FGM,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.reduced_dim * (int(self.use_gfm) + int(self.use_context))
+
+    def extract(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """All intermediate outputs for ``(B, T, C, H, W)`` or ``(B, C, H, W)`` inputs (0..255).
+
+        Returns a dict with ``features`` (``f*``, ``(B, D)``), ``y1`` / ``y2`` (``(B, C)``, for
+        the branches present) and ``a_maps`` (``(B, T, h, w)``, when the context branch runs).
+        """
+        x = preprocess_clip(images, self.pixel_mean, self.pixel_std)  # (B, T, 3, H, W)
+        b, t = x.shape[:2]
+        maps_in = frame_features(self.backbone_imagenet, x).flatten(0, 1)  # (B*T, C', h, w)
+        f_in = self.reduce_imagenet(maps_in)  # f'_ImageNet (B*T, c*, h, w)
+        a_gap = f_in.mean(dim=(2, 3))  # A_gap (B*T, c*)
+        out: Dict[str, torch.Tensor] = {}
+        embeddings = []
+        if self.use_gfm:
+            f_global = self.bn_global(a_gap.view(b, t, -1).mean(dim=1))  # (B, c*)
+            out["y1"] = self.classifier(f_global)
+            embeddings.append(f_global)
+        if self.use_context:
+            maps_mars = maps_in if self.backbone_mars is None else \
+                frame_features(self.backbone_mars, x).flatten(0, 1)
+            f_mars = self.reduce_mars(maps_mars)  # f'_MARS (B*T, c*, h, w)
+            a_maps = self.fine_grained_maps(f_in, a_gap, t)  # (B*T, 1, h, w)
+            a1 = f_mars * a_maps  # Eq. 4
+            a2 = a1 if self.non_local is None else self.non_local(a1, t)  # Eq. 5-9
+            a3 = attentive_pooling(a2, a_maps)  # Eq. 10, (B*T, c*)
+            f_context = self.bn_context(a3.view(b, t, -1).mean(dim=1))  # (B, c*)
+            out["y2"] = self.classifier(f_context)
+            out["a_maps"] = a_maps.view(b, t, *a_maps.shape[2:])
+            embeddings.append(f_context)
+        out["features"] = torch.cat(embeddings, dim=1)  # f* (B, D)
+        return out
+
+    def fine_grained_maps(self, f_in: torch.Tensor, a_gap: torch.Tensor, t: int) -> torch.Tensor:
+        """The Fine-Grained Module: ``(B*T, c*, h, w) -> (B*T, 1, h, w)`` (Eq. 1-3), or ones
+        for the "w/o FGM" ablation (attentive pooling then is a spatial average)."""
+        if not self.use_fgm:
+            return f_in.new_ones(f_in.shape[0], 1, *f_in.shape[2:])
+        if self.use_s_channel:
+            s_channel = channel_weights(a_gap)
+        else:
+            s_channel = torch.full_like(a_gap, 1.0 / a_gap.shape[1])
+        return fine_grained_attention(f_in, s_channel, t, self.min_scope)
+
+    def forward(self, batched_inputs):
+        images = batched_inputs["images"] if isinstance(batched_inputs, dict) else batched_inputs
+        out = self.extract(images)
+        if not self.training:
+            return out["features"]
+        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
+            raise KeyError("training needs batched_inputs['targets']")
+        if self.losses is None or len(self.losses) == 0:
+            raise RuntimeError("FGReID has no losses (MODEL.LOSSES.NAME is empty)")
+        targets = batched_inputs["targets"].to(self.device)
+        out["pred_class_logits"] = out["y2"] if "y2" in out else out["y1"]
+        out.pop("a_maps", None)
+        return self.losses(out, targets)
+
+    @torch.no_grad()
+    def attention_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """``A_maps`` ``(B, T, h, w)`` of the Fine-Grained Module (eval mode, no grad)."""
+        if not self.use_context:
+            raise RuntimeError("no attention maps: the context branch is off (MODEL.FGREID.CONTEXT)")
+        was_training = self.training
+        self.eval()
+        try:
+            return self.extract(images)["a_maps"]
+        finally:
+            self.train(was_training)

@@ -1,0 +1,139 @@
+"""Multi-granularity attentive aggregation of frame maps (paper 002, sections 3.2-3.3).
+
+:class:`MultiGranularityAggregation` turns ``(B, T, C, H, W)`` frame maps into the clip vector
+``v = [v_1 .. v_N]`` ``(B, C)``: the channels are split into ``N`` groups; group ``m`` is
+spatially average-pooled by ``2^(m-1)`` ("multi") or kept at full resolution ("single",
+SG-RAFA(S)); each group gets its own reference nodes, relations, attention (Eq. (5)-(6)) and
+softmax-weighted sum (Eq. (4)). ``attention="avg"`` is the paper's Baseline (global
+spatio-temporal average pooling).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .gated_attention import CBAMGate, GatedAverage, SEGate
+from .nodes import (REFERENCE_STRATEGIES, check_clip, granularity_size, num_reference_nodes,
+                    pool_spatial, reference_nodes, softmax_aggregate, to_nodes)
+from .rafa import AppearanceAttention, ReferenceAidedAttention
+
+ATTENTIONS = ("avg", "rafa", "afa", "se", "cbam")
+
+
+def group_sizes(feat_size: Sequence[int], num_groups: int, granularity: str) -> List[Tuple[int, int]]:
+    """Spatial size of every group: ``(H / 2^(m-1), W / 2^(m-1))`` for ``multi``, ``(H, W)`` for
+    ``single``."""
+    h, w = int(feat_size[0]), int(feat_size[1])
+    if granularity == "multi":
+        return [granularity_size(h, w, m) for m in range(1, num_groups + 1)]
+    if granularity == "single":
+        return [(h, w)] * num_groups
+    raise KeyError(f"unknown MODEL.MGRAFA.GRANULARITY {granularity!r}; known: multi, single")
+
+
+class MultiGranularityAggregation(nn.Module):
+    """Aggregate ``(B, T, C, H, W)`` frame maps into ``v`` ``(B, C)``.
+
+    Args:
+        channels: ``C`` (must be divisible by ``num_groups``).
+        feat_size: ``(H, W)`` of the frame maps (16x8 for 256x128 inputs, ResNet-50 last stride 1).
+        num_frames: ``T`` the reference sets are sized for; only used (and checked) by the
+            strategies whose ``D`` depends on ``T`` (``spatial_pool``, ``temporal_pool``, ``all``).
+        attention: ``avg`` | ``rafa`` | ``afa`` | ``se`` | ``cbam``.
+        num_groups: ``N`` granularities (``multi``) or ``S`` splits (``single``).
+        granularity: ``multi`` | ``single``.
+        reduction: ``s`` of Eq. (1)-(3) (and of the SE / CBAM MLPs).
+        reference, ref_spatial_size, ref_temporal_size: the S-RFN strategy (Table 3).
+    """
+
+    def __init__(self, channels: int, feat_size: Sequence[int], num_frames: int = 8,
+                 attention: str = "rafa", num_groups: int = 4, granularity: str = "multi",
+                 reduction: int = 8, reference: str = "temporal_avg",
+                 ref_spatial_size: Sequence[int] = (8, 2), ref_temporal_size: int = 2):
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise KeyError(f"unknown MODEL.MGRAFA.ATTENTION {attention!r}; known: {ATTENTIONS}")
+        if reference not in REFERENCE_STRATEGIES:
+            raise KeyError(f"unknown MODEL.MGRAFA.REFERENCE {reference!r}; known: "
+                           f"{REFERENCE_STRATEGIES}")
+        if attention == "avg":
+            num_groups = 1
+        if num_groups < 1 or channels % num_groups:
+            raise ValueError(f"{channels} channels cannot be split into {num_groups} groups")
+        self.channels, self.attention, self.num_groups = channels, attention, num_groups
+        self.feat_size = (int(feat_size[0]), int(feat_size[1]))
+        self.num_frames = int(num_frames)
+        self.reference = reference
+        self.ref_spatial_size = tuple(int(s) for s in ref_spatial_size)
+        self.ref_temporal_size = int(ref_temporal_size)
+        self.sizes = group_sizes(self.feat_size, num_groups, granularity)
+        c_g = channels // num_groups
+        blocks = []
+        for size in self.sizes:
+            if attention == "rafa":
+                d = num_reference_nodes(reference, size[0], size[1], self.num_frames,
+                                        self.ref_spatial_size, self.ref_temporal_size)
+                blocks.append(ReferenceAidedAttention(c_g, d, reduction))
+            elif attention == "afa":
+                blocks.append(AppearanceAttention(c_g, reduction))
+            elif attention == "se":
+                blocks.append(GatedAverage(SEGate(c_g, reduction)))
+            elif attention == "cbam":
+                blocks.append(GatedAverage(CBAMGate(c_g, reduction)))
+        self.blocks = nn.ModuleList(blocks)
+
+    @property
+    def reference_depends_on_t(self) -> bool:
+        return self.attention == "rafa" and self.reference != "temporal_avg"
+
+    def _check(self, x: torch.Tensor) -> None:
+        check_clip(x)
+        if x.shape[2] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {x.shape[2]}")
+        if self.attention == "avg":
+            return
+        if tuple(x.shape[3:]) != self.feat_size:
+            raise ValueError(
+                f"frame maps are {tuple(x.shape[3:])} but the module was built for "
+                f"{self.feat_size} (INPUT.SIZE_TRAIN / SIZE_TEST and MODEL.BACKBONE.LAST_STRIDE)"
+            )
+        if self.reference_depends_on_t and x.shape[1] != self.num_frames:
+            raise ValueError(
+                f"REFERENCE={self.reference!r} is sized for T={self.num_frames} frames, got "
+                f"T={x.shape[1]}; use the same T at test time (TEST.VIDEO.SEQ_LEN)"
+            )
+
+    def forward(self, x: torch.Tensor) -> Dict[str, object]:
+        """``x`` ``(B, T, C, H, W)`` -> dict with
+
+        - ``v``: ``(B, C)``, the concatenation ``[v_1 .. v_N]`` (section 3.3);
+        - ``group_features``: list of ``N`` tensors ``(B, C/N)`` (``v_g`` of Eq. (7));
+        - ``weights``: list of ``N`` tensors ``(B, C/N, T, H_m, W_m)``, the normalised attention
+          of every node (softmax over the ``T*H_m*W_m`` nodes per channel for rafa / afa; ``1/K``
+          everywhere for avg).
+        """
+        self._check(x)
+        b, t = x.shape[:2]
+        if self.attention == "avg":
+            h, w = x.shape[3:]
+            v = x.mean(dim=(1, 3, 4))  # (B, C)
+            weights = torch.full((b, self.channels, t, h, w), 1.0 / (t * h * w),
+                                 dtype=x.dtype, device=x.device)
+            return {"v": v, "group_features": [v], "weights": [weights]}
+        group_features, group_weights = [], []
+        for x_m, size, block in zip(x.chunk(self.num_groups, dim=2), self.sizes, self.blocks):
+            x_m = pool_spatial(x_m, size)  # (B, T, C/N, H_m, W_m)
+            if self.attention in ("rafa", "afa"):
+                nodes = to_nodes(x_m)  # (B, C/N, K_m)
+                ref = (reference_nodes(x_m, self.reference, self.ref_spatial_size,
+                                       self.ref_temporal_size)
+                       if self.attention == "rafa" else None)  # (B, C/N, D_m)
+                v_m, w_m = softmax_aggregate(block(nodes, ref), nodes)
+            else:
+                v_m, w_m = block(x_m)
+            group_features.append(v_m)
+            group_weights.append(w_m.reshape(b, -1, t, size[0], size[1]).contiguous())
+        return {"v": torch.cat(group_features, dim=1), "group_features": group_features,
+                "weights": group_weights}

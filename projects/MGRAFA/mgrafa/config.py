@@ -1,0 +1,57 @@
+"""Config keys of the MG-RAFA project (paper 002), added with :func:`add_mgrafa_config`.
+
+Table 2 rows as settings of ``MODEL.MGRAFA`` (with ``MODEL.HEADS.NAME: MGRAFAHead``):
+
+=================  ===========  ==========  ===========
+row                ATTENTION    NUM_GROUPS  GRANULARITY
+=================  ===========  ==========  ===========
+Baseline           avg          1           single
+MG-AFA (N=4)       afa          4           multi
+SG-RAFA (S=1)      rafa         1           single
+SG-RAFA (S=4)      rafa         4           single
+MG-RAFA (N=2)      rafa         2           multi
+MG-RAFA (N=4)      rafa         4           multi
+=================  ===========  ==========  ===========
+
+Table 3 rows: ``REFERENCE`` = ``temporal_avg`` (ours, 16x8x1), ``spatial_pool`` (S-P, size
+``REF_SPATIAL_SIZE`` per frame, all T frames), ``temporal_pool`` (T-P, ``REF_TEMPORAL_SIZE``
+temporal bins) or ``all`` (ST, every node).
+"""
+from __future__ import annotations
+
+from fastreid.config import CfgNode as CN
+
+def add_mgrafa_config(cfg: CN) -> CN:
+    """Add ``MODEL.MGRAFA`` to ``cfg`` in place (detectron2 convention) and return it.
+
+    Safe to call twice. ``cfg`` must already hold the plugin's keys (``fastreid_ext.get_cfg()``).
+    """
+    if "MGRAFA" in cfg.MODEL:
+        return cfg
+    _C = cfg
+    _C.MODEL.MGRAFA = CN()
+    # aggregation of the (B, T, C, H, W) frame maps: "avg" (the paper's Baseline, global
+    # spatio-temporal average), "rafa" (Eq. 1-4), "afa" (MG-AFA: attention from appearance only),
+    # "se" / "cbam" (Table 5: other attention modules under the same multi-granularity design)
+    _C.MODEL.MGRAFA.ATTENTION = "rafa"
+    # number of channel groups: N granularities ("multi") or S splits ("single")
+    _C.MODEL.MGRAFA.NUM_GROUPS = 4
+    # "multi": group m is spatially average-pooled by 2^(m-1) (section 3.3);
+    # "single": every group keeps the full resolution (SG-RAFA(S))
+    _C.MODEL.MGRAFA.GRANULARITY = "multi"
+    # reduction ratio s of mu, nu, phi (C -> C/s) and psi (D -> D/s); not stated in the paper,
+    # 8 as in RGA (same authors)
+    _C.MODEL.MGRAFA.REDUCTION = 8
+    # S-RFN strategy of Table 3: "temporal_avg" | "spatial_pool" | "temporal_pool" | "all"
+    _C.MODEL.MGRAFA.REFERENCE = "temporal_avg"
+    _C.MODEL.MGRAFA.REF_SPATIAL_SIZE = [8, 2]  # (h, w) per frame for "spatial_pool"
+    _C.MODEL.MGRAFA.REF_TEMPORAL_SIZE = 2      # temporal bins for "temporal_pool"
+    # frames per clip the "spatial_pool" / "temporal_pool" / "all" references are sized for
+    # (their number of reference nodes D depends on T); 0 = INPUT.VIDEO.SEQ_LEN
+    _C.MODEL.MGRAFA.NUM_FRAMES = 0
+    # Eq. (7): ID + triplet losses on each group's v_g, averaged over groups (only when > 1 group)
+    _C.MODEL.MGRAFA.GROUP_LOSS = True
+    # embedding returned at test time: "before" = v (the paper matches v by l2 distance),
+    # "after" = BN(v) (host BNNeck convention)
+    _C.MODEL.MGRAFA.EVAL_FEAT = "before"
+    return cfg

@@ -1,0 +1,91 @@
+"""MG-RAFA meta-architecture (paper 002, Fig. 2 and section 4.2): a host ResNet-50 (last
+stride 1) on every frame, then :class:`mgrafa.head.MGRAFAHead`; trained with Eq. (7).
+
+The paper's Baseline is the same network with ``MODEL.MGRAFA.ATTENTION: avg``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+from fastreid.config import configurable
+from fastreid.modeling.heads import REID_HEADS_REGISTRY
+from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+from torch import nn
+
+from fastreid_ext.modeling.losses import LossSet, build_losses
+from fastreid_ext.modeling.video_utils import (build_backbone_offline, feature_map_shape,
+                                               frame_features, preprocess_clip)
+
+
+def eq7_losses(losses: LossSet, outputs: Dict[str, object], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Eq. (7): ``L = L_ID(v) + L_Tr(v) + 1/N sum_g (L_ID(v_g) + L_Tr(v_g))``.
+
+    ``outputs``: the head's training dict (``group_outputs``: one dict per group). Returns
+    named terms whose sum is ``L``: ``loss_cls``, ``loss_triplet`` for ``v`` and
+    ``g{m}_loss_cls``, ``g{m}_loss_triplet`` (already divided by ``N``) for each group.
+    """
+    main = {k: v for k, v in outputs.items() if k != "group_outputs"}
+    result = losses(main, targets)
+    groups = outputs.get("group_outputs", [])
+    for m, group in enumerate(groups, start=1):
+        for name, value in losses(group, targets, prefix=f"g{m}_").items():
+            result[name] = value / len(groups)
+    return result
+
+
+@META_ARCH_REGISTRY.register()
+class MGRAFANet(nn.Module):
+    """Per-frame backbone + MG-RAFA head.
+
+    ``forward(batched_inputs)``: ``images`` ``(B, T, 3, H, W)`` (or ``(B, 3, H, W)``), values
+    0..255, never modified. Training returns Eq. (7)'s named losses; eval the ``(B, C)``
+    clip embedding.
+    """
+
+    @configurable
+    def __init__(self, *, backbone: nn.Module, heads: nn.Module, losses: LossSet,
+                 pixel_mean: Sequence[float], pixel_std: Sequence[float], test_chunk: int = 0):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = heads
+        self.losses = losses
+        self.test_chunk = test_chunk
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone_offline(cfg)
+        feat_shape = feature_map_shape(backbone, cfg.INPUT.SIZE_TRAIN)
+        heads = REID_HEADS_REGISTRY.get(cfg.MODEL.HEADS.NAME)(cfg, feat_shape=feat_shape)
+        losses = build_losses(cfg, feat_dim=feat_shape[0], num_classes=cfg.MODEL.HEADS.NUM_CLASSES)
+        return {
+            "backbone": backbone,
+            "heads": heads,
+            "losses": losses,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def frame_maps(self, batched_inputs) -> torch.Tensor:
+        """Normalised images -> per-frame maps ``(B, T, C, h, w)``."""
+        images = batched_inputs["images"] if isinstance(batched_inputs, dict) else batched_inputs
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
+        clips = preprocess_clip(images.to(self.device), self.pixel_mean, self.pixel_std)
+        return frame_features(self.backbone, clips, None if self.training else self.test_chunk)
+
+    def forward(self, batched_inputs):
+        maps = self.frame_maps(batched_inputs)  # (B, T, C, h, w)
+        if not self.training:
+            return self.heads(maps)
+        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
+            raise KeyError("training needs batched_inputs['targets']")
+        targets = batched_inputs["targets"].to(self.device)
+        outputs = self.heads(maps, targets)
+        return eq7_losses(self.losses, outputs, targets)

@@ -1,0 +1,85 @@
+"""Reference-aided attention of one channel group (paper 002, section 3.2, Eq. (1)-(3)).
+
+The modules map a node set ``(B, C, K)`` (and its reference set ``(B, C, D)``) to attention
+*scores* ``(B, C, K)``; :func:`mgrafa.nodes.softmax_aggregate` normalises them over the nodes
+and aggregates (Eq. (4)).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .nodes import relation_vectors
+
+
+def reduced(dim: int, reduction: int) -> int:
+    """``dim / s`` rounded down, at least 1 (coarse granularities have very few nodes)."""
+    if reduction < 1:
+        raise ValueError(f"MODEL.MGRAFA.REDUCTION must be >= 1, got {reduction}")
+    return max(1, dim // reduction)
+
+
+class ConvBNReLU(nn.Sequential):
+    """``ReLU(BN(W x))`` on node sets ``(B, C_in, K) -> (B, C_out, K)``: the 1x1 convolution +
+    BN + ReLU the paper uses for every embedding (mu, nu, phi, psi, theta)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=False),
+            nn.BatchNorm1d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+        nn.init.kaiming_normal_(self[0].weight, mode="fan_out", nonlinearity="relu")
+
+
+class ReferenceAidedAttention(nn.Module):
+    """Attention scores of Eq. (3), ``a_i = theta([phi(x_i), psi(r_i)])``.
+
+    - Eq. (1): ``r_ij = mu(x_i)^T nu(y_j)`` with ``mu, nu: C -> C/s``;
+    - Eq. (2): ``r_i = [r_i1 .. r_iD]``;
+    - Eq. (3): ``phi: C -> C/s``, ``psi: D -> D/s``, ``theta: C/s + D/s -> C``.
+
+    Args:
+        channels: ``C`` of the group.
+        num_ref_nodes: ``D``, the number of reference nodes (fixed: ``psi`` is a learned
+            ``D -> D/s`` map, so the relation vector length must not change).
+        reduction: ``s``.
+    """
+
+    def __init__(self, channels: int, num_ref_nodes: int, reduction: int = 8):
+        super().__init__()
+        c_s, d_s = reduced(channels, reduction), reduced(num_ref_nodes, reduction)
+        self.num_ref_nodes = num_ref_nodes
+        self.mu = ConvBNReLU(channels, c_s)
+        self.nu = ConvBNReLU(channels, c_s)
+        self.phi = ConvBNReLU(channels, c_s)
+        self.psi = ConvBNReLU(num_ref_nodes, d_s)
+        self.theta = ConvBNReLU(c_s + d_s, channels)
+
+    def forward(self, nodes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """``nodes`` ``(B, C, K)``, ``reference`` ``(B, C, D)`` -> scores ``(B, C, K)``."""
+        if reference.shape[-1] != self.num_ref_nodes:
+            raise ValueError(
+                f"the module was built for D={self.num_ref_nodes} reference nodes, got "
+                f"{reference.shape[-1]} (input size or T differs from the config?)"
+            )
+        relations = relation_vectors(self.mu(nodes), self.nu(reference))  # (B, D, K)
+        joint = torch.cat([self.phi(nodes), self.psi(relations)], dim=1)  # (B, C/s + D/s, K)
+        return self.theta(joint)  # (B, C, K)
+
+
+class AppearanceAttention(nn.Module):
+    """MG-AFA of Table 2: attention inferred from the appearance alone, ``a_i = theta(phi(x_i))``
+    (Eq. (3) without the relation branch)."""
+
+    num_ref_nodes = 0
+
+    def __init__(self, channels: int, reduction: int = 8):
+        super().__init__()
+        c_s = reduced(channels, reduction)
+        self.phi = ConvBNReLU(channels, c_s)
+        self.theta = ConvBNReLU(c_s, channels)
+
+    def forward(self, nodes: torch.Tensor, reference: torch.Tensor = None) -> torch.Tensor:
+        """``nodes`` ``(B, C, K)`` -> scores ``(B, C, K)``; ``reference`` is ignored."""
+        return self.theta(self.phi(nodes))

@@ -1,0 +1,1 @@
+"""Importing this package registers the project into the host registries."""

@@ -1,0 +1,306 @@
+"""Tracklet dataset loaders on tiny hand-made trees in the official layouts (and, when the
+generator exists, on generator-written trees)."""
+import json
+import logging
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import scipy.io
+
+import fastreid_ext  # noqa: F401  (compat shims + registration)
+from fastreid.data.datasets import DATASET_REGISTRY
+from fastreid_ext.data.datasets import (
+    CUHK01,
+    MARS,
+    PRID2011,
+    SyntheticCUHK01,
+    SyntheticMARS,
+    SyntheticMarket1501,
+    TrackletDataset,
+    iLIDSVID,
+)
+from fastreid_ext.data.datasets.cuhk01 import NUM_SPLITS, SPLIT_SEED
+
+
+def touch(path, image=True):
+    """Write a tiny 4x2 image (or an empty file) at ``path``."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    if image:
+        import cv2
+
+        cv2.imwrite(path, np.full((4, 2, 3), 128, np.uint8))
+    else:
+        open(path, "wb").close()
+
+
+# ---------------------------------------------------------------- MARS
+# (folder, camera, tracklet, n_frames) of the test rows, in track_test_info order.
+MARS_TRAIN_ROWS = [(1, 1, 1, 3), (2, 2, 1, 2)]
+MARS_TEST_ROWS = [
+    (3, 1, 1, 2),   # row 1: query
+    (3, 2, 1, 3),   # row 2: gallery, cross-camera match of row 1
+    (4, 1, 1, 1),   # row 3: query
+    (4, 3, 1, 2),   # row 4: gallery
+    (0, 2, 1, 2),   # row 5: distractor (pid 0), kept
+    (-1, 1, 1, 1),  # row 6: junk (pid -1)
+    (3, 1, 2, 1),   # row 7: gallery, same pid and camera as query row 1
+]
+MARS_QUERY_IDX = [1, 3]  # 1-based
+
+
+def mars_folder(pid):
+    return "00-1" if pid == -1 else f"{pid:04d}"
+
+
+def write_mars(base, empty_train_row=True):
+    """Official MARS layout under ``base``; names of each tracklet are written in *reverse*
+    frame order so that sorting is observable. Returns nothing; the rows are the constants above."""
+    info = osp.join(base, "info")
+    os.makedirs(info, exist_ok=True)
+    for subset, rows, key in (("train", MARS_TRAIN_ROWS, "track_train_info"),
+                              ("test", MARS_TEST_ROWS, "track_test_info")):
+        names, track = [], []
+        for pid, cam, tr, n in rows:
+            start = len(names) + 1
+            for f in reversed(range(1, n + 1)):
+                name = f"{mars_folder(pid)}C{cam}T{tr:04d}F{f:03d}.jpg"
+                names.append(name)
+                touch(osp.join(base, f"bbox_{subset}", mars_folder(pid), name))
+            track.append([start, len(names), pid, cam])
+        if subset == "train" and empty_train_row:
+            track.append([len(names) + 1, len(names), 7, 1])  # end < start: empty tracklet
+        with open(osp.join(info, f"{subset}_name.txt"), "w") as f:
+            f.write("\n".join(names) + "\n")
+        scipy.io.savemat(osp.join(info, f"tracks_{subset}_info.mat"), {key: np.array(track, dtype=np.float64)})
+    scipy.io.savemat(osp.join(info, "query_IDX.mat"), {"query_IDX": np.array([MARS_QUERY_IDX], dtype=np.float64)})
+
+
+def test_mars_standard_protocol(tmp_path, caplog):
+    write_mars(str(tmp_path / "mars"))
+    with caplog.at_level(logging.WARNING, logger="fastreid_ext.data.datasets.mars"):
+        ds = DATASET_REGISTRY.get("MARS")(root=str(tmp_path), split=3, combineall=False)
+    assert isinstance(ds, TrackletDataset) and ds.eval_protocol == "cross_camera" and ds.dataset_name == "mars"
+    # empty tracklet dropped with a warning that counts it
+    assert any("dropped 1 empty tracklet" in r.getMessage() for r in caplog.records)
+
+    # hand-checked train tracklet: folder 0001, camera 1 -> 0, frames F001..F003 sorted
+    d = str(tmp_path / "mars" / "bbox_train" / "0001")
+    assert ds.train[0] == (tuple(osp.join(d, f"0001C1T0001F00{i}.jpg") for i in (1, 2, 3)), "mars_1", "mars_0")
+    assert [(t[1], t[2]) for t in ds.train] == [("mars_1", "mars_0"), ("mars_2", "mars_1")]
+
+    # query = query_IDX rows (1 and 3), ints, 0-based cameras
+    assert [(len(q[0]), q[1], q[2]) for q in ds.query] == [(2, 3, 0), (1, 4, 0)]
+    q0 = str(tmp_path / "mars" / "bbox_test" / "0003")
+    assert ds.query[0][0] == (osp.join(q0, "0003C1T0001F001.jpg"), osp.join(q0, "0003C1T0001F002.jpg"))
+    # gallery = other rows; junk (pid -1) dropped, distractor (pid 0) kept
+    assert [(len(g[0]), g[1], g[2]) for g in ds.gallery] == [(3, 3, 1), (2, 4, 2), (2, 0, 1), (1, 3, 0)]
+    assert all(osp.isfile(p) for item in ds.train + ds.query + ds.gallery for p in item[0])
+
+
+def test_mars_official_protocol(tmp_path):
+    write_mars(str(tmp_path / "mars"))
+    ds = MARS(root=str(tmp_path), protocol="official")
+    assert ds.eval_protocol == "mars_official" and MARS.eval_protocol == "cross_camera"
+    assert [(q[1], q[2]) for q in ds.query] == [(3, 0), (4, 0)]
+    # every test row, queries included, junk kept as pid -1
+    expected = [(pid, cam - 1, n) for pid, cam, _, n in MARS_TEST_ROWS]
+    assert [(g[1], g[2], len(g[0])) for g in ds.gallery] == expected
+    assert ds.gallery[0] == ds.query[0] and ds.gallery[2] == ds.query[1]
+
+
+def test_mars_unknown_protocol_and_missing_root(tmp_path, monkeypatch):
+    write_mars(str(tmp_path / "mars"))
+    with pytest.raises(ValueError, match="unknown protocol 'p486'"):
+        MARS(root=str(tmp_path), protocol="p486")
+    with pytest.raises(FileNotFoundError) as err:
+        MARS(root=str(tmp_path / "nowhere"))
+    msg = str(err.value)
+    assert "FASTREID_DATASETS" in msg and "bbox_train" in msg and "query_IDX" in msg
+    assert osp.join(str(tmp_path / "nowhere"), "mars") in msg
+
+
+def test_mars_bad_row_raises(tmp_path):
+    base = str(tmp_path / "mars")
+    write_mars(base)
+    # a row whose pid does not match its frames' folder is bad input, not silently loaded
+    scipy.io.savemat(osp.join(base, "info", "tracks_train_info.mat"),
+                     {"track_train_info": np.array([[1, 3, 2, 1]], dtype=np.float64)})
+    with pytest.raises(ValueError, match="pid 2"):
+        MARS(root=str(tmp_path))
+
+
+# ---------------------------------------------------------------- iLIDS-VID
+ILIDS_PERSONS = ["person001", "person002", "person005", "person007"]  # sorted index != number
+
+
+def write_ilids(base, ls_set, frames=(3, 2)):
+    for cam, n in zip((1, 2), frames):
+        for p in ILIDS_PERSONS:
+            for f in reversed(range(n)):
+                touch(osp.join(base, "i-LIDS-VID", "sequences", f"cam{cam}", p, f"cam{cam}_{p}_{f:05d}.png"))
+    split_dir = osp.join(base, "train-test people splits")
+    os.makedirs(split_dir, exist_ok=True)
+    scipy.io.savemat(osp.join(split_dir, "train_test_splits_ilidsvid.mat"), {"ls_set": np.asarray(ls_set, np.float64)})
+
+
+def test_ilidsvid_split(tmp_path):
+    ls_set = [[1, 2, 3, 4]] * 10
+    ls_set = [list(r) for r in ls_set]
+    ls_set[4] = [3, 1, 4, 2]  # test = sorted persons #3, #1 -> person005, person001
+    write_ilids(str(tmp_path / "ilids-vid"), ls_set)
+    ds = iLIDSVID(root=str(tmp_path), split=4, protocol="standard")
+    assert ds.dataset_name == "ilidsvid" and ds.eval_protocol == "cross_camera"
+    assert [(q[1], q[2]) for q in ds.query] == [(1, 0), (5, 0)]
+    assert [(g[1], g[2]) for g in ds.gallery] == [(1, 1), (5, 1)]
+    assert sorted((t[1], t[2]) for t in ds.train) == [
+        ("ilidsvid_2", "ilidsvid_0"), ("ilidsvid_2", "ilidsvid_1"), ("ilidsvid_7", "ilidsvid_0"), ("ilidsvid_7", "ilidsvid_1")]
+    d = str(tmp_path / "ilids-vid" / "i-LIDS-VID" / "sequences" / "cam1" / "person005")
+    assert ds.query[1][0] == tuple(osp.join(d, f"cam1_person005_{f:05d}.png") for f in range(3))
+    assert len(ds.gallery[1][0]) == 2
+    # split 0: test = persons #1, #2
+    assert [q[1] for q in iLIDSVID(root=str(tmp_path)).query] == [1, 2]
+
+
+def test_ilidsvid_bad_split_and_missing_split_file(tmp_path):
+    base = str(tmp_path / "ilids-vid")
+    write_ilids(base, [[1, 2, 3, 4]] * 10)
+    for bad in (10, -1, "1"):
+        with pytest.raises(ValueError, match="split must be an int in 0..9"):
+            iLIDSVID(root=str(tmp_path), split=bad)
+    split_path = osp.join(base, "train-test people splits", "train_test_splits_ilidsvid.mat")
+    os.remove(split_path)
+    with pytest.raises(FileNotFoundError) as err:
+        iLIDSVID(root=str(tmp_path))
+    assert split_path in str(err.value) and "ls_set" in str(err.value)
+
+
+# ---------------------------------------------------------------- PRID-2011
+def write_prid(base, splits, cam_a=(1, 2, 3, 4), cam_b=(1, 2, 3)):
+    for cam, persons in (("a", cam_a), ("b", cam_b)):
+        for p in persons:
+            for f in (2, 1, 3):
+                touch(osp.join(base, "prid_2011", "multi_shot", f"cam_{cam}", f"person_{p:04d}", f"{f:04d}.png"))
+    with open(osp.join(base, "splits_prid2011.json"), "w") as f:
+        json.dump(splits, f)
+
+
+def test_prid2011_split_and_cameras(tmp_path, caplog):
+    splits = [{"train": [1, 2], "test": [3, 4]}] * 9 + [{"train": ["person_0003", 4], "test": ["person_0001", 2]}]
+    write_prid(str(tmp_path / "prid2011"), splits)
+    with caplog.at_level(logging.WARNING, logger="fastreid_ext.data.datasets.prid2011"):
+        ds = PRID2011(root=str(tmp_path), split=0)
+    # person 4 lacks cam_b: skipped (counted), only person 3 is tested
+    assert any("skipped 1 test id" in r.getMessage() for r in caplog.records)
+    assert [(q[1], q[2]) for q in ds.query] == [(3, 0)] and [(g[1], g[2]) for g in ds.gallery] == [(3, 1)]
+    d = str(tmp_path / "prid2011" / "prid_2011" / "multi_shot" / "cam_b" / "person_0003")
+    assert ds.gallery[0][0] == tuple(osp.join(d, f"{f:04d}.png") for f in (1, 2, 3))
+    assert sorted((t[1], t[2]) for t in ds.train) == [
+        ("prid2011_1", "prid2011_0"), ("prid2011_1", "prid2011_1"), ("prid2011_2", "prid2011_0"), ("prid2011_2", "prid2011_1")]
+    ds9 = PRID2011(root=str(tmp_path), split=9)
+    assert [q[1] for q in ds9.query] == [1, 2] and sorted({t[1] for t in ds9.train}) == ["prid2011_3"]
+    with pytest.raises(ValueError, match="0..9"):
+        PRID2011(root=str(tmp_path), split=10)
+    os.remove(str(tmp_path / "prid2011" / "splits_prid2011.json"))
+    with pytest.raises(FileNotFoundError, match="splits_prid2011.json"):
+        PRID2011(root=str(tmp_path))
+
+
+# ---------------------------------------------------------------- CUHK01
+def write_cuhk01(base, n_ids, image=False):
+    for pid in range(1, n_ids + 1):
+        for img in (4, 1, 3, 2):
+            touch(osp.join(base, "campus", f"{pid:04d}{img:03d}.png"), image=image)
+
+
+def test_cuhk01_protocols_and_splits(tmp_path):
+    write_cuhk01(str(tmp_path / "cuhk01"), 202)
+    pids = list(range(1, 203))
+    for protocol, num_test in (("p486", 101), ("standard", 101), ("p100", 100)):
+        ds = CUHK01(root=str(tmp_path), protocol=protocol, split=2)
+        # independent re-draw of the documented split rule
+        rng = np.random.default_rng(SPLIT_SEED)
+        perm = [rng.permutation(len(pids)) for _ in range(NUM_SPLITS)][2]
+        test_ids = sorted(pids[i] for i in perm[:num_test])
+        assert sorted({q[1] for q in ds.query}) == test_ids == sorted({g[1] for g in ds.gallery})
+        assert len(ds.query) == len(ds.gallery) == 2 * num_test
+        assert {q[2] for q in ds.query} == {0} and {g[2] for g in ds.gallery} == {1}
+        train_ids = {int(t[1].split("_")[1]) for t in ds.train}
+        assert train_ids == set(pids) - set(test_ids) and len(ds.train) == 4 * len(train_ids)
+    # a hand-checked item: images 001-002 camera A (query), 003-004 camera B (gallery)
+    q = ds.query[0]
+    assert q == ((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}001.png"),), q[1], 0)
+    assert ds.gallery[0] == ((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}003.png"),), q[1], 1)
+    # splits differ, and are reproducible
+    assert {q[1] for q in CUHK01(root=str(tmp_path), split=0).query} != {q[1] for q in CUHK01(root=str(tmp_path), split=1).query}
+    assert CUHK01(root=str(tmp_path), split=1).query == CUHK01(root=str(tmp_path), split=1).query
+    with pytest.raises(ValueError, match="unknown protocol"):
+        CUHK01(root=str(tmp_path), protocol="official")
+    with pytest.raises(ValueError, match="0..9"):
+        CUHK01(root=str(tmp_path), split=10)
+
+
+# ---------------------------------------------------------------- synthetic variants
+def test_synthetic_mars_extras(tmp_path):
+    base = str(tmp_path / "synthetic" / "mars")
+    write_mars(base, empty_train_row=False)
+    kp = {"bbox_train/0001/0001C1T0001F001.jpg": [[0.5, 0.5, 1.0]] * 17}
+    with open(osp.join(base, "keypoints.json"), "w") as f:
+        json.dump(kp, f)
+    with open(osp.join(base, "groups.json"), "w") as f:
+        json.dump({"1": "blue", "2": "white", "3": "blue", "4": "green"}, f)
+    ds = DATASET_REGISTRY.get("SyntheticMARS")(root=str(tmp_path), protocol="standard")
+    assert isinstance(ds, MARS) and ds.dataset_name == "synthetic_mars"
+    assert ds.groups == {1: "blue", 2: "white", 3: "blue", 4: "green"}
+    kp_path = osp.join(base, "keypoints.json")
+    assert ds.train[0][1:] == ("synthetic_mars_1", "synthetic_mars_0", {"keypoints": kp_path, "group": "blue"})
+    assert ds.train[1][3]["group"] == "white" and ds.query[1][3]["group"] == "green"
+    # the distractor has no group, still its keypoints file
+    assert [g[3] for g in ds.gallery if g[1] == 0] == [{"keypoints": kp_path}]
+    # without the side files: plain 3-tuples, no groups
+    os.remove(osp.join(base, "keypoints.json"))
+    os.remove(osp.join(base, "groups.json"))
+    ds = SyntheticMARS(root=str(tmp_path))
+    assert ds.groups is None and all(len(t) == 3 for t in ds.train + ds.query + ds.gallery)
+    with pytest.raises(FileNotFoundError, match="synthetic/mars"):
+        SyntheticMARS(root=str(tmp_path / "nowhere"))
+
+
+def test_synthetic_market1501_one_frame_tracklets(tmp_path):
+    base = tmp_path / "synthetic" / "market1501"
+    data = base / "Market-1501-v15.09.15"
+    for sub, names in (("bounding_box_train", ["0002_c2s1_000301_01.jpg", "0001_c1s1_000151_01.jpg"]),
+                       ("query", ["0003_c1s1_000451_00.jpg"]),
+                       ("bounding_box_test", ["0003_c3s1_000551_01.jpg", "-1_c1s1_000001_00.jpg", "0000_c2s1_000002_00.jpg"])):
+        for n in names:
+            touch(str(data / sub / n))
+    with open(base / "groups.json", "w") as f:
+        json.dump({"1": "a", "2": "b", "3": "a"}, f)
+    ds = SyntheticMarket1501(root=str(tmp_path), split=0, protocol="standard")
+    assert ds.dataset_name == "synthetic_market1501" and ds.eval_protocol == "cross_camera"
+    assert ds.train == [((str(data / "bounding_box_train" / "0001_c1s1_000151_01.jpg"),), "synthetic_market1501_1",
+                         "synthetic_market1501_0", {"group": "a"}),
+                        ((str(data / "bounding_box_train" / "0002_c2s1_000301_01.jpg"),), "synthetic_market1501_2",
+                         "synthetic_market1501_1", {"group": "b"})]
+    assert [(q[1], q[2]) for q in ds.query] == [(3, 0)]
+    assert sorted((g[1], g[2]) for g in ds.gallery) == [(0, 1), (3, 2)]  # junk dropped, distractor kept
+    with pytest.raises(FileNotFoundError, match="FASTREID_DATASETS"):
+        SyntheticMarket1501(root=str(tmp_path / "nowhere"))
+
+
+def test_synthetic_cuhk01_reads_its_own_folder(tmp_path):
+    write_cuhk01(str(tmp_path / "synthetic" / "cuhk01"), 6)
+    ds = SyntheticCUHK01(root=str(tmp_path))
+    assert ds.num_test_ids == 3 and len(ds.query) == 6 and len(ds.train) == 12
+    assert all("synthetic" in q[0][0] for q in ds.query)
+    with pytest.raises(FileNotFoundError):
+        CUHK01(root=str(tmp_path))
+
+
+def test_all_registered_with_class_attributes():
+    for name in ("MARS", "iLIDSVID", "PRID2011", "CUHK01", "SyntheticMARS", "SyntheticILIDSVID",
+                 "SyntheticPRID2011", "SyntheticCUHK01", "SyntheticMarket1501"):
+        cls = DATASET_REGISTRY.get(name)
+        assert issubclass(cls, TrackletDataset)
+        assert "dataset_name" in vars(cls) and "eval_protocol" in vars(cls), name

@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Train or evaluate any registered ReID model: fast-reid's command line.
+
+    python tools/train_net.py --config-file configs/Video-Baseline/synthetic_cpu.yml
+    python tools/train_net.py --config-file X.yml --eval-only MODEL.WEIGHTS path/model_final.pth
+    python tools/train_net.py --config-file X.yml --resume            # continue the last run
+    python tools/train_net.py --config-file X.yml --num-gpus 2        # 2 processes (GPUs, or gloo on CPU)
+
+Every project (FGReID, MG-RAFA, MGRe) is registered by importing its package; works from any
+working directory.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import fastreid_ext  # noqa: F401  (compat shims + registrations, before any fastreid.data import)
+from fastreid.engine.defaults import default_argument_parser, default_setup
+from fastreid.utils import comm
+from fastreid.utils.env import seed_all_rng
+
+from fastreid_ext.config import build_config
+from fastreid_ext.engine import AtomicCheckpointer, Trainer, launch
+
+
+def setup(args):
+    cfg = build_config(args.config_file, args.opts)
+    default_setup(cfg, args)
+    if cfg.SEED >= 0:
+        seed_all_rng(cfg.SEED + comm.get_rank())
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        cfg.defrost()
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+        cfg.freeze()
+        model = Trainer.build_model(cfg)
+        if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
+            raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS to name a checkpoint file; "
+                                    f"got {cfg.MODEL.WEIGHTS!r}")
+        AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        return Trainer.test(cfg, model)
+
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def cli(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    logging.getLogger(__name__).info("Command Line Args: %s", args)
+    # --num-gpus N: N processes per machine, one per GPU, or N CPU processes over gloo
+    return launch(main, max(1, args.num_gpus), num_machines=args.num_machines,
+                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    cli()
