@@ -108,6 +108,12 @@ def test_mars_official_protocol(tmp_path):
     expected = [(pid, cam - 1, n) for pid, cam, _, n in MARS_TEST_ROWS]
     assert [(g[1], g[2], len(g[0])) for g in ds.gallery] == expected
     assert ds.gallery[0] == ds.query[0] and ds.gallery[2] == ds.query[1]
+    # DATASETS.COMBINEALL: test rows 1-4 and 7 join train once each; distractor and junk do not
+    combined = MARS(root=str(tmp_path), protocol="official", combineall=True).train
+    assert combined[:2] == ds.train
+    assert [(t[1], t[2], len(t[0])) for t in combined[2:]] == [
+        ("mars_test_3", "mars_test_0", 2), ("mars_test_4", "mars_test_0", 1), ("mars_test_3", "mars_test_1", 3),
+        ("mars_test_4", "mars_test_2", 2), ("mars_test_3", "mars_test_0", 1)]
 
 
 def test_mars_unknown_protocol_and_missing_root(tmp_path, monkeypatch):
@@ -287,6 +293,15 @@ def test_synthetic_market1501_one_frame_tracklets(tmp_path):
     assert sorted((g[1], g[2]) for g in ds.gallery) == [(0, 1), (3, 2)]  # junk dropped, distractor kept
     with pytest.raises(FileNotFoundError, match="FASTREID_DATASETS"):
         SyntheticMarket1501(root=str(tmp_path / "nowhere"))
+    # the generator's flat layout (folders directly in the dataset folder): same items, side files there
+    os.rename(str(data), str(tmp_path / "flat"))
+    os.rename(str(tmp_path / "flat"), str(base / "moved"))
+    for sub in ("bounding_box_train", "query", "bounding_box_test"):
+        os.rename(str(base / "moved" / sub), str(base / sub))
+    flat = SyntheticMarket1501(root=str(tmp_path))
+    assert [t[0][0] for t in flat.train] == [str(base / "bounding_box_train" / n) for n in
+                                              ("0001_c1s1_000151_01.jpg", "0002_c2s1_000301_01.jpg")]
+    assert [t[1:] for t in flat.train] == [t[1:] for t in ds.train] and len(flat.gallery) == 2
 
 
 def test_synthetic_cuhk01_reads_its_own_folder(tmp_path):
@@ -304,3 +319,192 @@ def test_all_registered_with_class_attributes():
         cls = DATASET_REGISTRY.get(name)
         assert issubclass(cls, TrackletDataset)
         assert "dataset_name" in vars(cls) and "eval_protocol" in vars(cls), name
+
+
+# ---------------------------------------------------------------- multi-split runs
+from fastreid_ext.data.datasets.splits import parse_splits, summarize_splits  # noqa: E402
+
+METRICS = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")
+
+
+def test_parse_splits():
+    assert parse_splits("0-9") == list(range(10))
+    assert parse_splits("0,3,5-7") == [0, 3, 5, 6, 7]
+    assert parse_splits("4") == [4]
+    for bad in ("", "5-3", "a", "1,1", "-1", "0-"):
+        with pytest.raises(ValueError):
+            parse_splits(bad)
+
+
+def test_summarize_splits_matches_numpy():
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 100, size=(7, len(METRICS)))
+    results = [dict(zip(METRICS, map(float, row)), metric=float(row[0] + row[4]) / 2, dataset="x") for row in values]
+    summary = summarize_splits(results)
+    assert set(summary) == set(METRICS) | {"metric"}  # the non-numeric "dataset" is not a metric
+    for j, key in enumerate(METRICS):
+        np.testing.assert_allclose(summary[key]["mean"], values[:, j].mean(dtype=np.float64), rtol=1e-12)
+        np.testing.assert_allclose(summary[key]["std"], values[:, j].std(dtype=np.float64), rtol=1e-12)
+        assert summary[key]["values"] == list(values[:, j])
+    # per-dataset nesting is kept
+    nested = summarize_splits([{"A": r, "B": {"mAP": 2 * r["mAP"]}} for r in results])
+    np.testing.assert_allclose(nested["B"]["mAP"]["std"], (2 * values[:, 4]).std(), rtol=1e-12)
+    np.testing.assert_allclose(nested["A"]["Rank-5"]["mean"], values[:, 1].mean(), rtol=1e-12)
+    with pytest.raises(KeyError, match="mAP"):
+        summarize_splits([{"mAP": 1.0, "Rank-1": 2.0}, {"Rank-1": 3.0}])
+    with pytest.raises(ValueError):
+        summarize_splits([])
+
+
+FAKE_TRAIN_NET = '''
+import json, os, sys
+argv = sys.argv[1:]
+split = int(argv[argv.index("DATASETS.SPLIT") + 1])
+out = argv[argv.index("OUTPUT_DIR") + 1]
+os.makedirs(out, exist_ok=True)
+with open(os.path.join(out, "argv.json"), "w") as f:
+    json.dump(argv, f)
+with open(os.path.join(out, "results.json"), "w") as f:
+    json.dump({"Rank-1": 50.0 + 10 * split, "Rank-5": 90.0, "Rank-10": 95.0, "Rank-20": 99.0,
+               "mAP": 40.0 + split ** 2, "mINP": 10.0, "metric": 45.0}, f)
+'''
+
+
+def load_run_splits():
+    import importlib.util
+
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), "tools", "run_splits.py")
+    spec = importlib.util.spec_from_file_location("run_splits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_splits_end_to_end(tmp_path, capsys):
+    run_splits = load_run_splits()
+    fake = tmp_path / "fake_train_net.py"
+    fake.write_text(FAKE_TRAIN_NET)
+    base = str(tmp_path / "out")
+    out = run_splits.main(["--config-file", "cfg.yml", "--splits", "0,2-3", "--num-gpus", "2",
+                           "--train-script", str(fake), "SOLVER.MAX_EPOCH", "1", "OUTPUT_DIR", base])
+    assert out["splits"] == [0, 2, 3]
+    rank1, mAP = np.array([50.0, 70.0, 80.0]), np.array([40.0, 44.0, 49.0])
+    with open(osp.join(base, "splits_summary.json")) as f:
+        saved = json.load(f)
+    for summary in (out["summary"], saved["summary"]):
+        np.testing.assert_allclose(summary["Rank-1"]["mean"], rank1.mean())
+        np.testing.assert_allclose(summary["Rank-1"]["std"], rank1.std())
+        np.testing.assert_allclose(summary["mAP"]["std"], mAP.std())
+    with open(osp.join(base, "split_2", "argv.json")) as f:
+        argv = json.load(f)
+    assert argv == ["--config-file", "cfg.yml", "--num-gpus", "2", "SOLVER.MAX_EPOCH", "1",
+                    "DATASETS.SPLIT", "2", "OUTPUT_DIR", osp.join(base, "split_2")]
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "std" in printed and f"{rank1.mean():.2f}" in printed
+    # DATASETS.SPLIT is owned by the tool
+    with pytest.raises(ValueError, match="DATASETS.SPLIT"):
+        run_splits.main(["--config-file", "cfg.yml", "--train-script", str(fake), "DATASETS.SPLIT", "1",
+                         "OUTPUT_DIR", base])
+
+
+# ---------------------------------------------------------------- generator-written trees
+GEN_ARGS = {
+    "mars": dict(min_len=2, max_len=3),
+    "ilidsvid": dict(min_len=2, max_len=3),
+    "prid2011": dict(min_len=27, max_len=28),  # the split file keeps ids with >= 27 frames
+    "market1501": dict(min_len=1, max_len=2),
+    "cuhk01": {},
+}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """Every layout written by the generator under ``<root>/synthetic/<layout>`` (market1501 in
+    its ``Market-1501-v15.09.15`` subfolder); returns (root, {layout: counts})."""
+    try:
+        from fastreid_ext.data.synthetic import generate
+    except ImportError as e:
+        pytest.skip(f"synthetic generator not available: {e}")
+    root = tmp_path_factory.mktemp("gen_root")
+    counts = {}
+    for layout, kw in GEN_ARGS.items():
+        out = root / "synthetic" / layout
+        if layout == "market1501":
+            out = out / "Market-1501-v15.09.15"
+        counts[layout] = generate(layout, str(out), ids=10, seed=0, frame_size=(32, 16), workers=1, **kw)
+    return str(root), counts
+
+
+def check_side_files(ds, counts):
+    """Every item points at the keypoints file, which has an entry for each of its frames, and
+    carries its id's group; group sizes match the generator's."""
+    with open(ds.keypoints_path) as f:
+        keypoints = json.load(f)
+    folder = osp.dirname(ds.keypoints_path)
+    for item in ds.train + ds.query + ds.gallery:
+        assert item[3]["keypoints"] == ds.keypoints_path
+        assert all(osp.relpath(p, folder) in keypoints for p in item[0])
+        assert all(osp.isfile(p) for p in item[0])
+    sizes = {}
+    for group in ds.groups.values():
+        sizes[group] = sizes.get(group, 0) + 1
+    assert sizes == counts["groups"]
+
+
+def test_generated_mars(generated):
+    root, counts = generated
+    c = counts["mars"]
+    ds = DATASET_REGISTRY.get("SyntheticMARS")(root=root)
+    assert len(ds.train) == c["train_tracklets"] and len({t[1] for t in ds.train}) == c["train_ids"]
+    assert len(ds.query) == c["query"] and len({q[1] for q in ds.query}) == c["test_ids"]
+    assert len(ds.gallery) == c["gallery"] - c["junk_tracklets"]
+    assert sum(g[1] == 0 for g in ds.gallery) == c["distractor_tracklets"] and all(g[1] != -1 for g in ds.gallery)
+    official = SyntheticMARS(root=root, protocol="official")
+    assert len(official.gallery) == c["test_tracklets"] and sum(g[1] == -1 for g in official.gallery) == c["junk_tracklets"]
+    assert TrackletDataset.num_frames(ds.train) + TrackletDataset.num_frames(official.gallery) == c["frames"]
+    for item in ds.train + ds.query + ds.gallery:
+        pid = int(str(item[1]).rsplit("_", 1)[-1])  # "synthetic_mars_3" -> 3
+        assert item[3].get("group") == ds.groups.get(pid) and (pid > 0) == ("group" in item[3])
+    check_side_files(ds, c)
+
+
+def test_generated_ilidsvid(generated):
+    root, counts = generated
+    c = counts["ilidsvid"]
+    for split in (0, 9):
+        ds = DATASET_REGISTRY.get("SyntheticILIDSVID")(root=root, split=split)
+        assert len(ds.query) == len(ds.gallery) == c["test_ids_per_split"]
+        assert len(ds.train) == 2 * c["train_ids_per_split"]
+        assert TrackletDataset.num_frames(ds.train + ds.query + ds.gallery) == c["frames"]
+    check_side_files(ds, c)
+
+
+def test_generated_prid2011(generated):
+    root, counts = generated
+    c = counts["prid2011"]
+    ds = DATASET_REGISTRY.get("SyntheticPRID2011")(root=root, split=3)
+    assert len(ds.query) == len(ds.gallery) == c["test_ids_per_split"]
+    assert len(ds.train) == 2 * (c["usable_ids"] - c["test_ids_per_split"])
+    assert {q[1] for q in ds.query} == {g[1] for g in ds.gallery}
+    check_side_files(ds, c)
+
+
+def test_generated_market1501(generated):
+    root, counts = generated
+    c = counts["market1501"]
+    ds = DATASET_REGISTRY.get("SyntheticMarket1501")(root=root)
+    assert len(ds.train) == c["train_images"] and len({t[1] for t in ds.train}) == c["train_ids"]
+    assert len(ds.query) == c["query_images"]
+    assert len(ds.gallery) == c["gallery_images"] - c["junk_images"]
+    assert sum(g[1] == 0 for g in ds.gallery) == c["distractor_images"]
+    assert all(len(item[0]) == 1 for item in ds.train + ds.query + ds.gallery)
+    check_side_files(ds, c)
+
+
+def test_generated_cuhk01(generated):
+    root, counts = generated
+    c = counts["cuhk01"]
+    ds = DATASET_REGISTRY.get("SyntheticCUHK01")(root=root, protocol="p100", split=5)
+    n_test = min(100, c["ids"] // 2)
+    assert len(ds.query) == len(ds.gallery) == 2 * n_test and len(ds.train) == 4 * (c["ids"] - n_test)
+    check_side_files(ds, c)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+import cv2
 import torch
 from fastreid.config import configurable
 from fastreid.data import samplers as host_samplers
@@ -55,10 +56,16 @@ def build_train_sampler(cfg, train_set, seed: Optional[int] = None):
     raise KeyError(f"unknown DATALOADER.SAMPLER_TRAIN {name!r} for video loaders; known: {list(_TRAIN_SAMPLERS)}")
 
 
+def _worker_init(worker_id: int) -> None:
+    """One OpenCV thread per DataLoader worker (the workers already run in parallel)."""
+    cv2.setNumThreads(1)
+
+
 def _loader_kwargs(num_workers: int) -> dict:
     return dict(
         num_workers=num_workers,
         collate_fn=collate_video_batch,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
     )

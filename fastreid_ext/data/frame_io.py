@@ -39,15 +39,14 @@ def read_frame(path: str) -> np.ndarray:
     """Decode ``path`` to an RGB ``uint8`` ``(H, W, 3)`` array.
 
     Raises :class:`FrameReadError` for a missing file, an undecodable file, or a JPEG without
-    its end-of-image marker (truncated: OpenCV would silently decode the truncated part and
-    fill the rest with grey).
+    its end-of-image marker in its last 1 KiB (truncated; checked explicitly because some
+    libjpeg builds decode a truncated file with a grey tail and only print a warning).
     """
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise FrameReadError(f"cannot read frame {path!r}: {e}") from None
-    buf = data.tobytes()
-    if buf[:2] == _JPEG_SOI and _JPEG_EOI not in buf[-_EOI_TAIL:]:
+    if data[:2].tobytes() == _JPEG_SOI and _JPEG_EOI not in data[-_EOI_TAIL:].tobytes():
         raise FrameReadError(f"truncated JPEG frame {path!r} (no end-of-image marker)")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:

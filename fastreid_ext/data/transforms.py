@@ -126,7 +126,11 @@ def _default_rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
 
 def _stack(frames: Sequence[np.ndarray]) -> np.ndarray:
     """``T`` HWC uint8 frames -> float32 ``(T, C, H, W)`` (contiguous, values 0..255)."""
-    return np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2), dtype=np.float32)
+    h, w, c = frames[0].shape
+    out = np.empty((len(frames), c, h, w), dtype=np.float32)
+    for t, f in enumerate(frames):
+        out[t] = f.transpose(2, 0, 1)  # one converting copy per frame
+    return out
 
 
 class ClipTrainTransform:

@@ -191,6 +191,9 @@ def _import_faiss():
     return faiss
 
 
+_GPU_RESOURCES: list = []
+
+
 def faiss_num_gpus() -> int:
     """GPUs usable by the installed faiss (0 for faiss-cpu or no faiss)."""
     faiss = _import_faiss()
@@ -209,10 +212,9 @@ def _faiss_to_gpu(index, ngpus: int):
         co = faiss.GpuMultipleClonerOptions()
         co.shard = True
         return faiss.index_cpu_to_all_gpus(index, co=co, ngpu=ngpus)
-    res = faiss.StandardGpuResources()
-    index = faiss.index_cpu_to_gpu(res, 0, index)
-    index._fastreid_ext_res = res  # keep the resources alive as long as the index
-    return index
+    if not _GPU_RESOURCES:  # one StandardGpuResources per process, kept alive for its indexes
+        _GPU_RESOURCES.append(faiss.StandardGpuResources())
+    return faiss.index_cpu_to_gpu(_GPU_RESOURCES[0], 0, index)
 
 
 def _want_gpu(device, ref: torch.Tensor) -> bool:
@@ -362,7 +364,6 @@ def build_index(
     elif kind == "ivf":
         quantizer = _flat_index(dim, metric)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
-        index._fastreid_ext_quantizer = quantizer
         n_train = min(g.shape[0], train_size or max(40 * nlist, 50000))
         rng = np.random.default_rng(seed)
         sample = g[np.sort(rng.choice(g.shape[0], n_train, replace=False))]

@@ -64,6 +64,7 @@ class MARS(TrackletDataset):
     dataset_dir = "mars"
     dataset_name = "mars"
     eval_protocol = "cross_camera"
+    _junk_pids = [0, -1]  # not train ids when query / gallery are combined into train
 
     def __init__(self, root: str = "datasets", protocol: str = "standard", **kwargs):
         if protocol not in MARS_PROTOCOLS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os.path as osp
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 from fastreid.data.datasets import DATASET_REGISTRY
@@ -44,15 +45,25 @@ class SyntheticExtras:
     keypoints_path: Optional[str] = None
 
     def __init__(self, root: str = "datasets", **kwargs):
-        folder = osp.join(root, self.dataset_dir)
-        keypoints = osp.join(folder, KEYPOINTS_FILE)
-        if osp.isfile(keypoints):
+        keypoints = self.find_side_file(root, KEYPOINTS_FILE)
+        if keypoints is not None:
             self.keypoints_path = osp.abspath(keypoints)
-        groups = osp.join(folder, GROUPS_FILE)
-        if osp.isfile(groups):
+        groups = self.find_side_file(root, GROUPS_FILE)
+        if groups is not None:
             with open(groups) as f:
                 self.groups = {int(pid): str(group) for pid, group in json.load(f).items()}
         super().__init__(root=root, **kwargs)
+
+    def side_file_dirs(self, root: str) -> List[str]:
+        """Folders searched, in order, for the side files (keypoint keys are relative to the
+        folder holding ``keypoints.json``)."""
+        return [osp.join(root, type(self).dataset_dir)]
+
+    def find_side_file(self, root: str, name: str) -> Optional[str]:
+        for folder in self.side_file_dirs(root):
+            if osp.isfile(osp.join(folder, name)):
+                return osp.join(folder, name)
+        return None
 
     def item_extras(self, frame_paths: Sequence[str], pid: int) -> Dict:
         extras = {}
@@ -91,15 +102,20 @@ class SyntheticCUHK01(SyntheticExtras, CUHK01):
     eval_protocol = CUHK01.eval_protocol
 
 
-MARKET1501_LAYOUT = """<root>/<dataset_dir>/Market-1501-v15.09.15/
+MARKET1501_LAYOUT = """<root>/<dataset_dir>/Market-1501-v15.09.15/   (or the folders directly in <root>/<dataset_dir>/)
   bounding_box_train/<pid4>_c<cam>s<seq>_<frame6>_<box2>.jpg
   query/...  bounding_box_test/...   (pid -1 = junk, dropped; pid 0 = distractor, kept)"""
+MARKET1501_SUBDIR = "Market-1501-v15.09.15"
 
 
 @DATASET_REGISTRY.register()
 class SyntheticMarket1501(SyntheticExtras, Market1501, TrackletDataset):
     """The host's ``Market1501`` parsing, items as sorted 1-frame tracklets ``((path,), pid, camid)``.
 
+    The image folders live in ``<root>/<dataset_dir>/Market-1501-v15.09.15`` (the host's layout)
+    or, as the generator writes them when given the dataset folder, directly in
+    ``<root>/<dataset_dir>``; ``keypoints.json`` / ``groups.json`` are read next to them, else
+    from ``<root>/<dataset_dir>``.
     ``split`` / ``protocol`` (single split and protocol) and unknown host keys are ignored.
     """
 
@@ -110,13 +126,22 @@ class SyntheticMarket1501(SyntheticExtras, Market1501, TrackletDataset):
     def __init__(self, root: str = "datasets", **kwargs):
         kwargs.pop("split", None)
         kwargs.pop("protocol", None)
-        data_dir = osp.join(root, self.dataset_dir, "Market-1501-v15.09.15")
+        data_dir = self.side_file_dirs(root)[0]
         require_layout(
             type(self).__name__, root,
             [data_dir] + [osp.join(data_dir, d) for d in ("bounding_box_train", "query", "bounding_box_test")],
             MARKET1501_LAYOUT.replace("<dataset_dir>", self.dataset_dir),
         )
-        super().__init__(root=root, **kwargs)
+        with warnings.catch_warnings():  # the host warns when the folders are not in the subdir
+            warnings.filterwarnings("ignore", message="The current data structure is deprecated")
+            super().__init__(root=root, **kwargs)
+
+    def side_file_dirs(self, root: str) -> List[str]:
+        """The folder holding the image folders (the host's subdir when it exists), then the
+        dataset folder."""
+        folder = osp.join(root, type(self).dataset_dir)
+        sub = osp.join(folder, MARKET1501_SUBDIR)
+        return [sub, folder] if osp.isdir(sub) else [folder]
 
     def process_dir(self, dir_path: str, is_train: bool = True) -> List[Tracklet]:
         # the host parses int pids / 0-based cameras (junk dropped); make_item adds the train prefix

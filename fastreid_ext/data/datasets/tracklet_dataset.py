@@ -63,6 +63,20 @@ class TrackletDataset(ImageDataset):
             pid, camid = f"{self.dataset_name}_{pid}", f"{self.dataset_name}_{camid}"
         return (frame_paths, pid, camid, extras) if extras else (frame_paths, pid, camid)
 
+    def combine_all(self) -> None:
+        """The host's ``combine_all`` (``DATASETS.COMBINEALL``) for tracklet items: query and
+        gallery join the train set with ``f"{dataset_name}_test_{pid}"`` ids, extras kept,
+        ``_junk_pids`` skipped, and a tracklet listed in both query and gallery added once."""
+        combined = list(self.train)
+        seen = set()
+        for item in list(self.query) + list(self.gallery):
+            paths, pid, camid = item[:3]
+            if pid in self._junk_pids or paths in seen:
+                continue
+            seen.add(paths)
+            combined.append((paths, f"{self.dataset_name}_test_{pid}", f"{self.dataset_name}_test_{camid}", *item[3:]))
+        self._train = combined
+
     @staticmethod
     def num_frames(data: Iterable[Tracklet]) -> int:
         return sum(len(item[0]) for item in data)

@@ -189,13 +189,19 @@ class Camera:
     yaw_spread: float
 
 
+def _muted(r: np.random.Generator, lo: int, hi: int) -> Color:
+    """A random colour pulled half-way to its grey level (real scenes are rarely saturated)."""
+    c = r.integers(lo, hi, size=3).astype(np.float64)
+    return tuple(int(v) for v in 0.5 * c + 0.5 * c.mean())  # type: ignore[return-value]
+
+
 def make_camera(index: int, seed: int) -> Camera:
     r = rng_for(seed, KIND_CAMERA, index)
     warm = r.uniform(-0.25, 0.25)
     return Camera(
         index=index,
-        sky=tuple(int(v) for v in r.integers(40, 230, size=3)),  # type: ignore[arg-type]
-        ground=tuple(int(v) for v in r.integers(30, 180, size=3)),  # type: ignore[arg-type]
+        sky=_muted(r, 60, 220),
+        ground=_muted(r, 40, 170),
         horizon=float(r.uniform(0.35, 0.7)),
         n_blocks=int(r.integers(3, 9)),
         gain=(float(1.0 - warm + r.normal(0, 0.04)), float(1.0 + r.normal(0, 0.04)), float(1.0 + warm + r.normal(0, 0.04))),

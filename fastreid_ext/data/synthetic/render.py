@@ -17,6 +17,8 @@ import math
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
+
+cv2.setNumThreads(1)
 import numpy as np
 
 from .identity import KIND_TRACKLET, Camera, Identity, make_camera, rng_for
@@ -83,25 +85,20 @@ def _background(cam: Camera, seed: int, h: int, w: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def camera_assets(seed: int, cam_index: int, h: int, w: int):
-    """(camera, background (h, 3w, 3) uint8, gain map (h, w, 3) float32, noise tile (2h, 2w, 3))."""
+    """(camera, background (h, 3w, 3) uint8 with the camera's left-right light gradient baked in,
+    noise tiles (2h, 2w, 3) uint8: the positive and the negative part of Gaussian noise)."""
     cam = make_camera(cam_index, seed)
-    bg = _background(cam, seed, h, w)
-    xs = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :, None]
-    gain = np.asarray(cam.gain, np.float32)[None, None, :] * cam.brightness * (1.0 + cam.gradient * 0.5 * xs)
-    gain = np.broadcast_to(gain, (h, w, 3)).astype(np.float32)
+    bg = _background(cam, seed, h, w).astype(np.float32)
+    xs = np.linspace(-1.0, 1.0, 3 * w, dtype=np.float32)[None, :, None]
+    bg = np.clip(bg * (1.0 + cam.gradient * 0.5 * np.sin(xs * 2.5)), 0, 255).astype(np.uint8)
     r = rng_for(seed, KIND_TRACKLET, -8, cam_index, h, w)
-    noise = (r.standard_normal((2 * h, 2 * w, 3)) * cam.noise).astype(np.float32)
-    return cam, bg, gain, noise
+    noise = np.round(r.standard_normal((2 * h, 2 * w, 3)) * cam.noise)
+    pos = np.clip(noise, 0, 255).astype(np.uint8)
+    neg = np.clip(-noise, 0, 255).astype(np.uint8)
+    return cam, bg, pos, neg
 
 
 # ----------------------------------------------------------------------------- skeleton
-@dataclasses.dataclass
-class Pose:
-    """3-D joints (N, 3) for the named points and the body dimensions used to draw them."""
-
-    p: dict
-
-
 def body_points(ident: Identity, phase: float) -> dict:
     """Named 3-D points (x, y, z) of ``ident`` at gait ``phase`` (radians), person height = 1."""
     s, c = math.sin(phase), math.cos(phase)
@@ -163,101 +160,111 @@ def _fix(uv: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- drawing
 def _draw_person(img: np.ndarray, ident: Identity, pts: dict, proj: _Projector) -> None:
-    """Paint ``ident`` in pose ``pts`` onto ``img`` (in place), far parts first."""
+    """Paint ``ident`` in pose ``pts`` onto ``img`` (in place), far parts first.
+
+    All part geometry is gathered first and projected in one call (speed): each part is
+    ``(points (k, 3), op, color, width, depth_bias)`` with ``op`` in ``poly | line | circle``.
+    """
     u = ident.uniform
     hp = proj.hp
-    parts: List[Tuple[float, int, tuple]] = []  # (depth, order, (op, ...))
-    order = 0
+    geo: List[np.ndarray] = []
+    ops: List[Tuple[str, tuple, float, float]] = []
 
-    def add(depth: float, op: tuple) -> None:
-        nonlocal order
-        parts.append((depth, order, op))
-        order += 1
+    def add(points, op: str, color, width: float = 0.0, bias: float = 0.0) -> None:
+        geo.append(np.asarray(points, np.float64).reshape(-1, 3))
+        ops.append((op, color, width, bias))
 
-    def add_box(box: np.ndarray, color, bias: float = 0.0) -> None:
-        add(proj.depth(box) + bias, ("poly", proj.uv(box), color))
-
-    def add_line(a, b, color, width: float, bias: float = 0.0) -> None:
-        seg = np.array([a, b], np.float64)
-        add(proj.depth(seg) + bias, ("line", proj.uv(seg), color, width))
-
-    lh, rh = pts["left_hip"], pts["right_hip"]
-    ls, rs = pts["left_shoulder"], pts["right_shoulder"]
+    lh, ls = pts["left_hip"], pts["left_shoulder"]
     hip_y, sh_y = lh[1], ls[1]
     d = _TORSO_D
 
-    def torso_band(t0: float, t1: float, z0: float = -d, z1: float = d, shrink: float = 1.0) -> np.ndarray:
+    def torso_band(t0: float, t1: float, z0: float = -d, z1: float = d, shrink: float = 1.0) -> list:
         ya, yb = hip_y + t0 * (sh_y - hip_y), hip_y + t1 * (sh_y - hip_y)
         wa = (ident.hip + t0 * (ident.shoulder - ident.hip)) * shrink
         wb = (ident.hip + t1 * (ident.shoulder - ident.hip)) * shrink
-        return np.array([[sx * w, y, z] for (w, y) in ((wa, ya), (wb, yb)) for sx in (-1, 1) for z in (z0, z1)])
+        return [[sx * w, y, z] for (w, y) in ((wa, ya), (wb, yb)) for sx in (-1, 1) for z in (z0, z1)]
 
-    # torso, pelvis, pattern
-    add_box(torso_band(0.0, 1.0), u.top)
-    add(proj.depth(np.zeros(3)) + 0.001, ("poly", proj.uv(torso_band(-0.18, 0.06, shrink=1.05)), u.bottom))
+    # torso, pelvis, pattern (pelvis / stripe depth pinned to the torso centre so they stay on top)
+    add(torso_band(0.0, 1.0), "poly", u.top)
+    add(torso_band(-0.18, 0.06, shrink=1.05), "poly_c", u.bottom, 0.0, 0.001)
     if u.pattern == "stripe":
-        add(0.002 + proj.depth(np.zeros(3)), ("poly", proj.uv(torso_band(0.45, 0.6, -d * 1.02, d * 1.02, 1.02)), u.pattern_color))
+        add(torso_band(0.45, 0.6, -d * 1.02, d * 1.02, 1.02), "poly_c", u.pattern_color, 0.0, 0.002)
     elif u.pattern == "collar":
-        add_box(torso_band(0.82, 1.0, d * 0.4, d * 1.05, 0.6), u.pattern_color, 0.002)
-    # legs and shoes
+        add(torso_band(0.82, 1.0, d * 0.4, d * 1.05, 0.6), "poly", u.pattern_color, 0.0, 0.002)
     limb = ident.limb
     for side in ("left", "right"):
         hip, knee, ankle, toe = pts[f"{side}_hip"], pts[f"{side}_knee"], pts[f"{side}_ankle"], pts[f"{side}_toe"]
-        add_line(hip, knee, u.bottom, limb * 1.25)
-        add_line(knee, ankle, ident.skin if u.shorts else u.bottom, limb * 1.05, 0.0005)
-        add_line(ankle, toe, ident.shoe, limb * 0.95, 0.001)
+        add((hip, knee), "line", u.bottom, limb * 1.25)
+        add((knee, ankle), "line", ident.skin if u.shorts else u.bottom, limb * 1.05, 0.0005)
+        add((ankle, toe), "line", ident.shoe, limb * 0.95, 0.001)
         sh, el, wr = pts[f"{side}_shoulder"], pts[f"{side}_elbow"], pts[f"{side}_wrist"]
-        add_line(sh, el, u.top, limb * 0.95, 0.01)
-        add_line(el, wr, u.top if u.long_sleeves else ident.skin, limb * 0.8, 0.0105)
-        hand = np.asarray(wr)
-        add(proj.depth(hand) + 0.011, ("circle", proj.uv(hand), ident.skin, limb * 0.5))
-    # head, face, hair
-    head = np.asarray(pts["head"])
+        add((sh, el), "line", u.top, limb * 0.95, 0.01)
+        add((el, wr), "line", u.top if u.long_sleeves else ident.skin, limb * 0.8, 0.0105)
+        add(wr, "circle", ident.skin, limb * 0.5, 0.011)
+    head = pts["head"]
     r_h = ident.head
-    hd = proj.depth(head)
-    head_uv = proj.uv(head)
-    add(hd, ("circle", head_uv, ident.skin if ident.hair_style == "bald" else ident.hair, r_h))
-    nose = np.asarray(pts["nose"])
-    if ident.hair_style != "bald" and proj.depth(nose) > hd + 0.1 * r_h:
-        face = head_uv + 0.45 * (proj.uv(nose) - head_uv) + np.array([0.0, 0.22 * r_h * hp])
-        add(hd + 0.0001, ("circle", face, ident.skin, r_h * 0.74))
+    bald = ident.hair_style == "bald"
+    head_i = len(ops)
+    add(head, "circle", ident.skin if bald else ident.hair, r_h)
+    if not bald:
+        add(pts["nose"], "face", ident.skin, r_h * 0.74)
+    y = head[1]
     if ident.hair_style == "long":
-        add_box(_box(-0.8 * r_h, 0.8 * r_h, head[1] - 2.3 * r_h, head[1], -0.9 * r_h, -0.5 * r_h), ident.hair)
+        add(_box(-0.8 * r_h, 0.8 * r_h, y - 2.3 * r_h, y, -0.9 * r_h, -0.5 * r_h), "poly", ident.hair)
     elif ident.hair_style == "cap":
-        y = head[1]
-        cap = np.array([[-1.05 * r_h, y + 0.15 * r_h, 0], [1.05 * r_h, y + 0.15 * r_h, 0], [0, y + 1.08 * r_h, 0],
-                        [-0.75 * r_h, y + 0.85 * r_h, 0], [0.75 * r_h, y + 0.85 * r_h, 0],
-                        [0, y + 0.2 * r_h, 1.6 * r_h], [-0.5 * r_h, y + 0.2 * r_h, 1.3 * r_h], [0.5 * r_h, y + 0.2 * r_h, 1.3 * r_h]])
-        add(hd + 0.0002, ("poly", proj.uv(cap), ident.cap_color))
-    # accessories
+        cap = [[-1.05 * r_h, y + 0.15 * r_h, 0], [1.05 * r_h, y + 0.15 * r_h, 0], [0, y + 1.08 * r_h, 0],
+               [-0.75 * r_h, y + 0.85 * r_h, 0], [0.75 * r_h, y + 0.85 * r_h, 0],
+               [0, y + 0.2 * r_h, 1.6 * r_h], [-0.5 * r_h, y + 0.2 * r_h, 1.3 * r_h], [0.5 * r_h, y + 0.2 * r_h, 1.3 * r_h]]
+        add(cap, "poly_h", ident.cap_color, 0.0, 0.0002)
     if ident.bag == "backpack":
-        add_box(_box(-0.8 * ident.shoulder, 0.8 * ident.shoulder, hip_y + 0.06, sh_y - 0.02, -d - 0.075, -d), ident.bag_color)
+        add(_box(-0.8 * ident.shoulder, 0.8 * ident.shoulder, hip_y + 0.06, sh_y - 0.02, -d - 0.075, -d), "poly", ident.bag_color)
         for sx in (-1, 1):
-            add_line((sx * 0.6 * ident.shoulder, sh_y, d * 1.05), (sx * 0.65 * ident.shoulder, hip_y + 0.1, d * 1.05),
-                     ident.bag_color, 0.012, 0.003)
+            add(((sx * 0.6 * ident.shoulder, sh_y, d * 1.05), (sx * 0.65 * ident.shoulder, hip_y + 0.1, d * 1.05)),
+                "line", ident.bag_color, 0.012, 0.003)
     elif ident.bag == "shoulder":
         x0 = ident.hip + 0.005
-        add_box(_box(x0, x0 + 0.045, hip_y - 0.03, hip_y + 0.09, -0.05, 0.05), ident.bag_color, 0.02)
-        add_line((-ident.shoulder * 0.7, sh_y, d * 1.05), (x0, hip_y + 0.09, d * 1.05), ident.bag_color, 0.012, 0.003)
-        add_line((-ident.shoulder * 0.7, sh_y, -d * 1.05), (x0, hip_y + 0.09, -d * 1.05), ident.bag_color, 0.012, -0.003)
+        add(_box(x0, x0 + 0.045, hip_y - 0.03, hip_y + 0.09, -0.05, 0.05), "poly", ident.bag_color, 0.0, 0.02)
+        for zs in (1.05, -1.05):
+            add(((-ident.shoulder * 0.7, sh_y, d * zs), (x0, hip_y + 0.09, d * zs)), "line", ident.bag_color, 0.012, 0.003 * zs)
     elif ident.bag == "handbag":
         wx, wy, wz = pts["right_wrist"]
-        add_box(_box(wx - 0.035, wx + 0.005, wy - 0.1, wy - 0.005, wz - 0.045, wz + 0.045), ident.bag_color, 0.012)
+        add(_box(wx - 0.035, wx + 0.005, wy - 0.1, wy - 0.005, wz - 0.045, wz + 0.045), "poly", ident.bag_color, 0.0, 0.012)
     if ident.badge:
-        add_box(_box(0.025, 0.07, sh_y - 0.1, sh_y - 0.05, d, d + 0.004), ident.badge_color, 0.003)
+        add(_box(0.025, 0.07, sh_y - 0.1, sh_y - 0.05, d, d + 0.004), "poly", ident.badge_color, 0.0, 0.003)
 
-    parts.sort(key=lambda t: (t[0], t[1]))
-    for _, _, op in parts:
-        kind = op[0]
-        if kind == "poly":
-            hull = cv2.convexHull(_fix(op[1]).reshape(-1, 1, 2))
-            cv2.fillConvexPoly(img, hull, op[2], cv2.LINE_AA, _SHIFT)
-        elif kind == "line":
-            a, b = _fix(op[1])
-            cv2.line(img, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), op[2], max(1, int(round(op[3] * hp))), cv2.LINE_AA, _SHIFT)
-        else:  # circle
-            c = _fix(op[1])
-            cv2.circle(img, (int(c[0]), int(c[1])), max(1, int(round(op[3] * hp * _SCALE))), op[2], -1, cv2.LINE_AA, _SHIFT)
+    sizes = [g.shape[0] for g in geo]
+    allp = np.concatenate(geo, 0)
+    uv = proj.uv(allp)
+    z = -allp[:, 0] * proj.s + allp[:, 2] * proj.c
+    starts = np.cumsum([0] + sizes[:-1])
+    depth = np.add.reduceat(z, starts) / np.asarray(sizes)
+    head_d, head_uv = depth[head_i], uv[starts[head_i]]
+    fixed = np.round(uv * _SCALE).astype(np.int32)
+    keyed = []
+    for i, (op, color, width, bias) in enumerate(ops):
+        if op == "poly_c":
+            dd = bias
+        elif op in ("face", "poly_h"):
+            dd = head_d + 0.0001 + bias
+        else:
+            dd = depth[i] + bias
+        keyed.append((dd, i))
+    keyed.sort()
+    for _, i in keyed:
+        op, color, width, _b = ops[i]
+        a, b = starts[i], starts[i] + sizes[i]
+        if op in ("poly", "poly_c", "poly_h"):
+            cv2.fillConvexPoly(img, cv2.convexHull(fixed[a:b].reshape(-1, 1, 2)), color, cv2.LINE_AA, _SHIFT)
+        elif op == "line":
+            cv2.line(img, tuple(fixed[a].tolist()), tuple(fixed[a + 1].tolist()), color,
+                     max(1, int(round(width * hp))), cv2.LINE_AA, _SHIFT)
+        elif op == "circle":
+            cv2.circle(img, tuple(fixed[a].tolist()), max(1, int(round(width * hp * _SCALE))), color, -1, cv2.LINE_AA, _SHIFT)
+        else:  # face: skin disc towards the nose, only when the face points to the camera
+            if depth[i] > head_d + 0.1 * r_h:
+                c = head_uv + 0.45 * (uv[a] - head_uv) + np.array([0.0, 0.22 * r_h * hp])
+                c = np.round(c * _SCALE).astype(np.int32)
+                cv2.circle(img, tuple(c.tolist()), max(1, int(round(width * hp * _SCALE))), color, -1, cv2.LINE_AA, _SHIFT)
 
 
 def coco_keypoints(pts: dict, proj: _Projector) -> np.ndarray:
@@ -274,7 +281,7 @@ def coco_keypoints(pts: dict, proj: _Projector) -> np.ndarray:
 # ----------------------------------------------------------------------------- tracklets
 def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List[np.ndarray], np.ndarray]:
     """Frames (list of (h, w, 3) uint8 BGR) and keypoints (T, 17, 3) of one tracklet."""
-    cam, bg, gain, noise = camera_assets(seed, spec.camera, h, w)
+    cam, bg, noise_pos, noise_neg = camera_assets(seed, spec.camera, h, w)
     r = rng_for(*spec.key)
     ident = spec.identity
     yaw = cam.yaw + r.normal(0.0, cam.yaw_spread)
@@ -344,14 +351,13 @@ def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List
             small = cv2.resize(img, (max(1, int(w * cam.resolution)), max(1, int(h * cam.resolution))), interpolation=cv2.INTER_AREA)
             img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
         if sig > 0.3:
-            img = cv2.GaussianBlur(img, (0, 0), sig)
+            k = 2 * int(math.ceil(2.0 * sig)) + 1
+            img = cv2.GaussianBlur(img, (k, k), sig)
         ny, nx = int(noise_off[t, 0]), int(noise_off[t, 1]) % w
-        f = img.astype(np.float32)
-        f *= gain
-        f *= flick[t]
-        f += noise[ny:ny + h, nx:nx + w]
-        np.clip(f, 0, 255, out=f)
-        frames.append(f.astype(np.uint8))
+        g = cam.brightness * float(flick[t])
+        img = cv2.multiply(img, (cam.gain[0] * g, cam.gain[1] * g, cam.gain[2] * g, 0.0))
+        img = cv2.add(img, noise_pos[ny:ny + h, nx:nx + w])
+        frames.append(cv2.subtract(img, noise_neg[ny:ny + h, nx:nx + w]))
     return frames, kps
 
 
@@ -370,7 +376,3 @@ def render_and_write(spec: TrackletSpec, seed: int, h: int, w: int) -> np.ndarra
         with open(path, "wb") as fh:
             fh.write(encode(img, ext))
     return kps
-
-
-def pick_frames(frames: Sequence[np.ndarray], idx: Sequence[int]) -> List[np.ndarray]:
-    return [frames[i] for i in idx]

@@ -51,6 +51,14 @@ def osm_loss(features: torch.Tensor, targets: torch.Tensor, class_embeddings: to
             features.shape[1] != class_embeddings.shape[1]:
         raise ValueError(f"features {tuple(features.shape)} and class embeddings "
                          f"{tuple(class_embeddings.shape)} must be (B, D) and (C, D)")
+    # computed in (at least) float32 even under autocast: exp(-d^2 / sigma^2) underflows in fp16
+    dtype = torch.promote_types(features.dtype, torch.float32)
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return _osm_loss(features.to(dtype), targets, class_embeddings.to(dtype), alpha, sigma, l)
+
+
+def _osm_loss(features: torch.Tensor, targets: torch.Tensor, class_embeddings: torch.Tensor,
+              alpha: float, sigma: float, l: float) -> torch.Tensor:  # noqa: E741
     n = features.shape[0]
     x = F.normalize(features, p=2, dim=1)                                      # (B, D)
     sq = x.pow(2).sum(dim=1, keepdim=True)
@@ -65,16 +73,22 @@ def osm_loss(features: torch.Tensor, targets: torch.Tensor, class_embeddings: to
     s_neg = (alpha - dist).clamp(min=1e-12)
     sim = s_pos * pos_mask + s_neg * neg_mask
 
-    emb = F.normalize(class_embeddings.to(x.dtype), p=2, dim=1)               # (C, D)
+    emb = F.normalize(class_embeddings, p=2, dim=1)                            # (C, D)
     probs = F.softmax(x @ emb.t(), dim=1)                                      # (B, C)
     att = probs.gather(1, targets.view(-1, 1)).view(-1)                        # (B,)
     pair_att = torch.minimum(att.view(-1, 1), att.view(1, -1))                 # (B, B)
 
     w = sim * pair_att
     w_pos, w_neg = w * pos_mask, w * neg_mask
-    loss_p = 0.5 * (w_pos * dist.pow(2)).sum() / w_pos.sum().clamp(min=1e-12)
-    loss_n = 0.5 * (w_neg * s_neg.pow(2)).sum() / w_neg.sum().clamp(min=1e-12)
+    loss_p = 0.5 * _safe_ratio((w_pos * dist.pow(2)).sum(), w_pos.sum())
+    loss_n = 0.5 * _safe_ratio((w_neg * s_neg.pow(2)).sum(), w_neg.sum())
     return (1.0 - l) * loss_p + l * loss_n
+
+
+def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den``, and 0 when ``den == 0`` (then ``num == 0`` too: no pair has weight).
+    Tiny positive ``den`` (e.g. ``exp(-d^2 / sigma^2)`` with a small sigma) is kept exact."""
+    return num / torch.where(den > 0, den, torch.ones_like(den))
 
 
 @LOSS_REGISTRY.register()

@@ -1,0 +1,388 @@
+"""One writer per on-disk layout; each reproduces the official files of the real dataset.
+
+The facts about the layouts are in ``shared/reference/video-reid-protocols.md``. A writer plans
+its tracklets (who, which camera, how long, where each frame goes), renders them (in worker
+processes when ``workers > 1``: every tracklet has its own seeded generator, so the bytes do not
+depend on scheduling), then writes the index files (name lists, ``.mat`` / ``.json`` splits),
+``keypoints.json`` and ``groups.json``, and returns its counts.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import os.path as osp
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.io import savemat
+
+from .identity import (KIND_LAYOUT, KIND_SPLIT, KIND_TRACKLET, UNIFORM_NAMES, Identity, make_identities,
+                       make_stranger, rng_for)
+from .render import TrackletSpec, render_and_write
+
+__all__ = ["LAYOUTS", "LayoutArgs", "OWNED_PATHS", "DEFAULT_LENGTHS", "DEFAULT_CAMERAS", "write_layout"]
+
+KEYPOINTS_FILE = "keypoints.json"
+GROUPS_FILE = "groups.json"
+
+# layout -> (default cameras, allowed cameras)
+DEFAULT_CAMERAS: Dict[str, Tuple[int, Tuple[int, int]]] = {
+    "mars": (6, (2, 9)),  # one digit after "C" in the frame name
+    "ilidsvid": (2, (2, 2)),
+    "prid2011": (2, (2, 2)),
+    "market1501": (6, (2, 6)),  # the host Market1501 asserts 1 <= camid <= 6
+    "cuhk01": (2, (2, 2)),
+}
+# layout -> default (min_len, max_len): frames per tracklet (market1501: images per id and camera)
+DEFAULT_LENGTHS: Dict[str, Tuple[int, int]] = {
+    "mars": (8, 48),
+    "ilidsvid": (23, 64),
+    "prid2011": (27, 72),
+    "market1501": (2, 7),
+    "cuhk01": (2, 2),
+}
+# layout -> (max ids, max frames per tracklet) allowed by the name formats
+_LIMITS: Dict[str, Tuple[int, int]] = {
+    "mars": (9999, 999),
+    "ilidsvid": (999, 9999),
+    "prid2011": (9999, 9999),
+    "market1501": (1501, 99),
+    "cuhk01": (9999, 2),
+}
+LAYOUTS: Tuple[str, ...] = tuple(DEFAULT_CAMERAS)
+# The paths a layout owns inside its dataset folder (removed before a regeneration).
+OWNED_PATHS: Dict[str, Tuple[str, ...]] = {
+    "mars": ("bbox_train", "bbox_test", "info"),
+    "ilidsvid": ("i-LIDS-VID", "train-test people splits"),
+    "prid2011": ("prid_2011", "splits_prid2011.json"),
+    "market1501": ("bounding_box_train", "bounding_box_test", "query"),
+    "cuhk01": ("campus",),
+}
+_LAYOUT_CODE = {name: i + 1 for i, name in enumerate(LAYOUTS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutArgs:
+    """Resolved generation arguments (everything that changes the bytes written)."""
+
+    layout: str
+    ids: int
+    seed: int
+    cameras: int
+    frame_size: Tuple[int, int]
+    min_len: int
+    max_len: int
+    groups: int
+    occlusion: float
+    distractors: float
+    junk: float
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["frame_size"] = list(self.frame_size)
+        return d
+
+
+@dataclasses.dataclass
+class _Track:
+    """A planned tracklet: its rendering spec plus the relative path of each frame."""
+
+    spec: TrackletSpec
+    rel: List[str]
+
+
+def _spec(a: LayoutArgs, out: str, ident: Identity, cam: int, rel: Sequence[str], key: Tuple[int, ...],
+          kind: str = "person", frame_step: float = 1.0) -> _Track:
+    paths = tuple(osp.join(out, p) for p in rel)
+    spec = TrackletSpec(identity=ident, camera=cam, n_frames=len(rel), key=(a.seed, KIND_TRACKLET) + key,
+                        paths=paths, kind=kind, frame_step=frame_step, occlusion=a.occlusion)
+    return _Track(spec, list(rel))
+
+
+def _render_all(tracks: Sequence[_Track], a: LayoutArgs, workers: int) -> List[np.ndarray]:
+    """Render and write every tracklet; keypoints returned in ``tracks`` order."""
+    for d in sorted({osp.dirname(p) for t in tracks for p in t.spec.paths}):
+        os.makedirs(d, exist_ok=True)
+    h, w = a.frame_size
+    jobs = [(t.spec, a.seed, h, w) for t in tracks]
+    if workers <= 1 or len(jobs) < 4:
+        return [render_and_write(*j) for j in jobs]
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    chunk = max(1, len(jobs) // (workers * 16))
+    with ctx.Pool(workers) as pool:
+        return pool.starmap(render_and_write, jobs, chunksize=chunk)
+
+
+def _write_side_files(out: str, tracks: Sequence[_Track], kps: Sequence[np.ndarray], groups: Dict[int, str]) -> None:
+    table = {}
+    for t, kp in zip(tracks, kps):
+        table.update(zip(t.rel, np.round(kp, 1).tolist()))
+    _write_json(osp.join(out, KEYPOINTS_FILE), table)
+    _write_json(osp.join(out, GROUPS_FILE), {str(pid): g for pid, g in sorted(groups.items())})
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(obj, separators=(",", ":")))  # dumps: the C encoder (dump is pure Python)
+    os.replace(tmp, path)
+
+
+def _split_half(a: LayoutArgs, pids: Sequence[int]) -> Tuple[List[int], List[int]]:
+    """Seeded half / half split of ``pids`` into (train, test); test gets the odd one."""
+    perm = rng_for(a.seed, KIND_SPLIT, _LAYOUT_CODE[a.layout], -1).permutation(len(pids))
+    n_train = len(pids) // 2
+    train = sorted(int(pids[i]) for i in perm[:n_train])
+    test = sorted(int(pids[i]) for i in perm[n_train:])
+    return train, test
+
+
+def _query_cameras(r: np.random.Generator, cams: Sequence[int]) -> List[int]:
+    """Cameras whose first tracklet becomes a query: usually leave >= 1 camera to the gallery so
+    the query has a cross-camera match; 1 in 10 ids uses every camera (as in MARS, where some
+    queries have no cross-camera match)."""
+    k = len(cams)
+    nq = k if (k == 1 or r.random() < 0.1) else int(r.integers(1, k))
+    return sorted(int(c) for c in r.choice(np.asarray(cams), nq, replace=False))
+
+
+def _group_counts(groups: Dict[int, str]) -> Dict[str, int]:
+    c = collections.Counter(groups.values())
+    return {g: c[g] for g in UNIFORM_NAMES if g in c}
+
+
+# ----------------------------------------------------------------------------- MARS
+def _mars(a: LayoutArgs, out: str, workers: int) -> dict:
+    code = _LAYOUT_CODE["mars"]
+    pids = list(range(1, a.ids + 1))
+    idents = make_identities(pids, a.seed, a.groups)
+    train_pids, test_pids = _split_half(a, pids)
+    split_of = {p: "train" for p in train_pids}
+    split_of.update({p: "test" for p in test_pids})
+    plan: Dict[str, List[tuple]] = {"train": [], "test": []}  # (folder, pid, cam, t, ident, kind, n)
+    cams_of: Dict[int, List[int]] = {}
+    for pid in pids:
+        r = rng_for(a.seed, KIND_LAYOUT, code, pid)
+        k = int(r.integers(2, a.cameras + 1))
+        cams = sorted(int(c) for c in r.choice(a.cameras, k, replace=False))
+        cams_of[pid] = cams
+        for cam in cams:
+            for t in range(1, 2 + int(r.random() < 0.3)):
+                n = int(r.integers(a.min_len, a.max_len + 1))
+                plan[split_of[pid]].append((f"{pid:04d}", pid, cam, t, idents[pid], "person", n))
+    n_test = len(plan["test"])
+    counters: Dict[Tuple[int, int], int] = collections.Counter()
+    for pid, frac in ((0, a.distractors), (-1, a.junk)):
+        for j in range(int(round(frac * n_test))):
+            r = rng_for(a.seed, KIND_LAYOUT, code, pid, j)
+            cam = int(r.integers(a.cameras))
+            counters[(pid, cam)] += 1
+            kind = ("background" if r.random() < 0.5 else "person") if pid == 0 else "junk"
+            folder = "0000" if pid == 0 else "00-1"
+            n = int(r.integers(a.min_len, a.max_len + 1))
+            stranger = make_stranger(j + (0 if pid == 0 else 500000), a.seed, a.groups)
+            plan["test"].append((folder, pid, cam, counters[(pid, cam)], stranger, kind, n))
+
+    tracks: List[_Track] = []
+    rows: Dict[str, List[Tuple[str, int, int]]] = {}
+    for split in ("train", "test"):
+        items = sorted(plan[split], key=lambda it: f"{it[0]}C{it[2] + 1}T{it[3]:04d}")
+        rows[split] = []
+        for folder, pid, cam, t, ident, kind, n in items:
+            prefix = f"{folder}C{cam + 1}T{t:04d}"
+            rel = [f"bbox_{split}/{folder}/{prefix}F{f:03d}.jpg" for f in range(1, n + 1)]
+            tracks.append(_spec(a, out, ident, cam, rel, (pid, cam, t), kind))
+            rows[split].append((prefix, pid, cam))
+    kps = _render_all(tracks, a, workers)
+
+    info = osp.join(out, "info")
+    os.makedirs(info, exist_ok=True)
+    by_split = {"train": [t for t in tracks if t.rel[0].startswith("bbox_train/")],
+                "test": [t for t in tracks if t.rel[0].startswith("bbox_test/")]}
+    mats = {}
+    for split in ("train", "test"):
+        names, info_rows = [], []
+        for t, (_, pid, cam) in zip(by_split[split], rows[split]):
+            start = len(names) + 1
+            names.extend(osp.basename(p) for p in t.rel)
+            info_rows.append([start, len(names), pid, cam + 1])
+        with open(osp.join(info, f"{split}_name.txt"), "w") as f:
+            f.write("".join(n + "\n" for n in names))
+        mats[split] = np.asarray(info_rows, np.float64).reshape(-1, 4)
+        savemat(osp.join(info, f"tracks_{split}_info.mat"), {f"track_{split}_info": mats[split]})
+    # queries: per test id, the first tracklet of some cameras
+    test_rows = rows["test"]
+    row_of = {(pid, cam, prefix[-5:]): i for i, (prefix, pid, cam) in enumerate(test_rows)}
+    query = []
+    for pid in test_pids:
+        r = rng_for(a.seed, KIND_SPLIT, code, pid)
+        for cam in _query_cameras(r, cams_of[pid]):
+            query.append(row_of[(pid, cam, "T0001")] + 1)
+    query = np.asarray(sorted(query), np.float64)
+    savemat(osp.join(info, "query_IDX.mat"), {"query_IDX": query.reshape(1, -1)})
+
+    groups = {pid: idents[pid].group for pid in pids}
+    _write_side_files(out, tracks, kps, groups)
+    tinfo = mats["test"]
+    return {
+        "train_ids": len(train_pids), "test_ids": len(test_pids),
+        "train_tracklets": len(mats["train"]), "test_tracklets": len(tinfo),
+        "query": len(query), "gallery": len(tinfo) - len(query),
+        "distractor_tracklets": int((tinfo[:, 2] == 0).sum()), "junk_tracklets": int((tinfo[:, 2] == -1).sum()),
+        "frames": sum(len(t.rel) for t in tracks), "groups": _group_counts(groups),
+    }
+
+
+# ----------------------------------------------------------------------------- iLIDS-VID
+def _ilidsvid(a: LayoutArgs, out: str, workers: int) -> dict:
+    code = _LAYOUT_CODE["ilidsvid"]
+    r0 = rng_for(a.seed, KIND_LAYOUT, code, -1)
+    top = min(999, a.ids + max(1, a.ids // 15))  # person numbers with gaps, like the real 1..319
+    numbers = sorted(int(x) for x in r0.choice(np.arange(1, top + 1), a.ids, replace=False))
+    idents = make_identities(numbers, a.seed, a.groups)
+    tracks = []
+    for pid in numbers:
+        r = rng_for(a.seed, KIND_LAYOUT, code, pid)
+        for cam in (0, 1):
+            n = int(r.integers(a.min_len, a.max_len + 1))
+            start = int(r.integers(1, 90000 - n))
+            rel = [f"i-LIDS-VID/sequences/cam{cam + 1}/person{pid:03d}/cam{cam + 1}_person{pid:03d}_{start + f:05d}.png"
+                   for f in range(n)]
+            tracks.append(_spec(a, out, idents[pid], cam, rel, (pid, cam, 1)))
+    kps = _render_all(tracks, a, workers)
+    ls_set = np.stack([rng_for(a.seed, KIND_SPLIT, code, s).permutation(a.ids) + 1 for s in range(10)])
+    split_dir = osp.join(out, "train-test people splits")
+    os.makedirs(split_dir, exist_ok=True)
+    savemat(osp.join(split_dir, "train_test_splits_ilidsvid.mat"), {"ls_set": ls_set.astype(np.float64)})
+    groups = {pid: idents[pid].group for pid in numbers}
+    _write_side_files(out, tracks, kps, groups)
+    return {"persons": len(numbers), "test_ids_per_split": a.ids // 2, "train_ids_per_split": a.ids - a.ids // 2,
+            "tracklets": len(tracks), "frames": sum(len(t.rel) for t in tracks), "groups": _group_counts(groups)}
+
+
+# ----------------------------------------------------------------------------- PRID-2011
+def _prid2011(a: LayoutArgs, out: str, workers: int) -> dict:
+    code = _LAYOUT_CODE["prid2011"]
+    n_only_a = int(round(0.15 * a.ids)) if a.ids >= 8 else 0
+    n_both = a.ids - n_only_a
+    numbers = list(range(1, a.ids + 1))
+    idents = make_identities(numbers, a.seed, a.groups)
+    tracks, lengths = [], {}
+    for pid in numbers:
+        r = rng_for(a.seed, KIND_LAYOUT, code, pid)
+        cams = (0, 1) if pid <= n_both else (0,)
+        short_cam = int(r.integers(2)) if r.random() < 0.12 else -1  # some tracklets < 27 frames
+        for cam in cams:
+            if cam == short_cam:
+                n = int(r.integers(5, 27))
+            else:
+                n = int(r.integers(a.min_len, a.max_len + 1))
+            lengths[(pid, cam)] = n
+            rel = [f"prid_2011/multi_shot/cam_{'ab'[cam]}/person_{pid:04d}/{f:04d}.png" for f in range(1, n + 1)]
+            tracks.append(_spec(a, out, idents[pid], cam, rel, (pid, cam, 1)))
+    kps = _render_all(tracks, a, workers)
+    usable = [p for p in range(1, n_both + 1) if min(lengths[(p, 0)], lengths[(p, 1)]) >= 27]
+    splits = []
+    for s in range(10):
+        perm = rng_for(a.seed, KIND_SPLIT, code, s).permutation(len(usable))
+        half = len(usable) // 2
+        splits.append({"train": sorted(usable[i] for i in perm[half:]), "test": sorted(usable[i] for i in perm[:half])})
+    _write_json(osp.join(out, "splits_prid2011.json"), splits)
+    groups = {pid: idents[pid].group for pid in numbers}
+    _write_side_files(out, tracks, kps, groups)
+    return {"persons_cam_a": a.ids, "persons_cam_b": n_both, "usable_ids": len(usable),
+            "test_ids_per_split": len(usable) // 2, "tracklets": len(tracks),
+            "frames": sum(len(t.rel) for t in tracks), "groups": _group_counts(groups)}
+
+
+# ----------------------------------------------------------------------------- Market-1501
+def _market1501(a: LayoutArgs, out: str, workers: int) -> dict:
+    code = _LAYOUT_CODE["market1501"]
+    pids = list(range(1, a.ids + 1))
+    idents = make_identities(pids, a.seed, a.groups)
+    train_pids, test_pids = _split_half(a, pids)
+    test_set = set(test_pids)
+    tracks = []
+    n_test_images = 0
+    for pid in pids:
+        r = rng_for(a.seed, KIND_LAYOUT, code, pid)
+        k = int(r.integers(2, a.cameras + 1))
+        cams = sorted(int(c) for c in r.choice(a.cameras, k, replace=False))
+        qcams = set(_query_cameras(rng_for(a.seed, KIND_SPLIT, code, pid), cams)) if pid in test_set else set()
+        for cam in cams:
+            n = int(r.integers(a.min_len, a.max_len + 1))
+            seq = int(r.integers(1, 7))
+            base = int(r.integers(100, 9000)) * 100
+            rel = []
+            for i in range(n):
+                name = f"{pid:04d}_c{cam + 1}s{seq}_{base + 7 * i:06d}_01.jpg"
+                if pid not in test_set:
+                    rel.append(f"bounding_box_train/{name}")
+                else:
+                    rel.append(f"{'query' if (i == 0 and cam in qcams) else 'bounding_box_test'}/{name}")
+            n_test_images += n if pid in test_set else 0
+            tracks.append(_spec(a, out, idents[pid], cam, rel, (pid, cam, 1), frame_step=3.0))
+    for pid, frac in ((0, a.distractors), (-1, a.junk)):
+        for j in range(int(round(frac * n_test_images / 2.5))):  # ~2.5 images per distractor track
+            r = rng_for(a.seed, KIND_LAYOUT, code, pid, j)
+            cam = int(r.integers(a.cameras))
+            n = int(r.integers(1, 5))
+            kind = ("background" if r.random() < 0.5 else "person") if pid == 0 else "junk"
+            stranger = make_stranger(j + (0 if pid == 0 else 500000), a.seed, a.groups)
+            rel = [f"bounding_box_test/{'0000' if pid == 0 else '-1'}_c{cam + 1}s{int(r.integers(1, 7))}_"
+                   f"{100 * j + 7 * i:06d}_01.jpg" for i in range(n)]
+            tracks.append(_spec(a, out, stranger, cam, rel, (pid, cam, j), kind, frame_step=3.0))
+    kps = _render_all(tracks, a, workers)
+    groups = {pid: idents[pid].group for pid in pids}
+    _write_side_files(out, tracks, kps, groups)
+    rels = [p for t in tracks for p in t.rel]
+    return {
+        "train_ids": len(train_pids), "test_ids": len(test_pids),
+        "train_images": sum(p.startswith("bounding_box_train/") for p in rels),
+        "query_images": sum(p.startswith("query/") for p in rels),
+        "gallery_images": sum(p.startswith("bounding_box_test/") for p in rels),
+        "distractor_images": sum(p.startswith("bounding_box_test/0000_") for p in rels),
+        "junk_images": sum(p.startswith("bounding_box_test/-1_") for p in rels),
+        "frames": len(rels), "groups": _group_counts(groups),
+    }
+
+
+# ----------------------------------------------------------------------------- CUHK01
+def _cuhk01(a: LayoutArgs, out: str, workers: int) -> dict:
+    pids = list(range(1, a.ids + 1))
+    idents = make_identities(pids, a.seed, a.groups)
+    tracks = []
+    for pid in pids:
+        for cam in (0, 1):
+            rel = [f"campus/{pid:04d}{2 * cam + i + 1:03d}.png" for i in range(2)]
+            tracks.append(_spec(a, out, idents[pid], cam, rel, (pid, cam, 1), frame_step=4.0))
+    kps = _render_all(tracks, a, workers)
+    groups = {pid: idents[pid].group for pid in pids}
+    _write_side_files(out, tracks, kps, groups)
+    return {"ids": len(pids), "images": 4 * len(pids), "frames": 4 * len(pids), "groups": _group_counts(groups)}
+
+
+_WRITERS: Dict[str, Callable[[LayoutArgs, str, int], dict]] = {
+    "mars": _mars, "ilidsvid": _ilidsvid, "prid2011": _prid2011, "market1501": _market1501, "cuhk01": _cuhk01,
+}
+
+
+def write_layout(a: LayoutArgs, out: str, workers: int) -> dict:
+    """Write layout ``a.layout`` into ``out`` (which must be empty of its owned paths)."""
+    return _WRITERS[a.layout](a, out, workers)
+
+
+def limits(layout: str) -> Tuple[int, int]:
+    return _LIMITS[layout]
+
+
+def check_cameras(layout: str, cameras: Optional[int]) -> int:
+    default, (lo, hi) = DEFAULT_CAMERAS[layout]
+    c = default if cameras is None else int(cameras)
+    if not lo <= c <= hi:
+        raise ValueError(f"layout {layout!r} supports {lo}..{hi} cameras, got {c}")
+    return c

@@ -1,0 +1,246 @@
+"""Rank metrics straight from features, without ever holding the ``(Q, G)`` distance matrix.
+
+Queries are processed in chunks of rows sized so that one chunk's distance block and its
+temporaries stay within ``memory_mb``; the gallery is normalised block by block, so no copy of
+the gallery features is made either. Each chunk's distances go through the same exact
+match-position search as :func:`fastreid_ext.evaluation.rank.evaluate_rank` (sort of the row
+values, batched ``searchsorted`` for the exact positions of the matches: CMC from the first,
+AP from all, INP from the last), so the results equal ``evaluate_rank(pairwise_distance(qf,
+gf), ...)``.
+
+Distances are the host's (``fastreid/utils/compute_dist.py``): ``cosine`` = ``1 - <q/|q|, g/|g|>``,
+``euclidean`` = squared Euclidean ``|q|^2 + |g|^2 - 2 <q, g>`` (the host does not take the root).
+
+Tie rule: the same as :func:`evaluate_rank` (the host's ``np.argsort`` order on the distance
+row as computed here); rows where a kept non-match has exactly a match's distance are recomputed
+with that argsort. Floating-point blocking of the matrix product may make a chunk's distances
+differ in the last bit from a one-shot product, so with near-equal distances two runs with
+different ``memory_mb`` may order a pair differently; exactly representable features (e.g.
+small integers) give identical distances and identical results.
+
+On CUDA features the distances and the row sort run on the GPU; the match search and the tie
+fallback run on the CPU (the host's argsort order is a numpy order).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .rank import (
+    PROTOCOLS,
+    NoValidQueryError,
+    RankResult,
+    _as_1d,
+    _check_max_rank,
+    _check_protocol,
+    groupwise_summary,
+    rank_from_chunks,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["METRICS", "evaluate_features", "pairwise_distance", "query_chunk_rows"]
+
+#: Distances understood by :func:`pairwise_distance`.
+METRICS = ("cosine", "euclidean")
+
+#: Gallery rows normalised / multiplied at once.
+_GALLERY_BLOCK = 8192
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; expected one of {METRICS}")
+
+
+def _as_features(name: str, x: Any, device: Optional[torch.device]) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        t = t.to(torch.float64)  # integers: exact in float64
+    elif t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    if device is not None:
+        t = t.to(device)
+    bad = int((~torch.isfinite(t)).sum())
+    if bad:
+        raise ValueError(f"{name} has {bad} non-finite values (NaN or inf) out of {t.numel()}")
+    return t
+
+
+def _resolve_device(qf: Any, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if isinstance(qf, torch.Tensor) and qf.device.type != "cpu":
+        return qf.device
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _gallery_blocks(gf: torch.Tensor, metric: str) -> Iterator[Tuple[slice, torch.Tensor, Optional[torch.Tensor]]]:
+    """Yields ``(columns, block, squared norms or None)``; cosine blocks are L2-normalised."""
+    for s in range(0, gf.shape[0], _GALLERY_BLOCK):
+        sl = slice(s, min(s + _GALLERY_BLOCK, gf.shape[0]))
+        g = gf[sl]
+        if metric == "cosine":
+            yield sl, F.normalize(g, p=2, dim=1), None
+        else:
+            yield sl, g, g.pow(2).sum(dim=1)
+
+
+@torch.no_grad()
+def _distance_rows(q: torch.Tensor, gf: torch.Tensor, metric: str) -> torch.Tensor:
+    """``(R, G)`` distances of a chunk of (already prepared) query rows to the gallery."""
+    out = torch.empty((q.shape[0], gf.shape[0]), dtype=q.dtype, device=q.device)
+    qq = q.pow(2).sum(dim=1, keepdim=True) if metric == "euclidean" else None  # (R, 1)
+    for sl, g, gg in _gallery_blocks(gf, metric):
+        if metric == "cosine":
+            out[:, sl] = 1 - torch.mm(q, g.t())
+        else:
+            # the host's order of operations: |q|^2 + |g|^2, then addmm with alpha=-2
+            blk = qq.expand(-1, g.shape[0]) + gg.unsqueeze(0)
+            blk.addmm_(q, g.t(), beta=1, alpha=-2)
+            out[:, sl] = blk
+    return out
+
+
+@torch.no_grad()
+def pairwise_distance(qf, gf, metric: str = "cosine") -> torch.Tensor:
+    """The full ``(Q, G)`` distance matrix with the host's formulas (for small cases and tests;
+    :func:`evaluate_features` never builds it)."""
+    _check_metric(metric)
+    q = _as_features("qf", qf, None)
+    g = _as_features("gf", gf, q.device).to(q.dtype)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"feature dimension mismatch: qf has {q.shape[1]}, gf has {g.shape[1]}")
+    if metric == "cosine":
+        q = F.normalize(q, p=2, dim=1)
+    return _distance_rows(q, g, metric)
+
+
+def query_chunk_rows(num_g: int, itemsize: int, memory_mb: float, protocol: str) -> int:
+    """Query rows per chunk so that one chunk's distance block and its temporaries (the block,
+    its sorted copy, a column selection, transfer copies: ~4 blocks; ``cuhk03_sgs`` adds an int64
+    argsort and its gathers: ~40 bytes per element) fit in ``memory_mb``."""
+    per_elem = 4 * itemsize + (40 if protocol == "cuhk03_sgs" else 0)
+    return max(1, int(memory_mb * 2**20) // max(1, num_g * per_elem))
+
+
+def _feature_chunks(q, gf, metric, q_pids, q_camids, rows, keep_cols):
+    on_gpu = q.device.type != "cpu"
+    keep_t = None if keep_cols is None else torch.as_tensor(keep_cols, device=q.device)
+    for s in range(0, q.shape[0], rows):
+        sl = slice(s, min(s + rows, q.shape[0]))
+        d = _distance_rows(q[sl], gf, metric)  # (R, G) on the features' device
+        sorted_rows = None
+        if on_gpu:
+            dk = d if keep_t is None else d.index_select(1, keep_t)
+            sorted_rows = torch.sort(dk, dim=1).values.cpu().numpy()
+            del dk
+        yield d.cpu().numpy(), q_pids[sl], q_camids[sl], sorted_rows
+        del d
+
+
+def evaluate_features(
+    qf,
+    gf,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    metric: str = "cosine",
+    protocol: str = "cross_camera",
+    max_rank: int = 50,
+    memory_mb: float = 1024,
+    device=None,
+    q_groups=None,
+    g_groups=None,
+    return_details: bool = False,
+    num_repeats: int = 10,
+    rng=None,
+) -> Union[Tuple[np.ndarray, np.ndarray, np.ndarray], RankResult, Dict[str, Any]]:
+    """CMC / AP / INP from ``(Q, D)`` query and ``(G, D)`` gallery features.
+
+    Equal to ``evaluate_rank(pairwise_distance(qf, gf, metric), ...)`` (same protocols, same
+    return values and the same tie rule), computed in query chunks so that no distance block
+    beyond ``memory_mb`` MiB is held (the features themselves are not counted).
+
+    Args:
+        qf, gf: features (numpy or torch). Integer features are converted to float64,
+            half precision to float32.
+        metric: ``"cosine"`` or ``"euclidean"`` (squared, like the host).
+        protocol, max_rank, q_groups, g_groups, return_details, num_repeats, rng: as in
+            :func:`fastreid_ext.evaluation.rank.evaluate_rank`.
+        memory_mb: budget for one chunk's distance block and its temporaries.
+        device: where to compute the distances; default the features' device if they are on a
+            GPU, else CUDA when available, else CPU.
+    """
+    _check_metric(metric)
+    _check_protocol(protocol)
+    max_rank = _check_max_rank(max_rank)
+    if not memory_mb > 0:
+        raise ValueError(f"memory_mb must be positive, got {memory_mb!r}")
+    dev = _resolve_device(qf, device)
+    q = _as_features("qf", qf, dev)
+    g = _as_features("gf", gf, dev)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"feature dimension mismatch: qf has {q.shape[1]}, gf has {g.shape[1]}")
+    if q.dtype != g.dtype:
+        dt = torch.promote_types(q.dtype, g.dtype)
+        q, g = q.to(dt), g.to(dt)
+    nq, ng = q.shape[0], g.shape[0]
+    q_pids = _as_1d("q_pids", q_pids, nq)
+    g_pids = _as_1d("g_pids", g_pids, ng)
+    q_camids = _as_1d("q_camids", q_camids, nq)
+    g_camids = _as_1d("g_camids", g_camids, ng)
+    if metric == "cosine":
+        q = F.normalize(q, p=2, dim=1)
+
+    if protocol == "groupwise":
+        if q_groups is None or g_groups is None:
+            raise ValueError("protocol 'groupwise' needs q_groups and g_groups")
+        q_groups = _as_1d("q_groups", q_groups, nq)
+        g_groups = _as_1d("g_groups", g_groups, ng)
+        per_group: Dict[Any, RankResult] = {}
+        skipped = []
+        for grp in np.unique(q_groups):
+            qi = np.flatnonzero(q_groups == grp)
+            gi = np.flatnonzero(g_groups == grp)
+            key = grp.item() if hasattr(grp, "item") else grp
+            if len(gi) == 0:
+                skipped.append(key)
+                continue
+            qi_t = torch.as_tensor(qi, device=q.device)
+            gi_t = torch.as_tensor(gi, device=q.device)
+            try:
+                per_group[key] = _run(
+                    q.index_select(0, qi_t), g.index_select(0, gi_t), q_pids[qi], g_pids[gi],
+                    q_camids[qi], g_camids[gi], metric, "cross_camera", max_rank, memory_mb,
+                    num_repeats, rng,
+                )
+            except NoValidQueryError:
+                skipped.append(key)
+        if skipped:
+            logger.info("groupwise evaluation: groups without a valid query skipped: %s", skipped)
+        return {"per_group": per_group, "mean": groupwise_summary(per_group), "skipped_groups": skipped}
+    if q_groups is not None or g_groups is not None:
+        raise ValueError(f"q_groups / g_groups are only used by protocol 'groupwise', not {protocol!r}")
+    res = _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, memory_mb, num_repeats, rng)
+    return res if return_details else res.as_tuple()
+
+
+def _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, memory_mb, num_repeats, rng):
+    assert protocol in PROTOCOLS and protocol != "groupwise"
+    rows = query_chunk_rows(g.shape[0], q.element_size(), memory_mb, protocol)
+    keep_cols = None
+    if protocol == "mars_official":
+        gj = np.asarray(g_pids == -1)
+        keep_cols = np.flatnonzero(~gj) if gj.any() else None
+    chunks = _feature_chunks(q, g, metric, q_pids, q_camids, rows, keep_cols)
+    return rank_from_chunks(chunks, g_pids, g_camids, max_rank, protocol, num_repeats, rng)

@@ -1,0 +1,256 @@
+"""``VideoClipEvaluator``: the host ``DatasetEvaluator`` for clip-level (video) and image ReID.
+
+The test loader yields clips; each clip carries ``track_idx``, the index of its tracklet in
+``query + gallery``. The evaluator keeps per-tracklet running *sums* of the clip embeddings
+(memory ``num_tracklets x D``, not ``num_clips x D``), at most ``TEST.VIDEO.MAX_CLIPS`` clips
+per tracklet (per process), and at ``evaluate()``:
+
+1. gathers the sums and counts of every process (``fastreid.utils.comm.gather``) on the main
+   one (other processes return ``{}``, like the host's ``ReidEvaluator``);
+2. averages the clips of each tracklet; L2-normalises when ``TEST.METRIC == "cosine"``;
+3. optional alpha-weighted query expansion (``TEST.AQE``) and k-reciprocal re-ranking
+   (``TEST.RERANK``), both memory-bounded by ``TEST.RETRIEVAL.MEMORY_MB``;
+4. the ``(Q, G)`` distance in row blocks (:func:`.retrieval.pairwise_distance`), the metrics
+   with :func:`.rank.evaluate_rank` under ``protocol``;
+5. returns the host's result dict (percentages): ``Rank-1/5/10/20``, ``mAP``, ``mINP``,
+   ``metric = (mAP + Rank-1) / 2`` (host ``reid_evaluation.py``), plus
+   ``num_skipped_queries``; with ``TEST.RETRIEVAL.APPROX`` the recall@10 of the approximate
+   index against the exact search is reported next to them;
+6. optional rank-list PNGs (``TEST.VIS``) into ``output_dir``.
+
+Images are the same thing with one clip per item.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fastreid.evaluation.evaluator import DatasetEvaluator
+from fastreid.utils import comm
+
+from .query_expansion import average_query_expansion
+from .rerank import k_reciprocal_rerank
+from .retrieval import ApproximateSearch, pairwise_distance, validate_features
+
+__all__ = ["VideoClipEvaluator"]
+
+logger = logging.getLogger(__name__)
+
+RANKS = (1, 5, 10, 20)
+
+
+class VideoClipEvaluator(DatasetEvaluator):
+    """Args:
+        cfg: the config (``TEST.METRIC``, ``TEST.AQE``, ``TEST.RERANK``, ``TEST.RETRIEVAL``,
+            ``TEST.VIDEO.MAX_CLIPS``, ``TEST.VIS``, ``MODEL.DEVICE``).
+        num_query: the first ``num_query`` tracklets are queries, the rest the gallery.
+        num_tracklets: ``len(query) + len(gallery)``.
+        pids, camids: ``(num_tracklets,)`` ints.
+        groups: ``(num_tracklets,)`` group labels for the ``groupwise`` protocol.
+        protocol: passed to :func:`.rank.evaluate_rank`.
+        output_dir: where rank-list PNGs go (``TEST.VIS.ENABLED``).
+        items: the dataset items ``(frame_paths, pid, camid[, extras])`` in the same order
+            (needed only for the pictures).
+    """
+
+    def __init__(
+        self,
+        cfg,
+        num_query: int,
+        num_tracklets: int,
+        pids: Sequence[int],
+        camids: Sequence[int],
+        groups: Optional[Sequence] = None,
+        protocol: str = "cross_camera",
+        output_dir: Optional[str] = None,
+        items: Optional[Sequence] = None,
+    ):
+        self.cfg = cfg
+        self._num_query = int(num_query)
+        self._num_tracklets = int(num_tracklets)
+        self._pids = np.asarray(pids)
+        self._camids = np.asarray(camids)
+        self._groups = None if groups is None else np.asarray(groups)
+        for name, arr in (("pids", self._pids), ("camids", self._camids), ("groups", self._groups)):
+            if arr is not None and arr.shape != (self._num_tracklets,):
+                raise ValueError(f"{name} must have shape ({self._num_tracklets},), got {arr.shape}")
+        if not 0 < self._num_query < self._num_tracklets:
+            raise ValueError(
+                f"Need at least one query and one gallery tracklet: num_query={num_query}, "
+                f"num_tracklets={num_tracklets}"
+            )
+        if protocol == "groupwise" and self._groups is None:
+            raise ValueError("protocol 'groupwise' needs groups")
+        if items is not None and len(items) != self._num_tracklets:
+            raise ValueError(f"items has {len(items)} entries, expected {self._num_tracklets}")
+        if cfg.TEST.METRIC not in ("cosine", "euclidean"):
+            raise ValueError(f"Unknown TEST.METRIC {cfg.TEST.METRIC!r}; expected 'cosine' or 'euclidean'")
+        self._protocol = protocol
+        self._output_dir = output_dir
+        self._items = items
+        self._max_clips = int(cfg.TEST.VIDEO.MAX_CLIPS)
+        self.reset()
+
+    # ------------------------------------------------------------------ accumulation
+    def reset(self) -> None:
+        self._sums: Optional[torch.Tensor] = None  # (num_tracklets, D) float64
+        self._counts = torch.zeros(self._num_tracklets, dtype=torch.long)
+        self._dropped = 0
+
+    def process(self, inputs, outputs) -> None:
+        """``inputs["track_idx"]``: ``(B,)``; ``outputs``: ``(B, D)`` clip embeddings."""
+        if "track_idx" not in inputs:
+            raise KeyError("VideoClipEvaluator needs inputs['track_idx'] (the tracklet of each clip)")
+        idx = torch.as_tensor(inputs["track_idx"]).to("cpu", torch.long).view(-1)
+        feats = outputs.detach().to("cpu", torch.float64)
+        if feats.dim() != 2 or feats.shape[0] != idx.numel():
+            raise ValueError(f"outputs must be (B, D) with B = {idx.numel()}, got {tuple(feats.shape)}")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self._num_tracklets):
+            raise ValueError(f"track_idx out of range [0, {self._num_tracklets}): {idx.tolist()}")
+        if self._sums is None:
+            self._sums = torch.zeros(self._num_tracklets, feats.shape[1], dtype=torch.float64)
+        # clips beyond MAX_CLIPS of their tracklet (in arrival order) are dropped
+        keep = torch.ones(idx.numel(), dtype=torch.bool)
+        if self._max_clips > 0:
+            for j, t in enumerate(idx.tolist()):
+                if self._counts[t] >= self._max_clips:
+                    keep[j] = False
+                else:
+                    self._counts[t] += 1
+            self._dropped += int((~keep).sum())
+        else:
+            self._counts.index_add_(0, idx, torch.ones_like(idx))
+        self._sums.index_add_(0, idx[keep], feats[keep])
+
+    # ------------------------------------------------------------------ evaluation
+    def _gathered(self):
+        if comm.get_world_size() > 1:
+            comm.synchronize()
+            parts = comm.gather((self._sums, self._counts, self._dropped), dst=0)
+            if not comm.is_main_process():
+                return None
+            sums = [p[0] for p in parts if p[0] is not None]
+            if not sums:
+                raise RuntimeError("VideoClipEvaluator received no clip on any process")
+            return sum(sums), sum(p[1] for p in parts), sum(p[2] for p in parts)
+        if self._sums is None:
+            raise RuntimeError("VideoClipEvaluator received no clip; was process() called?")
+        return self._sums, self._counts, self._dropped
+
+    def tracklet_features(self) -> Optional[torch.Tensor]:
+        """``(num_tracklets, D)`` float32 mean clip embedding per tracklet (L2-normalised for the
+        cosine metric); ``None`` on non-main processes."""
+        got = self._gathered()
+        if got is None:
+            return None
+        sums, counts, dropped = got
+        if dropped:
+            logger.info("Dropped %d clips beyond TEST.VIDEO.MAX_CLIPS=%d", dropped, self._max_clips)
+        empty = int((counts == 0).sum())
+        if empty:
+            raise ValueError(
+                f"{empty} of {self._num_tracklets} tracklets received no clip (first: "
+                f"{torch.nonzero(counts == 0)[:5].view(-1).tolist()})"
+            )
+        feats = (sums / counts.unsqueeze(1).to(sums.dtype)).float()
+        bad = ~torch.isfinite(feats)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad.any(dim=1)).view(-1)
+            raise ValueError(
+                f"Clip embeddings contain non-finite values: {int(torch.isnan(feats).sum())} NaN and "
+                f"{int(torch.isinf(feats).sum())} inf entries in {rows.numel()} of "
+                f"{self._num_tracklets} tracklets (first: {rows[:5].tolist()})"
+            )
+        if self.cfg.TEST.METRIC == "cosine":
+            feats = F.normalize(feats, p=2, dim=1)
+        return feats
+
+    def evaluate(self):
+        feats = self.tracklet_features()
+        if feats is None:
+            return {}
+        from .rank import evaluate_rank  # written alongside; imported late on purpose
+
+        cfg = self.cfg
+        metric = cfg.TEST.METRIC
+        memory_mb = cfg.TEST.RETRIEVAL.MEMORY_MB
+        device = cfg.MODEL.DEVICE if torch.cuda.is_available() else "cpu"
+        Q = self._num_query
+        qf, gf = validate_features(feats[:Q], feats[Q:])
+        if cfg.TEST.AQE.ENABLED:
+            logger.info("Test with AQE")
+            qf, gf = average_query_expansion(
+                qf, gf, cfg.TEST.AQE.QE_TIME, cfg.TEST.AQE.QE_K, cfg.TEST.AQE.ALPHA, memory_mb, device
+            )
+        if cfg.TEST.RERANK.ENABLED:
+            logger.info("Test with k-reciprocal re-ranking")
+            dist = k_reciprocal_rerank(
+                qf, gf, cfg.TEST.RERANK.K1, cfg.TEST.RERANK.K2, cfg.TEST.RERANK.LAMBDA, metric, memory_mb, device
+            )
+        else:
+            dist = pairwise_distance(qf, gf, metric, memory_mb, device)
+        distmat = dist.numpy().astype(np.float32, copy=False)
+
+        q_pids, g_pids = self._pids[:Q], self._pids[Q:]
+        q_camids, g_camids = self._camids[:Q], self._camids[Q:]
+        q_groups = g_groups = None
+        if self._groups is not None:
+            q_groups, g_groups = self._groups[:Q], self._groups[Q:]
+        res = evaluate_rank(
+            distmat, q_pids, g_pids, q_camids, g_camids,
+            max_rank=50, protocol=self._protocol, q_groups=q_groups, g_groups=g_groups,
+            return_details=True,
+        )
+        if isinstance(res, dict):  # groupwise: unweighted mean over the groups
+            mean = res["mean"]
+            cmc, mAP, mINP = np.asarray(mean["cmc"]), float(mean["mAP"]), float(mean["mINP"])
+            num_skipped = sum(int(r.num_skipped) for r in res["per_group"].values())
+            num_skipped += int(np.isin(q_groups, list(res["skipped_groups"])).sum())
+        else:
+            cmc, mAP, mINP = np.asarray(res.cmc), res.mAP, res.mINP
+            num_skipped = int(res.num_skipped)
+        results = OrderedDict()
+        for r in RANKS:
+            results[f"Rank-{r}"] = float(cmc[min(r, len(cmc)) - 1]) * 100
+        results["mAP"] = mAP * 100
+        results["mINP"] = mINP * 100
+        results["metric"] = (mAP + float(cmc[0])) / 2 * 100  # host reid_evaluation.py
+        results["num_skipped_queries"] = num_skipped
+        if num_skipped:
+            logger.info("%d of %d queries have no valid gallery match and were skipped", num_skipped, Q)
+
+        approx = cfg.TEST.RETRIEVAL.APPROX
+        if approx:
+            k = min(10, gf.shape[0])
+            ann = ApproximateSearch.from_config(cfg, gf, metric)
+            exact = torch.from_numpy(np.argsort(distmat, axis=1, kind="stable")[:, :k])
+            if cfg.TEST.RERANK.ENABLED or cfg.TEST.AQE.ENABLED:
+                exact = None  # the approximate index searches the plain metric distance
+            results[f"{approx}_recall@{k}"] = ann.recall_at_k(qf, k, sample=0, exact_indices=exact) * 100
+
+        if cfg.TEST.VIS.ENABLED:
+            self._draw(distmat, q_pids, g_pids, q_camids, g_camids)
+        return copy.deepcopy(results)
+
+    def _draw(self, distmat, q_pids, g_pids, q_camids, g_camids) -> None:
+        if self._items is None or self._output_dir is None:
+            logger.warning("TEST.VIS.ENABLED needs the evaluator's items and output_dir; no pictures drawn")
+            return
+        from .visualize import draw_rank_lists
+
+        Q = self._num_query
+        frames = [list(it[0]) if isinstance(it[0], (list, tuple)) else [it[0]] for it in self._items]
+        out_dir = os.path.join(self._output_dir, "rank_lists")
+        paths = draw_rank_lists(
+            distmat, frames[:Q], frames[Q:], q_pids, g_pids, q_camids, g_camids, out_dir,
+            num_queries=self.cfg.TEST.VIS.NUM_QUERIES, topk=self.cfg.TEST.VIS.TOPK,
+            exclude_same_camera=self._protocol in ("cross_camera", "mars_official"),
+        )
+        logger.info("Wrote %d rank-list pictures to %s", len(paths), out_dir)

@@ -1,0 +1,65 @@
+"""Attention pictures in the style of Figure 3 of paper 002.
+
+For each granularity ``m`` the node weights ``(C_m, T, H_m, W_m)`` are summed over the channels of
+the group, rescaled to the frame size, normalised jointly over the ``T`` frames (so that frames
+the module ignores look dark) and overlaid on the frames. The grid has one row of frames and one
+row per granularity, ``T`` columns.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def group_attention_maps(weights: torch.Tensor, frame_size: Sequence[int]) -> torch.Tensor:
+    """``(C_m, T, H_m, W_m)`` node weights of one clip -> ``(T, H, W)`` maps in ``[0, 1]``:
+    the channel sum, bilinearly rescaled to ``frame_size`` and divided by its maximum over all
+    frames (all zeros stays zeros)."""
+    if weights.dim() != 4:
+        raise ValueError(f"weights must be (C, T, H_m, W_m), got {tuple(weights.shape)}")
+    maps = weights.detach().float().sum(dim=0, keepdim=True)  # (1, T, H_m, W_m)
+    maps = F.interpolate(maps, size=tuple(int(s) for s in frame_size), mode="bilinear",
+                         align_corners=False)[0]  # (T, H, W)
+    maps = maps - maps.min()
+    peak = maps.max()
+    return maps / peak if peak > 0 else maps
+
+
+def attention_grid(frames: torch.Tensor, weights: List[torch.Tensor], alpha: float = 0.5) -> np.ndarray:
+    """BGR uint8 image ``((N + 1) * H, T * W, 3)``.
+
+    Args:
+        frames: ``(T, 3, H, W)`` RGB, values 0..255 (the un-normalised model input of one clip).
+        weights: per granularity, the ``(C_m, T, H_m, W_m)`` weights of that clip
+            (``MultiGranularityAggregation(...)["weights"][m][b]``).
+        alpha: opacity of the heat map.
+    """
+    if frames.dim() != 4 or frames.shape[1] != 3:
+        raise ValueError(f"frames must be (T, 3, H, W), got {tuple(frames.shape)}")
+    t, _, h, w = frames.shape
+    rgb = frames.detach().float().clamp(0, 255).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
+    bgr = rgb[..., ::-1]
+    rows = [np.concatenate(list(bgr), axis=1)]
+    for group in weights:
+        if group.shape[1] != t:
+            raise ValueError(f"weights have T={group.shape[1]} frames, the clip has {t}")
+        maps = (group_attention_maps(group, (h, w)).cpu().numpy() * 255).astype(np.uint8)
+        tiles = []
+        for frame, m in zip(bgr, maps):
+            heat = cv2.applyColorMap(m, cv2.COLORMAP_JET)
+            tiles.append(cv2.addWeighted(np.ascontiguousarray(frame), 1 - alpha, heat, alpha, 0))
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def save_attention_grid(path: str, frames: torch.Tensor, weights: List[torch.Tensor],
+                        alpha: float = 0.5) -> np.ndarray:
+    """Write :func:`attention_grid` as a PNG at ``path``; returns the image."""
+    image = attention_grid(frames, weights, alpha)
+    if not cv2.imwrite(path, image):
+        raise OSError(f"could not write {path}")
+    return image

@@ -1,0 +1,245 @@
+"""MG-RAFA aggregation (paper 002, Eq. (1)-(6)) on small random tensors: shapes, softmax
+normalisation, multi-granularity pooling, frame-permutation invariance and an independent
+float64 re-computation of Eq. (1)-(4)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import fastreid_ext  # noqa: F401
+from mgrafa.aggregation import MultiGranularityAggregation, group_sizes
+from mgrafa.nodes import (from_nodes, granularity_size, num_reference_nodes, reference_nodes,
+                          relation_vectors, to_nodes)
+from mgrafa.rafa import ReferenceAidedAttention
+
+B, T, C, H, W = 2, 4, 32, 16, 8
+
+
+def clip(seed=0, t=T, c=C, h=H, w=W):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, t, c, h, w, generator=g)
+
+
+def randomise_bn(module):
+    """Non-trivial BN running statistics / affine so eval-mode checks are not identities."""
+    g = torch.Generator().manual_seed(1)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return module
+
+
+def build(attention="rafa", n=4, granularity="multi", **kw):
+    torch.manual_seed(0)
+    return MultiGranularityAggregation(C, (H, W), num_frames=T, attention=attention,
+                                       num_groups=n, granularity=granularity, reduction=4, **kw)
+
+
+# ---------------------------------------------------------------- node helpers
+def test_nodes_layout_round_trip_and_order():
+    x = clip()
+    nodes = to_nodes(x)
+    assert nodes.shape == (B, C, T * H * W)
+    # node index = t*H*W + y*W + x
+    assert torch.equal(nodes[1, 5, 2 * H * W + 3 * W + 1], x[1, 2, 5, 3, 1])
+    assert torch.equal(from_nodes(nodes, T, H, W), x)
+
+
+def test_granularity_sizes_follow_powers_of_two():
+    assert group_sizes((16, 8), 4, "multi") == [(16, 8), (8, 4), (4, 2), (2, 1)]
+    assert group_sizes((16, 8), 4, "single") == [(16, 8)] * 4
+    assert granularity_size(4, 2, 4) == (1, 1)  # tiny maps keep one node
+    with pytest.raises(KeyError):
+        group_sizes((16, 8), 2, "coarse")
+
+
+@pytest.mark.parametrize("strategy,expected_d", [
+    ("temporal_avg", H * W), ("spatial_pool", 2 * 1 * T), ("temporal_pool", H * W * 2),
+    ("all", H * W * T)])
+def test_reference_strategies_match_manual_pooling(strategy, expected_d):
+    x = clip().double()
+    ref = reference_nodes(x, strategy, spatial_size=(2, 1), temporal_size=2)
+    assert ref.shape == (B, C, expected_d)
+    assert num_reference_nodes(strategy, H, W, T, (2, 1), 2) == expected_d
+    if strategy == "temporal_avg":
+        manual = sum(x[:, t] for t in range(T)) / T  # (B, C, H, W)
+        assert torch.allclose(ref, manual.reshape(B, C, H * W))
+    elif strategy == "spatial_pool":  # 16x8 -> 2x1: mean of each 8x8 block, frame by frame
+        top = x[:, :, :, :8, :].mean(dim=(3, 4))  # (B, T, C)
+        assert torch.allclose(ref[:, :, 0::2], top.transpose(1, 2))
+    elif strategy == "temporal_pool":  # frames (0, 1) and (2, 3)
+        first = (x[:, 0] + x[:, 1]) / 2
+        assert torch.allclose(ref[:, :, :H * W], first.reshape(B, C, H * W))
+    else:
+        assert torch.equal(ref, to_nodes(x))
+    with pytest.raises(KeyError):
+        reference_nodes(x, "median")
+
+
+def test_relation_vectors_are_pairwise_dot_products():
+    g = torch.Generator().manual_seed(3)
+    q, r = torch.randn(2, 5, 7, generator=g), torch.randn(2, 5, 3, generator=g)
+    rel = relation_vectors(q, r)  # (B, D, K)
+    assert rel.shape == (2, 3, 7)
+    for i, j in [(0, 0), (6, 2), (3, 1)]:
+        assert torch.allclose(rel[1, j, i], (q[1, :, i] * r[1, :, j]).sum())
+
+
+# ---------------------------------------------------------------- aggregation
+@pytest.mark.parametrize("attention,n,granularity", [
+    ("rafa", 1, "single"), ("rafa", 2, "multi"), ("rafa", 4, "multi"), ("rafa", 4, "single"),
+    ("afa", 4, "multi")])
+@pytest.mark.parametrize("train", [True, False])
+def test_softmax_over_nodes_sums_to_one_per_channel_and_group(attention, n, granularity, train):
+    agg = build(attention, n, granularity).train(train)
+    out = agg(clip())
+    assert out["v"].shape == (B, C)  # N groups of C/N channels -> C channels
+    assert len(out["group_features"]) == len(out["weights"]) == n
+    assert torch.equal(out["v"], torch.cat(out["group_features"], dim=1))
+    for m, (w, size) in enumerate(zip(out["weights"], group_sizes((H, W), n, granularity)), 1):
+        assert w.shape == (B, C // n, T, *size)
+        assert (w >= 0).all()
+        sums = w.sum(dim=(2, 3, 4))  # over all T*H_m*W_m nodes
+        assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+
+
+@pytest.mark.parametrize("granularity", ["multi", "single"])
+def test_v_is_the_weighted_sum_of_the_pooled_group_nodes(granularity):
+    """Eq. (4) + section 3.3 recomputed in float64 from the returned weights: group m is the
+    m-th channel split average-pooled by 2^(m-1) (avg_pool2d)."""
+    agg = build("rafa", 4, granularity).eval()
+    x = clip(5)
+    out = agg(x)
+    xd = x.double()
+    for m, (v_m, w_m) in enumerate(zip(out["group_features"], out["weights"]), 1):
+        x_m = xd[:, :, (m - 1) * C // 4: m * C // 4]
+        k = 2 ** (m - 1) if granularity == "multi" else 1
+        pooled = F.avg_pool2d(x_m.reshape(B * T, C // 4, H, W), k).reshape(B, T, C // 4, H // k, W // k)
+        expected = (w_m.double() * pooled.transpose(1, 2)).sum(dim=(2, 3, 4))
+        assert torch.allclose(v_m.double(), expected, atol=1e-5)
+
+
+def test_average_baseline_is_the_spatio_temporal_mean():
+    agg = build("avg", 4)
+    x = clip(2)
+    out = agg(x)
+    assert agg.num_groups == 1
+    assert torch.allclose(out["v"], x.mean(dim=(1, 3, 4)))
+    assert torch.allclose(out["weights"][0].sum(dim=(2, 3, 4)), torch.ones(B, C))
+
+
+@pytest.mark.parametrize("attention,n,granularity", [("rafa", 4, "multi"), ("rafa", 1, "single"),
+                                                     ("afa", 4, "multi"), ("avg", 1, "single")])
+@pytest.mark.parametrize("train", [True, False])
+def test_frame_permutation_invariance_with_temporal_average_reference(attention, n, granularity, train):
+    agg = randomise_bn(build(attention, n, granularity)).train(train)
+    x = clip(7)
+    perm = torch.tensor([2, 0, 3, 1])
+    v, v_perm = agg(x)["v"], agg(x[:, perm])["v"]
+    assert torch.allclose(v, v_perm, atol=1e-5)
+
+
+def test_frame_order_matters_for_a_temporal_pooling_reference():
+    """Counter-check that the permutation test can fail: with T-P (2 temporal bins) the
+    relation vectors depend on which frames share a bin."""
+    agg = randomise_bn(build("rafa", 1, "single", reference="temporal_pool",
+                             ref_temporal_size=2)).eval()
+    x = clip(7)
+    perm = torch.tensor([0, 2, 1, 3])
+    assert not torch.allclose(agg(x)["v"], agg(x[:, perm])["v"], atol=1e-4)
+
+
+def test_reference_aided_attention_matches_float64_equations():
+    """Eq. (1)-(4) written out by hand with the module's weights (eval-mode BN as an affine map)."""
+    torch.manual_seed(0)
+    c, d, s = 16, 6, 4
+    att = randomise_bn(ReferenceAidedAttention(c, d, s)).eval()
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, c, 10, generator=g)  # K = 10 nodes
+    y = torch.randn(2, c, d, generator=g)
+
+    def emb(block, z):  # ReLU(BN(W z)) in float64
+        conv, bn = block[0], block[1]
+        wz = torch.einsum("oc,bck->bok", conv.weight[:, :, 0].double(), z)
+        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        return torch.relu((wz - bn.running_mean.double()[:, None]) * scale[:, None]
+                          + bn.bias.double()[:, None])
+
+    xd, yd = x.double(), y.double()
+    r = torch.einsum("bci,bcj->bji", emb(att.mu, xd), emb(att.nu, yd))  # r_ij, (B, D, K)
+    a = emb(att.theta, torch.cat([emb(att.phi, xd), emb(att.psi, r)], dim=1))  # (B, C, K)
+    with torch.no_grad():
+        scores = att(x, y)
+    assert torch.allclose(scores.double(), a, atol=1e-5)
+    v = (torch.softmax(a, dim=-1) * xd).sum(-1)
+    from mgrafa.nodes import softmax_aggregate
+    v_mod, _ = softmax_aggregate(scores, x)
+    assert torch.allclose(v_mod.double(), v, atol=1e-5)
+
+
+def test_gradients_reach_every_attention_parameter():
+    agg = build("rafa", 4, "multi").train()
+    agg(clip())["v"].square().sum().backward()
+    for name, p in agg.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("attention", ["se", "cbam"])
+def test_gated_mg_variants_shapes_and_permutation(attention):
+    agg = build(attention, 4, "multi").eval()
+    x = clip(4)
+    out = agg(x)
+    assert out["v"].shape == (B, C)
+    perm = torch.tensor([3, 2, 1, 0])
+    assert torch.allclose(out["v"], agg(x[:, perm])["v"], atol=1e-5)
+    # gates in (0, 1): weights per channel sum to the mean gate, between 0 and 1
+    s = out["weights"][0].sum(dim=(2, 3, 4))
+    assert ((s > 0) & (s < 1)).all()
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(KeyError):
+        MultiGranularityAggregation(C, (H, W), attention="transformer")
+    with pytest.raises(KeyError):
+        MultiGranularityAggregation(C, (H, W), reference="median")
+    with pytest.raises(ValueError):
+        MultiGranularityAggregation(30, (H, W), num_groups=4)
+    agg = build("rafa", 2)
+    with pytest.raises(ValueError, match="built for"):
+        agg(clip(h=4, w=4))
+    with pytest.raises(ValueError, match=r"\(B, T, C, H, W\)"):
+        agg(torch.randn(B, C, H, W))
+    t_dep = build("rafa", 1, "single", reference="all")
+    with pytest.raises(ValueError, match="T="):
+        t_dep(clip(t=2))
+
+
+# ---------------------------------------------------------------- cost
+def rafa_macs(c, d, k, s):
+    """Multiply-adds of Eq. (1)-(3) for one group: mu, nu, relations, phi, psi, theta."""
+    cs, ds = max(1, c // s), max(1, d // s)
+    return k * c * cs + d * c * cs + k * d * cs + k * c * cs + k * d * ds + k * (cs + ds) * c
+
+
+def head_flops(agg, shape):
+    with torch.device("meta"):
+        x = torch.empty(*shape)
+    with FlopCounterMode(display=False) as counter:
+        agg(x)
+    return counter.get_total_flops()
+
+
+def test_flop_count_matches_the_equations_and_mg_is_cheap():
+    """Paper setting (C=2048, 16x8 maps, T=8, s=8) on the meta device (no arithmetic)."""
+    with torch.device("meta"):
+        sg1 = MultiGranularityAggregation(2048, (16, 8), 8, "rafa", 1, "single", 8).eval()
+        mg4 = MultiGranularityAggregation(2048, (16, 8), 8, "rafa", 4, "multi", 8).eval()
+    shape = (1, 8, 2048, 16, 8)
+    f_sg1, f_mg4 = head_flops(sg1, shape), head_flops(mg4, shape)
+    assert f_sg1 == 2 * rafa_macs(2048, 128, 8 * 128, 8)
+    expected_mg4 = sum(rafa_macs(512, h * w, 8 * h * w, 8) for h, w in [(16, 8), (8, 4), (4, 2), (2, 1)])
+    assert f_mg4 == 2 * expected_mg4
+    assert f_mg4 / f_sg1 < 0.12  # the paper: 9.2 %

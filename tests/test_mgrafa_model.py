@@ -1,0 +1,143 @@
+"""MG-RAFA meta-architecture and head (paper 002): build from config, Eq. (7) losses against the
+host's loss functions, eval embeddings, config switches of Table 2."""
+import pytest
+import torch
+from fastreid.modeling import build_model
+from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
+from fastreid.utils.events import EventStorage
+
+import fastreid_ext
+import mgrafa
+from mgrafa.head import MGRAFAHead, resnet_map_size
+from mgrafa.meta_arch import eq7_losses
+
+B, T = 8, 4
+
+
+def tiny_cfg(**mgrafa_keys):
+    cfg = fastreid_ext.get_cfg()
+    mgrafa.add_mgrafa_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "MGRAFANet"
+    cfg.MODEL.HEADS.NAME = "MGRAFAHead"
+    cfg.MODEL.BACKBONE.DEPTH = "18x"
+    cfg.MODEL.BACKBONE.FEAT_DIM = 512
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    cfg.MODEL.HEADS.NUM_CLASSES = 4
+    cfg.MODEL.LOSSES.NAME = ("CrossEntropyLoss", "TripletLoss")
+    cfg.INPUT.SIZE_TRAIN = [64, 32]
+    cfg.INPUT.SIZE_TEST = [64, 32]
+    cfg.INPUT.VIDEO.SEQ_LEN = T
+    cfg.MODEL.DEVICE = "cpu"
+    for k, v in mgrafa_keys.items():
+        cfg.MODEL.MGRAFA[k] = v
+    return cfg
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"images": torch.rand(B, T, 3, 64, 32, generator=g) * 255,
+            "targets": torch.arange(4).repeat_interleave(2)}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(tiny_cfg())
+
+
+def test_training_returns_the_named_eq7_losses(model):
+    model.train()
+    data = batch()
+    images = data["images"].clone()
+    with EventStorage(0):
+        losses = model(data)
+    names = {"loss_cls", "loss_triplet"} | {f"g{m}_{n}" for m in range(1, 5)
+                                           for n in ("loss_cls", "loss_triplet")}
+    assert set(losses) == names
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    assert torch.equal(data["images"], images)  # input not normalised in place
+    sum(losses.values()).backward()
+    agg = model.heads.aggregation
+    assert all(p.grad is not None for p in agg.parameters())
+    assert model.backbone.conv1.weight.grad is not None
+
+
+def test_eval_returns_v_with_c_channels_and_accepts_images(model):
+    model.eval()
+    with torch.no_grad():
+        emb = model(batch())
+        single = model({"images": batch()["images"][:, 0]})  # (B, C, H, W) read as T = 1
+        v = model.heads.aggregation(model.frame_maps(batch()))["v"]
+    assert emb.shape == (B, 512) and single.shape == (B, 512)
+    assert torch.allclose(emb, v)  # EVAL_FEAT before: the paper matches v
+
+
+def test_eq7_is_the_host_losses_on_v_plus_their_group_average():
+    """L = L_ID(v) + L_Tr(v) + 1/N sum_g (L_ID(v_g) + L_Tr(v_g)), recomputed with the host's
+    own ``cross_entropy_loss`` / ``triplet_loss`` on the head's outputs."""
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    head = MGRAFAHead(cfg, feat_shape=(64, 4, 2)).train()
+    losses = fastreid_ext.modeling.losses.build_losses(cfg, feat_dim=64, num_classes=4)
+    targets = torch.arange(4).repeat_interleave(2)
+    feats = torch.randn(B, T, 64, 4, 2)
+    with EventStorage(0):
+        outputs = head(feats, targets)
+        named = eq7_losses(losses, outputs, targets)
+    ce, tri = cfg.MODEL.LOSSES.CE, cfg.MODEL.LOSSES.TRI
+
+    def pair(o):
+        return (cross_entropy_loss(o["cls_outputs"], targets, ce.EPSILON, ce.ALPHA) * ce.SCALE
+                + triplet_loss(o["features"], targets, tri.MARGIN, tri.NORM_FEAT, tri.HARD_MINING) * tri.SCALE)
+
+    groups = outputs["group_outputs"]
+    assert len(groups) == 4
+    agg = head.aggregation(feats)
+    for m, o in enumerate(groups):  # each group's features are v_g
+        assert torch.allclose(o["features"], agg["group_features"][m])
+    expected = pair(outputs) + sum(pair(o) for o in groups) / 4
+    assert torch.allclose(sum(named.values()), expected, atol=1e-6)
+    assert torch.allclose(named["g2_loss_cls"] * 4,
+                          cross_entropy_loss(groups[1]["cls_outputs"], targets, ce.EPSILON, ce.ALPHA))
+
+
+@pytest.mark.parametrize("keys,groups,losses", [
+    (dict(ATTENTION="avg"), 1, 2),                                       # Baseline
+    (dict(ATTENTION="rafa", NUM_GROUPS=1, GRANULARITY="single"), 1, 2),   # SG-RAFA(S=1)
+    (dict(ATTENTION="rafa", NUM_GROUPS=4, GRANULARITY="single"), 4, 10),  # SG-RAFA(S=4)
+    (dict(ATTENTION="afa", NUM_GROUPS=4, GRANULARITY="multi"), 4, 10),    # MG-AFA(N=4)
+    (dict(ATTENTION="rafa", NUM_GROUPS=2, GRANULARITY="multi"), 2, 6),    # MG-RAFA(N=2)
+    (dict(ATTENTION="rafa", NUM_GROUPS=4, GROUP_LOSS=False), 4, 2),
+])
+def test_table2_rows_build_and_train(keys, groups, losses):
+    cfg = tiny_cfg(**keys)
+    torch.manual_seed(0)
+    head = MGRAFAHead(cfg, feat_shape=(64, 4, 2)).train()
+    assert head.aggregation.num_groups == groups
+    if keys.get("GRANULARITY") == "single":
+        assert head.aggregation.sizes == [(4, 2)] * groups
+    loss_set = fastreid_ext.modeling.losses.build_losses(cfg, feat_dim=64, num_classes=4)
+    targets = torch.arange(4).repeat_interleave(2)
+    with EventStorage(0):
+        named = eq7_losses(loss_set, head(torch.randn(B, T, 64, 4, 2), targets), targets)
+    assert len(named) == losses
+
+
+def test_unknown_settings_raise():
+    with pytest.raises(KeyError):
+        MGRAFAHead(tiny_cfg(ATTENTION="nonlocal"), feat_shape=(64, 4, 2))
+    with pytest.raises(KeyError):
+        MGRAFAHead(tiny_cfg(GRANULARITY="coarse"), feat_shape=(64, 4, 2))
+    with pytest.raises(KeyError):
+        MGRAFAHead(tiny_cfg(EVAL_FEAT="middle"), feat_shape=(64, 4, 2))
+    head = MGRAFAHead(tiny_cfg(), feat_shape=(64, 4, 2)).train()
+    with pytest.raises(ValueError, match="targets"):
+        head(torch.randn(B, T, 64, 4, 2))
+
+
+def test_resnet_map_size_matches_the_host_backbone(model):
+    from fastreid_ext.modeling.video_utils import feature_map_shape
+    for size in [(64, 32), (70, 30)]:
+        assert feature_map_shape(model.backbone, size)[1:] == resnet_map_size(size, 1)
+    assert resnet_map_size((256, 128), 1) == (16, 8)
+    assert resnet_map_size((256, 128), 2) == (8, 4)

@@ -1,0 +1,48 @@
+"""Figure 3 pictures of paper 002: grid size, per-granularity rescaling, PNG on disk."""
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import fastreid_ext  # noqa: F401
+from mgrafa.aggregation import MultiGranularityAggregation
+from mgrafa.visualize import attention_grid, group_attention_maps, save_attention_grid
+
+
+def test_group_map_sums_channels_rescales_and_normalises_over_frames():
+    w = torch.zeros(3, 2, 2, 1)  # (C, T, H_m, W_m)
+    w[:, 0, 0, 0] = 1.0  # frame 0, top cell: the strongest
+    w[0, 1, 1, 0] = 0.5  # frame 1, bottom cell, one channel only
+    maps = group_attention_maps(w, (8, 4))
+    assert maps.shape == (2, 8, 4)
+    assert maps.max() == pytest.approx(1.0) and maps.min() == pytest.approx(0.0)
+    assert maps[0, 0, 0] == pytest.approx(1.0)
+    # channel sums 3.0 vs 0.5: frame 1's peak is 1/6 of frame 0's (joint normalisation over frames)
+    assert maps[1].max() == pytest.approx(0.5 / 3.0, rel=1e-5)
+    assert maps[0, :4].mean() > maps[0, 4:].mean()
+
+
+def test_attention_png_has_one_row_per_granularity(tmp_path):
+    torch.manual_seed(0)
+    t, h, w = 4, 64, 32
+    agg = MultiGranularityAggregation(32, (4, 2), num_frames=t, attention="rafa", num_groups=2,
+                                      granularity="multi", reduction=4).eval()
+    with torch.no_grad():
+        weights = agg(torch.randn(1, t, 32, 4, 2))["weights"]
+    frames = torch.rand(t, 3, h, w) * 255
+    path = tmp_path / "att.png"
+    image = save_attention_grid(str(path), frames, [g[0] for g in weights])
+    assert image.shape == (3 * h, t * w, 3)
+    read = cv2.imread(str(path))
+    assert read is not None and read.shape == (3 * h, t * w, 3)
+    assert np.array_equal(read, image)
+    # the first row is the frames themselves (RGB -> BGR)
+    first = frames[0].permute(1, 2, 0).numpy().astype(np.uint8)[..., ::-1]
+    assert np.array_equal(read[:h, :w], first)
+
+
+def test_mismatched_frames_raise():
+    with pytest.raises(ValueError):
+        attention_grid(torch.rand(4, 3, 8, 4), [torch.rand(2, 3, 2, 1)])
+    with pytest.raises(ValueError):
+        attention_grid(torch.rand(4, 8, 4), [torch.rand(2, 4, 2, 1)])
