@@ -45,7 +45,7 @@ def write_tree(root: str, num_ids: int = 24, cams: int = 2, frames: int = 40, si
     return items
 
 
-def measure(items, workers: int, T: int, out_size, batches: int, P: int = 4, K: int = 4) -> float:
+def measure(items, workers: int, T: int, out_size, batches: int, P: int = 4, K: int = 4):
     tf = ClipTrainTransform(out_size, padding=10, flip_prob=0.5, rea_prob=0.5)
     ds = VideoTrainDataset(items, tf, build_train_clip_sampler("restricted_random"), T)
     sampler = IdentityBalancedSampler(ds.items, P * K, K, seed=0)
@@ -53,14 +53,15 @@ def measure(items, workers: int, T: int, out_size, batches: int, P: int = 4, K: 
     it = iter(loader)
     for _ in range(3):  # warm-up: worker start, first prefetch
         next(it)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     for _ in range(batches):
         b = next(it)
         n += b["images"].shape[0] * b["images"].shape[1]
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     del it, loader
-    return n / dt
+    # frames per CPU-second of this process: the per-core cost, meaningful only without workers
+    return n / dt, (n / dc if workers == 0 else float("nan"))
 
 
 def main():
@@ -71,15 +72,18 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as root:
         items = write_tree(root)
-        for workers, T, out in ((0, 8, (128, 64)), (2, 4, (128, 64)), (2, 8, (128, 64)), (2, 8, (256, 128))):
-            fps = [measure(items, workers, T, out, args.batches) for _ in range(args.runs)]
-            rows.append((workers, T, f"{out[0]}x{out[1]}", statistics.median(fps), min(fps), max(fps)))
+        for workers, T, out in ((0, 8, (128, 64)), (0, 8, (256, 128)), (2, 4, (128, 64)), (2, 8, (128, 64)), (2, 8, (256, 128))):
+            res = [measure(items, workers, T, out, args.batches) for _ in range(args.runs)]
+            fps = [r[0] for r in res]
+            cpu = statistics.median(r[1] for r in res)
+            rows.append((workers, T, f"{out[0]}x{out[1]}", statistics.median(fps), min(fps), max(fps), cpu))
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}; cpu cores: {os.cpu_count()}, input frames 128x64 JPEG, batch P=4 x K=4 clips, "
           f"{args.batches} timed batches, median of {args.runs} runs")
-    print(f"| {'workers':>7} | {'T':>2} | {'output':>7} | {'frames/s (median)':>17} | {'min':>7} | {'max':>7} |")
-    print(f"|{'-' * 9}|{'-' * 4}|{'-' * 9}|{'-' * 19}|{'-' * 9}|{'-' * 9}|")
-    for w, T, out, med, lo, hi in rows:
-        print(f"| {w:>7} | {T:>2} | {out:>7} | {med:>17.0f} | {lo:>7.0f} | {hi:>7.0f} |")
+    print(f"| {'workers':>7} | {'T':>2} | {'output':>7} | {'frames/s (median)':>17} | {'min':>7} | {'max':>7} | {'frames/CPU-s':>12} |")
+    print(f"|{'-' * 9}|{'-' * 4}|{'-' * 9}|{'-' * 19}|{'-' * 9}|{'-' * 9}|{'-' * 14}|")
+    for w, T, out, med, lo, hi, cpu in rows:
+        cpu_s = f"{cpu:12.0f}" if cpu == cpu else f"{'-':>12}"
+        print(f"| {w:>7} | {T:>2} | {out:>7} | {med:>17.0f} | {lo:>7.0f} | {hi:>7.0f} | {cpu_s} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Exact / approximate kNN search of ``fastreid_ext.evaluation.retrieval`` against float64
 numpy brute force."""
-import warnings
 
 import numpy as np
 import pytest
@@ -124,10 +123,11 @@ def test_gpu_asked_without_faiss_gpu_falls_back_with_warning(data, monkeypatch):
 
 def test_auto_backend_choice(monkeypatch):
     monkeypatch.setattr(retrieval, "faiss_num_gpus", lambda: 0)
-    assert retrieval._resolve_backend("auto", want_gpu=False) == "faiss"
+    assert retrieval._resolve_backend("auto", want_gpu=False) == "torch"
     assert retrieval._resolve_backend("auto", want_gpu=True) == "torch"
     monkeypatch.setattr(retrieval, "faiss_num_gpus", lambda: 2)
     assert retrieval._resolve_backend("auto", want_gpu=True) == "faiss"
+    assert retrieval._resolve_backend("auto", want_gpu=False) == "torch"
     assert retrieval._resolve_backend("torch", want_gpu=True) == "torch"
 
 
@@ -160,3 +160,26 @@ def test_recall_at_k_hand_case():
     exact = torch.tensor([[0, 1, 2], [3, 4, 5]])
     approx = torch.tensor([[2, 9, 0], [-1, -1, -1]])
     assert recall_at_k(approx, exact) == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_several_gpus_shard_the_index(data, monkeypatch):
+    """With faiss GPUs (mocked), the flat index is cloned to all GPUs with shard=True."""
+    import faiss
+
+    q, g = data
+    calls = {}
+
+    class Options:
+        shard = False
+
+    def to_all_gpus(index, co=None, ngpu=-1):
+        calls["shard"], calls["ngpu"] = co.shard, ngpu
+        return index  # the CPU index stands in for the sharded GPU one
+
+    monkeypatch.setattr(retrieval, "faiss_num_gpus", lambda: 2)
+    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", Options, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", to_all_gpus, raising=False)
+    got = retrieval._search_faiss(torch.from_numpy(q), torch.from_numpy(g), 4, "euclidean", 1024, want_gpu=True)
+    assert calls == {"shard": True, "ngpu": 2}
+    ref = numpy_distance(q, g, "euclidean")
+    np.testing.assert_array_equal(got[1].numpy(), np.argsort(ref, axis=1, kind="stable")[:, :4])

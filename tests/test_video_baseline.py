@@ -236,3 +236,12 @@ def test_pretrained_weights_from_local_path(tmp_path):
     model = build_model(cfg)
     assert torch.equal(model.backbone.conv1.weight, source.conv1.weight)
     assert torch.equal(model.backbone.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+
+
+def test_ibn_backbone_option():
+    cfg = _cfg("avg", ("CrossEntropyLoss",))
+    cfg.MODEL.BACKBONE.WITH_IBN = True
+    model = build_model(cfg).eval()
+    assert type(model.backbone.layer1[0].bn1).__name__ == "IBN"
+    with torch.no_grad():
+        assert model(_batch()["images"]).shape == (4, 512)

@@ -291,3 +291,16 @@ def test_evaluator_writes_rank_lists(tmp_path):
     pngs = sorted((tmp_path / "out" / "rank_lists").glob("*.png"))
     assert len(pngs) == 3
     assert all(cv2.imread(str(p)) is not None for p in pngs)
+
+
+def test_approximate_index_recall_reported_next_to_exact():
+    pids, camids, clips, track_of = make_tracklets()
+    cfg = cfg_with(**{"TEST.METRIC": "cosine", "TEST.RETRIEVAL.APPROX": "ivf", "TEST.RETRIEVAL.NLIST": 2,
+                      "TEST.RETRIEVAL.NPROBE": 2})
+    ev = VideoClipEvaluator(cfg, 6, 30, pids, camids)
+    feed(ev, clips, track_of)
+    got = ev.evaluate()
+    assert got["ivf_recall@10"] == pytest.approx(100.0)  # nprobe == nlist: exhaustive
+    exact = VideoClipEvaluator(cfg_with(**{"TEST.METRIC": "cosine"}), 6, 30, pids, camids)
+    feed(exact, clips, track_of)
+    assert {k: got[k] for k in exact.evaluate()} == exact.evaluate()

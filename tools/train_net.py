@@ -34,13 +34,19 @@ def setup(args):
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        cfg.defrost()
-        cfg.MODEL.BACKBONE.PRETRAIN = False
-        cfg.freeze()
-        model = Trainer.build_model(cfg)
         if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
             raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS to name a checkpoint file; "
                                     f"got {cfg.MODEL.WEIGHTS!r}")
+        cfg.defrost()
+        cfg.MODEL.BACKBONE.PRETRAIN = False
+        if cfg.MODEL.HEADS.NUM_CLASSES <= 0:
+            # The classifier is not used to evaluate; the run's saved config.yaml has the real
+            # number. A placeholder keeps the model buildable (its shape mismatch is logged).
+            logging.getLogger("fastreid").warning(
+                "MODEL.HEADS.NUM_CLASSES is 0: using 1 for --eval-only (the classifier is unused)")
+            cfg.MODEL.HEADS.NUM_CLASSES = 1
+        cfg.freeze()
+        model = Trainer.build_model(cfg)
         AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
         return Trainer.test(cfg, model)
 

@@ -204,7 +204,7 @@ def collate_video_batch(batch: List[dict]) -> dict:
     if not batch:
         raise ValueError("empty batch")
     out = {
-        "images": torch.stack([b["images"] for b in batch]),
+        "images": _stack([b["images"] for b in batch]),
         "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
         "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
         "erased": torch.stack([b["erased"] for b in batch]),
@@ -216,5 +216,19 @@ def collate_video_batch(batch: List[dict]) -> dict:
     if any("keypoints" in b for b in batch):
         T = batch[0]["images"].shape[0]
         zero = torch.zeros(T, NUM_JOINTS, 3)
-        out["keypoints"] = torch.stack([b.get("keypoints", zero) for b in batch])
+        out["keypoints"] = _stack([b.get("keypoints", zero) for b in batch])
+    return out
+
+
+def _stack(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` through numpy: a single-threaded copy. ``torch.stack`` of a batch of
+    clips in the main process (``num_workers == 0``) runs on the intra-op thread pool, which on
+    a busy 2-core machine cost 30x more CPU (98 ms vs 3 ms for 16 x 8 x 3 x 128 x 64)."""
+    arrays = [t.numpy() for t in tensors]
+    out = torch.empty((len(arrays),) + arrays[0].shape, dtype=tensors[0].dtype)
+    if torch.utils.data.get_worker_info() is not None:
+        # in a DataLoader worker: write straight into shared memory, as torch's default_collate
+        # does, instead of copying the batch there when it is sent to the main process
+        out.share_memory_()
+    np.stack(arrays, out=out.numpy())
     return out

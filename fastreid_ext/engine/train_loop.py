@@ -70,11 +70,23 @@ class DeviceTrainer(SimpleTrainer):
         use_scaler = self.amp and self.device.type == "cuda" and self.amp_dtype == torch.float16
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
         self.own = own_optimizers(model)
+        self.skipped_frames = 0  # corrupt / unreadable frames replaced by the loader so far
+
+    def _count_skipped(self, data) -> None:
+        skipped = data.get("skipped_frames") if isinstance(data, dict) else None
+        if skipped is None:
+            return
+        n = int(skipped.sum())
+        if n:
+            self.skipped_frames += n
+            logger.warning(f"{n} unreadable frame(s) skipped in this batch "
+                           f"({self.skipped_frames} so far in this process)")
 
     def run_step(self):
         assert self.model.training, "[DeviceTrainer] model was changed to eval mode!"
         start = time.perf_counter()
         data = next(self._data_loader_iter)
+        self._count_skipped(data)
         data = move_batch(data, self.device)
         data_time = time.perf_counter() - start
 

@@ -48,7 +48,7 @@ __all__ = ["METRICS", "evaluate_features", "pairwise_distance", "query_chunk_row
 #: Distances understood by :func:`pairwise_distance`.
 METRICS = ("cosine", "euclidean")
 
-#: Gallery rows normalised / multiplied at once.
+#: Default gallery rows normalised / multiplied at once (see :func:`_gallery_block_rows`).
 _GALLERY_BLOCK = 8192
 
 
@@ -83,10 +83,15 @@ def _resolve_device(qf: Any, device) -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _gallery_blocks(gf: torch.Tensor, metric: str) -> Iterator[Tuple[slice, torch.Tensor, Optional[torch.Tensor]]]:
+def _gallery_block_rows(num_g: int, dim: int, itemsize: int, memory_mb: float) -> int:
+    """Gallery rows normalised / multiplied at once: a quarter of the budget, at least 1024."""
+    return int(min(num_g, max(1024, memory_mb * 2**20 // (4 * dim * itemsize))))
+
+
+def _gallery_blocks(gf: torch.Tensor, metric: str, block: int) -> Iterator[Tuple[slice, torch.Tensor, Optional[torch.Tensor]]]:
     """Yields ``(columns, block, squared norms or None)``; cosine blocks are L2-normalised."""
-    for s in range(0, gf.shape[0], _GALLERY_BLOCK):
-        sl = slice(s, min(s + _GALLERY_BLOCK, gf.shape[0]))
+    for s in range(0, gf.shape[0], block):
+        sl = slice(s, min(s + block, gf.shape[0]))
         g = gf[sl]
         if metric == "cosine":
             yield sl, F.normalize(g, p=2, dim=1), None
@@ -95,18 +100,24 @@ def _gallery_blocks(gf: torch.Tensor, metric: str) -> Iterator[Tuple[slice, torc
 
 
 @torch.no_grad()
-def _distance_rows(q: torch.Tensor, gf: torch.Tensor, metric: str) -> torch.Tensor:
-    """``(R, G)`` distances of a chunk of (already prepared) query rows to the gallery."""
-    out = torch.empty((q.shape[0], gf.shape[0]), dtype=q.dtype, device=q.device)
+def _distance_rows(q: torch.Tensor, gf: torch.Tensor, metric: str, block: int = _GALLERY_BLOCK) -> torch.Tensor:
+    """``(R, G)`` distances of a chunk of (already prepared) query rows to the gallery, with the
+    host's arithmetic (``1 - mm`` written as ``-mm + 1``, which is the same IEEE operation)."""
     qq = q.pow(2).sum(dim=1, keepdim=True) if metric == "euclidean" else None  # (R, 1)
-    for sl, g, gg in _gallery_blocks(gf, metric):
+    out = None
+    for sl, g, gg in _gallery_blocks(gf, metric, block):
         if metric == "cosine":
-            out[:, sl] = 1 - torch.mm(q, g.t())
+            blk = torch.mm(q, g.t()).neg_().add_(1)
         else:
             # the host's order of operations: |q|^2 + |g|^2, then addmm with alpha=-2
             blk = qq.expand(-1, g.shape[0]) + gg.unsqueeze(0)
             blk.addmm_(q, g.t(), beta=1, alpha=-2)
-            out[:, sl] = blk
+        if sl.start == 0 and sl.stop == gf.shape[0]:
+            return blk  # one block: no copy
+        if out is None:
+            out = torch.empty((q.shape[0], gf.shape[0]), dtype=q.dtype, device=q.device)
+        out[:, sl] = blk
+        del blk
     return out
 
 
@@ -121,7 +132,7 @@ def pairwise_distance(qf, gf, metric: str = "cosine") -> torch.Tensor:
         raise ValueError(f"feature dimension mismatch: qf has {q.shape[1]}, gf has {g.shape[1]}")
     if metric == "cosine":
         q = F.normalize(q, p=2, dim=1)
-    return _distance_rows(q, g, metric)
+    return _distance_rows(q, g, metric, g.shape[0])
 
 
 def query_chunk_rows(num_g: int, itemsize: int, memory_mb: float, protocol: str) -> int:
@@ -132,12 +143,12 @@ def query_chunk_rows(num_g: int, itemsize: int, memory_mb: float, protocol: str)
     return max(1, int(memory_mb * 2**20) // max(1, num_g * per_elem))
 
 
-def _feature_chunks(q, gf, metric, q_pids, q_camids, rows, keep_cols):
+def _feature_chunks(q, gf, metric, q_pids, q_camids, rows, keep_cols, block):
     on_gpu = q.device.type != "cpu"
     keep_t = None if keep_cols is None else torch.as_tensor(keep_cols, device=q.device)
     for s in range(0, q.shape[0], rows):
         sl = slice(s, min(s + rows, q.shape[0]))
-        d = _distance_rows(q[sl], gf, metric)  # (R, G) on the features' device
+        d = _distance_rows(q[sl], gf, metric, block)  # (R, G) on the features' device
         sorted_rows = None
         if on_gpu:
             dk = d if keep_t is None else d.index_select(1, keep_t)
@@ -242,5 +253,6 @@ def _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, m
     if protocol == "mars_official":
         gj = np.asarray(g_pids == -1)
         keep_cols = np.flatnonzero(~gj) if gj.any() else None
-    chunks = _feature_chunks(q, g, metric, q_pids, q_camids, rows, keep_cols)
+    block = _gallery_block_rows(g.shape[0], g.shape[1], g.element_size(), memory_mb)
+    chunks = _feature_chunks(q, g, metric, q_pids, q_camids, rows, keep_cols, block)
     return rank_from_chunks(chunks, g_pids, g_camids, max_rank, protocol, num_repeats, rng)

@@ -125,7 +125,8 @@ def _check_distmat(distmat: Any) -> np.ndarray:
         raise ValueError(f"distmat is empty: shape {d.shape} (no query or no gallery item)")
     if not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
         raise ValueError(f"distmat must hold real numbers, got dtype {d.dtype}")
-    if np.issubdtype(d.dtype, np.floating) and not np.isfinite(d).all():
+    # one cheap reduction first (non-finite entries make the sum non-finite); exact count after
+    if np.issubdtype(d.dtype, np.floating) and not np.isfinite(d.sum()) and not np.isfinite(d).all():
         bad = int(np.count_nonzero(~np.isfinite(d)))
         raise ValueError(f"distmat has {bad} non-finite values (NaN or inf) out of {d.size}")
     return d
@@ -269,6 +270,59 @@ def match_positions_argsort(
     return pos, npos
 
 
+def _rank_in_sorted(sorted_rows: np.ndarray, pv: np.ndarray, offset: np.ndarray):
+    """``left[i, k]`` = entries of row i strictly below ``pv[i, k]``; ``tie[i, k]`` when the entry
+    ``offset[i, k]`` places after them still equals ``pv[i, k]``."""
+    left = _searchsorted(sorted_rows, pv)
+    probe = left + offset
+    width = sorted_rows.shape[1]
+    val = np.take_along_axis(sorted_rows, np.minimum(probe, width - 1), axis=1)
+    return left, (probe < width) & (val == pv)
+
+
+#: Above this fraction of selected entries the plain full-row sort is cheaper.
+_PREFIX_MAX_FRACTION = 0.4
+
+
+def _rank_by_prefix(w: np.ndarray, gidx: GalleryIndex, pv: np.ndarray, npos: np.ndarray, offset: np.ndarray):
+    """As :func:`_rank_in_sorted` on ``np.sort(w[:, kept columns])``, but sorting only the
+    entries of each row up to its farthest match (all that the positions depend on), in
+    buckets of rows of similar length (power-of-two widths). A good model ranks its matches
+    early, so this sorts a small fraction of the row; otherwise it falls back to the full sort."""
+    n_rows, n_cols = w.shape
+    has = npos > 0
+    thr = np.where(has, pv[np.arange(n_rows), np.maximum(npos - 1, 0)], -np.inf)  # (R,)
+    mask = w <= thr[:, None]  # (R, G)
+    if gidx.global_junk is not None:
+        mask &= ~gidx.global_junk[None, :]
+    cnt = np.count_nonzero(mask, axis=1)
+    n_kept = n_cols if gidx.keep_cols is None else len(gidx.keep_cols)
+    if cnt.sum() > _PREFIX_MAX_FRACTION * n_rows * n_kept:
+        dk = w if gidx.keep_cols is None else np.take(w, gidx.keep_cols, axis=1)
+        return _rank_in_sorted(np.sort(dk, axis=1), pv, offset)
+    flat = np.flatnonzero(mask)  # row-major; 10x faster than the 2-D np.nonzero
+    del mask
+    r = flat // n_cols
+    vals = w.reshape(-1)[flat] if w.flags.c_contiguous else w[r, flat - r * n_cols]
+    del flat
+    within = np.arange(len(r)) - (np.cumsum(cnt) - cnt)[r]
+    bucket = np.ceil(np.log2(np.maximum(cnt, 32))).astype(np.uint8)  # width 2**bucket
+    order = np.argsort(bucket[r], kind="stable")  # entries grouped by bucket, row-major inside
+    left = np.zeros(pv.shape, dtype=np.int64)
+    tie = np.zeros(pv.shape, dtype=bool)
+    bounds = np.searchsorted(bucket[r][order], np.arange(257))
+    for b in np.unique(bucket[has]):
+        rows_b = np.flatnonzero(has & (bucket == b))
+        slot = np.empty(n_rows, dtype=np.int64)
+        slot[rows_b] = np.arange(len(rows_b))
+        e = order[bounds[b] : bounds[b + 1]]
+        sb = np.full((len(rows_b), 1 << int(b)), np.inf, dtype=w.dtype)
+        sb[slot[r[e]], within[e]] = vals[e]
+        sb.sort(axis=1)
+        left[rows_b], tie[rows_b] = _rank_in_sorted(sb, pv[rows_b], offset[rows_b])
+    return left, tie
+
+
 def match_positions(
     d: np.ndarray,
     q_pids: np.ndarray,
@@ -302,26 +356,21 @@ def match_positions(
     pv, npos = _padded_sorted(rows[~same_cam], vals[~same_cam], n_rows, pad)  # (R, P) matches
     jv, _ = _padded_sorted(rows[same_cam], vals[same_cam], n_rows, pad)  # (R, J) junk
 
-    if sorted_rows is None:
-        dk = w if gidx.keep_cols is None else np.take(w, gidx.keep_cols, axis=1)
-        sorted_rows = np.sort(dk, axis=1)  # (R, G')
-    elif sorted_rows.dtype != w.dtype:
-        sorted_rows = sorted_rows.astype(w.dtype)
-    g_kept = sorted_rows.shape[1]
-
-    left = _searchsorted(sorted_rows, pv)  # items (kept + junk) strictly closer
-    j_left = _searchsorted(jv, pv)  # junk strictly closer
-    j_right = _searchsorted(jv, pv, right=True)
     k0 = _searchsorted(pv, pv)  # matches strictly closer
     k1 = _searchsorted(pv, pv, right=True)
+    j_left = _searchsorted(jv, pv)  # junk strictly closer
+    j_right = _searchsorted(jv, pv, right=True)
     kk = np.arange(pv.shape[1])[None, :]
     valid = kk < npos[:, None]
-    pos = left - j_left - k0 + kk  # (R, P)
     # A kept non-match with exactly a match's distance sits right after the equal matches/junk.
-    probe = left + (k1 - k0) + (j_right - j_left)
-    inside = valid & (probe < g_kept)
-    probe_val = np.take_along_axis(sorted_rows, np.minimum(probe, g_kept - 1), axis=1)
-    tied = (inside & (probe_val == pv)).any(axis=1)
+    offset = (k1 - k0) + (j_right - j_left)
+
+    if sorted_rows is not None:
+        left, tie = _rank_in_sorted(sorted_rows.astype(w.dtype, copy=False), pv, offset)
+    else:
+        left, tie = _rank_by_prefix(w, gidx, pv, npos, offset)
+    tied = (valid & tie).any(axis=1)
+    pos = left - j_left - k0 + kk  # (R, P)
     pos = np.where(valid, pos, d.shape[1])
     if tied.any():
         npos = npos.copy()

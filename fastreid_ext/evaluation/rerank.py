@@ -24,12 +24,12 @@ expansion) and the ``(Q, G)`` result itself.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Tuple
 
 import numpy as np
 import torch
 
-from .retrieval import ArrayLike, _check_metric, _prepare, _block_distance, _resolve_device
+from .retrieval import ArrayLike, _block_distance, _check_metric, _gallery_stat, _prepare, _resolve_device
 from .retrieval import rows_per_block, validate_features
 
 __all__ = ["k_reciprocal_rerank", "re_ranking_from_dist"]
@@ -86,7 +86,7 @@ def _rerank_core(
     orig_qg = torch.empty(Q, G, dtype=dtype)
     for s in range(0, N, big):
         e = min(s + big, N)
-        d2 = dist_rows(s, e).to(device=device, dtype=dtype).pow(2)  # (B, N)
+        d2 = dist_rows(s, e).to(device=device, dtype=dtype).pow_(2)  # (B, N), a fresh block
         row_max[s:e] = d2.max(dim=1).values.clamp_min(torch.finfo(dtype).tiny)
         d2 /= row_max[s:e, None]
         rank[s:e] = torch.topk(d2, K, dim=1, largest=False, sorted=True).indices
@@ -214,10 +214,10 @@ def k_reciprocal_rerank(
     device = _resolve_device(device, q)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     feats = _prepare(torch.cat([q.to(dtype), g.to(dtype)]), metric, device, dtype)  # (N, D)
-    sq = (feats * feats).sum(dim=1) if metric == "euclidean" else None
+    stat = _gallery_stat(feats, metric)
 
     def rows(s: int, e: int) -> torch.Tensor:
-        return _block_distance(feats[s:e], feats, sq, metric)
+        return _block_distance(feats[s:e], feats, stat, metric)
 
     return _rerank_core(rows, feats.shape[0], q.shape[0], k1, k2, lambda_value, memory_mb, device, dtype)
 

@@ -13,8 +13,9 @@ Backends for exact search (:func:`search`):
   on CPU. Asking for a GPU from a faiss without GPU support falls back to CPU with a warning
   (the host hard-codes the GPU path, ``fastreid/utils/compute_dist.py:53,68``).
 * ``torch``: blockwise matmul + ``topk`` on ``device`` (default: the query's device).
-* ``auto``: faiss-GPU when the query lives on CUDA and faiss has GPUs, torch on CUDA when it
-  does not, faiss-CPU on CPU (torch when faiss is not importable).
+* ``auto``: faiss-GPU when the search runs on CUDA and faiss has GPUs, torch otherwise (on
+  the CPU the chunked torch matmul beat faiss ``IndexFlat`` in ``benchmarks/bench_retrieval.py``
+  and keeps no extra copy of the gallery).
 
 Memory: queries are processed in row blocks so that no ``(B, G)`` block larger than
 ``memory_mb`` MiB (float32) is ever materialised (:func:`rows_per_block`).
@@ -91,6 +92,9 @@ def validate_features(query: ArrayLike, gallery: ArrayLike) -> Tuple[torch.Tenso
             f"Query and gallery features have different dimensions: {q.shape[1]} vs {g.shape[1]}"
         )
     for name, x in (("query", q), ("gallery", g)):
+        # row chunks: no (N, D) boolean temporary for a large gallery
+        if all(bool(torch.isfinite(x[s : s + 65536]).all()) for s in range(0, x.shape[0], 65536)):
+            continue
         finite = torch.isfinite(x)
         if not bool(finite.all()):
             n_nan = int(torch.isnan(x).sum())
@@ -113,20 +117,30 @@ def rows_per_block(num_cols: int, memory_mb: float, bytes_per_elem: int = 4) -> 
 
 # ----------------------------------------------------------------------------- distances
 def _prepare(x: torch.Tensor, metric: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Query rows on ``device`` / ``dtype``, L2-normalised for the cosine metric."""
     x = x.to(device=device, dtype=dtype)
     if metric == "cosine":
         x = F.normalize(x, p=2, dim=1)
     return x
 
 
-def _block_distance(qb: torch.Tensor, g: torch.Tensor, g_sq: Optional[torch.Tensor], metric: str) -> torch.Tensor:
-    """Distance of a prepared query block ``(B, D)`` to the prepared gallery ``(G, D)``."""
-    sim = qb @ g.t()  # (B, G)
+def _gallery_stat(g: torch.Tensor, metric: str) -> torch.Tensor:
+    """``(G,)``: inverse norms (cosine) or squared norms (Euclidean) of the *raw* gallery, so
+    no normalised ``(G, D)`` copy of the gallery is ever made."""
+    norms = torch.linalg.vector_norm(g, dim=1)
     if metric == "cosine":
-        return 1.0 - sim
+        return 1.0 / norms.clamp_min(1e-12)  # F.normalize's eps
+    return norms * norms
+
+
+def _block_distance(qb: torch.Tensor, g: torch.Tensor, g_stat: torch.Tensor, metric: str) -> torch.Tensor:
+    """Distance of a prepared query block ``(B, D)`` to the raw gallery ``(G, D)``; the only
+    ``(B, G)`` buffer is the matmul output, updated in place."""
+    d = qb @ g.t()  # (B, G)
+    if metric == "cosine":
+        return d.mul_(g_stat.unsqueeze(0)).neg_().add_(1.0)  # 1 - cos
     q_sq = (qb * qb).sum(dim=1, keepdim=True)  # (B, 1)
-    d2 = (q_sq + g_sq.unsqueeze(0) - 2.0 * sim).clamp_min_(0.0)
-    return d2.sqrt_()
+    return d.mul_(-2.0).add_(q_sq).add_(g_stat.unsqueeze(0)).clamp_min_(0.0).sqrt_()
 
 
 def _resolve_device(device, ref: torch.Tensor) -> torch.device:
@@ -153,15 +167,14 @@ def iter_pairwise_distance(
     q, g = validate_features(query, gallery)
     device = _resolve_device(device, q)
     dtype = dtype or (torch.float64 if q.dtype == torch.float64 else torch.float32)
-    g = _prepare(g, metric, device, dtype)
-    g_sq = (g * g).sum(dim=1) if metric == "euclidean" else None
+    g = g.to(device=device, dtype=dtype)  # no copy when already there
+    g_stat = _gallery_stat(g, metric)
     elem = torch.finfo(dtype).bits // 8
-    # The block holds the (B, G) product plus one temporary of the same size.
-    step = rows_per_block(g.shape[0], memory_mb / 2, elem)
+    step = rows_per_block(g.shape[0], memory_mb, elem)  # one (B, G) buffer per block
     for s in range(0, q.shape[0], step):
         e = min(s + step, q.shape[0])
         qb = _prepare(q[s:e], metric, device, dtype)
-        yield s, e, _block_distance(qb, g, g_sq, metric)
+        yield s, e, _block_distance(qb, g, g_stat, metric)
 
 
 def pairwise_distance(
@@ -247,11 +260,11 @@ def _resolve_backend(backend: str, want_gpu: bool) -> str:
         raise ValueError(f"Unknown retrieval backend {backend!r}; expected one of {BACKENDS}")
     if backend != "auto":
         return backend
-    if _import_faiss() is None:
-        return "torch"
-    if want_gpu and faiss_num_gpus() == 0:
-        return "torch"  # the matmul runs on the GPU, faiss-cpu would not
-    return "faiss"
+    if want_gpu and faiss_num_gpus() > 0:
+        return "faiss"
+    # on the CPU the chunked torch matmul was faster than faiss IndexFlat in
+    # benchmarks/bench_retrieval.py and keeps no (G, D) copy of the gallery
+    return "torch"
 
 
 def _search_torch(q, g, k, metric, memory_mb, device):
@@ -266,9 +279,16 @@ def _search_torch(q, g, k, metric, memory_mb, device):
     return torch.cat(dists).float(), torch.cat(idxs).long()
 
 
+def _add_in_chunks(index, g: torch.Tensor, metric: str, chunk: int = 65536) -> None:
+    """Add ``g`` to ``index`` (which keeps its own float32 copy), normalising ``chunk`` rows at
+    a time so no second normalised ``(G, D)`` copy exists."""
+    for s in range(0, g.shape[0], chunk):
+        index.add(_to_faiss_array(g[s : s + chunk], metric))
+
+
 def _search_faiss(q, g, k, metric, memory_mb, want_gpu):
     index = _flat_index(g.shape[1], metric)
-    index.add(_to_faiss_array(g, metric))
+    _add_in_chunks(index, g, metric)
     if want_gpu:
         ngpus = faiss_num_gpus()
         if ngpus == 0:
@@ -278,9 +298,9 @@ def _search_faiss(q, g, k, metric, memory_mb, want_gpu):
             )
         else:
             index = _faiss_to_gpu(index, ngpus)
-    # faiss blocks internally too; chunking the queries bounds its (B, k) outputs and the
-    # float32 copies of the query block we hand it.
-    step = rows_per_block(g.shape[0], memory_mb)
+    # faiss bounds its own temporaries (blocks of 4096 queries x 1024 gallery rows); what grows
+    # with the chunk is the (B, k) result and the float32 query copy, so chunks are large
+    step = max(1, min(16384, rows_per_block(max(k, g.shape[1]), memory_mb / 4)))
     dists, idxs = [], []
     for s in range(0, q.shape[0], step):
         scores, ind = index.search(_to_faiss_array(q[s : s + step], metric), k)
@@ -353,7 +373,7 @@ def build_index(
     _check_metric(metric)
     if kind not in APPROX_KINDS:
         raise ValueError(f"Unknown index kind {kind!r}; expected one of {APPROX_KINDS}")
-    g = _to_faiss_array(_as_tensor(gallery, "gallery"), metric)
+    g = _as_tensor(gallery, "gallery")
     if g.shape[0] == 0:
         raise ValueError("Empty gallery set: 0 gallery features")
     validate_features(g[:1], g)
@@ -366,8 +386,8 @@ def build_index(
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
         n_train = min(g.shape[0], train_size or max(40 * nlist, 50000))
         rng = np.random.default_rng(seed)
-        sample = g[np.sort(rng.choice(g.shape[0], n_train, replace=False))]
-        index.train(sample)
+        rows = torch.from_numpy(np.sort(rng.choice(g.shape[0], n_train, replace=False)))
+        index.train(_to_faiss_array(g[rows], metric))
         index.nprobe = nprobe
     else:
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss_metric)
@@ -381,7 +401,7 @@ def build_index(
             warnings.warn("GPU index asked but the installed faiss has no GPU support; using CPU")
         else:
             index = _faiss_to_gpu(index, ngpus)
-    index.add(g)
+    _add_in_chunks(index, g, metric)
     return index
 
 
@@ -443,7 +463,7 @@ class ApproximateSearch:
         n = min(sample, q.shape[0]) if sample else q.shape[0]
         rows = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(q.shape[0], n, replace=False)))
         if exact_indices is None:
-            _, exact = search(q[rows], self._gallery, k, self.metric, backend="faiss")
+            _, exact = search(q[rows], self._gallery, k, self.metric, backend="auto")
         else:
             exact = exact_indices[rows, :k]
         _, approx = self.search(q[rows], k)

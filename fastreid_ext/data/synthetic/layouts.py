@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import json
 import multiprocessing as mp
 import os
@@ -132,6 +133,18 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+def _savemat(path: str, arrays: Dict[str, np.ndarray]) -> None:
+    """``scipy.io.savemat`` with a fixed 116-byte header text (scipy stamps the creation time
+    there, which would make equal datasets differ in bytes)."""
+    buf = io.BytesIO()
+    savemat(buf, arrays)
+    data = bytearray(buf.getvalue())
+    text = b"MATLAB 5.0 MAT-file, written by fastreid_ext.data.synthetic"
+    data[:116] = text.ljust(116, b" ")
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+
+
 def _split_half(a: LayoutArgs, pids: Sequence[int]) -> Tuple[List[int], List[int]]:
     """Seeded half / half split of ``pids`` into (train, test); test gets the odd one."""
     perm = rng_for(a.seed, KIND_SPLIT, _LAYOUT_CODE[a.layout], -1).permutation(len(pids))
@@ -141,13 +154,20 @@ def _split_half(a: LayoutArgs, pids: Sequence[int]) -> Tuple[List[int], List[int
     return train, test
 
 
-def _query_cameras(r: np.random.Generator, cams: Sequence[int]) -> List[int]:
-    """Cameras whose first tracklet becomes a query: usually leave >= 1 camera to the gallery so
-    the query has a cross-camera match; 1 in 10 ids uses every camera (as in MARS, where some
-    queries have no cross-camera match)."""
+def _query_cameras(r: np.random.Generator, cams: Sequence[int], every_camera: bool) -> List[int]:
+    """Cameras whose first tracklet becomes a query. Usually 1..k-1 of the id's k cameras, so
+    the other cameras stay in the gallery and every query has a cross-camera match; ids with
+    ``every_camera`` query from all cameras (as in MARS, where some queries have no
+    cross-camera match)."""
     k = len(cams)
-    nq = k if (k == 1 or r.random() < 0.1) else int(r.integers(1, k))
+    nq = k if (k == 1 or every_camera) else int(r.integers(1, k))
     return sorted(int(c) for c in r.choice(np.asarray(cams), nq, replace=False))
+
+
+def _every_camera_ids(a: LayoutArgs, test_pids: Sequence[int]) -> set:
+    """The 10% of test ids (rounded) that query from every camera."""
+    perm = rng_for(a.seed, KIND_SPLIT, _LAYOUT_CODE[a.layout], -3).permutation(len(test_pids))
+    return {int(test_pids[i]) for i in perm[:int(round(0.1 * len(test_pids)))]}
 
 
 def _group_counts(groups: Dict[int, str]) -> Dict[str, int]:
@@ -213,17 +233,18 @@ def _mars(a: LayoutArgs, out: str, workers: int) -> dict:
         with open(osp.join(info, f"{split}_name.txt"), "w") as f:
             f.write("".join(n + "\n" for n in names))
         mats[split] = np.asarray(info_rows, np.float64).reshape(-1, 4)
-        savemat(osp.join(info, f"tracks_{split}_info.mat"), {f"track_{split}_info": mats[split]})
+        _savemat(osp.join(info, f"tracks_{split}_info.mat"), {f"track_{split}_info": mats[split]})
     # queries: per test id, the first tracklet of some cameras
     test_rows = rows["test"]
     row_of = {(pid, cam, prefix[-5:]): i for i, (prefix, pid, cam) in enumerate(test_rows)}
     query = []
+    every = _every_camera_ids(a, test_pids)
     for pid in test_pids:
         r = rng_for(a.seed, KIND_SPLIT, code, pid)
-        for cam in _query_cameras(r, cams_of[pid]):
+        for cam in _query_cameras(r, cams_of[pid], pid in every):
             query.append(row_of[(pid, cam, "T0001")] + 1)
     query = np.asarray(sorted(query), np.float64)
-    savemat(osp.join(info, "query_IDX.mat"), {"query_IDX": query.reshape(1, -1)})
+    _savemat(osp.join(info, "query_IDX.mat"), {"query_IDX": query.reshape(1, -1)})
 
     groups = {pid: idents[pid].group for pid in pids}
     _write_side_files(out, tracks, kps, groups)
@@ -257,7 +278,7 @@ def _ilidsvid(a: LayoutArgs, out: str, workers: int) -> dict:
     ls_set = np.stack([rng_for(a.seed, KIND_SPLIT, code, s).permutation(a.ids) + 1 for s in range(10)])
     split_dir = osp.join(out, "train-test people splits")
     os.makedirs(split_dir, exist_ok=True)
-    savemat(osp.join(split_dir, "train_test_splits_ilidsvid.mat"), {"ls_set": ls_set.astype(np.float64)})
+    _savemat(osp.join(split_dir, "train_test_splits_ilidsvid.mat"), {"ls_set": ls_set.astype(np.float64)})
     groups = {pid: idents[pid].group for pid in numbers}
     _write_side_files(out, tracks, kps, groups)
     return {"persons": len(numbers), "test_ids_per_split": a.ids // 2, "train_ids_per_split": a.ids - a.ids // 2,
@@ -272,10 +293,13 @@ def _prid2011(a: LayoutArgs, out: str, workers: int) -> dict:
     numbers = list(range(1, a.ids + 1))
     idents = make_identities(numbers, a.seed, a.groups)
     tracks, lengths = [], {}
+    # ~10% of the two-camera ids (at least one) get one tracklet shorter than 27 frames
+    n_short = max(1, int(round(0.1 * n_both))) if n_both >= 4 else 0
+    short = {int(p) + 1 for p in rng_for(a.seed, KIND_LAYOUT, code, -2).permutation(n_both)[:n_short]}
     for pid in numbers:
         r = rng_for(a.seed, KIND_LAYOUT, code, pid)
         cams = (0, 1) if pid <= n_both else (0,)
-        short_cam = int(r.integers(2)) if r.random() < 0.12 else -1  # some tracklets < 27 frames
+        short_cam = int(r.integers(2)) if pid in short else -1
         for cam in cams:
             if cam == short_cam:
                 n = int(r.integers(5, 27))
@@ -306,13 +330,14 @@ def _market1501(a: LayoutArgs, out: str, workers: int) -> dict:
     idents = make_identities(pids, a.seed, a.groups)
     train_pids, test_pids = _split_half(a, pids)
     test_set = set(test_pids)
+    every = _every_camera_ids(a, test_pids)
     tracks = []
     n_test_images = 0
     for pid in pids:
         r = rng_for(a.seed, KIND_LAYOUT, code, pid)
         k = int(r.integers(2, a.cameras + 1))
         cams = sorted(int(c) for c in r.choice(a.cameras, k, replace=False))
-        qcams = set(_query_cameras(rng_for(a.seed, KIND_SPLIT, code, pid), cams)) if pid in test_set else set()
+        qcams = set(_query_cameras(rng_for(a.seed, KIND_SPLIT, code, pid), cams, pid in every)) if pid in test_set else set()
         for cam in cams:
             n = int(r.integers(a.min_len, a.max_len + 1))
             seq = int(r.integers(1, 7))

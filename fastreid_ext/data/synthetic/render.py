@@ -167,11 +167,19 @@ def _draw_person(img: np.ndarray, ident: Identity, pts: dict, proj: _Projector) 
     """
     u = ident.uniform
     hp = proj.hp
-    geo: List[np.ndarray] = []
+    flat: List[Sequence[float]] = []  # all part points, concatenated
+    starts: List[int] = []
+    sizes: List[int] = []
     ops: List[Tuple[str, tuple, float, float]] = []
 
     def add(points, op: str, color, width: float = 0.0, bias: float = 0.0) -> None:
-        geo.append(np.asarray(points, np.float64).reshape(-1, 3))
+        if isinstance(points, np.ndarray):
+            points = points.tolist()
+        elif len(points) == 3 and not isinstance(points[0], (list, tuple)):
+            points = [points]
+        starts.append(len(flat))
+        sizes.append(len(points))
+        flat.extend(points)
         ops.append((op, color, width, bias))
 
     lh, ls = pts["left_hip"], pts["left_shoulder"]
@@ -232,14 +240,13 @@ def _draw_person(img: np.ndarray, ident: Identity, pts: dict, proj: _Projector) 
     if ident.badge:
         add(_box(0.025, 0.07, sh_y - 0.1, sh_y - 0.05, d, d + 0.004), "poly", ident.badge_color, 0.0, 0.003)
 
-    sizes = [g.shape[0] for g in geo]
-    allp = np.concatenate(geo, 0)
+    allp = np.asarray(flat, np.float64)
     uv = proj.uv(allp)
     z = -allp[:, 0] * proj.s + allp[:, 2] * proj.c
-    starts = np.cumsum([0] + sizes[:-1])
-    depth = np.add.reduceat(z, starts) / np.asarray(sizes)
+    depth = (np.add.reduceat(z, starts) / np.asarray(sizes)).tolist()
     head_d, head_uv = depth[head_i], uv[starts[head_i]]
     fixed = np.round(uv * _SCALE).astype(np.int32)
+    pts_i = fixed.tolist()
     keyed = []
     for i, (op, color, width, bias) in enumerate(ops):
         if op == "poly_c":
@@ -256,10 +263,10 @@ def _draw_person(img: np.ndarray, ident: Identity, pts: dict, proj: _Projector) 
         if op in ("poly", "poly_c", "poly_h"):
             cv2.fillConvexPoly(img, cv2.convexHull(fixed[a:b].reshape(-1, 1, 2)), color, cv2.LINE_AA, _SHIFT)
         elif op == "line":
-            cv2.line(img, tuple(fixed[a].tolist()), tuple(fixed[a + 1].tolist()), color,
+            cv2.line(img, pts_i[a], pts_i[a + 1], color,
                      max(1, int(round(width * hp))), cv2.LINE_AA, _SHIFT)
         elif op == "circle":
-            cv2.circle(img, tuple(fixed[a].tolist()), max(1, int(round(width * hp * _SCALE))), color, -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(img, pts_i[a], max(1, int(round(width * hp * _SCALE))), color, -1, cv2.LINE_AA, _SHIFT)
         else:  # face: skin disc towards the nose, only when the face points to the camera
             if depth[i] > head_d + 0.1 * r_h:
                 c = head_uv + 0.45 * (uv[a] - head_uv) + np.array([0.0, 0.22 * r_h * hp])

@@ -112,15 +112,15 @@ class MultiGranularityAggregation(nn.Module):
         - ``group_features``: list of ``N`` tensors ``(B, C/N)`` (``v_g`` of Eq. (7));
         - ``weights``: list of ``N`` tensors ``(B, C/N, T, H_m, W_m)``, the normalised attention
           of every node (softmax over the ``T*H_m*W_m`` nodes per channel for rafa / afa; ``1/K``
-          everywhere for avg).
+          everywhere for avg, an expanded view).
         """
         self._check(x)
         b, t = x.shape[:2]
         if self.attention == "avg":
             h, w = x.shape[3:]
             v = x.mean(dim=(1, 3, 4))  # (B, C)
-            weights = torch.full((b, self.channels, t, h, w), 1.0 / (t * h * w),
-                                 dtype=x.dtype, device=x.device)
+            weights = torch.full((1, 1, 1, 1, 1), 1.0 / (t * h * w), dtype=x.dtype,
+                                 device=x.device).expand(b, self.channels, t, h, w)  # a view
             return {"v": v, "group_features": [v], "weights": [weights]}
         group_features, group_weights = [], []
         for x_m, size, block in zip(x.chunk(self.num_groups, dim=2), self.sizes, self.blocks):

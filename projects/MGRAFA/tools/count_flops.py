@@ -11,7 +11,7 @@ Counts with ``torch.utils.flop_counter.FlopCounterMode`` one eval forward of bat
 FlopCounterMode counts convolutions and matrix products (conv, mm, bmm, addmm, ...) only:
 BN, ReLU, pooling and softmax are not counted.
 
-    python projects/MGRAFA/tools/count_flops.py [--frames 8] [--reduction 8] [--table3]
+    python projects/MGRAFA/tools/count_flops.py [--frames 8] [--reduction 8] [--table3] [--device meta|cpu]
 """
 from __future__ import annotations
 
@@ -79,23 +79,27 @@ def count_flops(model: torch.nn.Module, images: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def measure(rows, frames: int, reduction: int, extra=None):
-    """``[(row, paper_added, total_flops)]`` for every variant; the backbone is shared."""
+def measure(rows, frames: int, reduction: int, extra=None, device: str = "meta"):
+    """``[(row, paper_added, total_flops)]`` for every variant; the backbone is shared.
+
+    ``device="meta"`` (default): shapes only, no arithmetic (FlopCounterMode counts from shapes,
+    so the count is the same as on ``cpu``)."""
     cfg = base_cfg(frames, reduction)
-    backbone = build_backbone_offline(cfg)
-    feat_shape = feature_map_shape(backbone, cfg.INPUT.SIZE_TRAIN)
-    images = torch.rand(1, frames, 3, *cfg.INPUT.SIZE_TRAIN) * 255
     results = []
-    for name, paper, overrides in rows:
-        c = cfg.clone()
-        c.defrost()
-        for k, v in {**(extra or {}), **overrides}.items():
-            c.MODEL.MGRAFA[k] = v
-        head = MGRAFAHead(c, feat_shape=feat_shape)
-        model = MGRAFANet(backbone=backbone, heads=head,
-                          losses=build_losses(c, feat_dim=feat_shape[0], num_classes=625),
-                          pixel_mean=c.MODEL.PIXEL_MEAN, pixel_std=c.MODEL.PIXEL_STD)
-        results.append((name, paper, count_flops(model, images)))
+    with torch.device(device):
+        backbone = build_backbone_offline(cfg)
+        feat_shape = feature_map_shape(backbone, cfg.INPUT.SIZE_TRAIN)
+        images = torch.rand(1, frames, 3, *cfg.INPUT.SIZE_TRAIN) * 255
+        for name, paper, overrides in rows:
+            c = cfg.clone()
+            c.defrost()
+            for k, v in {**(extra or {}), **overrides}.items():
+                c.MODEL.MGRAFA[k] = v
+            head = MGRAFAHead(c, feat_shape=feat_shape)
+            model = MGRAFANet(backbone=backbone, heads=head,
+                              losses=build_losses(c, feat_dim=feat_shape[0], num_classes=625),
+                              pixel_mean=c.MODEL.PIXEL_MEAN, pixel_std=c.MODEL.PIXEL_STD)
+            results.append((name, paper, count_flops(model, images)))
     return results
 
 
@@ -115,16 +119,17 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--reduction", type=int, default=8, help="MODEL.MGRAFA.REDUCTION (s)")
     parser.add_argument("--table3", action="store_true", help="also the S-RFN strategies of Table 3")
+    parser.add_argument("--device", default="meta", help="meta (shapes only, instant) or cpu")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
-    t2 = measure(TABLE2, args.frames, args.reduction)
+    t2 = measure(TABLE2, args.frames, args.reduction, device=args.device)
     base = t2[0][2]
     sg1 = dict((n, f) for n, _, f in t2)["SG-RAFA (S=1)"]
     print(f"T={args.frames}, 256x128, ResNet-50 last stride 1, batch 1, s={args.reduction}")
     print_table("Table 2 variants", t2, base, sg1)
     if args.table3:
         t3 = measure(TABLE3, args.frames, args.reduction,
-                     extra=dict(ATTENTION="rafa", NUM_GROUPS=1, GRANULARITY="single"))
+                     extra=dict(ATTENTION="rafa", NUM_GROUPS=1, GRANULARITY="single"), device=args.device)
         print_table("Table 3 S-RFN strategies (SG-RAFA, S=1)", t3, base, sg1)
 
 

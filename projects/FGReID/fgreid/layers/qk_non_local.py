@@ -49,7 +49,7 @@ class QKNonLocal(nn.Module):
 
     def forward(self, a1: torch.Tensor, frames_per_clip: int) -> torch.Tensor:
         """``(B * T, C, H, W) -> (B * T, C, H, W)``."""
-        n, _, h, w = a1.shape
+        h, w = a1.shape[2:]
         w_aff = self.affinity(a1, frames_per_clip)  # (B, THW, THW)
         v = _positions(F.relu(self.g(a1)), frames_per_clip)  # (B, THW, c_bar)
         v_avg = torch.bmm(w_aff, v)  # (B, THW, c_bar)

@@ -89,17 +89,20 @@ class FGReID(nn.Module):
         num_branches = int(f.GFM) + int(f.CONTEXT)
         backbone_imagenet = build_backbone_offline(cfg)
         backbone_mars = None
-        if f.SHARED_BACKBONE:
-            if f.MARS_WEIGHTS:
-                load_mars_backbone(backbone_imagenet, f.MARS_WEIGHTS, f.MARS_PREFIX)
-        elif f.CONTEXT:
+        if f.CONTEXT and not f.SHARED_BACKBONE:
             mars_cfg = copy.deepcopy(cfg)
             mars_cfg.defrost()
             mars_cfg.MODEL.BACKBONE.PRETRAIN = False  # CNN_MARS never takes the ImageNet weights
             backbone_mars = build_backbone_offline(mars_cfg)
-            if f.MARS_WEIGHTS:
-                load_mars_backbone(backbone_mars, f.MARS_WEIGHTS, f.MARS_PREFIX)
-            else:
+        target = backbone_imagenet if f.SHARED_BACKBONE else backbone_mars
+        if target is not None:
+            if cfg.MODEL.WEIGHTS and f.MARS_WEIGHTS:
+                # a full FGReID checkpoint (eval, fine-tuning) replaces these weights anyway
+                logger.info("MODEL.WEIGHTS is set: CNN_MARS is not initialised from "
+                            "MODEL.FGREID.MARS_WEIGHTS")
+            elif f.MARS_WEIGHTS:
+                load_mars_backbone(target, f.MARS_WEIGHTS, f.MARS_PREFIX)
+            elif not f.SHARED_BACKBONE:
                 logger.warning("MODEL.FGREID.MARS_WEIGHTS is empty: CNN_MARS starts from random "
                                "weights (the paper's 'Baseline', not 'FGReID')")
         num_classes = cfg.MODEL.HEADS.NUM_CLASSES

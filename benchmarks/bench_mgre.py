@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""MGRe (paper 001) vs the baseline with the same backbone on SyntheticMarket1501, same budget.
+
+Every variant is trained from scratch with ``projects/MGRe/configs/synthetic_cpu.yml``
+(ResNet-18, P x K = 8 x 4, same epochs / LR / seed / data order) and evaluated on the synthetic
+Market test split (cross-camera protocol); prints one Markdown row per variant.
+
+    python benchmarks/bench_mgre.py [--ids 40] [--epochs 8] [--size 64 32] [--seeds 0] \
+        [--variants baseline mgre mgre_no_kp] [KEY VALUE ...]
+
+Variants: ``baseline`` = ``synthetic_cpu_baseline.yml`` (the plugin's VideoBaseline with
+average pooling, i.e. ResNet-18 + GAP + BNNeck + CE + triplet: the host's ``Baseline`` cannot
+take the loader's ``(B, 1, 3, H, W)`` batches, see that config); ``mgre`` (location loss from
+the generator's keypoints); ``mgre_no_kp`` (``MODEL.MGRE.USE_KEYPOINTS False``); and the
+ablations ``stages23``, ``sg_features``, ``sg_regions``, ``no_jo``.
+
+The data set is generated under ``$FASTREID_DATASETS`` (default ``datasets``) when missing:
+``python -m fastreid_ext.data.synthetic --layout market1501 --out
+<root>/synthetic/market1501/Market-1501-v15.09.15 --ids N --seed 0``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+import fastreid_ext  # noqa: F401  (compat shims, registrations)
+import mgre  # noqa: F401
+from fastreid.utils.env import seed_all_rng
+from fastreid_ext.config import build_config
+from fastreid_ext.engine import Trainer
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projects", "MGRe", "configs")
+
+VARIANTS = {
+    "baseline": ("synthetic_cpu_baseline.yml", []),
+    "mgre": ("synthetic_cpu.yml", []),
+    "mgre_no_kp": ("synthetic_cpu.yml", ["MODEL.MGRE.USE_KEYPOINTS", "False"]),
+    "stages23": ("synthetic_cpu.yml", ["MODEL.MGRE.STAGES", "[2, 3]"]),
+    "sg_features": ("synthetic_cpu.yml", ["MODEL.MGRE.MODE", "single_grained_features"]),
+    "sg_regions": ("synthetic_cpu.yml", ["MODEL.MGRE.MODE", "single_grained_regions"]),
+    "no_jo": ("synthetic_cpu.yml", ["MODEL.MGRE.JOINT_OPTIMIZATION", "False"]),
+}
+
+
+def ensure_dataset(root: str, ids: int) -> None:
+    out = os.path.join(root, "synthetic", "market1501", "Market-1501-v15.09.15")
+    if os.path.isdir(out) and os.listdir(out):
+        return
+    cmd = [sys.executable, "-m", "fastreid_ext.data.synthetic", "--layout", "market1501", "--out", out,
+           "--ids", str(ids), "--seed", "0"]
+    print("generating:", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def run(variant: str, seed: int, epochs: int, size, root: str, out_dir: str, extra):
+    config, opts = VARIANTS[variant]
+    h, w = size
+    opts = list(opts) + [
+        "INPUT.SIZE_TRAIN", f"[{h}, {w}]", "INPUT.SIZE_TEST", f"[{h}, {w}]", "INPUT.PADDING.SIZE", str(max(1, h // 32)),
+        "SOLVER.MAX_EPOCH", str(epochs), "SOLVER.STEPS", f"[{max(1, (3 * epochs) // 4)}]", "SEED", str(seed),
+        "DATASETS.ROOT", root, "OUTPUT_DIR", os.path.join(out_dir, f"{variant}_s{seed}"),
+        "TEST.EVAL_PERIOD", str(epochs)] + list(extra)
+    cfg = build_config(os.path.join(CONFIGS, config), opts)
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    seed_all_rng(seed)
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    results = trainer.train()
+    total = time.perf_counter() - t0
+    if not results:  # no evaluation hook ran: evaluate explicitly
+        results = Trainer.test(cfg, trainer.model)
+    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    params = sum(p.numel() for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        dim = model(torch.zeros(1, 3, h, w)).shape[1]
+    return results, total, params, dim
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ids", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--size", type=int, nargs=2, default=[64, 32], metavar=("H", "W"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variants", nargs="+", default=["baseline", "mgre", "mgre_no_kp"], choices=sorted(VARIANTS))
+    parser.add_argument("--out", default="", help="output folder (default: a temporary one)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every variant")
+    args = parser.parse_args(argv)
+    root = os.environ.get("FASTREID_DATASETS", "datasets")
+    ensure_dataset(root, args.ids)
+    out_dir = args.out or tempfile.mkdtemp(prefix="bench_mgre_")
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    rows = []
+    for seed in args.seeds:
+        for variant in args.variants:
+            results, seconds, params, dim = run(variant, seed, args.epochs, args.size, root, out_dir, args.opts)
+            rows.append((variant, seed, results["mAP"], results["Rank-1"], results["Rank-5"], seconds, params, dim))
+    print(f"\nSyntheticMarket1501 ({args.ids} ids), {args.epochs} epochs, input {args.size[0]}x{args.size[1]}, "
+          f"ResNet-18 from scratch, torch threads {torch.get_num_threads()}")
+    print("| variant | seed | mAP | Rank-1 | Rank-5 | train+test s | params | dim |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for v, s, mAP, r1, r5, sec, p, d in rows:
+        print(f"| {v} | {s} | {mAP:.1f} | {r1:.1f} | {r5:.1f} | {sec:.0f} | {p / 1e6:.2f} M | {d} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Images / tracklets on disk -> embeddings, exactly as the evaluator computes them.
+
+Each item is cut into the evaluator's dense test clips
+(:func:`~fastreid_ext.data.clip_sampler.dense_clips` with ``TEST.VIDEO.SEQ_LEN`` /
+``TEST.VIDEO.MAX_CLIPS``), each clip goes through the test transform
+(:func:`~fastreid_ext.data.transforms.build_clip_transforms`) and the model in eval mode (with
+``TEST.FLIP`` the flip-averaged embedding, as :func:`~fastreid_ext.evaluation.inference.inference_on_dataset`),
+and the clip embeddings of an item are averaged in float64 and L2-normalised for the cosine
+metric, as :class:`~fastreid_ext.evaluation.video_evaluator.VideoClipEvaluator` does.
+
+Bad input: an item none of whose frames can be read is skipped, logged by name and listed in
+the result (``failed``) and in the file's ``meta["failed"]``; unreadable frames of an otherwise
+readable tracklet are replaced by a neighbouring frame (:mod:`fastreid_ext.data.frame_io`) and
+counted (``skipped_frames``).
+
+Resumable: :meth:`FeatureExtractor.extract` writes the output file every ``flush_every``
+finished items (and when interrupted, even by ``KeyboardInterrupt``); a new run on the same
+output loads it, refuses it when its config hash differs, and embeds only the missing items.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fastreid_ext.data.frame_io import FrameReadError
+from fastreid_ext.data.transforms import build_clip_transforms
+from fastreid_ext.data.video_dataset import VideoTestDataset, collate_video_batch
+
+from .features_file import FeaturesFile, config_hash, embedding_settings, load_features, save_features
+from .inputs import InputItem
+
+__all__ = ["ExtractionResult", "FeatureExtractor", "build_extraction_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class _SafeClipDataset(VideoTestDataset):
+    """Dense test clips of the items; a clip of an unreadable item becomes a failure marker
+    instead of an exception, so one bad item does not stop the run."""
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            return super().__getitem__(index)
+        except FrameReadError as e:
+            return {"failed": self.clips[index][0], "error": str(e)}
+
+
+def _collate(batch: List[dict]) -> dict:
+    good = [b for b in batch if "failed" not in b]
+    out = collate_video_batch(good) if good else {}
+    out["failures"] = [(b["failed"], b["error"]) for b in batch if "failed" in b]
+    return out
+
+
+@dataclass
+class ExtractionResult:
+    """What one :meth:`FeatureExtractor.extract` call did."""
+
+    path: str
+    features: FeaturesFile
+    num_new: int  # items embedded by this call
+    num_resumed: int  # items found already done in the output file
+    failed: List[Tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    skipped_frames: int = 0  # frame reads replaced by a neighbouring frame
+    clips_computed: int = 0
+
+
+def build_extraction_model(cfg, weights: str) -> nn.Module:
+    """The model of ``cfg`` (``Trainer.build_model``) with ``weights`` loaded, in eval mode.
+
+    A missing weights file raises ``FileNotFoundError`` (the host's checkpointer would only log
+    and keep random weights)."""
+    from fastreid_ext.engine import AtomicCheckpointer, Trainer
+
+    if not weights or not os.path.isfile(weights):
+        raise FileNotFoundError(f"weights file {weights!r} does not exist")
+    model = Trainer.build_model(cfg)
+    AtomicCheckpointer(model).load(weights)
+    return model.eval()
+
+
+def _prepare_cfg(cfg):
+    """A copy of ``cfg`` usable for inference only: no ImageNet download, a classifier size the
+    head can be built with (the checkpoint's own classifier is skipped by the checkpointer's
+    shape check; it plays no part in the embedding)."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    if cfg.MODEL.HEADS.NUM_CLASSES <= 0:
+        cfg.MODEL.HEADS.NUM_CLASSES = 1
+    cfg.freeze()
+    return cfg
+
+
+class FeatureExtractor:
+    """Embeds :class:`~fastreid_ext.deploy.inputs.InputItem` s with a trained model.
+
+    Args:
+        cfg: the full config (``build_config``).
+        model: the meta-architecture, weights loaded (eval forward: batch dict -> ``(B, D)``).
+        chash: the :func:`~fastreid_ext.deploy.features_file.config_hash` written to files.
+        weights: the weights path (recorded in the files' metadata).
+    """
+
+    def __init__(self, cfg, model: nn.Module, chash: str, weights: str = ""):
+        if cfg.TEST.METRIC not in ("cosine", "euclidean"):
+            raise ValueError(f"unknown TEST.METRIC {cfg.TEST.METRIC!r}; expected 'cosine' or 'euclidean'")
+        self.cfg = cfg
+        self.model = model.eval()
+        self.config_hash = chash
+        self.weights = weights
+        self.metric = cfg.TEST.METRIC
+        self.device = next(iter(model.parameters())).device
+        self._runner: nn.Module = model
+        if self.device.type == "cuda" and torch.cuda.device_count() > 1:
+            self._runner = nn.DataParallel(model)  # batches split over all visible GPUs
+
+    @classmethod
+    def from_files(cls, config_file: str, weights: str, opts: Sequence[str] = ()) -> "FeatureExtractor":
+        """Config file + ``KEY VALUE`` overrides + weights file -> extractor."""
+        from fastreid_ext.config import build_config
+
+        cfg = _prepare_cfg(build_config(config_file, opts))
+        if not weights or not os.path.isfile(weights):
+            raise FileNotFoundError(f"weights file {weights!r} does not exist")
+        chash = config_hash(cfg, weights)
+        return cls(cfg, build_extraction_model(cfg, weights), chash, os.path.abspath(weights))
+
+    # ------------------------------------------------------------------ core loop
+    def _loader(self, items: Sequence[InputItem], batch_size: int, num_workers: int) -> DataLoader:
+        ds = _SafeClipDataset(
+            [(it.frames, 0, 0) for it in items], build_clip_transforms(self.cfg, is_train=False),
+            self.cfg.TEST.VIDEO.SEQ_LEN, self.cfg.TEST.VIDEO.MAX_CLIPS,
+        )
+        return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                          collate_fn=_collate, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    @torch.inference_mode()
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C, H, W)`` clips -> ``(B, D)`` float64 CPU embeddings (flip-averaged when
+        ``TEST.FLIP.ENABLED``, as the evaluator)."""
+        x = images.to(self.device, copy=True)
+        out = self._runner({"images": x})
+        if self.cfg.TEST.FLIP.ENABLED:
+            out = (out + self._runner({"images": images.flip(dims=[-1]).to(self.device)})) / 2.0
+        if out.dim() != 2 or out.shape[0] != images.shape[0]:
+            raise ValueError(f"the model's eval forward must return (B, D), got {tuple(out.shape)}")
+        return out.detach().to("cpu", torch.float64)
+
+    def _finish(self, sums: torch.Tensor, count: int) -> np.ndarray:
+        feat = (sums / count).float()
+        if not bool(torch.isfinite(feat).all()):
+            raise ValueError("the model produced non-finite embeddings")
+        if self.metric == "cosine":
+            feat = F.normalize(feat, p=2, dim=0)
+        return feat.numpy()
+
+    def iter_embeddings(self, items: Sequence[InputItem], batch_size: Optional[int] = None,
+                        num_workers: Optional[int] = None, progress: bool = False, stats: Optional[dict] = None):
+        """Yield ``(item_index, embedding (D,) or None, error or None)`` as each item finishes,
+        in item order. ``stats`` (a dict) receives ``clips`` and ``skipped_frames`` counts."""
+        stats = stats if stats is not None else {}
+        stats.setdefault("clips", 0)
+        stats.setdefault("skipped_frames", 0)
+        if not items:
+            return
+        bs = batch_size or self.cfg.TEST.IMS_PER_BATCH
+        nw = self.cfg.DATALOADER.NUM_WORKERS_TEST if num_workers is None else num_workers
+        loader = self._loader(items, bs, nw)
+        ds: _SafeClipDataset = loader.dataset
+        expected = np.bincount(ds.track_idx, minlength=len(items))  # clips per item
+        seen = np.zeros(len(items), dtype=np.int64)
+        sums: Dict[int, torch.Tensor] = {}
+        errors: Dict[int, str] = {}
+        next_out = 0
+        bar = tqdm(total=len(items), disable=not progress, desc="extract", unit="item", dynamic_ncols=True)
+        try:
+            for batch in loader:
+                for k, err in batch["failures"]:
+                    errors.setdefault(k, err)
+                    seen[k] += 1
+                if "images" in batch:
+                    emb = self._forward(batch["images"])  # (B, D)
+                    stats["clips"] += emb.shape[0]
+                    stats["skipped_frames"] += int(batch["skipped_frames"].sum())
+                    for j, k in enumerate(batch["track_idx"].tolist()):
+                        sums[k] = sums[k] + emb[j] if k in sums else emb[j].clone()
+                        seen[k] += 1
+                while next_out < len(items) and seen[next_out] == expected[next_out]:
+                    k = next_out
+                    next_out += 1
+                    bar.update(1)
+                    if k in errors:
+                        yield k, None, errors.pop(k)
+                        sums.pop(k, None)
+                    else:
+                        yield k, self._finish(sums.pop(k), int(expected[k])), None
+        finally:
+            bar.close()
+
+    # ------------------------------------------------------------------ public API
+    def _meta(self) -> dict:
+        return {"metric": self.metric, "weights": self.weights,
+                "settings": embedding_settings(self.cfg)}
+
+    def embed(self, items: Sequence[InputItem], progress: bool = False) -> Tuple[FeaturesFile, List[Tuple[str, str]]]:
+        """Embed ``items`` in memory: ``(features of the readable items, [(name, reason)] of the
+        unreadable ones)``."""
+        emb, names, first, failed = [], [], [], []
+        for k, vec, err in self.iter_embeddings(items, progress=progress):
+            if vec is None:
+                logger.warning("skipping unreadable item %r: %s", items[k].name, err)
+                failed.append((items[k].name, err))
+            else:
+                emb.append(vec)
+                names.append(items[k].name)
+                first.append(items[k].frames[0])
+        dim = emb[0].shape[0] if emb else 0
+        feats = FeaturesFile(np.stack(emb) if emb else np.zeros((0, dim), np.float32), names,
+                             self.config_hash, first, self._meta())
+        return feats, failed
+
+    def extract(self, items: Sequence[InputItem], output: str, resume: bool = True,
+                flush_every: int = 256, flush_seconds: float = 60.0,
+                progress: Optional[bool] = None, batch_size: Optional[int] = None,
+                num_workers: Optional[int] = None) -> ExtractionResult:
+        """Embed ``items`` into the features file ``output`` (``.npz``).
+
+        With ``resume`` and an existing ``output``: the file must carry this extractor's
+        config hash (``ConfigHashMismatch`` otherwise) and only the items not in it are
+        embedded (items that failed before are tried again). The file is rewritten atomically
+        every ``flush_every`` finished items or ``flush_seconds`` seconds, at the end, and when
+        the run is interrupted.
+        """
+        if not output.endswith(".npz"):
+            output += ".npz"
+        progress = sys.stderr.isatty() if progress is None else progress
+        emb: List[np.ndarray] = []
+        names: List[str] = []
+        first: List[str] = []
+        if resume and os.path.exists(output):
+            old = load_features(output, expected_hash=self.config_hash)
+            emb, names, first = list(old.embeddings), list(old.names), list(old.first_frames)
+            logger.info("resuming %s: %d items already extracted", output, len(names))
+        elif os.path.exists(output):
+            logger.info("overwriting %s (resume off)", output)
+        num_resumed = len(names)
+        done = set(names)
+        todo = [it for it in items if it.name not in done]
+        failed: List[Tuple[str, str]] = []
+        stats: dict = {}
+
+        def flush() -> None:
+            meta = self._meta()
+            meta["failed"] = [n for n, _ in failed]
+            dim = emb[0].shape[0] if emb else 0
+            arr = np.stack(emb) if emb else np.zeros((0, dim), np.float32)
+            save_features(output, FeaturesFile(arr, names, self.config_hash, first, meta))
+
+        logger.info("extracting %d items (%d already done) into %s", len(todo), num_resumed, output)
+        pending, last = 0, time.monotonic()
+        try:
+            for k, vec, err in self.iter_embeddings(todo, batch_size, num_workers, progress, stats):
+                it = todo[k]
+                if vec is None:
+                    logger.warning("skipping unreadable item %r: %s", it.name, err)
+                    failed.append((it.name, err))
+                    continue
+                emb.append(vec)
+                names.append(it.name)
+                first.append(it.frames[0])
+                pending += 1
+                if pending >= flush_every or time.monotonic() - last >= flush_seconds:
+                    flush()
+                    pending, last = 0, time.monotonic()
+        finally:
+            # also on KeyboardInterrupt / errors: keep what was finished
+            if pending or not os.path.exists(output) or failed:
+                flush()
+        if failed:
+            logger.warning("%d of %d items could not be read and were skipped: %s", len(failed), len(todo),
+                           ", ".join(n for n, _ in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+        if stats.get("skipped_frames"):
+            logger.warning("%d unreadable frames were replaced by a neighbouring frame", stats["skipped_frames"])
+        feats = load_features(output, expected_hash=self.config_hash)
+        return ExtractionResult(output, feats, len(todo) - len(failed), num_resumed, failed,
+                                stats.get("skipped_frames", 0), stats.get("clips", 0))

@@ -1,0 +1,192 @@
+"""Features files: embeddings + item names + the hash of the model that made them.
+
+A features file is a plain ``.npz`` (``numpy.savez``, no pickles) holding:
+
+- ``embeddings``: float32 ``(N, D)`` (one per item; L2-normalised when the metric is cosine,
+  exactly as the evaluator's tracklet features);
+- ``names``: unicode ``(N,)`` item names (unique);
+- ``first_frames``: unicode ``(N,)`` path of each item's first frame (for pictures);
+- ``config_hash``: the :func:`config_hash` of the model / input settings (a 0-d string);
+- ``meta``: a 0-d JSON string (``metric``, ``dim``, the hashed settings, the weights file,
+  ``failed``: items that could not be read, by name).
+
+Writes are atomic (temporary file + ``os.replace``), so an interrupted extraction leaves either
+the previous complete file or the new one: the resumable extractor relies on that.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from fastreid_ext.engine.checkpoint import atomic_write
+
+__all__ = [
+    "FEATURES_FORMAT",
+    "ConfigHashMismatch",
+    "FeaturesFile",
+    "embedding_settings",
+    "config_hash",
+    "file_sha256",
+    "save_features",
+    "load_features",
+    "check_hash",
+]
+
+FEATURES_FORMAT = "fastreid_ext.features/1"
+
+# MODEL keys that do not change the embedding of an input (training-only or bookkeeping).
+_MODEL_KEYS_IGNORED = ("DEVICE", "WEIGHTS", "LOSSES", "FREEZE_LAYERS", "QUEUE_SIZE")
+_BACKBONE_KEYS_IGNORED = ("PRETRAIN", "PRETRAIN_PATH")
+_HEADS_KEYS_IGNORED = ("NUM_CLASSES", "SCALE", "MARGIN", "CLS_LAYER")
+
+
+class ConfigHashMismatch(ValueError):
+    """Features (or an index) made by another model / input setting than the one in use."""
+
+
+def _plain(node: Any) -> Any:
+    """A yacs ``CfgNode`` (or value) as plain JSON-able Python (tuples become lists)."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in sorted(node.items())}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
+
+
+def embedding_settings(cfg) -> Dict[str, Any]:
+    """The config parts that decide the embedding of an input: ``MODEL`` (without training /
+    bookkeeping keys such as ``DEVICE``, ``WEIGHTS``, ``LOSSES``, ``HEADS.NUM_CLASSES``),
+    ``INPUT.SIZE_TEST``, ``TEST.VIDEO`` (clip length, clips per tracklet), ``TEST.FLIP`` and
+    ``TEST.METRIC`` (which decides the L2 normalisation)."""
+    model = _plain(cfg.MODEL)
+    for k in _MODEL_KEYS_IGNORED:
+        model.pop(k, None)
+    for k in _BACKBONE_KEYS_IGNORED:
+        model.get("BACKBONE", {}).pop(k, None)
+    for k in _HEADS_KEYS_IGNORED:
+        model.get("HEADS", {}).pop(k, None)
+    return {
+        "MODEL": model,
+        "INPUT.SIZE_TEST": _plain(cfg.INPUT.SIZE_TEST),
+        "TEST.VIDEO": _plain(cfg.TEST.VIDEO),
+        "TEST.FLIP.ENABLED": bool(cfg.TEST.FLIP.ENABLED),
+        "TEST.METRIC": cfg.TEST.METRIC,
+    }
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def config_hash(cfg, weights: Optional[str] = None) -> str:
+    """16-hex-digit SHA-256 of :func:`embedding_settings` (canonical JSON) and, when given, the
+    weights file's content hash. Stable across processes, key order and devices."""
+    payload = {"settings": embedding_settings(cfg)}
+    if weights:
+        payload["weights_sha256"] = file_sha256(weights)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def check_hash(found: str, expected: str, what: str) -> None:
+    """Raise :class:`ConfigHashMismatch` naming both hashes when they differ."""
+    if found != expected:
+        raise ConfigHashMismatch(
+            f"{what} was made with config hash {found}, but the model / config in use has hash "
+            f"{expected}: the embeddings come from a different model (weights or config keys "
+            f"MODEL.*, INPUT.SIZE_TEST, TEST.VIDEO, TEST.FLIP, TEST.METRIC differ) and cannot be "
+            f"compared. Re-extract with the same --config-file and --weights."
+        )
+
+
+@dataclass
+class FeaturesFile:
+    """Embeddings ``(N, D)`` of named items and the hash of the model that made them."""
+
+    embeddings: np.ndarray
+    names: List[str]
+    config_hash: str
+    first_frames: List[str] = field(default_factory=list)
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        emb = np.asarray(self.embeddings, dtype=np.float32)
+        if emb.ndim != 2:
+            raise ValueError(f"embeddings must be (N, D), got shape {emb.shape}")
+        self.embeddings = emb
+        self.names = [str(n) for n in self.names]
+        if len(self.names) != emb.shape[0]:
+            raise ValueError(f"{len(self.names)} names for {emb.shape[0]} embeddings")
+        if len(set(self.names)) != len(self.names):
+            dup = sorted({n for n in self.names if self.names.count(n) > 1})[:5]
+            raise ValueError(f"duplicate item names in features: {dup}")
+        if not self.first_frames:
+            self.first_frames = [""] * len(self.names)
+        self.first_frames = [str(p) for p in self.first_frames]
+        if len(self.first_frames) != len(self.names):
+            raise ValueError(f"{len(self.first_frames)} first_frames for {len(self.names)} names")
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _str_array(values: Sequence[str]) -> np.ndarray:
+    return np.array(list(values), dtype=np.str_) if len(values) else np.zeros((0,), dtype="<U1")
+
+
+def save_features(path: str, feats: FeaturesFile) -> str:
+    """Write ``feats`` to ``path`` (``.npz`` appended when missing) atomically; returns the path."""
+    if not path.endswith(".npz"):
+        path = path + ".npz"
+    meta = dict(feats.meta)
+    meta.update(format=FEATURES_FORMAT, dim=feats.dim, count=len(feats))
+    arrays = dict(
+        embeddings=np.ascontiguousarray(feats.embeddings, dtype=np.float32),
+        names=_str_array(feats.names),
+        first_frames=_str_array(feats.first_frames),
+        config_hash=np.array(feats.config_hash),
+        meta=np.array(json.dumps(meta, sort_keys=True)),
+    )
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def load_features(path: str, expected_hash: Optional[str] = None) -> FeaturesFile:
+    """Read a features file; with ``expected_hash``, refuse (``ConfigHashMismatch``) one made by
+    another model. A missing or malformed file raises with its name."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"features file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("embeddings", "names", "config_hash", "meta") if k not in z.files]
+            if missing:
+                raise ValueError(f"{path!r} is not a features file: missing {missing}")
+            emb = z["embeddings"]
+            names = z["names"].tolist()
+            first = z["first_frames"].tolist() if "first_frames" in z.files else []
+            chash = str(z["config_hash"])
+            meta = json.loads(str(z["meta"]))
+    except ValueError:
+        raise
+    except Exception as e:  # OSError, zipfile.BadZipFile, JSON errors: a damaged file
+        raise ValueError(f"cannot read features file {path!r}: {e}") from None
+    if meta.get("format") != FEATURES_FORMAT:
+        raise ValueError(f"{path!r} has format {meta.get('format')!r}, expected {FEATURES_FORMAT!r}")
+    feats = FeaturesFile(emb, names, chash, first, meta)
+    if expected_hash is not None:
+        check_hash(chash, expected_hash, f"features file {path!r}")
+    return feats

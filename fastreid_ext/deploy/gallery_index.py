@@ -1,0 +1,220 @@
+"""A persistent gallery index: a faiss index + the names / first frames of its items + the
+config hash of the model whose embeddings it holds.
+
+On disk (a folder)::
+
+    <dir>/index.faiss   the CPU faiss index (faiss.write_index)
+    <dir>/meta.json     {"format", "kind", "metric", "dim", "params", "config_hash",
+                         "names", "first_frames"}
+
+Both files are written atomically. The index is built with
+:func:`fastreid_ext.evaluation.retrieval.build_index` (``flat``: exact, ``ivf``: IVF-Flat,
+``hnsw``: HNSW-Flat) and searched with the same distance definition as the evaluator
+(cosine: ``1 - <q, g>`` of unit vectors; euclidean: ``|q - g|``). Search runs on the GPU(s)
+when the installed faiss has GPUs (a copy of the CPU index, sharded over several GPUs;
+HNSW stays on CPU), on the CPU otherwise; the persisted index is always the CPU one.
+
+Incremental :meth:`GalleryIndex.add` appends items (an IVF index keeps the coarse quantizer it
+was trained with at build time); items whose name is already indexed are skipped and counted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from fastreid_ext.engine.checkpoint import atomic_write
+from fastreid_ext.evaluation import retrieval
+
+from .features_file import FeaturesFile, check_hash
+
+__all__ = ["INDEX_FORMAT", "INDEX_KINDS", "GalleryIndex", "SearchResult"]
+
+logger = logging.getLogger(__name__)
+
+INDEX_FORMAT = "fastreid_ext.gallery_index/1"
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+_INDEX_FILE = "index.faiss"
+_META_FILE = "meta.json"
+_DEFAULT_PARAMS = dict(nlist=1024, nprobe=32, hnsw_m=32, ef_construction=80, ef_search=128, train_size=0, seed=0)
+
+
+def _faiss():
+    faiss = retrieval._import_faiss()
+    if faiss is None:
+        raise ImportError("the gallery index needs faiss (pip install faiss-cpu, or faiss-gpu)")
+    return faiss
+
+
+class SearchResult(list):
+    """Per query: a list of ``(gallery name, distance)`` pairs, best first; also
+    ``distances`` ``(Q, k)`` and ``indices`` ``(Q, k)`` (positions in the index)."""
+
+    def __init__(self, rows, distances: np.ndarray, indices: np.ndarray):
+        super().__init__(rows)
+        self.distances = distances
+        self.indices = indices
+
+
+class GalleryIndex:
+    """Build with :meth:`build`, reload with :meth:`load`, extend with :meth:`add`, query with
+    :meth:`search`, persist with :meth:`save`."""
+
+    def __init__(self, index, kind: str, metric: str, dim: int, config_hash: str,
+                 names: Sequence[str] = (), first_frames: Sequence[str] = (), params: Optional[Dict[str, Any]] = None):
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
+        if metric not in retrieval.METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {retrieval.METRICS}")
+        self.index = index  # the CPU faiss index
+        self.kind = kind
+        self.metric = metric
+        self.dim = int(dim)
+        self.config_hash = config_hash
+        self.names: List[str] = list(names)
+        self.first_frames: List[str] = list(first_frames) or [""] * len(self.names)
+        self.params = dict(_DEFAULT_PARAMS, **(params or {}))
+        self._name_set = set(self.names)
+        self._search_index = None  # GPU copy, made on first search
+        if index.ntotal != len(self.names):
+            raise ValueError(f"index holds {index.ntotal} vectors but {len(self.names)} names")
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, feats: FeaturesFile, kind: str = "flat", metric: Optional[str] = None, **params) -> "GalleryIndex":
+        """Index every item of ``feats``. ``params``: ``nlist``, ``nprobe``, ``train_size``,
+        ``seed`` (IVF), ``hnsw_m``, ``ef_construction``, ``ef_search`` (HNSW); unknown names raise."""
+        unknown = sorted(set(params) - set(_DEFAULT_PARAMS))
+        if unknown:
+            raise TypeError(f"unknown index parameters {unknown}; known: {sorted(_DEFAULT_PARAMS)}")
+        if len(feats) == 0:
+            raise ValueError("cannot build an index from an empty features file")
+        metric = metric or feats.meta.get("metric", "cosine")
+        p = dict(_DEFAULT_PARAMS, **params)
+        if kind == "ivf" and p["nlist"] > len(feats):
+            raise ValueError(f"IVF needs at least nlist={p['nlist']} gallery items to train its "
+                             f"cells, got {len(feats)}; lower --nlist")
+        index = retrieval.build_index(feats.embeddings, kind=kind, metric=metric, use_gpu=False, **p)
+        logger.info("built a %s index (%s) of %d items, dim %d", kind, metric, len(feats), feats.dim)
+        return cls(index, kind, metric, feats.dim, feats.config_hash, feats.names, feats.first_frames, p)
+
+    def add(self, feats: FeaturesFile) -> int:
+        """Append the items of ``feats`` not yet indexed (by name); returns how many were added.
+        ``feats`` must come from the same model (config hash) and have the index's dimension."""
+        check_hash(feats.config_hash, self.config_hash, "the features to add")
+        self._check_dim(feats.dim, "features to add")
+        keep = [i for i, n in enumerate(feats.names) if n not in self._name_set]
+        dup = len(feats) - len(keep)
+        if dup:
+            logger.info("%d of %d items are already in the index and were skipped", dup, len(feats))
+        if not keep:
+            return 0
+        x = feats.embeddings[keep]
+        self.index.add(retrieval._to_faiss_array(torch.from_numpy(x), self.metric))
+        for i in keep:
+            self.names.append(feats.names[i])
+            self.first_frames.append(feats.first_frames[i])
+            self._name_set.add(feats.names[i])
+        self._search_index = None
+        return len(keep)
+
+    # ------------------------------------------------------------------ search
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _check_dim(self, dim: int, what: str) -> None:
+        if dim != self.dim:
+            raise ValueError(f"{what} have dimension {dim}, but the index holds {self.dim}-dimensional "
+                             f"embeddings (made by the model with config hash {self.config_hash})")
+
+    def _searcher(self, use_gpu: Optional[bool]):
+        ngpus = retrieval.faiss_num_gpus()
+        want = ngpus > 0 if use_gpu is None else use_gpu
+        if not want or self.kind == "hnsw" or ngpus == 0:
+            return self.index
+        if self._search_index is None:
+            self._search_index = retrieval._faiss_to_gpu(self.index, ngpus)
+        return self._search_index
+
+    def search(self, query: np.ndarray, k: int = 10, use_gpu: Optional[bool] = None,
+               nprobe: Optional[int] = None, ef_search: Optional[int] = None) -> SearchResult:
+        """Top-``k`` gallery items of each query row ``(Q, D)`` (fewer when the index is
+        smaller). ``use_gpu=None``: GPU when faiss has GPUs. Wrong dimensions and non-finite
+        queries raise ``ValueError``."""
+        q = np.asarray(query, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2:
+            raise ValueError(f"query must be (Q, D), got shape {q.shape}")
+        self._check_dim(q.shape[1], "query features")
+        if len(self) == 0:
+            raise ValueError("the index is empty")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        k = min(k, len(self))
+        qt, _ = retrieval.validate_features(torch.from_numpy(q), torch.zeros(1, self.dim))
+        index = self._searcher(use_gpu)
+        self._set_runtime(nprobe, ef_search)
+        scores, ind = index.search(retrieval._to_faiss_array(qt, self.metric), k)
+        dist = retrieval._faiss_scores_to_distance(scores, self.metric).astype(np.float32)
+        rows = [[(self.names[j], float(d)) for j, d in zip(r_i, r_d) if j >= 0] for r_i, r_d in zip(ind, dist)]
+        return SearchResult(rows, dist, ind)
+
+    def _set_runtime(self, nprobe: Optional[int], ef_search: Optional[int]) -> None:
+        faiss = _faiss()
+        if self.kind == "ivf":
+            n = int(nprobe or self.params["nprobe"])
+            faiss.extract_index_ivf(self.index).nprobe = n
+            if self._search_index is not None:
+                try:
+                    faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", n)
+                except Exception:  # pragma: no cover - GPU only
+                    pass
+        elif self.kind == "hnsw":
+            self.index.hnsw.efSearch = int(ef_search or self.params["ef_search"])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str) -> str:
+        """Write ``index.faiss`` and ``meta.json`` into ``folder`` (created)."""
+        faiss = _faiss()
+        os.makedirs(folder, exist_ok=True)
+        data = faiss.serialize_index(self.index)  # numpy uint8 buffer
+        atomic_write(os.path.join(folder, _INDEX_FILE), lambda f: f.write(data.tobytes()))
+        meta = {"format": INDEX_FORMAT, "kind": self.kind, "metric": self.metric, "dim": self.dim,
+                "config_hash": self.config_hash, "params": self.params, "count": len(self),
+                "names": self.names, "first_frames": self.first_frames}
+        atomic_write(os.path.join(folder, _META_FILE), lambda f: json.dump(meta, f), mode="w")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str, expected_hash: Optional[str] = None) -> "GalleryIndex":
+        """Read an index folder written by :meth:`save`; with ``expected_hash`` refuse one made by
+        another model (``ConfigHashMismatch``)."""
+        faiss = _faiss()
+        ipath, mpath = os.path.join(folder, _INDEX_FILE), os.path.join(folder, _META_FILE)
+        for p in (ipath, mpath):
+            if not os.path.isfile(p):
+                raise FileNotFoundError(f"{folder!r} is not a gallery index folder: {p!r} is missing")
+        with open(mpath) as f:
+            meta = json.load(f)
+        if meta.get("format") != INDEX_FORMAT:
+            raise ValueError(f"{mpath!r} has format {meta.get('format')!r}, expected {INDEX_FORMAT!r}")
+        index = faiss.deserialize_index(np.fromfile(ipath, dtype=np.uint8))
+        if expected_hash is not None:
+            check_hash(meta["config_hash"], expected_hash, f"gallery index {folder!r}")
+        gi = cls(index, meta["kind"], meta["metric"], meta["dim"], meta["config_hash"],
+                 meta["names"], meta.get("first_frames", []), meta.get("params"))
+        return gi
+
+    def describe(self) -> str:
+        return (f"{self.kind} index ({self.metric}) of {len(self)} items, dim {self.dim}, "
+                f"config hash {self.config_hash}")
+
+
+def top_k_table(queries: Sequence[str], result: SearchResult) -> List[Tuple[str, int, str, float]]:
+    """``(query, rank, gallery name, distance)`` rows (rank from 1)."""
+    return [(q, r + 1, n, d) for q, row in zip(queries, result) for r, (n, d) in enumerate(row)]

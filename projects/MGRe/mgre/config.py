@@ -1,0 +1,63 @@
+"""Config keys of the MGRe project (paper 001), added with :func:`add_mgre_config`.
+
+Ablations as settings of ``MODEL.MGRE``:
+
+=====================================  =====================  ==========  ==================
+row                                    MODE                   STAGES      JOINT_OPTIMIZATION
+=====================================  =====================  ==========  ==================
+Table 4 Baseline (+ stage-4 FE block)  multi_granularity      []          True
+Table 4 Baseline+1 / +2 / +3 / +2+3    multi_granularity      [1] ...     True
+MGRe (Baseline+1+2+3)                  multi_granularity      [1, 2, 3]   True
+Table 5 Single-grained Features        single_grained_features [1, 2, 3]  True
+Table 5 Single-grained Regions         single_grained_regions [1, 2, 3]   (no location)
+Table 7 MGRe w/o JO                    multi_granularity      [1, 2, 3]   False
+=====================================  =====================  ==========  ==================
+"""
+from __future__ import annotations
+
+from fastreid.config import CfgNode as CN
+
+__all__ = ["add_mgre_config", "MGRE_MODES"]
+
+#: ``MODEL.MGRE.MODE`` values (Table 5)
+MGRE_MODES = ("multi_granularity", "single_grained_features", "single_grained_regions")
+
+
+def add_mgre_config(cfg: CN) -> CN:
+    """Add ``MODEL.MGRE`` to ``cfg`` in place (detectron2 convention) and return it.
+
+    Safe to call twice. ``cfg`` must already hold the plugin's keys (``fastreid_ext.get_cfg()``).
+    """
+    if "MGRE" in cfg.MODEL:
+        return cfg
+    _C = cfg
+    _C.MODEL.MGRE = CN()
+    # residual blocks followed by location + sampling + feature-extraction modules (Table 4);
+    # stage 4 (whole image) is always used
+    _C.MODEL.MGRE.STAGES = [1, 2, 3]
+    # "multi_granularity" (the paper), "single_grained_features" (every module on the stage-4
+    # map, Table 5) or "single_grained_regions" (whole stage maps, no location / sampling)
+    _C.MODEL.MGRE.MODE = "multi_granularity"
+    # False: "MGRe w/o JO" (Table 7): regions are the boxes of the pose pseudo labels (needs
+    # keypoints at train AND test time); no location modules, no location loss
+    _C.MODEL.MGRE.JOINT_OPTIMIZATION = True
+    # location loss Eq. (3) from keypoint pseudo labels; False: trained without it (logged).
+    # True needs `keypoints` in the batches (keypoints.json next to the dataset, written by the
+    # synthetic generator or tools/make_keypoints.py)
+    _C.MODEL.MGRE.USE_KEYPOINTS = True
+    _C.MODEL.MGRE.LOC_MARGIN = 0.05        # boundary margin of Eq. (3)
+    _C.MODEL.MGRE.LOC_HIDDEN = 128         # conv channels of the location module (not stated)
+    _C.MODEL.MGRE.LOC_POOL = [4, 2]        # its max-pooling output size (not stated)
+    # stage-4 maps upsampled (bilinear) + 1x1 conv, added to the stage-1 / stage-2 maps
+    _C.MODEL.MGRE.SEMANTIC_GUIDANCE = True
+    _C.MODEL.MGRE.EMBED_DIM = 512          # per-stage vector (Fig. 3); 4 x 512 = 2048
+    # lambda^F of Eq. (6), stages 1..4 (section 4.4 grid search on Market1501)
+    _C.MODEL.MGRE.FEAT_WEIGHTS = [0.35, 0.5, 0.7, 0.8]
+    # lambda of Eq. (9): weight of the stage 1-3 losses (tuned on validation, not stated)
+    _C.MODEL.MGRE.LAMBDA = 1.0
+    # input size Table 1's sampled sizes refer to; sampled sizes scale with INPUT.SIZE_TRAIN
+    _C.MODEL.MGRE.REF_INPUT_SIZE = [256, 128]
+    # test embedding: "after" = Eq. (6) on the L2-normalised BN features (the paper),
+    # "before" = Eq. (6) on the L2-normalised pre-BN features
+    _C.MODEL.MGRE.EVAL_FEAT = "after"
+    return cfg

@@ -1,0 +1,323 @@
+"""MGRe meta-architecture (paper 001, section 3, Fig. 2): multi-granularity features learned
+from multi-granularity body regions.
+
+    frames (B*T, 3, H, W) --host ResNet--> stage maps s1..s4
+    s1, s2 += conv1x1(upsample(s4))                       (semantic guidance)
+    stage g in STAGES (1, 2, 3): location module (Eq. 1) -> regions (Table 1)
+        -> bilinear sampling (Eq. 4-5) -> residual block of granularity g -> GAP + GMP
+        -> concat over regions -> Linear -> 512-d F_g
+    stage 4: residual block -> GAP + GMP -> Linear -> 512-d F_4
+    F_g averaged over the T frames (video: temporal pooling) -> BNNeck -> classifier
+    test: Eq. (6) [l1 F1/|F1|, ..., l4 F4/|F4|] = 2048-d
+
+Training loss Eq. (9): ``LAMBDA * sum_{g<=3} (L_g^loc + L_g^ID + L_g^tri) + L_4^ID + L_4^tri``,
+returned as named terms ``stage{g}_loss_cls``, ``stage{g}_loss_triplet``,
+``stage{g}_loss_location`` (each already weighted). The location loss (Eq. 3) is computed
+here (it needs the regions and the keypoints), not through the loss registry.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from fastreid.config import configurable
+from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+from torch import nn
+
+from fastreid_ext.modeling.losses import LossSet, build_losses
+from fastreid_ext.modeling.video_utils import build_backbone_offline, preprocess_clip
+
+from .config import MGRE_MODES
+from .embedding import ResidualBlock, StageEmbedding, gap_gmp, weighted_concat
+from .location import LocationModule, boxes_from_keypoints, location_loss
+from .regions import REFERENCE_INPUT, Region, prior_box_size, regions_of_stage, scaled_size
+from .sampling import region_corners, sample_region
+
+__all__ = ["MGRe", "backbone_stages", "MAKE_KEYPOINTS_HINT"]
+
+logger = logging.getLogger("fastreid." + __name__)
+
+MAKE_KEYPOINTS_HINT = (
+    "MGRe needs pose pseudo labels: put keypoints.json next to the dataset (the synthetic "
+    "generator writes one; for real data run `python tools/make_keypoints.py --dataset-dir "
+    "<dataset folder> --pose-model <your local pose model>`), or train without the location "
+    "loss with MODEL.MGRE.USE_KEYPOINTS False"
+)
+
+
+def backbone_stages(backbone: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
+    """Outputs of the four residual stages of the host ResNet
+    (``fastreid/modeling/backbones/resnet.py``: conv1, bn1, relu, maxpool, layer1..layer4)."""
+    x = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))
+    outs = []
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        x = getattr(backbone, name)(x)
+        outs.append(x)
+    return outs
+
+
+def _check_backbone(backbone: nn.Module) -> None:
+    needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    missing = [n for n in needed if not hasattr(backbone, n)]
+    if missing:
+        raise ValueError(f"MGRe needs a host ResNet backbone (build_resnet_backbone); "
+                         f"{type(backbone).__name__} lacks {missing}")
+    if any(len(getattr(backbone, f"NL_{i}", [])) for i in range(1, 5)):
+        raise ValueError("MGRe reads the four stages directly; MODEL.BACKBONE.WITH_NL is not supported")
+
+
+@META_ARCH_REGISTRY.register()
+class MGRe(nn.Module):
+    """Multiple Granularities ReID (paper 001).
+
+    ``forward(batched_inputs)``: ``images`` ``(B, T, 3, H, W)`` or ``(B, 3, H, W)`` (0..255,
+    never modified), ``targets`` (training) and ``keypoints`` ``(B, T, 17, 3)`` when the
+    location loss or keypoint regions are used. Training returns the named Eq. (9) terms; eval
+    the ``(B, 512 * (len(stages) + 1))`` Eq. (6) embedding.
+    """
+
+    @configurable
+    def __init__(self, *, backbone: nn.Module, losses: LossSet, num_classes: int,
+                 input_size: Sequence[int], pixel_mean: Sequence[float], pixel_std: Sequence[float],
+                 stages: Sequence[int] = (1, 2, 3), mode: str = "multi_granularity",
+                 joint_optimization: bool = True, use_keypoints: bool = True,
+                 semantic_guidance: bool = True, embed_dim: int = 512,
+                 feat_weights: Sequence[float] = (0.35, 0.5, 0.7, 0.8), lam: float = 1.0,
+                 loc_margin: float = 0.05, loc_hidden: int = 128, loc_pool: Sequence[int] = (4, 2),
+                 ref_input_size: Sequence[int] = REFERENCE_INPUT, eval_feat: str = "after"):
+        super().__init__()
+        stages = [int(s) for s in stages]
+        if sorted(set(stages)) != sorted(stages) or any(s not in (1, 2, 3) for s in stages):
+            raise ValueError(f"MODEL.MGRE.STAGES must be distinct values among 1, 2, 3, got {stages}")
+        if mode not in MGRE_MODES:
+            raise ValueError(f"unknown MODEL.MGRE.MODE {mode!r}; known: {', '.join(MGRE_MODES)}")
+        if eval_feat not in ("before", "after"):
+            raise ValueError(f"MODEL.MGRE.EVAL_FEAT must be 'before' or 'after', got {eval_feat!r}")
+        if len(feat_weights) != 4:
+            raise ValueError(f"MODEL.MGRE.FEAT_WEIGHTS needs 4 values (stages 1-4), got {list(feat_weights)}")
+        _check_backbone(backbone)
+        self.backbone = backbone
+        self.losses = losses
+        self.stages = sorted(stages)
+        self.mode = mode
+        self.joint_optimization = bool(joint_optimization)
+        self.use_keypoints = bool(use_keypoints)
+        self.lam = float(lam)
+        self.loc_margin = float(loc_margin)
+        self.eval_feat = eval_feat
+        self.ref_input_size = tuple(int(v) for v in ref_input_size)
+        self.feat_weights = [float(feat_weights[g - 1]) for g in self.stages] + [float(feat_weights[3])]
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+
+        shapes = self._stage_shapes(input_size)  # 4 x (C, h, w)
+        c4, h4 = shapes[3][0], shapes[3][1]
+        located = mode != "single_grained_regions"
+        self.regions: Dict[int, List[Region]] = {g: regions_of_stage(g) for g in self.stages}
+        self.out_sizes: Dict[int, List[Tuple[int, int]]] = {}
+        self.guidance = nn.ModuleDict()
+        self.location = nn.ModuleDict()
+        self.extractors = nn.ModuleDict()
+        self.embeddings = nn.ModuleDict()
+        for g in self.stages:
+            on_stage4 = mode == "single_grained_features"
+            channels = c4 if on_stage4 else shapes[g - 1][0]
+            ratio = shapes[g - 1][1] / h4 if on_stage4 else 1.0
+            regions = self.regions[g]
+            self.out_sizes[g] = [scaled_size(r, input_size, ref_input_size, ratio) for r in regions]
+            if semantic_guidance and not on_stage4 and g in (1, 2):
+                self.guidance[f"stage{g}"] = nn.Conv2d(c4, channels, 1)
+            if located and self.joint_optimization:
+                priors = [(r.cx, r.cy) + prior_box_size(r, ref_input_size) for r in regions]
+                self.location[f"stage{g}"] = LocationModule(channels, priors, loc_hidden, loc_pool)
+            self.extractors[f"stage{g}"] = ResidualBlock(channels)
+            n_regions = len(regions) if located else 1
+            self.embeddings[f"stage{g}"] = StageEmbedding(channels, n_regions, embed_dim, num_classes)
+        self.extractors["stage4"] = ResidualBlock(c4)
+        self.embeddings["stage4"] = StageEmbedding(c4, 1, embed_dim, num_classes)
+        self.output_dim = embed_dim * (len(self.stages) + 1)
+
+        if located and not self.joint_optimization:
+            logger.info("MGRe w/o joint optimisation: regions are the keypoint boxes (train and test); "
+                        "no location modules, no location loss")
+        elif not located or not self.stages:
+            logger.info(f"MGRe mode {mode} with stages {self.stages}: no location modules, no location loss")
+        elif self.use_keypoints:
+            logger.info(f"MGRe: location loss (Eq. 3, margin {self.loc_margin}) ON for stages {self.stages}")
+        else:
+            logger.info("MGRe: location loss OFF (MODEL.MGRE.USE_KEYPOINTS False): the location "
+                        "modules are trained by the ReID losses only")
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, cfg) -> Dict:
+        backbone = build_backbone_offline(cfg)
+        num_classes = cfg.MODEL.HEADS.NUM_CLASSES
+        if num_classes <= 0:
+            raise ValueError("MODEL.HEADS.NUM_CLASSES must be > 0 (the trainer sets it from the training data)")
+        m = cfg.MODEL.MGRE
+        losses = build_losses(cfg, feat_dim=m.EMBED_DIM, num_classes=num_classes)
+        return {
+            "backbone": backbone,
+            "losses": losses,
+            "num_classes": num_classes,
+            "input_size": tuple(cfg.INPUT.SIZE_TRAIN),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "stages": list(m.STAGES),
+            "mode": m.MODE,
+            "joint_optimization": m.JOINT_OPTIMIZATION,
+            "use_keypoints": m.USE_KEYPOINTS,
+            "semantic_guidance": m.SEMANTIC_GUIDANCE,
+            "embed_dim": m.EMBED_DIM,
+            "feat_weights": list(m.FEAT_WEIGHTS),
+            "lam": m.LAMBDA,
+            "loc_margin": m.LOC_MARGIN,
+            "loc_hidden": m.LOC_HIDDEN,
+            "loc_pool": list(m.LOC_POOL),
+            "ref_input_size": list(m.REF_INPUT_SIZE),
+            "eval_feat": m.EVAL_FEAT,
+        }
+
+    @torch.no_grad()
+    def _stage_shapes(self, input_size: Sequence[int]) -> List[Tuple[int, int, int]]:
+        was = self.backbone.training
+        self.backbone.eval()
+        try:
+            outs = backbone_stages(self.backbone, torch.zeros(1, 3, int(input_size[0]), int(input_size[1])))
+        finally:
+            self.backbone.train(was)
+        return [(int(o.shape[1]), int(o.shape[2]), int(o.shape[3])) for o in outs]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def needs_keypoints(self) -> bool:
+        """Whether the current mode reads ``keypoints`` from the batch."""
+        if self.mode == "single_grained_regions" or not self.stages:
+            return False
+        if not self.joint_optimization:
+            return True
+        return self.training and self.use_keypoints
+
+    # ------------------------------------------------------------------ forward pieces
+    def _frame_keypoints(self, batched_inputs, b: int, t: int) -> Optional[torch.Tensor]:
+        """``(B*T, 17, 3)`` keypoints, or ``None`` when not needed; missing -> clear error."""
+        if not self.needs_keypoints:
+            return None
+        kp = batched_inputs.get("keypoints") if isinstance(batched_inputs, dict) else None
+        if kp is None:
+            raise KeyError(f"the batch has no 'keypoints'. {MAKE_KEYPOINTS_HINT}")
+        kp = torch.as_tensor(kp, dtype=torch.float32, device=self.device)
+        if kp.dim() == 3:
+            kp = kp.unsqueeze(1)
+        if tuple(kp.shape) != (b, t, 17, 3):
+            raise ValueError(f"keypoints must be (B, T, 17, 3) = {(b, t, 17, 3)}, got {tuple(kp.shape)}")
+        return kp.reshape(b * t, 17, 3)
+
+    def _source_maps(self, frames: torch.Tensor) -> Dict[int, torch.Tensor]:
+        """Stage maps the regions are read from: ``{g: (N, C, h, w)}`` for g in STAGES and 4."""
+        s = backbone_stages(self.backbone, frames)
+        maps = {4: s[3]}
+        for g in self.stages:
+            if self.mode == "single_grained_features":
+                maps[g] = s[3]
+                continue
+            x = s[g - 1]
+            conv = self.guidance[f"stage{g}"] if f"stage{g}" in self.guidance else None
+            if conv is not None:  # semantic guidance (section 3.1)
+                up = F.interpolate(s[3], size=x.shape[-2:], mode="bilinear", align_corners=False)
+                x = x + conv(up)
+            maps[g] = x
+        return maps
+
+    def _regions(self, g: int, maps: torch.Tensor, kp: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Centres / sizes ``(N, R, 2)`` of stage ``g``'s regions (location module or keypoints)."""
+        key = f"stage{g}"
+        if key in self.location:
+            return self.location[key](maps)
+        regions = self.regions[g]
+        pc = maps.new_tensor([[r.cx, r.cy] for r in regions])
+        ps = maps.new_tensor([list(prior_box_size(r, self.ref_input_size)) for r in regions])
+        centers, sizes = boxes_from_keypoints(kp, [r.joints for r in regions], pc, ps, self.loc_margin)
+        return {"centers": centers, "sizes": sizes}
+
+    def frame_features(self, frames: torch.Tensor, kp: Optional[torch.Tensor] = None):
+        """``(N, 3, H, W)`` normalised frames -> ``({g: (N, dim)} pre-BN stage features,
+        {g: located regions})``."""
+        maps = self._source_maps(frames)
+        feats, located = {}, {}
+        for g in self.stages:
+            key = f"stage{g}"
+            fe = self.extractors[key]
+            if self.mode == "single_grained_regions":
+                vectors = [gap_gmp(fe(maps[g]))]
+            else:
+                reg = self._regions(g, maps[g], kp)
+                located[g] = reg
+                vectors = [gap_gmp(fe(sample_region(maps[g], reg["centers"][:, r], reg["sizes"][:, r], size)))
+                           for r, size in enumerate(self.out_sizes[g])]
+            feats[g] = self.embeddings[key].project(vectors)
+        feats[4] = self.embeddings["stage4"].project([gap_gmp(self.extractors["stage4"](maps[4]))])
+        return feats, located
+
+    def _clips(self, batched_inputs) -> torch.Tensor:
+        if isinstance(batched_inputs, torch.Tensor):
+            images = batched_inputs
+        elif isinstance(batched_inputs, dict):
+            if "images" not in batched_inputs:
+                raise KeyError(f"batched_inputs has no 'images' (keys: {sorted(batched_inputs)})")
+            images = batched_inputs["images"]
+        else:
+            raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
+        return preprocess_clip(images.to(self.device), self.pixel_mean, self.pixel_std)  # (B, T, C, H, W)
+
+    @torch.no_grad()
+    def locate(self, batched_inputs) -> Dict[int, torch.Tensor]:
+        """Located regions per stage: ``{g: (B, T, R, 4)}`` boxes ``(x0, y0, x1, y1)`` in
+        ``[0, 1]`` of the input image (Eq. 2). Empty for single-grained regions."""
+        clips = self._clips(batched_inputs)
+        b, t = clips.shape[:2]
+        kp = None
+        if self.mode != "single_grained_regions" and not self.joint_optimization:
+            kp = self._frame_keypoints(batched_inputs, b, t)
+        _, located = self.frame_features(clips.reshape(b * t, *clips.shape[2:]), kp)
+        out = {}
+        for g, reg in located.items():
+            x0, x1, y0, y1 = region_corners(reg["centers"], reg["sizes"])
+            out[g] = torch.stack([x0, y0, x1, y1], dim=-1).view(b, t, -1, 4)
+        return out
+
+    def forward(self, batched_inputs: Union[Dict, torch.Tensor]):
+        clips = self._clips(batched_inputs)
+        b, t = clips.shape[:2]
+        kp = self._frame_keypoints(batched_inputs, b, t)
+        feats, located = self.frame_features(clips.reshape(b * t, *clips.shape[2:]), kp)
+        # temporal pooling of the per-frame stage vectors: (B*T, dim) -> (B, dim)
+        clip_feats = {g: f.view(b, t, -1).mean(dim=1) for g, f in feats.items()}
+        order = self.stages + [4]
+        if not self.training:
+            key = "bn_features" if self.eval_feat == "after" else "features"
+            vecs = [self.embeddings[f"stage{g}"].head(clip_feats[g])[key] for g in order]
+            return weighted_concat(vecs, self.feat_weights)  # Eq. (6)
+
+        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
+            raise KeyError("training needs batched_inputs['targets'] (person ids)")
+        targets = batched_inputs["targets"].to(self.device)
+        result: Dict[str, torch.Tensor] = {}
+        for g in order:
+            outputs = self.embeddings[f"stage{g}"].head(clip_feats[g], targets)
+            weight = self.lam if g != 4 else 1.0  # Eq. (9)
+            for name, value in self.losses(outputs, targets, prefix=f"stage{g}_").items():
+                result[name] = value * weight
+        if self.use_keypoints and kp is not None:
+            for g, reg in located.items():
+                if f"stage{g}" in self.location:
+                    joints = [r.joints for r in self.regions[g]]
+                    loss = location_loss(reg["centers"], reg["sizes"], kp, joints, self.loc_margin)
+                    result[f"stage{g}_loss_location"] = self.lam * loss
+        return result
