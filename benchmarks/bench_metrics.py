@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from fastreid_ext.evaluation import evaluate_features, evaluate_rank, pairwise_distance
+from fastreid_ext.evaluation import evaluate_features, evaluate_rank
+from fastreid_ext.evaluation.metrics_from_features import pairwise_distance
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -146,7 +147,7 @@ class _RssSampler(threading.Thread):
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.peak, self._stop = 0, threading.Event()
+        self.peak, self._halt = 0, threading.Event()
 
     @staticmethod
     def rss():
@@ -157,12 +158,12 @@ class _RssSampler(threading.Thread):
         return 0
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.peak = max(self.peak, self.rss())
             time.sleep(0.002)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join()
         self.peak = max(self.peak, self.rss())
 

@@ -103,6 +103,8 @@ def main(argv=None) -> None:
         for variant in args.variants:
             results, seconds, params, dim = run(variant, seed, args.epochs, args.size, root, out_dir, args.opts)
             rows.append((variant, seed, results["mAP"], results["Rank-1"], results["Rank-5"], seconds, params, dim))
+            print(f"[bench_mgre] {variant} seed {seed}: mAP {results['mAP']:.1f} Rank-1 {results['Rank-1']:.1f} "
+                  f"({seconds:.0f} s)", flush=True)
     print(f"\nSyntheticMarket1501 ({args.ids} ids), {args.epochs} epochs, input {args.size[0]}x{args.size[1]}, "
           f"ResNet-18 from scratch, torch threads {torch.get_num_threads()}")
     print("| variant | seed | mAP | Rank-1 | Rank-5 | train+test s | params | dim |")

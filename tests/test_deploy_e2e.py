@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
 from conftest import REPO
@@ -53,7 +52,7 @@ def trained(tiny_datasets_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy_run")
     env = dict(os.environ, FASTREID_DATASETS=tiny_datasets_root, OMP_NUM_THREADS="1")
     cmd = [sys.executable, TRAIN_NET, "--config-file", TINY, "OUTPUT_DIR", str(out),
-           "SOLVER.MAX_EPOCH", "3", "SOLVER.CHECKPOINT_PERIOD", "100"]
+           "SOLVER.MAX_EPOCH", "4", "SOLVER.BASE_LR", "0.003", "SOLVER.CHECKPOINT_PERIOD", "100"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd="/")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return str(out / "model_final.pth")

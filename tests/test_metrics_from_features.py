@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims before the host's packages)
-from fastreid_ext.evaluation import evaluate_features, evaluate_rank, pairwise_distance
+from fastreid_ext.evaluation import evaluate_features, evaluate_rank
+from fastreid_ext.evaluation.metrics_from_features import pairwise_distance
 from fastreid_ext.evaluation import metrics_from_features as mff
 
 with warnings.catch_warnings():
@@ -112,8 +113,8 @@ def test_chunks_stay_within_budget(monkeypatch):
     monkeypatch.setattr(mff, "_distance_rows", spy)
     got = evaluate_features(qf, gf, qp, gp, qc, gc, memory_mb=mb, return_details=True)
     assert len(shapes) > 1 and sum(s[0] for s in shapes) == nq
-    # one block and its ~4 same-sized temporaries fit in the budget
-    assert all(r * c * 4 * 4 <= mb * 2**20 for r, c in shapes)
+    # one block and its ~6 same-sized temporaries fit in the budget
+    assert all(r * c * 4 * 6 <= mb * 2**20 for r, c in shapes)
     monkeypatch.setattr(mff, "_distance_rows", orig)
     _same(evaluate_rank(pairwise_distance(qf, gf).numpy(), qp, gp, qc, gc, return_details=True), got)
 
@@ -160,3 +161,16 @@ def test_bad_inputs(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         evaluate_features(**args)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_gallery_blocks_equal_one_shot(metric):
+    torch.manual_seed(1)
+    q = torch.randint(-2, 3, (9, 6)).double()
+    g = torch.randint(-2, 3, (50, 6)).double()
+    if metric == "cosine":
+        q = torch.nn.functional.normalize(q, dim=1)
+    one = mff._distance_rows(q, g, metric, 50)
+    blocked = mff._distance_rows(q, g, metric, 7)  # 8 blocks, the last one short
+    assert torch.equal(one, blocked)
+    np.testing.assert_allclose(one.numpy(), build_dist(q, g, metric), atol=1e-12)

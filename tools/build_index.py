@@ -7,7 +7,9 @@
 
 See ``fastreid_ext/deploy/gallery_index.py``.
 """
-from fastreid_ext.deploy.cli import build_index_main
+import sys
+
+from fastreid_ext.deploy.cli import build_index_main, run_cli
 
 if __name__ == "__main__":
-    build_index_main()
+    sys.exit(run_cli(build_index_main))

@@ -8,7 +8,9 @@ Same dense clips and clip averaging as the evaluator; resumable (re-run to finis
 interrupted extraction); unreadable items are reported by name and skipped.
 See ``fastreid_ext/deploy/extractor.py``.
 """
-from fastreid_ext.deploy.cli import extract_main
+import sys
+
+from fastreid_ext.deploy.cli import extract_main, run_cli
 
 if __name__ == "__main__":
-    extract_main()
+    sys.exit(run_cli(extract_main))

@@ -9,7 +9,9 @@
 GPU when the installed faiss has GPUs (several GPUs: sharded), CPU otherwise.
 See ``fastreid_ext/deploy/query.py``.
 """
-from fastreid_ext.deploy.cli import search_main
+import sys
+
+from fastreid_ext.deploy.cli import search_main, run_cli
 
 if __name__ == "__main__":
-    search_main()
+    sys.exit(run_cli(search_main))

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 logger = logging.getLogger("fastreid_ext.deploy")
 
-__all__ = ["extract_main", "build_index_main", "search_main"]
+__all__ = ["extract_main", "build_index_main", "search_main", "run_cli"]
+
+
+def run_cli(main) -> int:
+    """Run ``main()``; user errors (bad input, missing files, config hash mismatches) end the
+    program with ``error: <message>`` on stderr and exit status 2 instead of a traceback."""
+    try:
+        main()
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _setup_logging(verbose: bool = True) -> None:

@@ -180,10 +180,9 @@ def load_features(path: str, expected_hash: Optional[str] = None) -> FeaturesFil
             first = z["first_frames"].tolist() if "first_frames" in z.files else []
             chash = str(z["config_hash"])
             meta = json.loads(str(z["meta"]))
-    except ValueError:
-        raise
-    except Exception as e:  # OSError, zipfile.BadZipFile, JSON errors: a damaged file
-        raise ValueError(f"cannot read features file {path!r}: {e}") from None
+    except Exception as e:  # OSError, zipfile.BadZipFile, pickled data, JSON errors: not our file
+        msg = str(e) if path in str(e) else f"cannot read features file {path!r}: {e}"
+        raise ValueError(msg) from None
     if meta.get("format") != FEATURES_FORMAT:
         raise ValueError(f"{path!r} has format {meta.get('format')!r}, expected {FEATURES_FORMAT!r}")
     feats = FeaturesFile(emb, names, chash, first, meta)

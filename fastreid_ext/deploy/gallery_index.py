@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -88,6 +88,8 @@ class GalleryIndex:
     def build(cls, feats: FeaturesFile, kind: str = "flat", metric: Optional[str] = None, **params) -> "GalleryIndex":
         """Index every item of ``feats``. ``params``: ``nlist``, ``nprobe``, ``train_size``,
         ``seed`` (IVF), ``hnsw_m``, ``ef_construction``, ``ef_search`` (HNSW); unknown names raise."""
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
         unknown = sorted(set(params) - set(_DEFAULT_PARAMS))
         if unknown:
             raise TypeError(f"unknown index parameters {unknown}; known: {sorted(_DEFAULT_PARAMS)}")
@@ -114,6 +116,7 @@ class GalleryIndex:
         if not keep:
             return 0
         x = feats.embeddings[keep]
+        retrieval.validate_features(torch.from_numpy(x), torch.zeros(1, self.dim))  # finite values
         self.index.add(retrieval._to_faiss_array(torch.from_numpy(x), self.metric))
         for i in keep:
             self.names.append(feats.names[i])
@@ -214,7 +217,3 @@ class GalleryIndex:
         return (f"{self.kind} index ({self.metric}) of {len(self)} items, dim {self.dim}, "
                 f"config hash {self.config_hash}")
 
-
-def top_k_table(queries: Sequence[str], result: SearchResult) -> List[Tuple[str, int, str, float]]:
-    """``(query, rank, gallery name, distance)`` rows (rank from 1)."""
-    return [(q, r + 1, n, d) for q, row in zip(queries, result) for r, (n, d) in enumerate(row)]

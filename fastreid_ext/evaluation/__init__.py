@@ -10,7 +10,6 @@ _LAZY = {
     "NoValidQueryError": ".rank",
     "PROTOCOLS": ".rank",
     "evaluate_features": ".metrics_from_features",
-    "pairwise_distance": ".metrics_from_features",
     "summarize_splits": ".split_stats",
 }
 

@@ -192,6 +192,7 @@ def pairwise_distance(
     out = torch.empty(q.shape[0], g.shape[0], dtype=out_dtype)
     for s, e, block in iter_pairwise_distance(q, g, metric, memory_mb, device, dtype):
         out[s:e] = block.cpu()
+        del block  # one live block at a time
     return out
 
 
@@ -274,6 +275,7 @@ def _search_torch(q, g, k, metric, memory_mb, device):
     # the (B, G) block and one temporary; topk's output is (B, k), negligible
     for _, _, block in iter_pairwise_distance(q, g, metric, memory_mb, device, dtype):
         d, i = torch.topk(block, k, dim=1, largest=False, sorted=True)
+        del block  # else it stays alive while the generator computes the next block
         dists.append(d.cpu())
         idxs.append(i.cpu())
     return torch.cat(dists).float(), torch.cat(idxs).long()

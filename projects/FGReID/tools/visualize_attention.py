@@ -36,8 +36,13 @@ def main(argv=None) -> str:
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.MODEL.BACKBONE.PRETRAIN = False  # weights come from MODEL.WEIGHTS
-    cfg.MODEL.FGREID.MARS_WEIGHTS = ""
+    if not cfg.MODEL.WEIGHTS:  # untrained maps: no stage-1 checkpoint needed either
+        cfg.MODEL.FGREID.MARS_WEIGHTS = ""
     cfg.MODEL.LOSSES.NAME = ()
+    if cfg.MODEL.WEIGHTS:  # size the (unused) classifier like the checkpoint's
+        state = torch.load(cfg.MODEL.WEIGHTS, map_location="cpu", weights_only=True)
+        cfg.MODEL.HEADS.NUM_CLASSES = int(state.get("model", state)["classifier.weight"].shape[0])
+    cfg.MODEL.HEADS.NUM_CLASSES = max(1, cfg.MODEL.HEADS.NUM_CLASSES)
     cfg.freeze()
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:

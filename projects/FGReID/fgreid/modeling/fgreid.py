@@ -96,7 +96,7 @@ class FGReID(nn.Module):
             backbone_mars = build_backbone_offline(mars_cfg)
         target = backbone_imagenet if f.SHARED_BACKBONE else backbone_mars
         if target is not None:
-            if cfg.MODEL.WEIGHTS and f.MARS_WEIGHTS:
+            if cfg.MODEL.WEIGHTS:
                 # a full FGReID checkpoint (eval, fine-tuning) replaces these weights anyway
                 logger.info("MODEL.WEIGHTS is set: CNN_MARS is not initialised from "
                             "MODEL.FGREID.MARS_WEIGHTS")

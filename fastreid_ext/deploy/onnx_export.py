@@ -1,0 +1,140 @@
+"""ONNX export of the embedding model of any registered meta-architecture.
+
+The exported graph is the model's eval forward as one graph::
+
+    images (B, T, 3, H, W) float32, values 0..255  ->  embeddings (B, D)
+
+i.e. pixel normalisation, the per-frame backbone, the temporal aggregation and the head
+together (an image model is the same graph with ``T = 1``). ``B`` and ``T`` are dynamic axes;
+``H, W`` are fixed to ``INPUT.SIZE_TEST``. The embedding is the per-clip one: averaging the clips
+of a tracklet and the L2 normalisation stay outside the graph, as in the evaluator
+(:mod:`fastreid_ext.deploy.extractor`).
+
+The exporter is ``torch.onnx.export(dynamo=True)`` when ``onnxscript`` is installed, the
+TorchScript-based exporter otherwise. :func:`check_onnx` compares onnxruntime's outputs with
+PyTorch's on inputs of another batch size and clip length than the export example (when
+``onnxruntime``, an optional dependency, is installed).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["EmbeddingGraph", "ExportResult", "export_onnx", "check_onnx", "onnxruntime_available",
+           "export_from_files"]
+
+logger = logging.getLogger(__name__)
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+class EmbeddingGraph(nn.Module):
+    """``images (B, T, C, H, W) -> model({"images": images})``: the eval forward of a
+    meta-architecture as a tensor-in / tensor-out module (always in eval mode)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def train(self, mode: bool = True):  # noqa: D401 - an export graph never trains
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model({"images": images})
+
+
+@dataclass
+class ExportResult:
+    path: str
+    input_shape: Tuple[int, ...]  # the example the graph was traced with
+    exporter: str  # "dynamo" or "torchscript"
+    max_abs_diff: Optional[float]  # onnxruntime vs PyTorch; None when not checked
+
+
+def _exporter() -> str:
+    return "dynamo" if importlib.util.find_spec("onnxscript") is not None else "torchscript"
+
+
+def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int], opset: Optional[int] = None) -> str:
+    """Export ``EmbeddingGraph(model)`` to ``path`` with an example input of ``input_shape``
+    ``(B, T, C, H, W)`` (``B``, ``T`` dynamic). Returns the exporter used. Raises
+    ``RuntimeError`` naming the meta-architecture when the model cannot be exported."""
+    if len(input_shape) != 5:
+        raise ValueError(f"input_shape must be (B, T, C, H, W), got {tuple(input_shape)}")
+    graph = EmbeddingGraph(model).to("cpu")
+    example = torch.rand(*input_shape) * 255.0
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    exporter = _exporter()
+    kwargs = dict(input_names=["images"], output_names=["embeddings"])
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                # B, T >= 2 in the example: torch.export specialises size-1 dimensions
+                dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("frames")}
+                torch.onnx.export(graph, (example,), path, dynamic_shapes={"images": dims}, dynamo=True, **kwargs)
+            else:
+                torch.onnx.export(graph, (example,), path, dynamo=False,
+                                  dynamic_axes={"images": {0: "batch", 1: "frames"}, "embeddings": {0: "batch"}},
+                                  **kwargs)
+    except Exception as e:
+        raise RuntimeError(f"ONNX export ({exporter}) of {type(model).__name__} failed: {e}") from e
+    logger.info("exported %s to %s (%s exporter, example %s)", type(model).__name__, path, exporter, tuple(input_shape))
+    return exporter
+
+
+def check_onnx(path: str, model: nn.Module, inputs: torch.Tensor, atol: float = 1e-4, rtol: float = 1e-3) -> Optional[float]:
+    """Run ``path`` with onnxruntime (CPU) and ``model`` with PyTorch on ``inputs``
+    ``(B, T, C, H, W)``; return the largest absolute difference, raise ``AssertionError`` when
+    outside ``atol + rtol * |torch|``. ``None`` (logged) when onnxruntime is not installed."""
+    if not onnxruntime_available():
+        logger.warning("onnxruntime is not installed (pip install onnxruntime): the ONNX graph was not checked")
+        return None
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"images": inputs.detach().cpu().float().numpy()})[0]
+    with torch.no_grad():
+        ref = EmbeddingGraph(model).to("cpu")(inputs.cpu().float()).numpy()
+    if got.shape != ref.shape:
+        raise AssertionError(f"ONNX output shape {got.shape} != PyTorch {ref.shape}")
+    diff = np.abs(got - ref)
+    bad = diff > atol + rtol * np.abs(ref)
+    if bad.any():
+        raise AssertionError(f"ONNX and PyTorch embeddings differ: max |diff| {diff.max():.3g} "
+                             f"on {int(bad.sum())} of {bad.size} values")
+    return float(diff.max())
+
+
+def export_from_files(config_file: str, weights: str, output: str, opts: Sequence[str] = (),
+                      seq_len: Optional[int] = None, batch: int = 2, opset: Optional[int] = None,
+                      check: bool = True) -> ExportResult:
+    """Config + weights -> ``output`` ONNX file, checked against PyTorch on a batch of another
+    size (``batch + 1`` clips of ``seq_len + 1`` frames) when onnxruntime is installed."""
+    from .extractor import FeatureExtractor
+
+    ext = FeatureExtractor.from_files(config_file, weights, opts)
+    model = ext.model.to("cpu").eval()
+    cfg = ext.cfg
+    h, w = cfg.INPUT.SIZE_TEST
+    t = int(seq_len or cfg.TEST.VIDEO.SEQ_LEN)
+    shape = (max(2, batch), max(2, t), 3, int(h), int(w))
+    exporter = export_onnx(model, output, shape, opset)
+    diff = None
+    if check:
+        torch.manual_seed(0)
+        diff = check_onnx(output, model, torch.rand(shape[0] + 1, shape[1] + 1, 3, int(h), int(w)) * 255.0)
+    return ExportResult(output, shape, exporter, diff)

@@ -1,0 +1,191 @@
+"""MGRe meta-architecture (paper 001): named per-stage losses (Eq. 9), 2048-d Eq. (6) embedding,
+video temporal pooling, keypoint handling and the ablation switches (Tables 4, 5, 7)."""
+import logging
+
+import pytest
+import torch
+from fastreid.modeling import build_model
+from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
+from fastreid.utils.events import EventStorage
+
+import fastreid_ext
+import mgre
+from mgre.embedding import weighted_concat
+from mgre.location import boxes_from_keypoints
+from mgre.regions import prior_box_size, regions_of_stage
+
+B, H, W = 8, 64, 32
+
+
+def tiny_cfg(**keys):
+    cfg = fastreid_ext.get_cfg()
+    mgre.add_mgre_config(cfg)
+    cfg.MODEL.META_ARCHITECTURE = "MGRe"
+    cfg.MODEL.BACKBONE.DEPTH = "18x"
+    cfg.MODEL.BACKBONE.FEAT_DIM = 512
+    cfg.MODEL.BACKBONE.PRETRAIN = False
+    cfg.MODEL.HEADS.NUM_CLASSES = 4
+    cfg.MODEL.LOSSES.NAME = ("CrossEntropyLoss", "TripletLoss")
+    cfg.INPUT.SIZE_TRAIN = [H, W]
+    cfg.INPUT.SIZE_TEST = [H, W]
+    cfg.MODEL.DEVICE = "cpu"
+    for k, v in keys.items():
+        cfg.MODEL.MGRE[k] = v
+    return cfg
+
+
+def make_batch(t=1, seed=0, with_kp=True):
+    g = torch.Generator().manual_seed(seed)
+    out = {"images": torch.rand(B, t, 3, H, W, generator=g) * 255,
+           "targets": torch.arange(4).repeat_interleave(2)}
+    if with_kp:
+        kp = torch.rand(B, t, 17, 3, generator=g)
+        kp[..., 2] = 1.0
+        out["keypoints"] = kp
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(tiny_cfg())
+
+
+def test_training_returns_named_per_stage_losses(model):
+    model.train()
+    batch = make_batch()
+    images = batch["images"].clone()
+    with EventStorage(0):
+        losses = model(batch)
+    expected = {f"stage{g}_loss_{n}" for g in (1, 2, 3, 4) for n in ("cls", "triplet")}
+    expected |= {f"stage{g}_loss_location" for g in (1, 2, 3)}
+    assert set(losses) == expected
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    assert torch.equal(batch["images"], images)  # input not modified
+    sum(losses.values()).backward()
+    assert model.location["stage1"].fc.weight.grad.abs().sum() > 0
+    model.zero_grad()
+
+
+def test_eval_embedding_is_2048_eq6_and_accepts_images_and_clips(model):
+    model.eval()
+    batch = make_batch(t=1)
+    with torch.no_grad():
+        emb = model(batch["images"][:, 0])  # (B, C, H, W)
+        emb_dict = model({"images": batch["images"]})
+        # clips of T identical frames pool to the single-frame embedding
+        emb_video = model(batch["images"].expand(B, 3, 3, H, W))
+    assert emb.shape == (B, 2048)
+    assert torch.allclose(emb, emb_dict, atol=1e-5)
+    assert torch.allclose(emb, emb_video, atol=1e-4)
+    # Eq. (6): each 512-d part is L2-normalised, then weighted by lambda^F
+    parts = emb.split(512, dim=1)
+    for part, lam in zip(parts, (0.35, 0.5, 0.7, 0.8)):
+        assert torch.allclose(part.norm(dim=1), torch.full((B,), lam), atol=1e-5)
+
+
+def test_stage_losses_are_the_host_losses_weighted_by_lambda():
+    torch.manual_seed(0)
+    cfg = tiny_cfg(LAMBDA=0.5)
+    m = build_model(cfg).train()
+    batch = make_batch()
+    captured = {}
+    for g in ("stage1", "stage4"):
+        emb = m.embeddings[g]
+        orig = emb.head
+        emb.head = lambda feat, targets=None, orig=orig, g=g: captured.setdefault(g, orig(feat, targets))
+    with EventStorage(0):
+        losses = m(batch)
+    t = batch["targets"]
+    for g, lam in (("stage1", 0.5), ("stage4", 1.0)):
+        out = captured[g]
+        ce_cfg, tri_cfg = cfg.MODEL.LOSSES.CE, cfg.MODEL.LOSSES.TRI
+        ce = cross_entropy_loss(out["cls_outputs"], t, ce_cfg.EPSILON, ce_cfg.ALPHA)
+        tri = triplet_loss(out["features"], t, tri_cfg.MARGIN, tri_cfg.NORM_FEAT, tri_cfg.HARD_MINING)
+        assert losses[f"{g}_loss_cls"].item() == pytest.approx(lam * ce.item(), rel=1e-5)
+        assert losses[f"{g}_loss_triplet"].item() == pytest.approx(lam * tri.item(), rel=1e-5)
+
+
+def test_missing_keypoints_name_the_script_and_the_switch(model):
+    model.train()
+    with EventStorage(0), pytest.raises(KeyError, match="make_keypoints.py.*USE_KEYPOINTS False"):
+        model(make_batch(with_kp=False))
+
+
+def test_without_keypoints_the_location_loss_is_off_and_logged():
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("fastreid.mgre.meta_arch")
+    log.addHandler(handler)
+    old = log.level
+    log.setLevel(logging.INFO)
+    try:
+        m = build_model(tiny_cfg(USE_KEYPOINTS=False)).train()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old)
+    assert any("location loss OFF" in r.getMessage() for r in records)
+    with EventStorage(0):
+        losses = m(make_batch(with_kp=False))
+    assert not any("location" in k for k in losses)
+    assert len(losses) == 8
+
+
+@pytest.mark.parametrize("stages,dim", [([], 512), ([1], 1024), ([2, 3], 1536)])
+def test_table4_stage_subsets(stages, dim):
+    m = build_model(tiny_cfg(STAGES=stages)).train()
+    with EventStorage(0):
+        losses = m(make_batch())
+    assert {k.split("_")[0] for k in losses} == {f"stage{g}" for g in stages + [4]}
+    assert sum(k.endswith("location") for k in losses) == len(stages)
+    m.eval()
+    with torch.no_grad():
+        assert m(make_batch()["images"]).shape == (B, dim)
+
+
+def test_table5_single_grained_features_reads_every_region_from_stage4():
+    m = build_model(tiny_cfg(MODE="single_grained_features")).train()
+    assert len(m.guidance) == 0
+    assert all(loc.body[0].in_channels == 512 for loc in m.location.values())
+    with EventStorage(0):
+        losses = m(make_batch())
+    assert "stage1_loss_location" in losses
+    boxes = m.locate(make_batch())
+    assert boxes[1].shape == (B, 1, 4, 4)
+
+
+def test_table5_single_grained_regions_has_no_location():
+    m = build_model(tiny_cfg(MODE="single_grained_regions")).train()
+    assert len(m.location) == 0
+    with EventStorage(0):
+        losses = m(make_batch(with_kp=False))  # needs no keypoints
+    assert len(losses) == 8
+
+
+def test_table7_without_joint_optimisation_uses_the_keypoint_boxes():
+    m = build_model(tiny_cfg(JOINT_OPTIMIZATION=False)).eval()
+    assert len(m.location) == 0
+    batch = make_batch()
+    boxes = m.locate(batch)
+    regions = regions_of_stage(1)
+    pc = torch.tensor([[r.cx, r.cy] for r in regions])
+    ps = torch.tensor([list(prior_box_size(r)) for r in regions])
+    c, s = boxes_from_keypoints(batch["keypoints"][:, 0], [r.joints for r in regions], pc, ps)
+    assert torch.allclose(boxes[1][:, 0, :, 0], c[..., 0] - s[..., 0] / 2, atol=1e-6)
+    assert torch.allclose(boxes[1][:, 0, :, 3], c[..., 1] + s[..., 1] / 2, atol=1e-6)
+    with pytest.raises(KeyError, match="make_keypoints"):
+        m({"images": batch["images"]})  # needs keypoints at test time too
+
+
+def test_unknown_settings_raise():
+    with pytest.raises(ValueError, match="MODE"):
+        build_model(tiny_cfg(MODE="nope"))
+    with pytest.raises(ValueError, match="STAGES"):
+        build_model(tiny_cfg(STAGES=[4]))
+
+
+def test_weighted_concat_is_eq6():
+    f1, f2 = torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 2.0]])
+    out = weighted_concat([f1, f2], [0.5, 2.0])
+    assert out[0].tolist() == pytest.approx([0.3, 0.4, 0.0, 2.0])
