@@ -145,7 +145,10 @@ def test_approximate_recall_measured(kind, params, metric):
     q = clustered(50, 1, 16, 0.3, rng)
     ann = ApproximateSearch(g, kind=kind, metric=metric, train_size=2000, **params)
     _, exact = search(q, g, 10, metric, "torch")
-    _, approx = ann.search(q, 10)
+    approx_d, approx = ann.search(q, 10)
+    # the reported distances are the metric's distances of the returned items
+    true_d = np.take_along_axis(numpy_distance(q, g, metric), approx.numpy(), 1)
+    np.testing.assert_allclose(approx_d.numpy(), true_d, atol=1e-4)
     expected = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx.tolist(), exact.tolist())])
     got = ann.recall_at_k(q, 10, sample=0)
     assert got == pytest.approx(expected)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Export the embedding model of a trained config to ONNX: images (B, T, 3, H, W), 0..255 ->
-clip embeddings (B, D); B and T dynamic. Checked against PyTorch with onnxruntime when it is
+clip embeddings (B, D); B and T dynamic where the model's graph allows it. Checked against PyTorch with onnxruntime when it is
 installed (pip install onnx onnxruntime onnxscript).
 
     python tools/export_onnx.py --config-file X.yml --weights model_final.pth --output model.onnx
@@ -29,9 +29,14 @@ def main(argv=None):
     res = export_from_files(args.config_file, args.weights, args.output, args.opts, args.seq_len,
                             args.batch, args.opset, check=not args.no_check)
     check = "not checked" if res.max_abs_diff is None else f"max |onnx - torch| = {res.max_abs_diff:.3g}"
-    print(f"{res.path}: {res.exporter} exporter, example {res.input_shape}, {check}")
+    dyn = ", ".join(("batch", "frames")[a] for a in res.dynamic_axes) or "none (static shapes)"
+    print(f"{res.path}: {res.exporter} exporter, example {res.input_shape}, dynamic axes: {dyn}, {check}")
     return res
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from fastreid_ext.deploy.cli import run_cli
+
+    sys.exit(run_cli(main))

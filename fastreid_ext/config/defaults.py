@@ -72,6 +72,8 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.RETRIEVAL.NPROBE = 32
     _C.TEST.RETRIEVAL.HNSW_M = 32
     _C.TEST.RETRIEVAL.EF_SEARCH = 128
+    _C.TEST.RETRIEVAL.EF_CONSTRUCTION = 80  # HNSW build breadth
+    _C.TEST.RETRIEVAL.TRAIN_SIZE = 0       # IVF k-means sample (0: max(40 * NLIST, 50000) gallery rows)
     _C.TEST.VIS = CN({"ENABLED": False})
     _C.TEST.VIS.NUM_QUERIES = 8
     _C.TEST.VIS.TOPK = 10

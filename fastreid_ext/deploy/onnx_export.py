@@ -5,8 +5,12 @@ The exported graph is the model's eval forward as one graph::
     images (B, T, 3, H, W) float32, values 0..255  ->  embeddings (B, D)
 
 i.e. pixel normalisation, the per-frame backbone, the temporal aggregation and the head
-together (an image model is the same graph with ``T = 1``). ``B`` and ``T`` are dynamic axes;
-``H, W`` are fixed to ``INPUT.SIZE_TEST``. The embedding is the per-clip one: averaging the clips
+together (an image model is the same graph with ``T = 1``). ``H, W`` are fixed to
+``INPUT.SIZE_TEST``. ``B`` and ``T`` are dynamic axes when the traced graph stays correct for
+other sizes: :func:`export_from_files` tries dynamic ``(B, T)``, then dynamic ``B`` with ``T``
+fixed, then a fully static graph, and keeps the first whose onnxruntime outputs match PyTorch
+on inputs of other dynamic sizes (a model whose code turns a size into a Python number gets a
+graph that silently assumes the example's size; e.g. FGReID's ``T``). The embedding is the per-clip one: averaging the clips
 of a tracklet and the L2 normalisation stay outside the graph, as in the evaluator
 (:mod:`fastreid_ext.deploy.extractor`).
 
@@ -60,18 +64,22 @@ class ExportResult:
     input_shape: Tuple[int, ...]  # the example the graph was traced with
     exporter: str  # "dynamo" or "torchscript"
     max_abs_diff: Optional[float]  # onnxruntime vs PyTorch; None when not checked
+    dynamic_axes: Tuple[int, ...] = (0, 1)  # 0: batch, 1: frames
 
 
 def _exporter() -> str:
     return "dynamo" if importlib.util.find_spec("onnxscript") is not None else "torchscript"
 
 
-def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int], opset: Optional[int] = None) -> str:
+def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int], opset: Optional[int] = None,
+                dynamic_axes: Sequence[int] = (0, 1)) -> str:
     """Export ``EmbeddingGraph(model)`` to ``path`` with an example input of ``input_shape``
-    ``(B, T, C, H, W)`` (``B``, ``T`` dynamic). Returns the exporter used. Raises
-    ``RuntimeError`` naming the meta-architecture when the model cannot be exported."""
+    ``(B, T, C, H, W)``; ``dynamic_axes`` among 0 (``B``) and 1 (``T``). Returns the exporter
+    used. Raises ``RuntimeError`` naming the meta-architecture when the model cannot be exported."""
     if len(input_shape) != 5:
         raise ValueError(f"input_shape must be (B, T, C, H, W), got {tuple(input_shape)}")
+    if not set(dynamic_axes) <= {0, 1}:
+        raise ValueError(f"dynamic_axes must be among 0 (batch) and 1 (frames), got {tuple(dynamic_axes)}")
     graph = EmbeddingGraph(model).to("cpu")
     example = torch.rand(*input_shape) * 255.0
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
@@ -84,12 +92,15 @@ def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int], opset: 
             warnings.simplefilter("ignore")
             if exporter == "dynamo":
                 # B, T >= 2 in the example: torch.export specialises size-1 dimensions
-                dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("frames")}
-                torch.onnx.export(graph, (example,), path, dynamic_shapes={"images": dims}, dynamo=True, **kwargs)
+                names = {0: "batch", 1: "frames"}
+                dims = {a: torch.export.Dim(names[a]) for a in dynamic_axes}
+                torch.onnx.export(graph, (example,), path, dynamic_shapes={"images": dims} if dims else None,
+                                  dynamo=True, **kwargs)
             else:
-                torch.onnx.export(graph, (example,), path, dynamo=False,
-                                  dynamic_axes={"images": {0: "batch", 1: "frames"}, "embeddings": {0: "batch"}},
-                                  **kwargs)
+                axes = {"images": {a: ("batch", "frames")[a] for a in dynamic_axes}}
+                if 0 in dynamic_axes:
+                    axes["embeddings"] = {0: "batch"}
+                torch.onnx.export(graph, (example,), path, dynamo=False, dynamic_axes=axes, **kwargs)
     except Exception as e:
         raise RuntimeError(f"ONNX export ({exporter}) of {type(model).__name__} failed: {e}") from e
     logger.info("exported %s to %s (%s exporter, example %s)", type(model).__name__, path, exporter, tuple(input_shape))
@@ -132,9 +143,27 @@ def export_from_files(config_file: str, weights: str, output: str, opts: Sequenc
     h, w = cfg.INPUT.SIZE_TEST
     t = int(seq_len or cfg.TEST.VIDEO.SEQ_LEN)
     shape = (max(2, batch), max(2, t), 3, int(h), int(w))
-    exporter = export_onnx(model, output, shape, opset)
-    diff = None
-    if check:
+    if not check or not onnxruntime_available():
+        exporter = export_onnx(model, output, shape, opset)
+        if check:
+            check_onnx(output, model, torch.zeros(shape))  # logs that nothing was checked
+        return ExportResult(output, shape, exporter, None)
+    last = None
+    for axes in ((0, 1), (0,), ()):
+        exporter = export_onnx(model, output, shape, opset, axes)
         torch.manual_seed(0)
-        diff = check_onnx(output, model, torch.rand(shape[0] + 1, shape[1] + 1, 3, int(h), int(w)) * 255.0)
-    return ExportResult(output, shape, exporter, diff)
+        probe = list(shape)
+        for a in axes:
+            probe[a] += 1  # other sizes on the dynamic axes
+        try:
+            diff = check_onnx(output, model, torch.rand(*probe) * 255.0)
+            if axes != (0, 1):
+                logger.warning("%s: the graph is only correct with %s; exported with dynamic axes %s (%s)",
+                               type(model).__name__, "B, T fixed" if not axes else "T fixed",
+                               [("batch", "frames")[a] for a in axes], last)
+            return ExportResult(output, shape, exporter, diff, tuple(axes))
+        except Exception as e:  # wrong results or a runtime shape error for other sizes
+            last = f"dynamic axes {axes}: {str(e).splitlines()[0][:300]}"
+            logger.info("ONNX check failed with %s", last)
+    raise RuntimeError(f"the ONNX graph of {type(model).__name__} does not match PyTorch even with static "
+                       f"shapes: {last}")

@@ -392,7 +392,9 @@ def build_index(
         index.train(_to_faiss_array(g[rows], metric))
         index.nprobe = nprobe
     else:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss_metric)
+        # faiss's HNSW graph is built for a metric: with inner product (not a metric) its
+        # recall collapses, so unit vectors are indexed with L2 (|a - b|^2 = 2 - 2 cos)
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_L2)
         index.hnsw.efConstruction = ef_construction
         index.hnsw.efSearch = ef_search
     if use_gpu:
@@ -436,6 +438,8 @@ class ApproximateSearch:
             nprobe=r.NPROBE,
             hnsw_m=r.HNSW_M,
             ef_search=r.EF_SEARCH,
+            ef_construction=r.EF_CONSTRUCTION,
+            train_size=r.TRAIN_SIZE,
         )
 
     def search(self, query: ArrayLike, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -444,10 +448,11 @@ class ApproximateSearch:
         if not 1 <= k <= self._gallery.shape[0]:
             raise ValueError(f"k must be in [1, {self._gallery.shape[0]}], got {k}")
         scores, ind = self.index.search(_to_faiss_array(q, self.metric), k)
-        return (
-            torch.from_numpy(_faiss_scores_to_distance(scores, self.metric)).float(),
-            torch.from_numpy(ind).long(),
-        )
+        if self.metric == "cosine" and self.index.metric_type == _import_faiss().METRIC_L2:
+            dist = scores / 2.0  # unit vectors: 1 - cos = |a - b|^2 / 2
+        else:
+            dist = _faiss_scores_to_distance(scores, self.metric)
+        return torch.from_numpy(dist).float(), torch.from_numpy(ind).long()
 
     def recall_at_k(
         self,

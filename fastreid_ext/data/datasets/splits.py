@@ -3,11 +3,12 @@ split-range parsing and aggregation of per-split result dicts (used by ``tools/r
 """
 from __future__ import annotations
 
-import math
 from numbers import Real
 from typing import Dict, List, Mapping, Sequence
 
 from tabulate import tabulate
+
+from fastreid_ext.evaluation import split_stats
 
 __all__ = ["parse_splits", "summarize_splits", "summary_table"]
 
@@ -39,28 +40,21 @@ def _is_metric(value) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def _summarize_flat(results: Sequence[Mapping], where: str) -> Dict[str, Dict]:
-    keys = [k for k, v in results[0].items() if _is_metric(v)]
-    summary = {}
-    for key in keys:
-        values = []
-        for i, r in enumerate(results):
-            if key not in r or not _is_metric(r[key]):
-                raise KeyError(f"result {i}{where} has no numeric {key!r} (keys: {sorted(r)})")
-            values.append(float(r[key]))
-        mean = math.fsum(values) / len(values)
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
-        summary[key] = {"mean": mean, "std": std, "values": values}
-    return summary
+def _summarize_flat(results: Sequence[Mapping], ddof: int) -> Dict[str, Dict]:
+    """Numeric entries only (the run's ``dataset`` name is dropped), through the evaluation's
+    :func:`fastreid_ext.evaluation.split_stats.summarize_splits`."""
+    numeric = [{k: v for k, v in r.items() if _is_metric(v)} for r in results]
+    summary = split_stats.summarize_splits(numeric, ddof=ddof)
+    return {k: v for k, v in summary.items() if isinstance(v, dict)}
 
 
-def summarize_splits(results: Sequence[Mapping]) -> Dict[str, Dict]:
-    """Mean and (population, ``ddof=0``) standard deviation of every numeric metric over splits.
+def summarize_splits(results: Sequence[Mapping], ddof: int = 1) -> Dict[str, Dict]:
+    """Mean and standard deviation (``ddof=1``: sample std) of every numeric metric over splits.
 
     ``results`` holds one result dict per split, either flat (``{"Rank-1": 80.0, "mAP": ...}``)
     or per test dataset (``{"iLIDSVID": {"Rank-1": ...}}``, the nesting is kept in the output).
-    Returns ``{metric: {"mean", "std", "values"}}`` (or ``{dataset: {metric: {...}}}``); every
-    numeric key of the first result must be in all of them (``KeyError`` otherwise).
+    Returns ``{metric: {"mean", "std"}}`` (or ``{dataset: {metric: {...}}}``); splits that do not
+    report the same metrics raise ``ValueError``.
     """
     if not results:
         raise ValueError("summarize_splits: no results")
@@ -70,11 +64,11 @@ def summarize_splits(results: Sequence[Mapping]) -> Dict[str, Dict]:
             per = []
             for i, r in enumerate(results):
                 if name not in r or not isinstance(r[name], Mapping):
-                    raise KeyError(f"result {i} has no results for dataset {name!r} (keys: {sorted(r)})")
+                    raise ValueError(f"result {i} has no results for dataset {name!r} (keys: {sorted(r)})")
                 per.append(r[name])
-            out[name] = _summarize_flat(per, f" / {name}")
+            out[name] = _summarize_flat(per, ddof)
         return out
-    return _summarize_flat(results, "")
+    return _summarize_flat(results, ddof)
 
 
 def summary_table(splits: Sequence[int], results: Sequence[Mapping], summary: Mapping) -> str:

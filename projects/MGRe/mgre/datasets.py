@@ -74,7 +74,7 @@ class KeypointsMixin:
                 f"--pose-model <local pose model file>`, or train without the location loss: "
                 f"DATASETS.NAMES (\"{base}\",) and MODEL.MGRE.USE_KEYPOINTS False")
         self.keypoints_path = osp.abspath(path)
-        self.train = with_keypoints(self.train, self.keypoints_path)
+        self._train = with_keypoints(self.train, self.keypoints_path)  # host ImageDataset.train is a read-only property
 
 
 def _register(name: str, base: type, **fixed) -> type:
