@@ -18,14 +18,18 @@ import fastreid_ext  # noqa: F401  (compat shims + registrations, before any fas
 from fastreid.engine.defaults import default_argument_parser, default_setup
 from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
+from fastreid.utils.logger import setup_logger
 
-from fastreid_ext.config import build_config
+from fastreid_ext.config import PROJECTS, build_config
 from fastreid_ext.engine import AtomicCheckpointer, Trainer, launch
 
 
 def setup(args):
     cfg = build_config(args.config_file, args.opts)
     default_setup(cfg, args)
+    # the host only sets up the "fastreid" logger; show the plugin's and the projects' too
+    for name in ("fastreid_ext", *(package for package, _ in PROJECTS)):
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name)
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED + comm.get_rank())
     return cfg

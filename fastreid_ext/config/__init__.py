@@ -1,4 +1,4 @@
 from .defaults import add_ext_config, default_device, get_cfg
-from .setup import build_config, register_projects
+from .setup import PROJECTS, build_config, register_projects
 
-__all__ = ["add_ext_config", "build_config", "default_device", "get_cfg", "register_projects"]
+__all__ = ["PROJECTS", "add_ext_config", "build_config", "default_device", "get_cfg", "register_projects"]
