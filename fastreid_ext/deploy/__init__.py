@@ -4,10 +4,11 @@ Tools: ``tools/extract_features.py``, ``tools/build_index.py``, ``tools/search.p
 ``tools/export_onnx.py``.
 """
 from .features_file import ConfigHashMismatch, FeaturesFile, config_hash, load_features, save_features
+from .extractor import ExtractionResult, FeatureExtractor
 from .gallery_index import GalleryIndex, SearchResult
 from .inputs import InputItem, collect_inputs
 
 __all__ = [
     "ConfigHashMismatch", "FeaturesFile", "config_hash", "load_features", "save_features",
-    "GalleryIndex", "SearchResult", "InputItem", "collect_inputs",
+    "ExtractionResult", "FeatureExtractor", "GalleryIndex", "SearchResult", "InputItem", "collect_inputs",
 ]

@@ -52,8 +52,12 @@ class _SafeClipDataset(VideoTestDataset):
     def __getitem__(self, index: int) -> dict:
         try:
             return super().__getitem__(index)
-        except FrameReadError as e:
-            return {"failed": self.clips[index][0], "error": str(e)}
+        except FrameReadError:
+            k = self.clips[index][0]
+            paths = self.items[k][0]
+            what = f"cannot read image {paths[0]}" if len(paths) == 1 else \
+                f"none of its {len(paths)} frames can be read (first: {paths[0]})"
+            return {"failed": k, "error": what}
 
 
 def _collate(batch: List[dict]) -> dict:

@@ -46,7 +46,8 @@ def query_features(index: GalleryIndex, features: Optional[str] = None, inputs: 
 
 def format_table(queries: Sequence[str], result: SearchResult) -> str:
     """A plain-text table: query, rank, gallery name, distance."""
-    rows = [(q, str(r + 1), n, f"{d:.4f}") for q, row in zip(queries, result) for r, (n, d) in enumerate(row)]
+    rows = [(q, str(r + 1), n, f"{d if abs(d) >= 5e-5 else 0.0:.4f}")  # no "-0.0000" from rounding
+            for q, row in zip(queries, result) for r, (n, d) in enumerate(row)]
     head = ("query", "rank", "gallery", "distance")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731

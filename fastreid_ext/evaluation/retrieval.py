@@ -244,8 +244,13 @@ def _to_faiss_array(x: torch.Tensor, metric: str) -> np.ndarray:
     return np.ascontiguousarray(x.numpy())
 
 
-def _faiss_scores_to_distance(scores: np.ndarray, metric: str) -> np.ndarray:
+def _faiss_scores_to_distance(scores: np.ndarray, metric: str, index=None) -> np.ndarray:
+    """faiss scores -> the module's distances. Pass ``index``: a cosine HNSW index built by
+    :func:`build_index` searches unit vectors with L2 and returns ``|a - b|^2 = 2 (1 - cos)``."""
     if metric == "cosine":
+        faiss = _import_faiss()
+        if index is not None and faiss is not None and index.metric_type == faiss.METRIC_L2:
+            return scores / 2.0  # unit vectors: 1 - cos = |a - b|^2 / 2
         return 1.0 - scores  # inner product of unit vectors
     return np.sqrt(np.maximum(scores, 0.0))  # faiss L2 indexes return squared distances
 
@@ -448,10 +453,7 @@ class ApproximateSearch:
         if not 1 <= k <= self._gallery.shape[0]:
             raise ValueError(f"k must be in [1, {self._gallery.shape[0]}], got {k}")
         scores, ind = self.index.search(_to_faiss_array(q, self.metric), k)
-        if self.metric == "cosine" and self.index.metric_type == _import_faiss().METRIC_L2:
-            dist = scores / 2.0  # unit vectors: 1 - cos = |a - b|^2 / 2
-        else:
-            dist = _faiss_scores_to_distance(scores, self.metric)
+        dist = _faiss_scores_to_distance(scores, self.metric, self.index)
         return torch.from_numpy(dist).float(), torch.from_numpy(ind).long()
 
     def recall_at_k(

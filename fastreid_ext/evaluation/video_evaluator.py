@@ -37,7 +37,7 @@ from fastreid.utils import comm
 
 from .query_expansion import average_query_expansion
 from .rerank import k_reciprocal_rerank
-from .retrieval import ApproximateSearch, pairwise_distance, validate_features
+from .retrieval import ApproximateSearch, pairwise_distance, search, validate_features
 
 __all__ = ["VideoClipEvaluator"]
 
@@ -176,7 +176,8 @@ class VideoClipEvaluator(DatasetEvaluator):
         feats = self.tracklet_features()
         if feats is None:
             return {}
-        from .rank import evaluate_rank  # written alongside; imported late on purpose
+        from .metrics_from_features import evaluate_features
+        from .rank import evaluate_rank
 
         cfg = self.cfg
         metric = cfg.TEST.METRIC
@@ -189,25 +190,29 @@ class VideoClipEvaluator(DatasetEvaluator):
             qf, gf = average_query_expansion(
                 qf, gf, cfg.TEST.AQE.QE_TIME, cfg.TEST.AQE.QE_K, cfg.TEST.AQE.ALPHA, memory_mb, device
             )
-        if cfg.TEST.RERANK.ENABLED:
-            logger.info("Test with k-reciprocal re-ranking")
-            dist = k_reciprocal_rerank(
-                qf, gf, cfg.TEST.RERANK.K1, cfg.TEST.RERANK.K2, cfg.TEST.RERANK.LAMBDA, metric, memory_mb, device
-            )
-        else:
-            dist = pairwise_distance(qf, gf, metric, memory_mb, device)
-        distmat = dist.numpy().astype(np.float32, copy=False)
-
         q_pids, g_pids = self._pids[:Q], self._pids[Q:]
         q_camids, g_camids = self._camids[:Q], self._camids[Q:]
         q_groups = g_groups = None
         if self._groups is not None:
             q_groups, g_groups = self._groups[:Q], self._groups[Q:]
-        res = evaluate_rank(
-            distmat, q_pids, g_pids, q_camids, g_camids,
-            max_rank=50, protocol=self._protocol, q_groups=q_groups, g_groups=g_groups,
-            return_details=True,
-        )
+        rank_kwargs = dict(max_rank=50, protocol=self._protocol, q_groups=q_groups, g_groups=g_groups,
+                           return_details=True)
+        # Only re-ranking and the rank-list pictures need the whole Q x G matrix; otherwise the
+        # metrics come straight from the features in memory-bounded blocks.
+        distmat = None
+        if cfg.TEST.RERANK.ENABLED or cfg.TEST.VIS.ENABLED:
+            if cfg.TEST.RERANK.ENABLED:
+                logger.info("Test with k-reciprocal re-ranking")
+                dist = k_reciprocal_rerank(
+                    qf, gf, cfg.TEST.RERANK.K1, cfg.TEST.RERANK.K2, cfg.TEST.RERANK.LAMBDA, metric, memory_mb, device
+                )
+            else:
+                dist = pairwise_distance(qf, gf, metric, memory_mb, device)
+            distmat = dist.numpy().astype(np.float32, copy=False)
+            res = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, **rank_kwargs)
+        else:
+            res = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=metric,
+                                    memory_mb=memory_mb, device=device, **rank_kwargs)
         if isinstance(res, dict):  # groupwise: unweighted mean over the groups
             mean = res["mean"]
             cmc, mAP, mINP = np.asarray(mean["cmc"]), float(mean["mAP"]), float(mean["mINP"])
@@ -230,9 +235,8 @@ class VideoClipEvaluator(DatasetEvaluator):
         if approx:
             k = min(10, gf.shape[0])
             ann = ApproximateSearch.from_config(cfg, gf, metric)
-            exact = torch.from_numpy(np.argsort(distmat, axis=1, kind="stable")[:, :k])
-            if cfg.TEST.RERANK.ENABLED or cfg.TEST.AQE.ENABLED:
-                exact = None  # the approximate index searches the plain metric distance
+            # recall against the exact search of the same (plain metric) distance
+            exact = search(qf, gf, k, metric=metric, backend="auto", memory_mb=memory_mb, device=device)[1]
             results[f"{approx}_recall@{k}"] = ann.recall_at_k(qf, k, sample=0, exact_indices=exact) * 100
 
         if cfg.TEST.VIS.ENABLED:
