@@ -40,6 +40,7 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projec
 VARIANTS = {
     "baseline": ("synthetic_cpu_baseline.yml", []),
     "mgre": ("synthetic_cpu.yml", []),
+    "mgre_loc10": ("synthetic_cpu.yml", ["MODEL.MGRE.LOC_WEIGHT", "10.0"]),
     "mgre_no_kp": ("synthetic_cpu.yml", ["MODEL.MGRE.USE_KEYPOINTS", "False"]),
     "stages23": ("synthetic_cpu.yml", ["MODEL.MGRE.STAGES", "[2, 3]"]),
     "sg_features": ("synthetic_cpu.yml", ["MODEL.MGRE.MODE", "single_grained_features"]),

@@ -11,7 +11,7 @@ from fastreid.utils.events import EventStorage
 import fastreid_ext
 import mgre
 from mgre.embedding import weighted_concat
-from mgre.location import boxes_from_keypoints
+from mgre.location import boxes_from_keypoints, location_loss
 from mgre.regions import prior_box_size, regions_of_stage
 
 B, H, W = 8, 64, 32
@@ -104,6 +104,23 @@ def test_stage_losses_are_the_host_losses_weighted_by_lambda():
         tri = triplet_loss(out["features"], t, tri_cfg.MARGIN, tri_cfg.NORM_FEAT, tri_cfg.HARD_MINING)
         assert losses[f"{g}_loss_cls"].item() == pytest.approx(lam * ce.item(), rel=1e-5)
         assert losses[f"{g}_loss_triplet"].item() == pytest.approx(lam * tri.item(), rel=1e-5)
+
+
+def test_location_loss_is_eq3_of_the_located_regions_times_its_weights():
+    batch = make_batch()
+    losses = {}
+    for lam, w in ((1.0, 1.0), (0.5, 3.0)):
+        torch.manual_seed(0)
+        m = build_model(tiny_cfg(LAMBDA=lam, LOC_WEIGHT=w)).train()
+        with EventStorage(0):
+            losses[(lam, w)] = m(batch)
+    # untrained location modules return the Table 1 priors whatever the input
+    regions = regions_of_stage(2)
+    c = torch.tensor([[r.cx, r.cy] for r in regions]).expand(B, 2, 2)
+    s = torch.tensor([list(prior_box_size(r)) for r in regions]).expand(B, 2, 2)
+    ref = location_loss(c, s, batch["keypoints"][:, 0], [r.joints for r in regions])
+    assert losses[(1.0, 1.0)]["stage2_loss_location"].item() == pytest.approx(ref.item(), rel=1e-5)
+    assert losses[(0.5, 3.0)]["stage2_loss_location"].item() == pytest.approx(1.5 * ref.item(), rel=1e-5)
 
 
 def test_missing_keypoints_name_the_script_and_the_switch(model):

@@ -46,6 +46,9 @@ def add_mgre_config(cfg: CN) -> CN:
     # synthetic generator or tools/make_keypoints.py)
     _C.MODEL.MGRE.USE_KEYPOINTS = True
     _C.MODEL.MGRE.LOC_MARGIN = 0.05        # boundary margin of Eq. (3)
+    # extra factor on L^loc inside Eq. (9) (1.0 = the paper's Eq. (9)); raise it when the ReID
+    # losses' gradients through the sampling drag the regions off the body (README, benchmark)
+    _C.MODEL.MGRE.LOC_WEIGHT = 1.0
     _C.MODEL.MGRE.LOC_HIDDEN = 128         # conv channels of the location module (not stated)
     _C.MODEL.MGRE.LOC_POOL = [4, 2]        # its max-pooling output size (not stated)
     # stage-4 maps upsampled (bilinear) + 1x1 conv, added to the stage-1 / stage-2 maps

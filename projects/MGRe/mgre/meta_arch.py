@@ -10,7 +10,8 @@ from multi-granularity body regions.
     F_g averaged over the T frames (video: temporal pooling) -> BNNeck -> classifier
     test: Eq. (6) [l1 F1/|F1|, ..., l4 F4/|F4|] = 2048-d
 
-Training loss Eq. (9): ``LAMBDA * sum_{g<=3} (L_g^loc + L_g^ID + L_g^tri) + L_4^ID + L_4^tri``,
+Training loss Eq. (9): ``LAMBDA * sum_{g<=3} (LOC_WEIGHT L_g^loc + L_g^ID + L_g^tri) + L_4^ID + L_4^tri``
+(``LOC_WEIGHT`` = 1 is the paper's equation),
 returned as named terms ``stage{g}_loss_cls``, ``stage{g}_loss_triplet``,
 ``stage{g}_loss_location`` (each already weighted). The location loss (Eq. 3) is computed
 here (it needs the regions and the keypoints), not through the loss registry.
@@ -85,7 +86,8 @@ class MGRe(nn.Module):
                  joint_optimization: bool = True, use_keypoints: bool = True,
                  semantic_guidance: bool = True, embed_dim: int = 512,
                  feat_weights: Sequence[float] = (0.35, 0.5, 0.7, 0.8), lam: float = 1.0,
-                 loc_margin: float = 0.05, loc_hidden: int = 128, loc_pool: Sequence[int] = (4, 2),
+                 loc_margin: float = 0.05, loc_weight: float = 1.0,
+                 loc_hidden: int = 128, loc_pool: Sequence[int] = (4, 2),
                  ref_input_size: Sequence[int] = REFERENCE_INPUT, eval_feat: str = "after"):
         super().__init__()
         stages = [int(s) for s in stages]
@@ -106,6 +108,7 @@ class MGRe(nn.Module):
         self.use_keypoints = bool(use_keypoints)
         self.lam = float(lam)
         self.loc_margin = float(loc_margin)
+        self.loc_weight = float(loc_weight)
         self.eval_feat = eval_feat
         self.ref_input_size = tuple(int(v) for v in ref_input_size)
         self.feat_weights = [float(feat_weights[g - 1]) for g in self.stages] + [float(feat_weights[3])]
@@ -175,6 +178,7 @@ class MGRe(nn.Module):
             "feat_weights": list(m.FEAT_WEIGHTS),
             "lam": m.LAMBDA,
             "loc_margin": m.LOC_MARGIN,
+            "loc_weight": m.LOC_WEIGHT,
             "loc_hidden": m.LOC_HIDDEN,
             "loc_pool": list(m.LOC_POOL),
             "ref_input_size": list(m.REF_INPUT_SIZE),
@@ -319,5 +323,5 @@ class MGRe(nn.Module):
                 if f"stage{g}" in self.location:
                     joints = [r.joints for r in self.regions[g]]
                     loss = location_loss(reg["centers"], reg["sizes"], kp, joints, self.loc_margin)
-                    result[f"stage{g}_loss_location"] = self.lam * loss
+                    result[f"stage{g}_loss_location"] = self.lam * self.loc_weight * loss
         return result
