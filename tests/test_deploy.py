@@ -294,6 +294,7 @@ def test_saved_reloaded_extended_index_equals_one_built_at_once(kind, params, tm
     # with every IVF cell probed / a wide HNSW beam, both are the exact answer
     ref_d, ref_i = _reference_topk(q, g, 10)
     np.testing.assert_array_equal(r_grown.indices, ref_i)
+    np.testing.assert_allclose(r_grown.distances, ref_d, atol=1e-5)  # same distance scale for every kind
 
 
 def test_index_add_skips_known_names_and_refuses_other_models():

@@ -70,6 +70,8 @@ def embedding_settings(cfg) -> Dict[str, Any]:
         model.get("BACKBONE", {}).pop(k, None)
     for k in _HEADS_KEYS_IGNORED:
         model.get("HEADS", {}).pop(k, None)
+    # FGReID's stage-1 checkpoint only sets the starting weights; the weights file decides
+    model.get("FGREID", {}).pop("MARS_WEIGHTS", None)
     return {
         "MODEL": model,
         "INPUT.SIZE_TEST": _plain(cfg.INPUT.SIZE_TEST),

@@ -44,7 +44,7 @@ _DEFAULT_PARAMS = dict(nlist=1024, nprobe=32, hnsw_m=32, ef_construction=80, ef_
 
 
 def _faiss():
-    faiss = retrieval._import_faiss()
+    faiss = retrieval.import_faiss()
     if faiss is None:
         raise ImportError("the gallery index needs faiss (pip install faiss-cpu, or faiss-gpu)")
     return faiss
@@ -117,7 +117,7 @@ class GalleryIndex:
             return 0
         x = feats.embeddings[keep]
         retrieval.validate_features(torch.from_numpy(x), torch.zeros(1, self.dim))  # finite values
-        self.index.add(retrieval._to_faiss_array(torch.from_numpy(x), self.metric))
+        self.index.add(retrieval.to_faiss_array(torch.from_numpy(x), self.metric))
         for i in keep:
             self.names.append(feats.names[i])
             self.first_frames.append(feats.first_frames[i])
@@ -140,7 +140,7 @@ class GalleryIndex:
         if not want or self.kind == "hnsw" or ngpus == 0:
             return self.index
         if self._search_index is None:
-            self._search_index = retrieval._faiss_to_gpu(self.index, ngpus)
+            self._search_index = retrieval.faiss_to_gpu(self.index, ngpus)
         return self._search_index
 
     def search(self, query: np.ndarray, k: int = 10, use_gpu: Optional[bool] = None,
@@ -162,8 +162,8 @@ class GalleryIndex:
         qt, _ = retrieval.validate_features(torch.from_numpy(q), torch.zeros(1, self.dim))
         index = self._searcher(use_gpu)
         self._set_runtime(nprobe, ef_search)
-        scores, ind = index.search(retrieval._to_faiss_array(qt, self.metric), k)
-        dist = retrieval._faiss_scores_to_distance(scores, self.metric).astype(np.float32)
+        scores, ind = index.search(retrieval.to_faiss_array(qt, self.metric), k)
+        dist = retrieval.faiss_scores_to_distance(scores, self.metric, self.index).astype(np.float32)
         rows = [[(self.names[j], float(d)) for j, d in zip(r_i, r_d) if j >= 0] for r_i, r_d in zip(ind, dist)]
         return SearchResult(rows, dist, ind)
 

@@ -197,7 +197,7 @@ def pairwise_distance(
 
 
 # ----------------------------------------------------------------------------- faiss helpers
-def _import_faiss():
+def import_faiss():
     try:
         import faiss  # noqa: F401
     except ImportError:  # pragma: no cover - faiss is a dependency of the host
@@ -210,7 +210,7 @@ _GPU_RESOURCES: list = []
 
 def faiss_num_gpus() -> int:
     """GPUs usable by the installed faiss (0 for faiss-cpu or no faiss)."""
-    faiss = _import_faiss()
+    faiss = import_faiss()
     if faiss is None or not hasattr(faiss, "StandardGpuResources"):
         return 0
     try:
@@ -219,9 +219,9 @@ def faiss_num_gpus() -> int:
         return 0
 
 
-def _faiss_to_gpu(index, ngpus: int):
+def faiss_to_gpu(index, ngpus: int):
     """Move a CPU faiss index to the GPU(s): sharded over all GPUs when there are several."""
-    faiss = _import_faiss()
+    faiss = import_faiss()
     if ngpus > 1:
         co = faiss.GpuMultipleClonerOptions()
         co.shard = True
@@ -237,18 +237,18 @@ def _want_gpu(device, ref: torch.Tensor) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def _to_faiss_array(x: torch.Tensor, metric: str) -> np.ndarray:
+def to_faiss_array(x: torch.Tensor, metric: str) -> np.ndarray:
     x = x.detach().to("cpu", torch.float32)
     if metric == "cosine":
         x = F.normalize(x, p=2, dim=1)
     return np.ascontiguousarray(x.numpy())
 
 
-def _faiss_scores_to_distance(scores: np.ndarray, metric: str, index=None) -> np.ndarray:
+def faiss_scores_to_distance(scores: np.ndarray, metric: str, index=None) -> np.ndarray:
     """faiss scores -> the module's distances. Pass ``index``: a cosine HNSW index built by
     :func:`build_index` searches unit vectors with L2 and returns ``|a - b|^2 = 2 (1 - cos)``."""
     if metric == "cosine":
-        faiss = _import_faiss()
+        faiss = import_faiss()
         if index is not None and faiss is not None and index.metric_type == faiss.METRIC_L2:
             return scores / 2.0  # unit vectors: 1 - cos = |a - b|^2 / 2
         return 1.0 - scores  # inner product of unit vectors
@@ -256,7 +256,7 @@ def _faiss_scores_to_distance(scores: np.ndarray, metric: str, index=None) -> np
 
 
 def _flat_index(dim: int, metric: str):
-    faiss = _import_faiss()
+    faiss = import_faiss()
     return faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
 
 
@@ -290,7 +290,7 @@ def _add_in_chunks(index, g: torch.Tensor, metric: str, chunk: int = 65536) -> N
     """Add ``g`` to ``index`` (which keeps its own float32 copy), normalising ``chunk`` rows at
     a time so no second normalised ``(G, D)`` copy exists."""
     for s in range(0, g.shape[0], chunk):
-        index.add(_to_faiss_array(g[s : s + chunk], metric))
+        index.add(to_faiss_array(g[s : s + chunk], metric))
 
 
 def _search_faiss(q, g, k, metric, memory_mb, want_gpu):
@@ -304,14 +304,14 @@ def _search_faiss(q, g, k, metric, memory_mb, want_gpu):
                 "(faiss.get_num_gpus() == 0 or no StandardGpuResources); falling back to faiss on CPU"
             )
         else:
-            index = _faiss_to_gpu(index, ngpus)
+            index = faiss_to_gpu(index, ngpus)
     # faiss bounds its own temporaries (blocks of 4096 queries x 1024 gallery rows); what grows
     # with the chunk is the (B, k) result and the float32 query copy, so chunks are large
     step = max(1, min(16384, rows_per_block(max(k, g.shape[1]), memory_mb / 4)))
     dists, idxs = [], []
     for s in range(0, q.shape[0], step):
-        scores, ind = index.search(_to_faiss_array(q[s : s + step], metric), k)
-        dists.append(torch.from_numpy(_faiss_scores_to_distance(scores, metric)))
+        scores, ind = index.search(to_faiss_array(q[s : s + step], metric), k)
+        dists.append(torch.from_numpy(faiss_scores_to_distance(scores, metric)))
         idxs.append(torch.from_numpy(ind))
     return torch.cat(dists).float(), torch.cat(idxs).long()
 
@@ -347,7 +347,7 @@ def search(
     backend = _resolve_backend(backend, want_gpu)
     if backend == "torch":
         return _search_torch(q, g, k, metric, memory_mb, device)
-    if _import_faiss() is None:
+    if import_faiss() is None:
         raise ImportError("backend='faiss' needs the faiss package (pip install faiss-cpu)")
     return _search_faiss(q, g, k, metric, memory_mb, want_gpu)
 
@@ -374,7 +374,7 @@ def build_index(
     only). ``use_gpu`` moves flat / IVF indexes to the GPU(s) when faiss has GPUs, otherwise
     warns and stays on CPU.
     """
-    faiss = _import_faiss()
+    faiss = import_faiss()
     if faiss is None:
         raise ImportError("approximate search needs the faiss package (pip install faiss-cpu)")
     _check_metric(metric)
@@ -394,7 +394,7 @@ def build_index(
         n_train = min(g.shape[0], train_size or max(40 * nlist, 50000))
         rng = np.random.default_rng(seed)
         rows = torch.from_numpy(np.sort(rng.choice(g.shape[0], n_train, replace=False)))
-        index.train(_to_faiss_array(g[rows], metric))
+        index.train(to_faiss_array(g[rows], metric))
         index.nprobe = nprobe
     else:
         # faiss's HNSW graph is built for a metric: with inner product (not a metric) its
@@ -409,7 +409,7 @@ def build_index(
         elif ngpus == 0:
             warnings.warn("GPU index asked but the installed faiss has no GPU support; using CPU")
         else:
-            index = _faiss_to_gpu(index, ngpus)
+            index = faiss_to_gpu(index, ngpus)
     _add_in_chunks(index, g, metric)
     return index
 
@@ -452,8 +452,8 @@ class ApproximateSearch:
         q, _ = validate_features(query, self._gallery[:1])
         if not 1 <= k <= self._gallery.shape[0]:
             raise ValueError(f"k must be in [1, {self._gallery.shape[0]}], got {k}")
-        scores, ind = self.index.search(_to_faiss_array(q, self.metric), k)
-        dist = _faiss_scores_to_distance(scores, self.metric, self.index)
+        scores, ind = self.index.search(to_faiss_array(q, self.metric), k)
+        dist = faiss_scores_to_distance(scores, self.metric, self.index)
         return torch.from_numpy(dist).float(), torch.from_numpy(ind).long()
 
     def recall_at_k(
