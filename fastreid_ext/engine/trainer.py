@@ -155,8 +155,7 @@ class Trainer(DefaultTrainer):
             results[dataset_name] = results_i
             if comm.is_main_process():
                 logging.getLogger(__name__).info(f"Evaluation results for {dataset_name} in csv format:")
-                results_i["dataset"] = dataset_name
-                print_csv_format(results_i)
+                print_csv_format(dict(results_i, dataset=dataset_name))  # the host pops "dataset"
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             write_results(cfg.OUTPUT_DIR, results)
         if len(results) == 1:
@@ -180,7 +179,11 @@ def write_results(output_dir: str, results) -> str:
             return v.item()
         return v
 
-    flat = clean(results if len(results) != 1 else next(iter(results.values())))
+    if len(results) == 1:  # one test set: flat, like Trainer.test's return value, plus its name
+        name, only = next(iter(results.items()))
+        flat = clean(dict(only, dataset=name))
+    else:
+        flat = clean(results)
     path = os.path.join(output_dir, "results.json")
     atomic_write(path, lambda f: json.dump(flat, f, indent=2, sort_keys=True), mode="w")
     return path
