@@ -22,7 +22,6 @@ import os
 from collections import OrderedDict
 
 import torch
-from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import TrainerBase
 from fastreid.evaluation.testing import print_csv_format

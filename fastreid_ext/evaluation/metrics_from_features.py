@@ -32,13 +32,12 @@ import torch.nn.functional as F
 
 from .rank import (
     PROTOCOLS,
-    NoValidQueryError,
     RankResult,
     _as_1d,
     _check_max_rank,
     _check_protocol,
-    groupwise_summary,
     rank_from_chunks,
+    rank_groupwise,
 )
 
 logger = logging.getLogger(__name__)
@@ -211,32 +210,14 @@ def evaluate_features(
         q = F.normalize(q, p=2, dim=1)
 
     if protocol == "groupwise":
-        if q_groups is None or g_groups is None:
-            raise ValueError("protocol 'groupwise' needs q_groups and g_groups")
-        q_groups = _as_1d("q_groups", q_groups, nq)
-        g_groups = _as_1d("g_groups", g_groups, ng)
-        per_group: Dict[Any, RankResult] = {}
-        skipped = []
-        for grp in np.unique(q_groups):
-            qi = np.flatnonzero(q_groups == grp)
-            gi = np.flatnonzero(g_groups == grp)
-            key = grp.item() if hasattr(grp, "item") else grp
-            if len(gi) == 0:
-                skipped.append(key)
-                continue
+        def evaluate_group(qi, gi):
             qi_t = torch.as_tensor(qi, device=q.device)
             gi_t = torch.as_tensor(gi, device=q.device)
-            try:
-                per_group[key] = _run(
-                    q.index_select(0, qi_t), g.index_select(0, gi_t), q_pids[qi], g_pids[gi],
-                    q_camids[qi], g_camids[gi], metric, "cross_camera", max_rank, memory_mb,
-                    num_repeats, rng,
-                )
-            except NoValidQueryError:
-                skipped.append(key)
-        if skipped:
-            logger.info("groupwise evaluation: groups without a valid query skipped: %s", skipped)
-        return {"per_group": per_group, "mean": groupwise_summary(per_group), "skipped_groups": skipped}
+            return _run(q.index_select(0, qi_t), g.index_select(0, gi_t), q_pids[qi], g_pids[gi],
+                        q_camids[qi], g_camids[gi], metric, "cross_camera", max_rank, memory_mb,
+                        num_repeats, rng)
+
+        return rank_groupwise(evaluate_group, q_groups, g_groups, nq, ng)
     if q_groups is not None or g_groups is not None:
         raise ValueError(f"q_groups / g_groups are only used by protocol 'groupwise', not {protocol!r}")
     res = _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, memory_mb, num_repeats, rng)

@@ -609,11 +609,14 @@ def groupwise_summary(per_group: Dict[Any, RankResult]) -> Dict[str, Any]:
     }
 
 
-def _rank_groupwise(d, q_pids, g_pids, q_camids, g_camids, max_rank, q_groups, g_groups):
+def rank_groupwise(evaluate_group, q_groups, g_groups, nq: int, ng: int) -> Dict[str, Any]:
+    """Group-wise protocol: ``evaluate_group(qi, gi) -> RankResult`` on the queries and gallery
+    items of each group (cross-camera inside the group); their mean; groups without a gallery
+    item or a valid query are skipped and listed."""
     if q_groups is None or g_groups is None:
         raise ValueError("protocol 'groupwise' needs q_groups and g_groups")
-    q_groups = _as_1d("q_groups", q_groups, d.shape[0])
-    g_groups = _as_1d("g_groups", g_groups, d.shape[1])
+    q_groups = _as_1d("q_groups", q_groups, nq)
+    g_groups = _as_1d("g_groups", g_groups, ng)
     per_group: Dict[Any, RankResult] = {}
     skipped = []
     for grp in np.unique(q_groups):
@@ -624,13 +627,20 @@ def _rank_groupwise(d, q_pids, g_pids, q_camids, g_camids, max_rank, q_groups, g
             skipped.append(key)
             continue
         try:
-            dg = d[np.ix_(qi, gi)]
-            per_group[key] = rank_from_chunks(
-                _matrix_chunks(dg, q_pids[qi], q_camids[qi], max(4, dg.dtype.itemsize)),
-                g_pids[gi], g_camids[gi], max_rank, "cross_camera",
-            )
+            per_group[key] = evaluate_group(qi, gi)
         except NoValidQueryError:
             skipped.append(key)
     if skipped:
         logger.info("groupwise evaluation: groups without a valid query skipped: %s", skipped)
     return {"per_group": per_group, "mean": groupwise_summary(per_group), "skipped_groups": skipped}
+
+
+def _rank_groupwise(d, q_pids, g_pids, q_camids, g_camids, max_rank, q_groups, g_groups):
+    def evaluate_group(qi, gi):
+        dg = d[np.ix_(qi, gi)]
+        return rank_from_chunks(
+            _matrix_chunks(dg, q_pids[qi], q_camids[qi], max(4, dg.dtype.itemsize)),
+            g_pids[gi], g_camids[gi], max_rank, "cross_camera",
+        )
+
+    return rank_groupwise(evaluate_group, q_groups, g_groups, d.shape[0], d.shape[1])

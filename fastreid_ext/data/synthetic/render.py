@@ -101,7 +101,7 @@ def camera_assets(seed: int, cam_index: int, h: int, w: int):
 # ----------------------------------------------------------------------------- skeleton
 def body_points(ident: Identity, phase: float) -> dict:
     """Named 3-D points (x, y, z) of ``ident`` at gait ``phase`` (radians), person height = 1."""
-    s, c = math.sin(phase), math.cos(phase)
+    c = math.cos(phase)
     bob = ident.bob * (abs(c) - 0.5)
     hip_y = _ANKLE_H + ident.leg + bob
     r_h = ident.head

@@ -2,7 +2,6 @@
 host's own names, so one YAML can mix host and plugin losses."""
 from __future__ import annotations
 
-import torch
 from fastreid.modeling.losses import cross_entropy_loss, log_accuracy, triplet_loss
 from fastreid.modeling.losses.circle_loss import pairwise_circleloss, pairwise_cosface
 
