@@ -154,7 +154,7 @@ class Trainer(DefaultTrainer):
             results[dataset_name] = results_i
             if comm.is_main_process():
                 logging.getLogger(__name__).info(f"Evaluation results for {dataset_name} in csv format:")
-                print_csv_format(dict(results_i, dataset=dataset_name))  # the host pops "dataset"
+                print_csv_format(OrderedDict(results_i, dataset=dataset_name))  # the host pops "dataset"
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             write_results(cfg.OUTPUT_DIR, results)
         if len(results) == 1:
