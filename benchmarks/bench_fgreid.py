@@ -37,6 +37,7 @@ from fastreid.modeling import build_model
 from fastreid.utils.events import EventStorage
 
 import fgreid  # noqa: F401
+from common import ensure_synthetic, train_and_test
 from fastreid_ext.config import build_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,35 +120,14 @@ def run_throughput(args) -> None:
               f"{r['eval_tracklets_s'] / base['eval_tracklets_s']:.2f}x |")
 
 
-def _ensure_dataset(args) -> str:
-    root = os.environ.get("FASTREID_DATASETS", "datasets")
-    path = os.path.join(root, "synthetic", "mars")
-    from fastreid_ext.data.synthetic import DONE_FILE, generate
-
-    if not os.path.isfile(os.path.join(path, DONE_FILE)):
-        print(f"generating SyntheticMARS ({args.ids} ids) in {path}")
-        generate("mars", path, ids=args.ids, seed=0)
-    return path
-
-
 def _train_and_test(cfg_file: str, opts: List[str]) -> Dict[str, float]:
-    from fastreid_ext.engine import Trainer
-
-    cfg = build_config(cfg_file, opts)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)  # the host writes config.yaml there (train_net's default_setup)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    t0 = time.perf_counter()
-    results = trainer.train()
-    if results is None:
-        results = Trainer.test(cfg, trainer.model)
-    results = dict(results)
-    results["train_s"] = time.perf_counter() - t0
+    results, seconds, _ = train_and_test(build_config(cfg_file, opts))
+    results["train_s"] = seconds
     return results
 
 
 def run_train(args) -> None:
-    _ensure_dataset(args)
+    ensure_synthetic("mars", args.ids)
     out = args.output
     common = ["SOLVER.MAX_EPOCH", str(args.epochs), "SEED", str(args.seed)] + list(args.opts)
     runs = []

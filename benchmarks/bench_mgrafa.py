@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgrafa  # noqa: F401
-from fastreid.utils.env import seed_all_rng
+from common import ensure_synthetic, train_and_test
 from fastreid_ext.config import build_config
-from fastreid_ext.engine import Trainer
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "projects", "MGRAFA", "configs", "synthetic_cpu.yml")
 
@@ -46,31 +42,12 @@ VARIANTS = {
 }
 
 
-def ensure_dataset(root: str, ids: int) -> None:
-    out = os.path.join(root, "synthetic", "mars")
-    if os.path.isdir(out) and os.listdir(out):
-        return
-    cmd = [sys.executable, "-m", "fastreid_ext.data.synthetic", "--layout", "mars", "--out", out,
-           "--ids", str(ids), "--seed", "0"]
-    print("generating:", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-
-
 def run(variant: str, seed: int, epochs: int, root: str, out_dir: str, extra):
     opts = VARIANTS[variant] + ["SOLVER.MAX_EPOCH", str(epochs), "SEED", str(seed),
                                 "DATASETS.ROOT", root, "OUTPUT_DIR", os.path.join(out_dir, f"{variant}_s{seed}"),
                                 "TEST.EVAL_PERIOD", str(epochs)] + list(extra)
     cfg = build_config(CONFIG, opts)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    seed_all_rng(seed)
-    t0 = time.perf_counter()
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    results = trainer.train()
-    total = time.perf_counter() - t0
-    if not results:  # no evaluation hook ran: evaluate explicitly
-        results = Trainer.test(cfg, trainer.model)
-    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    results, total, model = train_and_test(cfg, seed)
     head_params = sum(p.numel() for p in model.heads.aggregation.parameters())
     return results, total, head_params
 
@@ -85,7 +62,7 @@ def main(argv=None) -> None:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every variant")
     args = parser.parse_args(argv)
     root = os.environ.get("FASTREID_DATASETS", "datasets")
-    ensure_dataset(root, args.ids)
+    ensure_synthetic("mars", args.ids, root)
     out_dir = args.out or tempfile.mkdtemp(prefix="bench_mgrafa_")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     rows = []
