@@ -8,14 +8,24 @@ or bfloat16 on GPU, bfloat16 on CPU when asked for explicitly.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Dict, List, Tuple
 
 import torch
 from fastreid.engine.train_loop import SimpleTrainer
+from fastreid.utils import comm
+from fastreid.utils.events import get_event_storage
 from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
+
+#: prefix of the diagnostics scalars in the event storage (``metrics.json``, TensorBoard)
+DIAG_PREFIX = "diag/"
+#: iterations between two diagnostics reads: the host's writer period (``PeriodicWriter(..., 200)``,
+#: ``fastreid/engine/defaults.py:313``); the last iteration of every epoch is read too, because
+#: the writers also write after each epoch
+DIAG_PERIOD = 200
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -48,6 +58,38 @@ def own_optimizers(model: torch.nn.Module) -> List[Tuple[torch.nn.Module, torch.
     return list(losses.own_optimizers())
 
 
+def collect_diagnostics(model: torch.nn.Module) -> Dict[str, float]:
+    """``{key: float}`` from the (unwrapped) model's ``diagnostics()``, or ``{}`` when it has none.
+
+    The diagnostics contract: a meta-arch may define ``diagnostics(self) -> dict[str, float]``
+    with scalars measured at its last training forward (e.g. ``att_dead_frac``,
+    ``region_iou_s1``). Keys must be non-empty strings; values plain numbers or one-element
+    tensors (NaN / inf are kept: a collapse may show as one). Anything else raises ``TypeError``.
+    """
+    fn = getattr(unwrap(model), "diagnostics", None)
+    if fn is None:
+        return {}
+    if not callable(fn):
+        raise TypeError(f"{type(unwrap(model)).__name__}.diagnostics must be a method")
+    values = fn()
+    if not isinstance(values, dict):
+        raise TypeError(f"{type(unwrap(model)).__name__}.diagnostics() must return a dict, "
+                        f"got {type(values).__name__}")
+    out: Dict[str, float] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"diagnostics keys must be non-empty strings, got {key!r}")
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise TypeError(f"diagnostic {key!r} must be a scalar, got a tensor of shape "
+                                f"{tuple(value.shape)}")
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"diagnostic {key!r} must be a number, got {type(value).__name__}")
+        out[key] = float(value)
+    return out
+
+
 def resolve_amp(enabled: bool, dtype_name: str, device: torch.device) -> Tuple[bool, torch.dtype]:
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype_name)
     if dtype is None:
@@ -63,8 +105,12 @@ class DeviceTrainer(SimpleTrainer):
     steps the optimizers owned by losses (e.g. the center loss's SGD on its centers)."""
 
     def __init__(self, model, data_loader, optimizer, param_wrapper, amp: bool = False,
-                 amp_dtype: str = "float16"):
+                 amp_dtype: str = "float16", iters_per_epoch: int = 0, diag_period: int = DIAG_PERIOD):
         super().__init__(model, data_loader, optimizer, param_wrapper)
+        if int(diag_period) < 1:
+            raise ValueError(f"diag_period must be >= 1, got {diag_period}")
+        self.iters_per_epoch = int(iters_per_epoch)  # 0: unknown (only the period applies)
+        self.diag_period = int(diag_period)
         self.device = model_device(model)
         self.amp, self.amp_dtype = resolve_amp(amp, amp_dtype, self.device)
         use_scaler = self.amp and self.device.type == "cuda" and self.amp_dtype == torch.float16
@@ -107,3 +153,21 @@ class DeviceTrainer(SimpleTrainer):
             loss.before_own_step()
             self.grad_scaler.step(opt)
         self.grad_scaler.update()
+        self._write_diagnostics()
+
+    def _diagnostics_due(self) -> bool:
+        it = int(getattr(self, "iter", 0)) + 1
+        return it % self.diag_period == 0 or (self.iters_per_epoch > 0 and it % self.iters_per_epoch == 0)
+
+    def _write_diagnostics(self) -> None:
+        """Put the model's diagnostics in the event storage as ``diag/<key>`` (main process,
+        at the log period and at the end of each epoch)."""
+        if not self._diagnostics_due() or not comm.is_main_process():
+            return
+        diag = collect_diagnostics(self.model)
+        if not diag:
+            return
+        bad = sorted(k for k, v in diag.items() if not math.isfinite(v))
+        if bad:
+            logger.warning(f"non-finite diagnostics at iteration {getattr(self, 'iter', 0)}: {bad}")
+        get_event_storage().put_scalars(smoothing_hint=False, **{DIAG_PREFIX + k: v for k, v in diag.items()})

@@ -56,14 +56,12 @@ class Trainer(DefaultTrainer):
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
 
         if comm.get_world_size() > 1:
-            on_gpu = next(model.parameters()).device.type == "cuda"
-            model = DistributedDataParallel(
-                model, device_ids=[comm.get_local_rank()] if on_gpu else None,
-                broadcast_buffers=False, find_unused_parameters=True)
+            model = self.wrap_ddp(cfg, model)
 
-        self._trainer = DeviceTrainer(model, data_loader, optimizer, param_wrapper,
-                                      amp=cfg.SOLVER.AMP.ENABLED, amp_dtype=cfg.SOLVER.AMP.DTYPE)
         self.iters_per_epoch = max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
+        self._trainer = DeviceTrainer(model, data_loader, optimizer, param_wrapper,
+                                      amp=cfg.SOLVER.AMP.ENABLED, amp_dtype=cfg.SOLVER.AMP.DTYPE,
+                                      iters_per_epoch=self.iters_per_epoch)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
                                                optimizer=optimizer, **self.scheduler)
@@ -77,9 +75,28 @@ class Trainer(DefaultTrainer):
 
     # ------------------------------------------------------------------ building blocks
     @classmethod
+    def wrap_ddp(cls, cfg, model):
+        """``DistributedDataParallel`` over ``model`` (already on its device).
+
+        - ``device_ids``: the model's own CUDA device (none on the CPU, gloo);
+        - ``find_unused_parameters`` (an extra autograd-graph pass every step): only when
+          ``MODEL.DDP_FIND_UNUSED_PARAMETERS`` is set or the meta-architecture declares it needs
+          it with a class attribute ``ddp_find_unused_parameters = True``;
+        - ``broadcast_buffers=False``: BN buffers drift per rank during training; they are
+          synchronised from rank 0 before every evaluation (:func:`sync_buffers`, in
+          :meth:`test`), so the evaluation uses the statistics the checkpoint saves.
+        """
+        device = next(model.parameters()).device
+        find_unused = bool(cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS) or \
+            bool(getattr(model, "ddp_find_unused_parameters", False))
+        return DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None,
+            broadcast_buffers=False, find_unused_parameters=find_unused)
+
+    @classmethod
     def build_model(cls, cfg):
         model = build_model(cfg)
-        model.to(torch.device(cfg.MODEL.DEVICE))
+        model.to(model_device_for(cfg.MODEL.DEVICE))
         n_params = sum(p.numel() for p in model.parameters())
         logging.getLogger(__name__).info(f"Model {cfg.MODEL.META_ARCHITECTURE}: {n_params / 1e6:.2f} M parameters "
                                          f"on {cfg.MODEL.DEVICE}")
@@ -146,6 +163,7 @@ class Trainer(DefaultTrainer):
     def test(cls, cfg, model):
         from fastreid_ext.evaluation.inference import inference_on_dataset
 
+        sync_buffers(model)  # DDP: every rank evaluates with rank 0's BN statistics
         results = OrderedDict()
         for dataset_name in cfg.DATASETS.TESTS:
             logging.getLogger(__name__).info(f"Prepare testing set {dataset_name}")
@@ -167,6 +185,33 @@ class Trainer(DefaultTrainer):
         if comm.is_main_process():
             return getattr(self, "_last_eval_results", None)
         return None
+
+
+def model_device_for(device: str) -> torch.device:
+    """``MODEL.DEVICE`` as the device of this process: with several processes and a CUDA
+    device without an index, the GPU of this rank (``torch.cuda.current_device()``, set by
+    :func:`fastreid_ext.engine.launch.launch`)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def sync_buffers(model: torch.nn.Module, src: int = 0) -> int:
+    """Broadcast every floating-point buffer of ``model`` (BN running statistics) from rank
+    ``src`` to all ranks, in place; returns the number of buffers sent (0 in one process).
+
+    Training DDP keeps ``broadcast_buffers=False`` (no broadcast per step), so each rank's BN
+    statistics drift on its own shard; rank 0's are the ones the checkpoint saves."""
+    if comm.get_world_size() <= 1:
+        return 0
+    import torch.distributed as dist
+
+    model = model.module if isinstance(model, DistributedDataParallel) else model
+    buffers = [b for b in model.buffers() if b.is_floating_point() or b.dtype == torch.long]
+    for b in buffers:
+        dist.broadcast(b.data, src)
+    return len(buffers)
 
 
 def write_results(output_dir: str, results) -> str:
