@@ -62,9 +62,11 @@ def main(args):
 def cli(argv=None):
     args = default_argument_parser().parse_args(argv)
     logging.getLogger(__name__).info("Command Line Args: %s", args)
-    # --num-gpus N: N processes per machine, one per GPU, or N CPU processes over gloo
+    # --num-gpus N: N processes per machine, one per GPU (NCCL) for MODEL.DEVICE cuda, or N CPU
+    # processes over gloo for MODEL.DEVICE cpu
+    device = build_config(args.config_file, args.opts).MODEL.DEVICE
     return launch(main, max(1, args.num_gpus), num_machines=args.num_machines,
-                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,), device=device)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ def add_ext_config(cfg: CN) -> CN:
         return cfg
     _C = cfg
     _C.MODEL.DEVICE = default_device()
+    # DDP find_unused_parameters (an extra graph pass per step); also on when the meta-arch
+    # declares ``ddp_find_unused_parameters = True``
+    _C.MODEL.DDP_FIND_UNUSED_PARAMETERS = False
 
     # ---- temporal aggregation of the video baseline
     _C.MODEL.TEMPORAL = CN()

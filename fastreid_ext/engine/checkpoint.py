@@ -52,3 +52,24 @@ class AtomicCheckpointer(Checkpointer):
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write(os.path.join(self.save_dir, "last_checkpoint"),
                      lambda f: f.write(last_filename_basename), mode="w")
+
+
+class ScalerCheckpointable:
+    """A ``torch.amp.GradScaler`` as a checkpointable (``Checkpointer(..., grad_scaler=...)``):
+    a resumed float16 run continues at the loss scale it had, not at the initial 65536.
+
+    A checkpoint without scaler state (written by an fp32 / bf16 run, whose scaler is disabled
+    and saves ``{}``) leaves the scaler as it is instead of raising as
+    ``GradScaler.load_state_dict`` does on an empty dict.
+    """
+
+    def __init__(self, scaler: torch.amp.GradScaler):
+        self.scaler = scaler
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state or not self.scaler.is_enabled():
+            return
+        self.scaler.load_state_dict(state)

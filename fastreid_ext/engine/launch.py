@@ -2,7 +2,10 @@
 
 The host's ``launch`` asserts CUDA in every worker (``fastreid/engine/launch.py:77``) and
 always uses NCCL (``:80``). Here ``num_gpus_per_machine`` is the number of processes per
-machine: one per GPU when CUDA is available, otherwise CPU processes talking over gloo.
+machine and the backend follows the device the model will live on (``MODEL.DEVICE``, passed
+as ``device``): NCCL and one GPU per process for ``cuda``, gloo for ``cpu`` -- also on a
+machine where CUDA is visible (DDP over CPU parameters cannot use NCCL: "No backend type
+associated with device type cpu"), and then any number of CPU processes is allowed.
 ``torchrun`` works too: when ``WORLD_SIZE`` is set in the environment, :func:`launch` joins the
 process group it describes instead of spawning.
 """
@@ -27,38 +30,63 @@ def _find_free_port() -> int:
         return sock.getsockname()[1]
 
 
-def default_backend() -> str:
-    return "nccl" if torch.cuda.is_available() else "gloo"
+def default_backend(device: str | None = None) -> str:
+    """The process-group backend for models on ``device`` (``MODEL.DEVICE``): ``nccl`` for a
+    CUDA device, ``gloo`` for the CPU. ``None``: ``cuda`` when CUDA is available (the default
+    of ``MODEL.DEVICE``, :func:`fastreid_ext.config.defaults.default_device`)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"MODEL.DEVICE is {device!r} but CUDA is not available; "
+                               f"use MODEL.DEVICE cpu (processes then talk over gloo)")
+        return "nccl"
+    if kind == "cpu":
+        return "gloo"
+    raise ValueError(f"no process-group backend for MODEL.DEVICE {device!r} (cuda or cpu)")
 
 
 def launch(main_func, num_gpus_per_machine: int, num_machines: int = 1, machine_rank: int = 0,
-           dist_url: str | None = None, args=()):
-    """Run ``main_func(*args)`` in ``num_machines * num_gpus_per_machine`` processes."""
+           dist_url: str | None = None, args=(), device: str | None = None):
+    """Run ``main_func(*args)`` in ``num_machines * num_gpus_per_machine`` processes.
+
+    ``device``: ``MODEL.DEVICE`` of the run; it picks the backend (:func:`default_backend`).
+    """
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
         # started by torchrun: one process per rank already exists
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
         _init_worker(int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]), local_world,
-                     int(os.environ["RANK"]) // local_world, "env://")
+                     int(os.environ["RANK"]) // local_world, "env://", default_backend(device))
         return main_func(*args)
 
     world_size = num_machines * num_gpus_per_machine
     if world_size <= 1:
         return main_func(*args)
+    backend = default_backend(device)  # fail here, in the parent, not in every worker
     if dist_url in (None, "auto"):
         if num_machines != 1:
             raise ValueError("dist_url=auto is only supported on one machine")
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
+    if backend == "nccl":
+        _check_gpu_count(num_gpus_per_machine)
     mp.start_processes(_distributed_worker, nprocs=num_gpus_per_machine,
-                       args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args),
+                       args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args,
+                             backend),
                        daemon=False, start_method="spawn")
 
 
-def _init_worker(local_rank: int, world_size: int, per_machine: int, machine_rank: int, dist_url: str):
-    backend = default_backend()
+def _check_gpu_count(per_machine: int) -> None:
+    if per_machine > torch.cuda.device_count():
+        raise RuntimeError(f"{per_machine} processes per machine with MODEL.DEVICE cuda but only "
+                           f"{torch.cuda.device_count()} GPU(s) visible; use fewer processes or "
+                           f"MODEL.DEVICE cpu")
+
+
+def _init_worker(local_rank: int, world_size: int, per_machine: int, machine_rank: int, dist_url: str,
+                 backend: str):
     if backend == "nccl":
-        if per_machine > torch.cuda.device_count():
-            raise RuntimeError(f"{per_machine} processes per machine but only "
-                               f"{torch.cuda.device_count()} GPUs")
+        _check_gpu_count(per_machine)
         torch.cuda.set_device(local_rank)
     global_rank = machine_rank * per_machine + local_rank
     dist.init_process_group(backend=backend, init_method=dist_url, world_size=world_size,
@@ -72,8 +100,9 @@ def _init_worker(local_rank: int, world_size: int, per_machine: int, machine_ran
     comm.synchronize()
 
 
-def _distributed_worker(local_rank, main_func, world_size, per_machine, machine_rank, dist_url, args):
-    _init_worker(local_rank, world_size, per_machine, machine_rank, dist_url)
+def _distributed_worker(local_rank, main_func, world_size, per_machine, machine_rank, dist_url, args,
+                        backend):
+    _init_worker(local_rank, world_size, per_machine, machine_rank, dist_url, backend)
     try:
         main_func(*args)
     finally:

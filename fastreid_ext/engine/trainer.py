@@ -16,6 +16,7 @@ What changes against ``fastreid/engine/defaults.py`` and why:
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from fastreid.utils import comm
 from fastreid.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import AtomicCheckpointer, atomic_write
+from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, atomic_write
 from .train_loop import DeviceTrainer, own_optimizers
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,8 @@ class Trainer(DefaultTrainer):
                                       iters_per_epoch=self.iters_per_epoch)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer, self.iters_per_epoch)
         self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, save_to_disk=comm.is_main_process(),
-                                               optimizer=optimizer, **self.scheduler)
+                                               optimizer=optimizer, **self.scheduler,
+                                               grad_scaler=ScalerCheckpointable(self._trainer.grad_scaler))
         self.start_epoch = 0
         self.max_epoch = cfg.SOLVER.MAX_EPOCH
         self.max_iter = self.max_epoch * self.iters_per_epoch
@@ -89,9 +91,13 @@ class Trainer(DefaultTrainer):
         device = next(model.parameters()).device
         find_unused = bool(cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS) or \
             bool(getattr(model, "ddp_find_unused_parameters", False))
+        # no buffer broadcast per forward (torch >= 2.13 names it forward_sync_buffers)
+        no_sync = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
         return DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None,
-            broadcast_buffers=False, find_unused_parameters=find_unused)
+            find_unused_parameters=find_unused, **no_sync)
 
     @classmethod
     def build_model(cls, cfg):
@@ -178,6 +184,16 @@ class Trainer(DefaultTrainer):
         if len(results) == 1:
             results = list(results.values())[0]
         return results
+
+    def build_hooks(self):
+        """The host's hooks, with :class:`~fastreid_ext.engine.precise_bn.PreciseBN` (real
+        labels, batches on the model's device) in place of the host's precise-BN hook."""
+        from fastreid.engine import hooks
+
+        from .precise_bn import PreciseBN
+
+        return [PreciseBN.from_host(h) if type(h) is hooks.PreciseBN else h
+                for h in super().build_hooks()]
 
     def train(self):
         """Train, then return the last evaluation results (main process)."""

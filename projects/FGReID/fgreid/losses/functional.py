@@ -29,12 +29,16 @@ def variance_regularization(features: torch.Tensor, targets: torch.Tensor) -> to
     """
     if features.shape[0] != targets.shape[0]:
         raise ValueError("features and targets disagree on the batch size")
+    # Accumulated in (at least) float32: under CUDA autocast ``pow``/``sum`` return float32
+    # while a half accumulator would make ``index_add`` fail (self Half, source Float).
+    f = features.to(torch.promote_types(features.dtype, torch.float32))
     classes, inverse, counts = torch.unique(targets, return_inverse=True, return_counts=True)
     k = classes.numel()
-    sums = features.new_zeros(k, features.shape[1]).index_add(0, inverse, features)  # (K, D)
-    means = sums / counts.to(features.dtype)[:, None]
-    sq_dev = (features - means[inverse]).pow(2).sum(dim=1)  # (B,)
-    per_class = features.new_zeros(k).index_add(0, inverse, sq_dev) / counts.to(features.dtype)
+    n = counts.to(f.dtype)
+    sums = f.new_zeros(k, f.shape[1]).index_add(0, inverse, f)  # (K, D)
+    means = sums / n[:, None]
+    sq_dev = (f - means[inverse]).pow(2).sum(dim=1)  # (B,)
+    per_class = f.new_zeros(k).index_add(0, inverse, sq_dev.to(f.dtype)) / n
     return per_class.sum()
 
 

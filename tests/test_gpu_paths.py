@@ -1,0 +1,216 @@
+"""GPU and multi-process paths that CPU can reach: the launch backend follows MODEL.DEVICE
+(CUDA mocked visible), DDP arguments, precise BN with real labels, the GradScaler state through
+a checkpoint."""
+import importlib
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from conftest import REPO
+from fastreid_ext.engine.checkpoint import AtomicCheckpointer, ScalerCheckpointable
+from fastreid_ext.engine.precise_bn import PreciseBN, update_bn_stats
+
+TINY = os.path.join(REPO, "tests", "configs", "tiny_video.yml")
+launch_mod = importlib.import_module("fastreid_ext.engine.launch")  # the module, not the function
+
+
+# ---------------------------------------------------------------- 1. backend follows MODEL.DEVICE
+@pytest.fixture()
+def cuda_visible(monkeypatch):
+    """One CUDA device "visible" (mocked): what used to make launch pick NCCL for CPU models."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def test_backend_follows_model_device_with_cuda_visible(cuda_visible):
+    assert launch_mod.default_backend("cpu") == "gloo"
+    assert launch_mod.default_backend("cuda") == "nccl"
+    assert launch_mod.default_backend("cuda:0") == "nccl"
+    assert launch_mod.default_backend(None) == "nccl"  # MODEL.DEVICE's default with a GPU
+
+
+def test_backend_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert launch_mod.default_backend(None) == "gloo"
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        launch_mod.default_backend("cuda")
+    with pytest.raises(ValueError, match="no process-group backend"):
+        launch_mod.default_backend("meta")
+
+
+def _record_spawn(monkeypatch):
+    calls = []
+    monkeypatch.setattr(launch_mod.mp, "start_processes",
+                        lambda fn, nprocs, args, **kw: calls.append((nprocs, args)))
+    return calls
+
+
+def test_four_cpu_processes_on_a_one_gpu_box_use_gloo(cuda_visible, monkeypatch):
+    calls = _record_spawn(monkeypatch)
+    launch_mod.launch(print, 4, device="cpu")
+    (nprocs, args), = calls
+    assert nprocs == 4 and args[-1] == "gloo"
+
+
+def test_more_cuda_processes_than_gpus_is_refused_before_spawning(cuda_visible, monkeypatch):
+    calls = _record_spawn(monkeypatch)
+    with pytest.raises(RuntimeError, match="only 1 GPU"):
+        launch_mod.launch(print, 4, device="cuda")
+    assert calls == []
+    launch_mod.launch(print, 1, device="cuda")  # one process: no process group, no spawn
+    assert calls == []
+
+
+# ---------------------------------------------------------------- DDP arguments
+@pytest.fixture()
+def one_process_group(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+class _Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+
+class _ToyUnused(_Toy):
+    ddp_find_unused_parameters = True
+
+
+def _cfg(**model_keys):
+    from fastreid_ext.config import build_config
+
+    cfg = build_config(TINY, freeze=False)
+    for k, v in model_keys.items():
+        cfg.MODEL[k] = v
+    return cfg
+
+
+def test_ddp_find_unused_parameters_off_unless_asked(one_process_group):
+    from fastreid_ext.engine.trainer import Trainer
+
+    assert Trainer.wrap_ddp(_cfg(), _Toy()).find_unused_parameters is False
+    assert Trainer.wrap_ddp(_cfg(), _ToyUnused()).find_unused_parameters is True  # declared
+    forced = Trainer.wrap_ddp(_cfg(DDP_FIND_UNUSED_PARAMETERS=True), _Toy())
+    assert forced.find_unused_parameters is True
+    assert forced.device_ids is None  # CPU model: no device ids
+
+
+def test_model_device_for_keeps_cpu_and_explicit_gpu():
+    from fastreid_ext.engine.trainer import model_device_for
+
+    assert model_device_for("cpu") == torch.device("cpu")
+    assert model_device_for("cuda:1") == torch.device("cuda", 1)
+
+
+# ---------------------------------------------------------------- precise BN keeps the labels
+class _BNNet(nn.Module):
+    """BN over (B, 3) inputs, then a cross-entropy that needs real labels (targets >= 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(3)
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, batch):
+        x = self.bn(batch["images"])
+        if self.training:
+            return {"loss_cls": F.cross_entropy(self.fc(x), batch["targets"])}
+        return x
+
+
+def _bn_batches(n=3, b=6):
+    g = torch.Generator().manual_seed(0)
+    return [{"images": torch.randn(b, 3, generator=g) * (i + 1) + i, "targets": torch.arange(b) % 4}
+            for i in range(n)]
+
+
+def test_host_precise_bn_feeds_minus_one_labels():
+    from fastreid.utils.precision_bn import update_bn_stats as host_update
+
+    with pytest.raises((IndexError, RuntimeError)):  # the host fills targets with -1
+        host_update(_BNNet().train(), iter(_bn_batches()), 3)
+
+
+def test_precise_bn_uses_real_labels_and_averages_batch_statistics():
+    net = _BNNet().train()
+    batches = _bn_batches()
+    targets_before = [b["targets"].clone() for b in batches]
+    assert update_bn_stats(net, iter(batches), 3) == 3
+    # reference: the plain mean over batches of each batch's mean and unbiased variance
+    ref_mean = torch.stack([b["images"].double().mean(0) for b in batches]).mean(0)
+    ref_var = torch.stack([b["images"].double().var(0, unbiased=True) for b in batches]).mean(0)
+    torch.testing.assert_close(net.bn.running_mean.double(), ref_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net.bn.running_var.double(), ref_var, rtol=1e-5, atol=1e-6)
+    assert net.bn.momentum == 0.1  # restored
+    for b, t in zip(batches, targets_before):
+        assert torch.equal(b["targets"], t)  # the batch is not modified
+
+
+def test_precise_bn_with_a_short_loader_raises():
+    with pytest.raises(ValueError, match="NUM_ITER"):
+        update_bn_stats(_BNNet().train(), iter(_bn_batches(2)), 3)
+
+
+def test_trainer_precise_bn_hook_runs_on_the_video_baseline(datasets_env):
+    from fastreid_ext.engine.trainer import Trainer
+
+    cfg = _cfg()
+    cfg.TEST.PRECISE_BN.ENABLED = True
+    cfg.TEST.PRECISE_BN.DATASET = "SyntheticMARS"
+    cfg.TEST.PRECISE_BN.NUM_ITER = 2
+    cfg.OUTPUT_DIR = ""
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    hooks = [h for h in trainer._hooks if isinstance(h, PreciseBN)]
+    assert len(hooks) == 1
+    bn = trainer.model.heads.bottleneck[0]
+    before = bn.running_mean.clone()
+    hooks[0].update_stats()  # the host's hook raises here (targets -1 reach the cross-entropy)
+    assert not torch.equal(bn.running_mean, before)
+    # the trainer's GradScaler is checkpointed
+    assert trainer.checkpointer.checkpointables["grad_scaler"].scaler is trainer._trainer.grad_scaler
+
+
+# ---------------------------------------------------------------- GradScaler state round trip
+def _scaler_after_overflow():
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=3, enabled=True)
+    p = nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([p], lr=0.1)
+    scaler.scale((p * float("inf")).sum()).backward()  # overflow: step skipped, scale halved
+    scaler.step(opt)
+    scaler.update()
+    opt.zero_grad()
+    scaler.scale(p.sum()).backward()  # one good step: growth tracker 1
+    scaler.step(opt)
+    scaler.update()
+    return scaler
+
+
+def test_grad_scaler_state_round_trips_through_a_checkpoint(tmp_path):
+    scaler = _scaler_after_overflow()
+    assert scaler.get_scale() == 512.0
+    model = nn.Linear(2, 2)
+    AtomicCheckpointer(model, str(tmp_path), grad_scaler=ScalerCheckpointable(scaler)).save("model_x")
+
+    fresh = torch.amp.GradScaler("cpu", enabled=True)  # 65536 without the checkpoint
+    ckpt = AtomicCheckpointer(nn.Linear(2, 2), str(tmp_path), grad_scaler=ScalerCheckpointable(fresh))
+    ckpt.resume_or_load("", resume=True)
+    assert fresh.get_scale() == 512.0
+    assert fresh.state_dict() == scaler.state_dict()
+
+
+def test_checkpoint_of_a_run_without_scaler_loads_into_a_float16_run(tmp_path):
+    disabled = torch.amp.GradScaler("cpu", enabled=False)  # fp32 run: saves {}
+    AtomicCheckpointer(nn.Linear(2, 2), str(tmp_path), grad_scaler=ScalerCheckpointable(disabled)).save("a")
+    fresh = torch.amp.GradScaler("cpu", init_scale=256.0, enabled=True)
+    AtomicCheckpointer(nn.Linear(2, 2), str(tmp_path), grad_scaler=ScalerCheckpointable(fresh)).load(
+        str(tmp_path / "a.pth"))
+    assert fresh.get_scale() == 256.0  # kept, no "state dict is empty" error
