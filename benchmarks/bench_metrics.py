@@ -38,7 +38,7 @@ import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
 from fastreid_ext.evaluation import evaluate_features, evaluate_rank
-from fastreid_ext.evaluation.metrics_from_features import pairwise_distance
+from fastreid_ext.evaluation.distance import host_pairwise_distance
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -99,7 +99,7 @@ def timed(fn, runs):
 
 
 def diffs(res, ref):
-    cmc, ap, inp = res
+    cmc, ap, inp = res.as_tuple() if hasattr(res, "as_tuple") else res  # ours: RankResult
     r_cmc, r_ap, r_inp = ref
     return (abs(float(np.mean(ap)) - float(np.mean(r_ap))), float(np.abs(np.asarray(cmc) - r_cmc).max()),
             abs(float(np.mean(inp)) - float(np.mean(r_inp))))
@@ -107,7 +107,7 @@ def diffs(res, ref):
 
 def main_speed(args):
     qf, gf, qp, gp, qc, gc = mars_like(args.queries, args.gallery_mars, args.dim)
-    dist = pairwise_distance(qf, gf, "cosine").numpy()  # (Q, G) float32, as the host evaluator gets it
+    dist = host_pairwise_distance(qf, gf, "cosine").numpy()  # (Q, G) float32, as the host evaluator gets it
     rows = []
     print(f"MARS-sized case: Q={len(qp)} G={len(gp)} d={qf.shape[1]}, torch threads={torch.get_num_threads()}")
 
@@ -178,7 +178,7 @@ def main_memory(args):
     tracemalloc.start()
     t = time.perf_counter()
     res = evaluate_features(qf, gf, qp, gp, qc, gc, metric="cosine", max_rank=50, memory_mb=args.memory_mb,
-                            device="cpu", return_details=True)
+                            device="cpu")
     elapsed = time.perf_counter() - t
     _, tm_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from fastreid_ext.evaluation.retrieval import ApproximateSearch, recall_at_k, search
+from fastreid_ext.evaluation.faiss_search import ApproximateSearch, recall_at_k
+from fastreid_ext.evaluation.retrieval import search
 
 
 # ----------------------------------------------------------------------------- memory probes

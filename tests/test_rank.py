@@ -6,7 +6,7 @@ import pytest
 
 import fastreid_ext  # noqa: F401  (compat shims before the host's evaluation package)
 from fastreid_ext.evaluation import RankResult, evaluate_rank, summarize_splits
-from fastreid_ext.evaluation.rank import NoValidQueryError, match_positions, GalleryIndex
+from fastreid_ext.evaluation.rank import GalleryLabels, NoValidQueryError, match_positions
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -65,7 +65,7 @@ def test_equals_host_python_on_random_cases_with_ties():
                 evaluate_rank(d, qp, gp, qc, gc, mr)
             raised += 1
             continue
-        res = evaluate_rank(d, qp, gp, qc, gc, mr, return_details=True)
+        res = evaluate_rank(d, qp, gp, qc, gc, mr)
         assert np.array_equal(d, d_before)  # input untouched
         assert res.cmc.dtype == h_cmc.dtype == np.float32
         assert res.cmc.shape == h_cmc.shape
@@ -75,7 +75,7 @@ def test_equals_host_python_on_random_cases_with_ties():
         assert np.abs(res.all_INP - np.asarray(h_inp)).max() <= 1e-6
         assert res.num_valid + res.num_skipped == d.shape[0]
         compared += 1
-        _, _, tied = match_positions(d, qp, qc, GalleryIndex.build(gp, gc, "cross_camera"))
+        _, _, tied = match_positions(d, qp, qc, GalleryLabels.build(gp, gc, "cross_camera"))
         tie_rows += int(tied.sum())
         # the host's order matters: a stable sort gives different numbers on some cases
         s_cmc, s_ap = _loop_reference(d, qp, gp, qc, gc, mr, "stable")
@@ -100,7 +100,7 @@ def test_both_search_paths_equal_host(monkeypatch, fraction):
             h_cmc, h_ap, h_inp = eval_market1501(d, qp, gp, qc, gc, mr)
         except AssertionError:
             continue
-        cmc, ap, inp = evaluate_rank(d, qp, gp, qc, gc, mr)
+        cmc, ap, inp = evaluate_rank(d, qp, gp, qc, gc, mr).as_tuple()
         assert np.abs(cmc - h_cmc).max() <= 1e-6
         assert np.abs(ap - np.asarray(h_ap)).max() <= 1e-6
         assert np.abs(inp - np.asarray(h_inp)).max() <= 1e-6
@@ -108,13 +108,13 @@ def test_both_search_paths_equal_host(monkeypatch, fraction):
     assert compared >= 50
 
 
-def test_tuple_and_details_agree_with_independent_reference():
+def test_result_and_host_tuple_agree_with_independent_reference():
     rng = np.random.default_rng(7)
     d = rng.random((40, 300))  # tie-free
     qp, gp = rng.integers(0, 12, 40), rng.integers(0, 12, 300)
     qc, gc = rng.integers(0, 3, 40), rng.integers(0, 3, 300)
-    cmc, all_ap, all_inp = evaluate_rank(d, qp, gp, qc, gc, max_rank=20)
-    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=20, return_details=True)
+    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=20)
+    cmc, all_ap, all_inp = res.as_tuple()
     assert isinstance(res, RankResult)
     assert np.array_equal(cmc, res.cmc) and np.array_equal(all_ap, res.all_AP)
     assert all_ap.dtype == all_inp.dtype == np.float64 and cmc.shape == (20,)
@@ -146,7 +146,7 @@ def _mars_case():
 
 def test_mars_official_hand_worked():
     d, qp, gp, qc, gc = _mars_case()
-    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=5, protocol="mars_official", return_details=True)
+    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=5, protocol="mars_official")
     # q0: junk g0 (itself), g5 (pid1 cam0), g1 (pid -1). Kept order: g2(distractor) g3(+) g4 g6(+) g7 g8 g9
     #     matches at 0-based positions 1 and 3: AP = (1/2 + 2/4) / 2 = 0.5, INP = 2/4
     # q1: its only pid-3 item is itself (same camera): no valid match -> skipped
@@ -161,7 +161,7 @@ def test_mars_official_hand_worked():
 
 def test_cross_camera_hand_worked_and_host():
     d, qp, gp, qc, gc = _mars_case()
-    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=5, return_details=True)
+    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=5)
     # pid -1 is an ordinary negative here: q0 kept order g1 g2 g3(+) g4 g6(+) ...
     #     AP = (1/3 + 2/5) / 2, INP = 2/5; q2 kept: g1 g9(+) g7 g6 g5 g4(+): AP = (1/2 + 2/6) / 2
     np.testing.assert_allclose(res.all_AP, [(1 / 3 + 2 / 5) / 2, (1 / 2 + 2 / 6) / 2], atol=1e-12)
@@ -175,7 +175,7 @@ def test_cross_camera_hand_worked_and_host():
 def test_same_camera_matches_are_removed_not_ranked():
     # one query, a same-camera match ranked first must not count as a hit
     d = np.array([[0.1, 0.2, 0.3]])
-    res = evaluate_rank(d, [5], [5, 7, 5], [0], [0, 1, 1], max_rank=2, return_details=True)
+    res = evaluate_rank(d, [5], [5, 7, 5], [0], [0, 1, 1], max_rank=2)
     # kept: g1 (neg), g2 (+) -> first hit at position 1
     np.testing.assert_allclose(res.cmc, [0.0, 1.0])
     np.testing.assert_allclose(res.all_AP, [0.5])
@@ -184,7 +184,7 @@ def test_same_camera_matches_are_removed_not_ranked():
 def test_short_kept_gallery_pads_cmc_with_one():
     # the host fails on a ragged array here; we keep CMC at 1 past the last kept item
     d = np.array([[0.1, 0.2, 0.3], [0.1, 0.2, 0.3]])
-    res = evaluate_rank(d, [1, 2], [1, 1, 2], [0, 0], [1, 0, 1], max_rank=3, return_details=True)
+    res = evaluate_rank(d, [1, 2], [1, 1, 2], [0, 0], [1, 0, 1], max_rank=3)
     # q0 kept: g0(+) g2 (g1 is same pid + camera) -> only 2 kept items, hit at 0 -> [1, 1, 1]
     # q1 kept: g0 g1 g2(+) -> hit at 2 -> [0, 0, 1]
     np.testing.assert_allclose(res.cmc, [0.5, 0.5, 1])
@@ -207,25 +207,33 @@ def test_groupwise_equals_per_group_calls():
     qc, gc = rng.integers(0, 2, nq), rng.integers(0, 2, ng)
     d = rng.integers(0, 6, (nq, ng)).astype(np.float32)  # ties inside groups
     out = evaluate_rank(d, qp, gp, qc, gc, max_rank=5, protocol="groupwise", q_groups=qg, g_groups=gg)
-    assert set(out["per_group"]) == {0, 1, 2} and out["skipped_groups"] == []
+    assert isinstance(out, RankResult)
+    assert set(out.per_group) == {0, 1, 2} and out.skipped_groups == ()
     maps = []
     for g in range(3):
         qi, gi = np.flatnonzero(qg == g), np.flatnonzero(gg == g)
         sub = d[np.ix_(qi, gi)]
         h_cmc, h_ap, _ = eval_market1501(sub, qp[qi], gp[gi], qc[qi], gc[gi], 5)
-        r = out["per_group"][g]
+        r = out.per_group[g]
         np.testing.assert_allclose(r.cmc, h_cmc, atol=1e-6)
         np.testing.assert_allclose(r.all_AP, h_ap, atol=1e-9)
         maps.append(np.mean(h_ap))
-    assert out["mean"]["mAP"] == pytest.approx(np.mean(maps))
-    assert out["mean"]["num_groups"] == 3
+    assert out.mAP == pytest.approx(np.mean(maps))
+    # one result: the groups' APs back in query order, the valid mask over all queries
+    ap_by_query = np.full(nq, np.nan)
+    for g, r in out.per_group.items():
+        ap_by_query[np.flatnonzero(qg == g)[r.valid_mask]] = r.all_AP
+    np.testing.assert_array_equal(out.all_AP, ap_by_query[out.valid_mask])
+    assert out.num_valid == sum(r.num_valid for r in out.per_group.values())
+    assert out.num_valid + out.num_skipped == nq
 
 
 def test_groupwise_skips_group_without_gallery():
     d = np.array([[0.1, 0.2], [0.3, 0.4]])
     out = evaluate_rank(d, [1, 1], [1, 1], [0, 0], [1, 1], max_rank=1, protocol="groupwise",
                         q_groups=["a", "b"], g_groups=["a", "a"])
-    assert list(out["per_group"]) == ["a"] and out["skipped_groups"] == ["b"]
+    assert list(out.per_group) == ["a"] and out.skipped_groups == ("b",)
+    assert out.num_skipped == 1 and out.valid_mask.tolist() == [True, False]
 
 
 def test_cuhk03_sgs_equals_host_rng():
@@ -237,11 +245,11 @@ def test_cuhk03_sgs_equals_host_rng():
     np.random.seed(123)
     h_cmc, h_map = eval_cuhk03(d, qp, gp, qc, gc, 5)
     np.random.seed(123)
-    res = evaluate_rank(d, qp, gp, qc, gc, 5, protocol="cuhk03_sgs", return_details=True)
+    res = evaluate_rank(d, qp, gp, qc, gc, 5, protocol="cuhk03_sgs")
     assert np.array_equal(res.cmc, h_cmc)
     assert res.mAP == pytest.approx(h_map, abs=1e-9)
     # an explicit RandomState gives the same stream as the seeded global state
-    res2 = evaluate_rank(d, qp, gp, qc, gc, 5, protocol="cuhk03_sgs", return_details=True,
+    res2 = evaluate_rank(d, qp, gp, qc, gc, 5, protocol="cuhk03_sgs",
                          rng=np.random.RandomState(123))
     assert np.array_equal(res2.cmc, h_cmc)
 

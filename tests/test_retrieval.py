@@ -1,19 +1,16 @@
-"""Exact / approximate kNN search of ``fastreid_ext.evaluation.retrieval`` against float64
-numpy brute force."""
+"""Exact kNN search (``fastreid_ext.evaluation.retrieval``), distances (``.distance``) and
+approximate search (``.faiss_search``) against float64 numpy brute force."""
 
 import numpy as np
 import pytest
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from fastreid_ext.evaluation import retrieval
-from fastreid_ext.evaluation.retrieval import (
-    ApproximateSearch,
-    pairwise_distance,
-    recall_at_k,
-    search,
-    validate_features,
-)
+from fastreid_ext.evaluation import distance, faiss_search, retrieval
+from fastreid_ext.evaluation.distance import pairwise_distance
+from fastreid_ext.evaluation.faiss_search import ApproximateSearch, recall_at_k
+from fastreid_ext.evaluation.retrieval import search
+from fastreid_ext.evaluation.validation import validate_features
 
 
 def numpy_distance(q: np.ndarray, g: np.ndarray, metric: str) -> np.ndarray:
@@ -55,7 +52,7 @@ def test_chunking_with_tiny_budget_is_identical(data, metric, backend):
     full = search(q, g, 9, metric, backend, memory_mb=1024)
     # 57 gallery columns * 4 bytes: 1e-4 MiB gives blocks of at most a couple of rows
     tiny = search(q, g, 9, metric, backend, memory_mb=1e-4)
-    assert retrieval.rows_per_block(57, 1e-4) == 1
+    assert distance.rows_per_block(57, 1e-4) == 1
     assert torch.equal(full[1], tiny[1])
     # BLAS may sum in another order for another block height: equal up to rounding
     torch.testing.assert_close(full[0], tiny[0], atol=1e-6, rtol=0)
@@ -111,24 +108,24 @@ def test_gpu_asked_without_faiss_gpu_falls_back_with_warning(data, monkeypatch):
 
     q, g = data
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0)
-    assert retrieval.faiss_num_gpus() == 0
+    assert faiss_search.faiss_num_gpus() == 0
     ref = search(q, g, 5, "cosine", "faiss", device="cpu")
     with pytest.warns(UserWarning, match="no GPU support"):
-        got = retrieval._search_faiss(torch.from_numpy(q), torch.from_numpy(g), 5, "cosine", 1024, want_gpu=True)
+        got = faiss_search.faiss_exact_search(torch.from_numpy(q), torch.from_numpy(g), 5, "cosine", 1024, want_gpu=True)
     assert torch.equal(ref[1], got[1])
     # and an approximate GPU index stays on the CPU with a warning
     with pytest.warns(UserWarning, match="no GPU support"):
-        retrieval.build_index(g, kind="flat", use_gpu=True)
+        faiss_search.build_index(g, kind="flat", use_gpu=True)
 
 
 def test_auto_backend_choice(monkeypatch):
-    monkeypatch.setattr(retrieval, "faiss_num_gpus", lambda: 0)
-    assert retrieval._resolve_backend("auto", want_gpu=False) == "torch"
-    assert retrieval._resolve_backend("auto", want_gpu=True) == "torch"
-    monkeypatch.setattr(retrieval, "faiss_num_gpus", lambda: 2)
-    assert retrieval._resolve_backend("auto", want_gpu=True) == "faiss"
-    assert retrieval._resolve_backend("auto", want_gpu=False) == "torch"
-    assert retrieval._resolve_backend("torch", want_gpu=True) == "torch"
+    monkeypatch.setattr(faiss_search, "faiss_num_gpus", lambda: 0)
+    assert retrieval.resolve_backend("auto", want_gpu=False) == "torch"
+    assert retrieval.resolve_backend("auto", want_gpu=True) == "torch"
+    monkeypatch.setattr(faiss_search, "faiss_num_gpus", lambda: 2)
+    assert retrieval.resolve_backend("auto", want_gpu=True) == "faiss"
+    assert retrieval.resolve_backend("auto", want_gpu=False) == "torch"
+    assert retrieval.resolve_backend("torch", want_gpu=True) == "torch"
 
 
 def clustered(n_ids, per_id, dim, noise, rng):
@@ -179,10 +176,10 @@ def test_several_gpus_shard_the_index(data, monkeypatch):
         calls["shard"], calls["ngpu"] = co.shard, ngpu
         return index  # the CPU index stands in for the sharded GPU one
 
-    monkeypatch.setattr(retrieval, "faiss_num_gpus", lambda: 2)
+    monkeypatch.setattr(faiss_search, "faiss_num_gpus", lambda: 2)
     monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", Options, raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", to_all_gpus, raising=False)
-    got = retrieval._search_faiss(torch.from_numpy(q), torch.from_numpy(g), 4, "euclidean", 1024, want_gpu=True)
+    got = faiss_search.faiss_exact_search(torch.from_numpy(q), torch.from_numpy(g), 4, "euclidean", 1024, want_gpu=True)
     assert calls == {"shard": True, "ngpu": 2}
     ref = numpy_distance(q, g, "euclidean")
     np.testing.assert_array_equal(got[1].numpy(), np.argsort(ref, axis=1, kind="stable")[:, :4])

@@ -24,7 +24,7 @@ def chance_metrics(q_pids, g_pids, q_camids, g_camids, protocol: str = "cross_ca
     for seed in range(seeds):
         dist = np.random.default_rng(seed).random((len(q_pids), len(g_pids))).astype(np.float32)
         r = evaluate_rank(dist, np.asarray(q_pids), np.asarray(g_pids), np.asarray(q_camids),
-                          np.asarray(g_camids), protocol=protocol, return_details=True)
+                          np.asarray(g_camids), protocol=protocol)
         rows.append((r.cmc[0], r.mAP, r.mINP))
     r1, mAP, mINP = (100 * float(np.mean(c)) for c in zip(*rows))
     return {"Rank-1": r1, "mAP": mAP, "mINP": mINP}

@@ -8,7 +8,7 @@ On disk (a folder)::
                          "names", "first_frames"}
 
 Both files are written atomically. The index is built with
-:func:`fastreid_ext.evaluation.retrieval.build_index` (``flat``: exact, ``ivf``: IVF-Flat,
+:func:`fastreid_ext.evaluation.faiss_search.build_index` (``flat``: exact, ``ivf``: IVF-Flat,
 ``hnsw``: HNSW-Flat) and searched with the same distance definition as the evaluator
 (cosine: ``1 - <q, g>`` of unit vectors; euclidean: ``|q - g|``). Search runs on the GPU(s)
 when the installed faiss has GPUs (a copy of the CPU index, sharded over several GPUs;
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from fastreid_ext.engine.checkpoint import atomic_write
-from fastreid_ext.evaluation import retrieval
+from fastreid_ext.evaluation import faiss_search, validation
 
 from .features_file import FeaturesFile, check_hash
 
@@ -44,7 +44,7 @@ _DEFAULT_PARAMS = dict(nlist=1024, nprobe=32, hnsw_m=32, ef_construction=80, ef_
 
 
 def _faiss():
-    faiss = retrieval.import_faiss()
+    faiss = faiss_search.import_faiss()
     if faiss is None:
         raise ImportError("the gallery index needs faiss (pip install faiss-cpu, or faiss-gpu)")
     return faiss
@@ -68,8 +68,8 @@ class GalleryIndex:
                  names: Sequence[str] = (), first_frames: Sequence[str] = (), params: Optional[Dict[str, Any]] = None):
         if kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
-        if metric not in retrieval.METRICS:
-            raise ValueError(f"unknown metric {metric!r}; expected one of {retrieval.METRICS}")
+        if metric not in validation.METRICS:
+            raise ValueError(f"unknown metric {metric!r}; expected one of {validation.METRICS}")
         self.index = index  # the CPU faiss index
         self.kind = kind
         self.metric = metric
@@ -100,7 +100,7 @@ class GalleryIndex:
         if kind == "ivf" and p["nlist"] > len(feats):
             raise ValueError(f"IVF needs at least nlist={p['nlist']} gallery items to train its "
                              f"cells, got {len(feats)}; lower --nlist")
-        index = retrieval.build_index(feats.embeddings, kind=kind, metric=metric, use_gpu=False, **p)
+        index = faiss_search.build_index(feats.embeddings, kind=kind, metric=metric, use_gpu=False, **p)
         logger.info("built a %s index (%s) of %d items, dim %d", kind, metric, len(feats), feats.dim)
         return cls(index, kind, metric, feats.dim, feats.config_hash, feats.names, feats.first_frames, p)
 
@@ -116,8 +116,8 @@ class GalleryIndex:
         if not keep:
             return 0
         x = feats.embeddings[keep]
-        retrieval.validate_features(torch.from_numpy(x), torch.zeros(1, self.dim))  # finite values
-        self.index.add(retrieval.to_faiss_array(torch.from_numpy(x), self.metric))
+        validation.validate_features(torch.from_numpy(x), torch.zeros(1, self.dim))  # finite values
+        self.index.add(faiss_search.to_faiss_array(torch.from_numpy(x), self.metric))
         for i in keep:
             self.names.append(feats.names[i])
             self.first_frames.append(feats.first_frames[i])
@@ -135,12 +135,12 @@ class GalleryIndex:
                              f"embeddings (made by the model with config hash {self.config_hash})")
 
     def _searcher(self, use_gpu: Optional[bool]):
-        ngpus = retrieval.faiss_num_gpus()
+        ngpus = faiss_search.faiss_num_gpus()
         want = ngpus > 0 if use_gpu is None else use_gpu
         if not want or self.kind == "hnsw" or ngpus == 0:
             return self.index
         if self._search_index is None:
-            self._search_index = retrieval.faiss_to_gpu(self.index, ngpus)
+            self._search_index = faiss_search.faiss_to_gpu(self.index, ngpus)
         return self._search_index
 
     def search(self, query: np.ndarray, k: int = 10, use_gpu: Optional[bool] = None,
@@ -159,11 +159,11 @@ class GalleryIndex:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         k = min(k, len(self))
-        qt, _ = retrieval.validate_features(torch.from_numpy(q), torch.zeros(1, self.dim))
+        qt, _ = validation.validate_features(torch.from_numpy(q), torch.zeros(1, self.dim))
         index = self._searcher(use_gpu)
         self._set_runtime(nprobe, ef_search)
-        scores, ind = index.search(retrieval.to_faiss_array(qt, self.metric), k)
-        dist = retrieval.faiss_scores_to_distance(scores, self.metric, self.index).astype(np.float32)
+        scores, ind = index.search(faiss_search.to_faiss_array(qt, self.metric), k)
+        dist = faiss_search.faiss_scores_to_distance(scores, self.metric, self.index).astype(np.float32)
         rows = [[(self.names[j], float(d)) for j, d in zip(r_i, r_d) if j >= 0] for r_i, r_d in zip(ind, dist)]
         return SearchResult(rows, dist, ind)
 

@@ -5,11 +5,12 @@ temporaries stay within ``memory_mb``; the gallery is normalised block by block,
 the gallery features is made either. Each chunk's distances go through the same exact
 match-position search as :func:`fastreid_ext.evaluation.rank.evaluate_rank` (sort of the row
 values, batched ``searchsorted`` for the exact positions of the matches: CMC from the first,
-AP from all, INP from the last), so the results equal ``evaluate_rank(pairwise_distance(qf,
+AP from all, INP from the last), so the results equal ``evaluate_rank(host_pairwise_distance(qf,
 gf), ...)``.
 
-Distances are the host's (``fastreid/utils/compute_dist.py``): ``cosine`` = ``1 - <q/|q|, g/|g|>``,
-``euclidean`` = squared Euclidean ``|q|^2 + |g|^2 - 2 <q, g>`` (the host does not take the root).
+Distances are the host's (:func:`fastreid_ext.evaluation.distance.host_distance_rows`):
+``cosine`` = ``1 - <q/|q|, g/|g|>``, ``euclidean`` = *squared* Euclidean
+``|q|^2 + |g|^2 - 2 <q, g>`` (the host does not take the root; the ranking is the same).
 
 Tie rule: the same as :func:`evaluate_rank` (the host's ``np.argsort`` order on the distance
 row as computed here); rows where a kept non-match has exactly a match's distance are recomputed
@@ -24,55 +25,19 @@ fallback run on the CPU (the host's argsort order is a numpy order).
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .rank import (
-    PROTOCOLS,
-    RankResult,
-    _as_1d,
-    _check_max_rank,
-    _check_protocol,
-    rank_from_chunks,
-    rank_groupwise,
-)
+from .distance import host_distance_rows
+from .rank import PROTOCOLS, RankResult, check_max_rank, check_protocol, rank_from_chunks, rank_groupwise
+from .validation import as_1d, as_feature_matrix, check_metric
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METRICS", "evaluate_features", "pairwise_distance", "query_chunk_rows"]
-
-#: Distances understood by :func:`pairwise_distance`.
-METRICS = ("cosine", "euclidean")
-
-#: Default gallery rows normalised / multiplied at once (see :func:`_gallery_block_rows`).
-_GALLERY_BLOCK = 8192
-
-
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"Unknown metric {metric!r}; expected one of {METRICS}")
-
-
-def _as_features(name: str, x: Any, device: Optional[torch.device]) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
-    if t.shape[0] == 0:
-        raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
-    if not t.is_floating_point():
-        t = t.to(torch.float64)  # integers: exact in float64
-    elif t.dtype in (torch.float16, torch.bfloat16):
-        t = t.float()
-    if device is not None:
-        t = t.to(device)
-    # a cheap reduction first (no (N, D) temporary); the exact count only when it is non-finite
-    bad = 0 if bool(torch.isfinite(t.sum())) else int((~torch.isfinite(t)).sum())
-    if bad:
-        raise ValueError(f"{name} has {bad} non-finite values (NaN or inf) out of {t.numel()}")
-    return t
+__all__ = ["evaluate_features", "query_chunk_rows"]
 
 
 def _resolve_device(qf: Any, device) -> torch.device:
@@ -86,48 +51,6 @@ def _resolve_device(qf: Any, device) -> torch.device:
 def _gallery_block_rows(num_g: int, dim: int, itemsize: int, memory_mb: float) -> int:
     """Gallery rows normalised / multiplied at once: 1/16 of the budget, at least 1024."""
     return int(min(num_g, max(1024, memory_mb * 2**20 // (16 * dim * itemsize))))
-
-
-@torch.no_grad()
-def _distance_rows(q: torch.Tensor, gf: torch.Tensor, metric: str, block: int = _GALLERY_BLOCK) -> torch.Tensor:
-    """``(R, G)`` distances of a chunk of (already prepared) query rows to the gallery, with the
-    host's arithmetic (``1 - mm`` written as ``-mm + 1``, which is the same IEEE operation).
-    The gallery is taken ``block`` rows at a time (cosine: L2-normalised block by block)."""
-    qq = q.pow(2).sum(dim=1, keepdim=True) if metric == "euclidean" else None  # (R, 1)
-    num_g = gf.shape[0]
-    out = None
-    for s in range(0, num_g, block):
-        e = min(s + block, num_g)
-        g = gf[s:e]  # (B, D)
-        if metric == "cosine":
-            g = F.normalize(g, p=2, dim=1)
-            blk = torch.mm(q, g.t()).neg_().add_(1)  # (R, B)
-        else:
-            # the host's order of operations: |q|^2 + |g|^2, then addmm with alpha=-2
-            blk = qq.expand(-1, e - s) + g.pow(2).sum(dim=1).unsqueeze(0)
-            blk.addmm_(q, g.t(), beta=1, alpha=-2)
-        del g
-        if s == 0 and e == num_g:
-            return blk  # one block: no copy
-        if out is None:
-            out = torch.empty((q.shape[0], num_g), dtype=q.dtype, device=q.device)
-        out[:, s:e] = blk
-        del blk
-    return out
-
-
-@torch.no_grad()
-def pairwise_distance(qf, gf, metric: str = "cosine") -> torch.Tensor:
-    """The full ``(Q, G)`` distance matrix with the host's formulas (for small cases and tests;
-    :func:`evaluate_features` never builds it)."""
-    _check_metric(metric)
-    q = _as_features("qf", qf, None)
-    g = _as_features("gf", gf, q.device).to(q.dtype)
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"feature dimension mismatch: qf has {q.shape[1]}, gf has {g.shape[1]}")
-    if metric == "cosine":
-        q = F.normalize(q, p=2, dim=1)
-    return _distance_rows(q, g, metric, g.shape[0])
 
 
 def query_chunk_rows(num_g: int, itemsize: int, memory_mb: float, protocol: str) -> int:
@@ -144,7 +67,7 @@ def _feature_chunks(q, gf, metric, q_pids, q_camids, rows, keep_cols, block):
     keep_t = None if keep_cols is None else torch.as_tensor(keep_cols, device=q.device)
     for s in range(0, q.shape[0], rows):
         sl = slice(s, min(s + rows, q.shape[0]))
-        d = _distance_rows(q[sl], gf, metric, block)  # (R, G) on the features' device
+        d = host_distance_rows(q[sl], gf, metric, block)  # (R, G) on the features' device
         sorted_rows = None
         if on_gpu:
             dk = d if keep_t is None else d.index_select(1, keep_t)
@@ -168,44 +91,43 @@ def evaluate_features(
     device=None,
     q_groups=None,
     g_groups=None,
-    return_details: bool = False,
     num_repeats: int = 10,
     rng=None,
-) -> Union[Tuple[np.ndarray, np.ndarray, np.ndarray], RankResult, Dict[str, Any]]:
+) -> RankResult:
     """CMC / AP / INP from ``(Q, D)`` query and ``(G, D)`` gallery features.
 
-    Equal to ``evaluate_rank(pairwise_distance(qf, gf, metric), ...)`` (same protocols, same
-    return values and the same tie rule), computed in query chunks so that no distance block
+    Equal to ``evaluate_rank(host_pairwise_distance(qf, gf, metric), ...)`` (same protocols,
+    the same :class:`~fastreid_ext.evaluation.rank.RankResult` and the same tie rule), computed in query chunks so that no distance block
     beyond ``memory_mb`` MiB is held (the features themselves are not counted).
 
     Args:
         qf, gf: features (numpy or torch). Integer features are converted to float64,
             half precision to float32.
         metric: ``"cosine"`` or ``"euclidean"`` (squared, like the host).
-        protocol, max_rank, q_groups, g_groups, return_details, num_repeats, rng: as in
+        protocol, max_rank, q_groups, g_groups, num_repeats, rng: as in
             :func:`fastreid_ext.evaluation.rank.evaluate_rank`.
         memory_mb: budget for one chunk's distance block and its temporaries.
         device: where to compute the distances; default the features' device if they are on a
             GPU, else CUDA when available, else CPU.
     """
-    _check_metric(metric)
-    _check_protocol(protocol)
-    max_rank = _check_max_rank(max_rank)
+    check_metric(metric)
+    check_protocol(protocol)
+    max_rank = check_max_rank(max_rank)
     if not memory_mb > 0:
         raise ValueError(f"memory_mb must be positive, got {memory_mb!r}")
     dev = _resolve_device(qf, device)
-    q = _as_features("qf", qf, dev)
-    g = _as_features("gf", gf, dev)
+    q = as_feature_matrix("qf", qf, dev)
+    g = as_feature_matrix("gf", gf, dev)
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"feature dimension mismatch: qf has {q.shape[1]}, gf has {g.shape[1]}")
     if q.dtype != g.dtype:
         dt = torch.promote_types(q.dtype, g.dtype)
         q, g = q.to(dt), g.to(dt)
     nq, ng = q.shape[0], g.shape[0]
-    q_pids = _as_1d("q_pids", q_pids, nq)
-    g_pids = _as_1d("g_pids", g_pids, ng)
-    q_camids = _as_1d("q_camids", q_camids, nq)
-    g_camids = _as_1d("g_camids", g_camids, ng)
+    q_pids = as_1d("q_pids", q_pids, nq)
+    g_pids = as_1d("g_pids", g_pids, ng)
+    q_camids = as_1d("q_camids", q_camids, nq)
+    g_camids = as_1d("g_camids", g_camids, ng)
     if metric == "cosine":
         q = F.normalize(q, p=2, dim=1)
 
@@ -220,8 +142,7 @@ def evaluate_features(
         return rank_groupwise(evaluate_group, q_groups, g_groups, nq, ng)
     if q_groups is not None or g_groups is not None:
         raise ValueError(f"q_groups / g_groups are only used by protocol 'groupwise', not {protocol!r}")
-    res = _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, memory_mb, num_repeats, rng)
-    return res if return_details else res.as_tuple()
+    return _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, memory_mb, num_repeats, rng)
 
 
 def _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, memory_mb, num_repeats, rng):

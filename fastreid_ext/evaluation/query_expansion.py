@@ -14,7 +14,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from .retrieval import ArrayLike, _resolve_device, rows_per_block, validate_features
+from .distance import rows_per_block
+from .validation import ArrayLike, resolve_device, validate_features
 
 __all__ = ["average_query_expansion"]
 
@@ -33,7 +34,7 @@ def average_query_expansion(
     q, g = validate_features(query, gallery)
     if qe_times < 0 or qe_k < 1:
         raise ValueError(f"qe_times must be >= 0 and qe_k >= 1, got {qe_times}, {qe_k}")
-    device = _resolve_device(device, q)
+    device = resolve_device(device, q)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
     feats = torch.cat([q, g]).to(device=device, dtype=dtype)  # (N, D)
     n = feats.shape[0]

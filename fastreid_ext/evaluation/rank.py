@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from .validation import as_1d
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +42,12 @@ __all__ = [
     "PROTOCOLS",
     "RankResult",
     "NoValidQueryError",
+    "GalleryLabels",
+    "check_max_rank",
+    "check_protocol",
     "evaluate_rank",
-    "groupwise_summary",
     "rank_from_chunks",
+    "rank_groupwise",
     "validate_rank_inputs",
 ]
 
@@ -60,15 +65,23 @@ class NoValidQueryError(ValueError, AssertionError):
 
 @dataclass(frozen=True)
 class RankResult:
-    """Per-query metrics of one evaluation.
+    """Metrics of one evaluation: what :func:`evaluate_rank` and
+    :func:`fastreid_ext.evaluation.evaluate_features` return for every protocol.
 
     Attributes:
-        cmc: ``(max_rank,)`` float32, CMC averaged over the valid queries (host convention).
+        cmc: ``(max_rank,)`` float32, CMC averaged over the valid queries (host convention);
+            ``groupwise``: the unweighted mean of the groups' CMCs.
         all_AP: ``(num_valid,)`` float64, AP of each valid query, in query order.
         all_INP: ``(num_valid,)`` float64, INP of each valid query, in query order.
         num_valid: queries with at least one valid match.
-        num_skipped: queries without one (skipped, as the host does).
+        num_skipped: queries without one (skipped, as the host does); ``groupwise``: this
+            includes the queries of skipped groups.
         valid_mask: ``(num_query,)`` bool, which queries were valid.
+        per_group: ``groupwise`` only: ``{group: RankResult}`` of each evaluated group.
+        skipped_groups: ``groupwise`` only: groups without a gallery item or a valid query.
+
+    ``mAP`` / ``mINP`` are the means over the valid queries or, for ``groupwise``, the
+    unweighted means of the groups' values.
     """
 
     cmc: np.ndarray
@@ -77,13 +90,19 @@ class RankResult:
     num_valid: int
     num_skipped: int
     valid_mask: np.ndarray = field(repr=False)
+    per_group: Mapping[Any, "RankResult"] = field(default_factory=dict, repr=False)
+    skipped_groups: Tuple[Any, ...] = ()
 
     @property
     def mAP(self) -> float:
+        if self.per_group:
+            return float(np.mean([r.mAP for r in self.per_group.values()]))
         return float(np.mean(self.all_AP))
 
     @property
     def mINP(self) -> float:
+        if self.per_group:
+            return float(np.mean([r.mINP for r in self.per_group.values()]))
         return float(np.mean(self.all_INP))
 
     def as_tuple(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,17 +123,6 @@ class RankResult:
 # --------------------------------------------------------------------------------------------
 # Input validation
 # --------------------------------------------------------------------------------------------
-def _as_1d(name: str, x: Any, n: int) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.shape[0] != n:
-        raise ValueError(f"{name} has length {a.shape[0]}, expected {n}")
-    return a
-
-
 def _check_distmat(distmat: Any) -> np.ndarray:
     if isinstance(distmat, torch.Tensor):
         distmat = distmat.detach().cpu().numpy()
@@ -138,19 +146,19 @@ def validate_rank_inputs(distmat, q_pids, g_pids, q_camids, g_camids):
     nq, ng = d.shape
     return (
         d,
-        _as_1d("q_pids", q_pids, nq),
-        _as_1d("g_pids", g_pids, ng),
-        _as_1d("q_camids", q_camids, nq),
-        _as_1d("g_camids", g_camids, ng),
+        as_1d("q_pids", q_pids, nq),
+        as_1d("g_pids", g_pids, ng),
+        as_1d("q_camids", q_camids, nq),
+        as_1d("g_camids", g_camids, ng),
     )
 
 
-def _check_protocol(protocol: str) -> None:
+def check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
-def _check_max_rank(max_rank: Any) -> int:
+def check_max_rank(max_rank: Any) -> int:
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise ValueError(f"max_rank must be a positive int, got {max_rank!r}")
     return int(max_rank)
@@ -160,7 +168,7 @@ def _check_max_rank(max_rank: Any) -> int:
 # Gallery structure shared by every chunk
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class GalleryIndex:
+class GalleryLabels:
     """Gallery items grouped by pid (for the sparse same-pid look-up) and the protocol's
     global junk columns (``mars_official``: pid -1)."""
 
@@ -174,7 +182,7 @@ class GalleryIndex:
     keep_cols: Optional[np.ndarray]  # (G',) columns kept for every query, or None (all)
 
     @classmethod
-    def build(cls, g_pids: np.ndarray, g_camids: np.ndarray, protocol: str) -> "GalleryIndex":
+    def build(cls, g_pids: np.ndarray, g_camids: np.ndarray, protocol: str) -> "GalleryLabels":
         by_pid = np.argsort(g_pids, kind="stable")
         uniq, starts, counts = np.unique(g_pids[by_pid], return_index=True, return_counts=True)
         global_junk = keep_cols = None
@@ -186,7 +194,7 @@ class GalleryIndex:
         return cls(g_pids, g_camids, by_pid, uniq, starts, counts, global_junk, keep_cols)
 
 
-def _same_pid_pairs(q_pids: np.ndarray, gidx: GalleryIndex) -> Tuple[np.ndarray, np.ndarray]:
+def _same_pid_pairs(q_pids: np.ndarray, gidx: GalleryLabels) -> Tuple[np.ndarray, np.ndarray]:
     """All (row, gallery column) pairs with the same pid, without a dense ``(Q, G)`` mask."""
     loc = np.searchsorted(gidx.uniq, q_pids)
     loc = np.minimum(loc, len(gidx.uniq) - 1)
@@ -248,7 +256,7 @@ def _work_dtype(d: np.ndarray) -> np.ndarray:
 
 
 def match_positions_argsort(
-    d_rows: np.ndarray, q_pids: np.ndarray, q_camids: np.ndarray, gidx: GalleryIndex
+    d_rows: np.ndarray, q_pids: np.ndarray, q_camids: np.ndarray, gidx: GalleryLabels
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Host order: positions of the matches in the kept sequence from ``np.argsort`` of the rows
     (exactly the host's call). Returns ``(pos (R, P) int64 padded with G, npos (R,))``."""
@@ -284,7 +292,7 @@ def _rank_in_sorted(sorted_rows: np.ndarray, pv: np.ndarray, offset: np.ndarray)
 _PREFIX_MAX_FRACTION = 0.4
 
 
-def _rank_by_prefix(w: np.ndarray, gidx: GalleryIndex, pv: np.ndarray, npos: np.ndarray, offset: np.ndarray):
+def _rank_by_prefix(w: np.ndarray, gidx: GalleryLabels, pv: np.ndarray, npos: np.ndarray, offset: np.ndarray):
     """As :func:`_rank_in_sorted` on ``np.sort(w[:, kept columns])``, but sorting only the
     entries of each row up to its farthest match (all that the positions depend on), in
     buckets of rows of similar length (power-of-two widths). A good model ranks its matches
@@ -327,7 +335,7 @@ def match_positions(
     d: np.ndarray,
     q_pids: np.ndarray,
     q_camids: np.ndarray,
-    gidx: GalleryIndex,
+    gidx: GalleryLabels,
     sorted_rows: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """0-based positions of each query's valid matches in its kept, host-ordered sequence.
@@ -445,7 +453,7 @@ def sgs_cmc_rows(
     d_rows: np.ndarray,
     q_pids: np.ndarray,
     q_camids: np.ndarray,
-    gidx: GalleryIndex,
+    gidx: GalleryLabels,
     max_rank: int,
     num_repeats: int,
     rng,
@@ -508,7 +516,7 @@ def rank_from_chunks(
         protocol: ``cross_camera``, ``mars_official`` or ``cuhk03_sgs``.
     """
     max_rank = _effective_max_rank(max_rank, len(g_pids))
-    gidx = GalleryIndex.build(g_pids, g_camids, protocol)
+    gidx = GalleryLabels.build(g_pids, g_camids, protocol)
     if protocol == "cuhk03_sgs" and rng is None:
         rng = np.random.mtrand._rand  # the global np.random state, like the host
     hits = np.zeros(max_rank, dtype=np.int64)
@@ -547,10 +555,9 @@ def evaluate_rank(
     protocol: str = "cross_camera",
     q_groups=None,
     g_groups=None,
-    return_details: bool = False,
     num_repeats: int = 10,
     rng=None,
-) -> Union[Tuple[np.ndarray, np.ndarray, np.ndarray], RankResult, Dict[str, Any]]:
+) -> RankResult:
     """CMC, AP and INP of every query, identical to the host's ``eval_market1501``.
 
     Args:
@@ -566,58 +573,46 @@ def evaluate_rank(
               (``num_repeats`` random draws from ``rng``, default the global ``np.random`` like the
               host); AP and INP over the whole kept gallery (the host's ``mAP``).
             * ``"groupwise"``: for each group of ``q_groups``, the queries of that group against
-              the gallery items of the same group (``g_groups``), ``cross_camera`` within; returns
-              ``{"per_group": {group: RankResult}, "mean": {...}}`` (unweighted mean over the groups
-              with at least one valid query; ``"skipped_groups"`` lists the others).
+              the gallery items of the same group (``g_groups``), ``cross_camera`` within; the
+              result's ``per_group`` holds each group's :class:`RankResult`, its CMC / mAP / mINP
+              are the unweighted means over the groups with at least one valid query
+              (``skipped_groups`` lists the others).
         q_groups, g_groups: group labels, only for ``"groupwise"``.
-        return_details: return a :class:`RankResult` instead of the tuple.
 
     Returns:
-        ``(cmc, all_AP, all_INP)``: ``cmc`` float32 ``(max_rank,)`` averaged over the valid queries,
-        ``all_AP`` and ``all_INP`` float64 arrays over the valid queries in query order (the
-        host returns lists of the same numbers). Queries without a valid match are skipped
-        (counted in :class:`RankResult`); if none is valid, :class:`NoValidQueryError` is raised.
+        A :class:`RankResult` for every protocol: ``cmc`` float32 ``(max_rank,)`` averaged over
+        the valid queries, ``all_AP`` and ``all_INP`` float64 arrays over the valid queries in
+        query order (the host returns lists of the same numbers; ``.as_tuple()`` gives the
+        host's ``(cmc, all_AP, all_INP)``). Queries without a valid match are skipped (counted
+        in ``num_skipped``); if none is valid, :class:`NoValidQueryError` is raised.
 
     Unlike the host (which fails on a ragged array), a query whose kept gallery is shorter than
     ``max_rank`` is handled: its CMC stays 1 beyond its last item.
     """
-    _check_protocol(protocol)
-    max_rank = _check_max_rank(max_rank)
+    check_protocol(protocol)
+    max_rank = check_max_rank(max_rank)
     d, q_pids, g_pids, q_camids, g_camids = validate_rank_inputs(distmat, q_pids, g_pids, q_camids, g_camids)
     if protocol == "groupwise":
         return _rank_groupwise(d, q_pids, g_pids, q_camids, g_camids, max_rank, q_groups, g_groups)
     if q_groups is not None or g_groups is not None:
         raise ValueError(f"q_groups / g_groups are only used by protocol 'groupwise', not {protocol!r}")
     bpe = 40 if protocol == "cuhk03_sgs" else max(4, d.dtype.itemsize)
-    res = rank_from_chunks(
+    return rank_from_chunks(
         _matrix_chunks(d, q_pids, q_camids, bpe), g_pids, g_camids, max_rank, protocol, num_repeats, rng
     )
-    return res if return_details else res.as_tuple()
 
 
-def groupwise_summary(per_group: Dict[Any, RankResult]) -> Dict[str, Any]:
-    """Unweighted mean over groups of CMC, mAP and mINP."""
-    if not per_group:
-        raise NoValidQueryError("groupwise evaluation: no group has a valid query")
-    cmcs = [r.cmc for r in per_group.values()]
-    width = min(len(c) for c in cmcs)
-    return {
-        "cmc": np.mean([c[:width] for c in cmcs], axis=0).astype(np.float32),
-        "mAP": float(np.mean([r.mAP for r in per_group.values()])),
-        "mINP": float(np.mean([r.mINP for r in per_group.values()])),
-        "num_groups": len(per_group),
-    }
-
-
-def rank_groupwise(evaluate_group, q_groups, g_groups, nq: int, ng: int) -> Dict[str, Any]:
+def rank_groupwise(evaluate_group, q_groups, g_groups, nq: int, ng: int) -> RankResult:
     """Group-wise protocol: ``evaluate_group(qi, gi) -> RankResult`` on the queries and gallery
-    items of each group (cross-camera inside the group); their mean; groups without a gallery
-    item or a valid query are skipped and listed."""
+    items of each group (cross-camera inside the group), combined into one :class:`RankResult`
+    (unweighted means over the groups; groups without a gallery item or a valid query are
+    skipped and listed)."""
     if q_groups is None or g_groups is None:
         raise ValueError("protocol 'groupwise' needs q_groups and g_groups")
-    q_groups = _as_1d("q_groups", q_groups, nq)
-    g_groups = _as_1d("g_groups", g_groups, ng)
+    q_groups = as_1d("q_groups", q_groups, nq)
+    g_groups = as_1d("g_groups", g_groups, ng)
     per_group: Dict[Any, RankResult] = {}
+    rows: Dict[Any, np.ndarray] = {}
     skipped = []
     for grp in np.unique(q_groups):
         qi = np.flatnonzero(q_groups == grp)
@@ -628,11 +623,35 @@ def rank_groupwise(evaluate_group, q_groups, g_groups, nq: int, ng: int) -> Dict
             continue
         try:
             per_group[key] = evaluate_group(qi, gi)
+            rows[key] = qi
         except NoValidQueryError:
             skipped.append(key)
     if skipped:
         logger.info("groupwise evaluation: groups without a valid query skipped: %s", skipped)
-    return {"per_group": per_group, "mean": groupwise_summary(per_group), "skipped_groups": skipped}
+    if not per_group:
+        raise NoValidQueryError("groupwise evaluation: no group has a valid query")
+    cmcs = [r.cmc for r in per_group.values()]
+    width = min(len(c) for c in cmcs)
+    valid_mask = np.zeros(nq, dtype=bool)
+    valid_rows, aps, inps = [], [], []
+    for key, r in per_group.items():
+        qv = rows[key][r.valid_mask]
+        valid_mask[qv] = True
+        valid_rows.append(qv)
+        aps.append(r.all_AP)
+        inps.append(r.all_INP)
+    order = np.argsort(np.concatenate(valid_rows), kind="stable")  # back to query order
+    num_valid = int(valid_mask.sum())
+    return RankResult(
+        cmc=np.mean([c[:width] for c in cmcs], axis=0).astype(np.float32),
+        all_AP=np.concatenate(aps)[order],
+        all_INP=np.concatenate(inps)[order],
+        num_valid=num_valid,
+        num_skipped=nq - num_valid,
+        valid_mask=valid_mask,
+        per_group=per_group,
+        skipped_groups=tuple(skipped),
+    )
 
 
 def _rank_groupwise(d, q_pids, g_pids, q_camids, g_camids, max_rank, q_groups, g_groups):

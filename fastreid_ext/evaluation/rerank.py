@@ -29,8 +29,8 @@ from typing import Callable, Tuple
 import numpy as np
 import torch
 
-from .retrieval import ArrayLike, _block_distance, _check_metric, _gallery_stat, _prepare, _resolve_device
-from .retrieval import rows_per_block, validate_features
+from .distance import block_distance, gallery_stat, prepare_rows, rows_per_block
+from .validation import ArrayLike, check_metric, resolve_device, validate_features
 
 __all__ = ["k_reciprocal_rerank", "re_ranking_from_dist"]
 
@@ -205,19 +205,19 @@ def k_reciprocal_rerank(
 ) -> torch.Tensor:
     """Re-ranked ``(Q, G)`` distance (Eq. (12)) from query ``(Q, D)`` and gallery ``(G, D)``
     features, on ``device`` (default: the query's). The original distance is the
-    ``metric`` distance of :mod:`.retrieval` (Euclidean: ``|q - g|``, squared inside as in
+    ``metric`` distance of :mod:`.distance` (Euclidean: ``|q - g|``, squared inside as in
     Eq. (1) with ``M = I``). Computed in float64 for float64 input, else float32; returned on
     the CPU."""
-    _check_metric(metric)
+    check_metric(metric)
     _check_params(k1, k2, lambda_value)
     q, g = validate_features(query, gallery)
-    device = _resolve_device(device, q)
+    device = resolve_device(device, q)
     dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    feats = _prepare(torch.cat([q.to(dtype), g.to(dtype)]), metric, device, dtype)  # (N, D)
-    stat = _gallery_stat(feats, metric)
+    feats = prepare_rows(torch.cat([q.to(dtype), g.to(dtype)]), metric, device, dtype)  # (N, D)
+    stat = gallery_stat(feats, metric)
 
     def rows(s: int, e: int) -> torch.Tensor:
-        return _block_distance(feats[s:e], feats, stat, metric)
+        return block_distance(feats[s:e], feats, stat, metric)
 
     return _rerank_core(rows, feats.shape[0], q.shape[0], k1, k2, lambda_value, memory_mb, device, dtype)
 
@@ -251,7 +251,7 @@ def re_ranking_from_dist(
         bad = int((~torch.isfinite(m)).sum())
         if bad:
             raise ValueError(f"{name} contains {bad} non-finite entries")
-    device = _resolve_device(device, qg)
+    device = resolve_device(device, qg)
     dtype = torch.float64 if qg.dtype == torch.float64 else torch.float32
 
     def rows(s: int, e: int) -> torch.Tensor:

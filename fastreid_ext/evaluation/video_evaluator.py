@@ -10,8 +10,10 @@ per tracklet (per process), and at ``evaluate()``:
 2. averages the clips of each tracklet; L2-normalises when ``TEST.METRIC == "cosine"``;
 3. optional alpha-weighted query expansion (``TEST.AQE``) and k-reciprocal re-ranking
    (``TEST.RERANK``), both memory-bounded by ``TEST.RETRIEVAL.MEMORY_MB``;
-4. the ``(Q, G)`` distance in row blocks (:func:`.retrieval.pairwise_distance`), the metrics
-   with :func:`.rank.evaluate_rank` under ``protocol``;
+4. the metrics under ``protocol`` straight from the features in memory-bounded blocks
+   (:func:`.metrics_from_features.evaluate_features`), or, when re-ranking or pictures need the
+   whole ``(Q, G)`` matrix, from that matrix (:func:`.distance.pairwise_distance`) with
+   :func:`.rank.evaluate_rank`;
 5. returns the host's result dict (percentages): ``Rank-1/5/10/20``, ``mAP``, ``mINP``,
    ``metric = (mAP + Rank-1) / 2`` (host ``reid_evaluation.py``), plus
    ``num_skipped_queries``; with ``TEST.RETRIEVAL.APPROX`` the recall@10 of the approximate
@@ -37,7 +39,12 @@ from fastreid.utils import comm
 
 from .query_expansion import average_query_expansion
 from .rerank import k_reciprocal_rerank
-from .retrieval import ApproximateSearch, pairwise_distance, search, validate_features
+from .distance import pairwise_distance
+from .faiss_search import ApproximateSearch
+from .metrics_from_features import evaluate_features
+from .rank import evaluate_rank
+from .retrieval import search
+from .validation import validate_features
 
 __all__ = ["VideoClipEvaluator"]
 
@@ -58,7 +65,15 @@ class VideoClipEvaluator(DatasetEvaluator):
         output_dir: where rank-list PNGs go (``TEST.VIS.ENABLED``).
         items: the dataset items ``(frame_paths, pid, camid[, extras])`` in the same order
             (needed only for the pictures).
+
+    Protocol ``fgpr`` (FGPR's two cases, gallery / probe swapped, all-group and per-group) and
+    a model's ``distance_parts`` (set here by ``Trainer.test``: per-part embedding sizes, the
+    distance then being the sum of the parts' Euclidean distances) are evaluated by
+    :func:`.two_direction.evaluate_tracklets` on the whole ``(Q, G)`` matrix.
     """
+
+    distance_parts = None  # e.g. (D_global, D_motion, ...): summed per-part Euclidean distances
+    distance_weights = None  # one weight per part (default 1)
 
     def __init__(
         self,
@@ -86,8 +101,8 @@ class VideoClipEvaluator(DatasetEvaluator):
                 f"Need at least one query and one gallery tracklet: num_query={num_query}, "
                 f"num_tracklets={num_tracklets}"
             )
-        if protocol == "groupwise" and self._groups is None:
-            raise ValueError("protocol 'groupwise' needs groups")
+        if protocol in ("groupwise", "fgpr") and self._groups is None:
+            raise ValueError(f"protocol {protocol!r} needs groups")
         if items is not None and len(items) != self._num_tracklets:
             raise ValueError(f"items has {len(items)} entries, expected {self._num_tracklets}")
         if cfg.TEST.METRIC not in ("cosine", "euclidean"):
@@ -176,9 +191,15 @@ class VideoClipEvaluator(DatasetEvaluator):
         feats = self.tracklet_features()
         if feats is None:
             return {}
-        from .metrics_from_features import evaluate_features
-        from .rank import evaluate_rank
+        if self.distance_parts or self._protocol == "fgpr":
+            from .two_direction import evaluate_tracklets
 
+            if self.cfg.TEST.AQE.ENABLED or self.cfg.TEST.RERANK.ENABLED or self.cfg.TEST.VIS.ENABLED:
+                logger.warning("TEST.AQE / TEST.RERANK / TEST.VIS are not applied with protocol %r or "
+                               "per-part distances", self._protocol)
+            return evaluate_tracklets(feats, self._num_query, self._pids, self._camids, self._groups,
+                                      self._protocol, self.cfg.TEST.METRIC, self.distance_parts,
+                                      self.distance_weights)
         cfg = self.cfg
         metric = cfg.TEST.METRIC
         memory_mb = cfg.TEST.RETRIEVAL.MEMORY_MB
@@ -195,8 +216,7 @@ class VideoClipEvaluator(DatasetEvaluator):
         q_groups = g_groups = None
         if self._groups is not None:
             q_groups, g_groups = self._groups[:Q], self._groups[Q:]
-        rank_kwargs = dict(max_rank=50, protocol=self._protocol, q_groups=q_groups, g_groups=g_groups,
-                           return_details=True)
+        rank_kwargs = dict(max_rank=50, protocol=self._protocol, q_groups=q_groups, g_groups=g_groups)
         # Only re-ranking and the rank-list pictures need the whole Q x G matrix; otherwise the
         # metrics come straight from the features in memory-bounded blocks.
         distmat = None
@@ -213,14 +233,9 @@ class VideoClipEvaluator(DatasetEvaluator):
         else:
             res = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=metric,
                                     memory_mb=memory_mb, device=device, **rank_kwargs)
-        if isinstance(res, dict):  # groupwise: unweighted mean over the groups
-            mean = res["mean"]
-            cmc, mAP, mINP = np.asarray(mean["cmc"]), float(mean["mAP"]), float(mean["mINP"])
-            num_skipped = sum(int(r.num_skipped) for r in res["per_group"].values())
-            num_skipped += int(np.isin(q_groups, list(res["skipped_groups"])).sum())
-        else:
-            cmc, mAP, mINP = np.asarray(res.cmc), res.mAP, res.mINP
-            num_skipped = int(res.num_skipped)
+        # groupwise: unweighted means over the groups (RankResult's definition)
+        cmc, mAP, mINP = np.asarray(res.cmc), res.mAP, res.mINP
+        num_skipped = int(res.num_skipped)
         results = OrderedDict()
         for r in RANKS:
             results[f"Rank-{r}"] = float(cmc[min(r, len(cmc)) - 1]) * 100

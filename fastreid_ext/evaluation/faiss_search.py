@@ -1,0 +1,280 @@
+"""faiss helpers, exact faiss search and approximate search (IVF-Flat, HNSW-Flat).
+
+Distances are those of :func:`fastreid_ext.evaluation.distance.pairwise_distance` (cosine
+``1 - cos``, true Euclidean): :func:`faiss_scores_to_distance` converts faiss's scores (inner
+products, squared L2) to them.
+
+GPUs: through ``StandardGpuResources`` when the installed faiss was built with GPUs (sharded
+over all GPUs when there are several). Asking for a GPU from a faiss without GPU support falls
+back to the CPU with a warning (the host hard-codes the GPU path,
+``fastreid/utils/compute_dist.py:53,68``).
+
+Approximate search (:class:`ApproximateSearch`) reports its measured recall@k against exact
+search on a query sample, so the approximation error is printed next to the result.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .distance import rows_per_block
+from .validation import ArrayLike, as_feature_tensor, check_metric, validate_features
+
+__all__ = [
+    "APPROX_KINDS",
+    "import_faiss",
+    "faiss_num_gpus",
+    "faiss_to_gpu",
+    "to_faiss_array",
+    "faiss_scores_to_distance",
+    "flat_index",
+    "add_in_chunks",
+    "faiss_exact_search",
+    "build_index",
+    "ApproximateSearch",
+    "recall_at_k",
+]
+
+APPROX_KINDS = ("flat", "ivf", "hnsw")
+
+
+# ----------------------------------------------------------------------------- helpers
+def import_faiss():
+    """The ``faiss`` module, or ``None`` when it is not installed."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:  # pragma: no cover - faiss is a dependency of the host
+        return None
+    return faiss
+
+
+_GPU_RESOURCES: list = []
+
+
+def faiss_num_gpus() -> int:
+    """GPUs usable by the installed faiss (0 for faiss-cpu or no faiss)."""
+    faiss = import_faiss()
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    try:
+        return int(faiss.get_num_gpus())
+    except Exception:  # pragma: no cover
+        return 0
+
+
+def faiss_to_gpu(index, ngpus: int):
+    """Move a CPU faiss index to the GPU(s): sharded over all GPUs when there are several."""
+    faiss = import_faiss()
+    if ngpus > 1:
+        co = faiss.GpuMultipleClonerOptions()
+        co.shard = True
+        return faiss.index_cpu_to_all_gpus(index, co=co, ngpu=ngpus)
+    if not _GPU_RESOURCES:  # one StandardGpuResources per process, kept alive for its indexes
+        _GPU_RESOURCES.append(faiss.StandardGpuResources())
+    return faiss.index_cpu_to_gpu(_GPU_RESOURCES[0], 0, index)
+
+
+def to_faiss_array(x: torch.Tensor, metric: str) -> np.ndarray:
+    """Contiguous float32 numpy rows for faiss (L2-normalised for the cosine metric)."""
+    x = x.detach().to("cpu", torch.float32)
+    if metric == "cosine":
+        x = F.normalize(x, p=2, dim=1)
+    return np.ascontiguousarray(x.numpy())
+
+
+def faiss_scores_to_distance(scores: np.ndarray, metric: str, index=None) -> np.ndarray:
+    """faiss scores -> the module's distances. Pass ``index``: a cosine HNSW index built by
+    :func:`build_index` searches unit vectors with L2 and returns ``|a - b|^2 = 2 (1 - cos)``."""
+    if metric == "cosine":
+        faiss = import_faiss()
+        if index is not None and faiss is not None and index.metric_type == faiss.METRIC_L2:
+            return scores / 2.0  # unit vectors: 1 - cos = |a - b|^2 / 2
+        return 1.0 - scores  # inner product of unit vectors
+    return np.sqrt(np.maximum(scores, 0.0))  # faiss L2 indexes return squared distances
+
+
+def flat_index(dim: int, metric: str):
+    """Exact faiss index: inner product of unit vectors (cosine) or L2."""
+    faiss = import_faiss()
+    return faiss.IndexFlatIP(dim) if metric == "cosine" else faiss.IndexFlatL2(dim)
+
+
+def add_in_chunks(index, g: torch.Tensor, metric: str, chunk: int = 65536) -> None:
+    """Add ``g`` to ``index`` (which keeps its own float32 copy), normalising ``chunk`` rows at
+    a time so no second normalised ``(G, D)`` copy exists."""
+    for s in range(0, g.shape[0], chunk):
+        index.add(to_faiss_array(g[s : s + chunk], metric))
+
+
+# ----------------------------------------------------------------------------- exact search
+def faiss_exact_search(
+    q: torch.Tensor, g: torch.Tensor, k: int, metric: str, memory_mb: float, want_gpu: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Exact kNN with a faiss flat index on validated ``(Q, D)`` / ``(G, D)`` features (on the
+    GPU(s) when ``want_gpu`` and faiss has GPUs, else on the CPU, with a warning if a GPU was
+    asked). Returns ``(distances, indices)`` ``(Q, k)``."""
+    index = flat_index(g.shape[1], metric)
+    add_in_chunks(index, g, metric)
+    if want_gpu:
+        ngpus = faiss_num_gpus()
+        if ngpus == 0:
+            warnings.warn(
+                "GPU search was asked but the installed faiss has no GPU support "
+                "(faiss.get_num_gpus() == 0 or no StandardGpuResources); falling back to faiss on CPU"
+            )
+        else:
+            index = faiss_to_gpu(index, ngpus)
+    # faiss bounds its own temporaries (blocks of 4096 queries x 1024 gallery rows); what grows
+    # with the chunk is the (B, k) result and the float32 query copy, so chunks are large
+    step = max(1, min(16384, rows_per_block(max(k, g.shape[1]), memory_mb / 4)))
+    dists, idxs = [], []
+    for s in range(0, q.shape[0], step):
+        scores, ind = index.search(to_faiss_array(q[s : s + step], metric), k)
+        dists.append(torch.from_numpy(faiss_scores_to_distance(scores, metric)))
+        idxs.append(torch.from_numpy(ind))
+    return torch.cat(dists).float(), torch.cat(idxs).long()
+
+
+# ----------------------------------------------------------------------------- approximate
+def build_index(
+    gallery: ArrayLike,
+    kind: str = "flat",
+    metric: str = "cosine",
+    nlist: int = 1024,
+    nprobe: int = 32,
+    hnsw_m: int = 32,
+    ef_construction: int = 80,
+    ef_search: int = 128,
+    train_size: int = 0,
+    use_gpu: bool = False,
+    seed: int = 0,
+):
+    """Build a faiss index over ``gallery``.
+
+    ``kind``: ``flat`` (exact), ``ivf`` (IVF-Flat, ``nlist`` k-means cells trained on at most
+    ``train_size`` gallery rows, 0 = ``max(40 * nlist, 50000)`` rows; ``nprobe`` cells visited)
+    or ``hnsw`` (HNSW-Flat with ``hnsw_m`` links, ``ef_construction`` / ``ef_search``; CPU
+    only). ``use_gpu`` moves flat / IVF indexes to the GPU(s) when faiss has GPUs, otherwise
+    warns and stays on CPU.
+    """
+    faiss = import_faiss()
+    if faiss is None:
+        raise ImportError("approximate search needs the faiss package (pip install faiss-cpu)")
+    check_metric(metric)
+    if kind not in APPROX_KINDS:
+        raise ValueError(f"Unknown index kind {kind!r}; expected one of {APPROX_KINDS}")
+    g = as_feature_tensor(gallery, "gallery")
+    if g.shape[0] == 0:
+        raise ValueError("Empty gallery set: 0 gallery features")
+    validate_features(g[:1], g)
+    dim = g.shape[1]
+    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    if kind == "flat":
+        index = flat_index(dim, metric)
+    elif kind == "ivf":
+        quantizer = flat_index(dim, metric)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
+        n_train = min(g.shape[0], train_size or max(40 * nlist, 50000))
+        rng = np.random.default_rng(seed)
+        rows = torch.from_numpy(np.sort(rng.choice(g.shape[0], n_train, replace=False)))
+        index.train(to_faiss_array(g[rows], metric))
+        index.nprobe = nprobe
+    else:
+        # faiss's HNSW graph is built for a metric: with inner product (not a metric) its
+        # recall collapses, so unit vectors are indexed with L2 (|a - b|^2 = 2 - 2 cos)
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_L2)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+    if use_gpu:
+        ngpus = faiss_num_gpus()
+        if kind == "hnsw":
+            warnings.warn("faiss has no GPU HNSW; the HNSW index stays on the CPU")
+        elif ngpus == 0:
+            warnings.warn("GPU index asked but the installed faiss has no GPU support; using CPU")
+        else:
+            index = faiss_to_gpu(index, ngpus)
+    add_in_chunks(index, g, metric)
+    return index
+
+
+class ApproximateSearch:
+    """Approximate kNN (faiss IVF or HNSW) with its measured recall against exact search.
+
+    Example::
+
+        ann = ApproximateSearch(gallery, kind="hnsw", metric="cosine", hnsw_m=32)
+        dist, idx = ann.search(query, k=10)
+        recall = ann.recall_at_k(query, k=10, sample=1000)  # vs exact flat search
+    """
+
+    def __init__(self, gallery: ArrayLike, kind: str = "ivf", metric: str = "cosine", **params):
+        self.kind = kind
+        self.metric = metric
+        self._gallery = as_feature_tensor(gallery, "gallery")
+        t0 = time.perf_counter()
+        self.index = build_index(self._gallery, kind=kind, metric=metric, **params)
+        self.build_seconds = time.perf_counter() - t0
+
+    @classmethod
+    def from_config(cls, cfg, gallery: ArrayLike, metric: str) -> "ApproximateSearch":
+        r = cfg.TEST.RETRIEVAL
+        return cls(
+            gallery,
+            kind=r.APPROX,
+            metric=metric,
+            nlist=r.NLIST,
+            nprobe=r.NPROBE,
+            hnsw_m=r.HNSW_M,
+            ef_search=r.EF_SEARCH,
+            ef_construction=r.EF_CONSTRUCTION,
+            train_size=r.TRAIN_SIZE,
+        )
+
+    def search(self, query: ArrayLike, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(distances, indices)`` ``(Q, k)`` with the distances of
+        :func:`fastreid_ext.evaluation.retrieval.search`."""
+        q, _ = validate_features(query, self._gallery[:1])
+        if not 1 <= k <= self._gallery.shape[0]:
+            raise ValueError(f"k must be in [1, {self._gallery.shape[0]}], got {k}")
+        scores, ind = self.index.search(to_faiss_array(q, self.metric), k)
+        dist = faiss_scores_to_distance(scores, self.metric, self.index)
+        return torch.from_numpy(dist).float(), torch.from_numpy(ind).long()
+
+    def recall_at_k(
+        self,
+        query: ArrayLike,
+        k: int = 10,
+        sample: int = 1000,
+        exact_indices: Optional[torch.Tensor] = None,
+        seed: int = 0,
+        backend: str = "auto",
+    ) -> float:
+        """Mean of ``|approx top-k  ∩  exact top-k| / k`` over (a sample of) the queries.
+
+        ``exact_indices`` (``(Q, k)``, for *all* queries) skips the exact search when given;
+        otherwise the exact search runs with ``backend``
+        (:func:`fastreid_ext.evaluation.retrieval.search`).
+        """
+        from .retrieval import search  # retrieval imports this module for its faiss backend
+
+        q = as_feature_tensor(query, "query")
+        n = min(sample, q.shape[0]) if sample else q.shape[0]
+        rows = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(q.shape[0], n, replace=False)))
+        if exact_indices is None:
+            _, exact = search(q[rows], self._gallery, k, self.metric, backend=backend)
+        else:
+            exact = exact_indices[rows, :k]
+        _, approx = self.search(q[rows], k)
+        return recall_at_k(approx, exact)
+
+
+def recall_at_k(approx: torch.Tensor, exact: torch.Tensor) -> float:
+    """Mean fraction of each row of ``exact`` (``(Q, k)`` indices) found in the same row of
+    ``approx`` (``(Q, k')``; faiss pads missing results with -1, which never matches)."""
+    hits = (approx.unsqueeze(2) == exact.unsqueeze(1)).any(dim=1)  # (Q, k)
+    return float(hits.float().mean())
