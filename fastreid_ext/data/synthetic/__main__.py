@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlusion", type=float, default=0.15)
     p.add_argument("--distractors", type=float, default=0.2)
     p.add_argument("--junk", type=float, default=0.1)
+    p.add_argument("--corrupt", type=float, default=0.0, help="fraction of frames corrupted in test tracklets")
+    p.add_argument("--part-occlusion", type=float, default=0.0, help="fraction of frames partially occluded")
+    p.add_argument("--misalign", type=float, default=0.0, help="per-frame position/scale jitter (frame fraction)")
+    p.add_argument("--scale-var", type=float, default=0.0, help="per-tracklet scale variation exp(U(-s, s))")
+    p.add_argument("--pose-var", type=float, default=0.0, help="per-tracklet yaw offset U(-pi, pi) * value")
     p.add_argument("--workers", type=int, default=default_workers())
     p.add_argument("--force", action="store_true", help="regenerate even if DIR already holds a dataset")
     return p
@@ -35,7 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     counts = generate(args.layout, args.out, args.ids, seed=args.seed, cameras=args.cameras,
                       frame_size=tuple(args.frame_size), min_len=args.min_len, max_len=args.max_len,
                       groups=args.groups, occlusion=args.occlusion, distractors=args.distractors, junk=args.junk,
-                      workers=args.workers, force=args.force)
+                      corrupt=args.corrupt, part_occlusion=args.part_occlusion, misalign=args.misalign,
+                      scale_var=args.scale_var, pose_var=args.pose_var, workers=args.workers, force=args.force)
     state = "already complete, skipped (use --force to regenerate)" if counts.get("skipped") else "written"
     print(f"synthetic {args.layout} -> {args.out}: {state} in {time.perf_counter() - t0:.1f} s "
           f"({args.workers} worker(s))")

@@ -28,6 +28,12 @@ __all__ = ["LAYOUTS", "LayoutArgs", "OWNED_PATHS", "DEFAULT_LENGTHS", "DEFAULT_C
 
 KEYPOINTS_FILE = "keypoints.json"
 GROUPS_FILE = "groups.json"
+#: {frame path relative to the dataset folder: mark} for the frames a knob changed (corrupted,
+#: partially occluded, misaligned; see ``render.render_tracklet_marked``); ``{}`` without knobs
+MARKS_FILE = "frame_marks.json"
+#: generator knobs that isolate a mechanism; 0 = off (the marker's args omit knobs that are off,
+#: so datasets made before the knobs existed are still recognised)
+KNOBS: Tuple[str, ...] = ("corrupt", "part_occlusion", "misalign", "scale_var", "pose_var")
 
 # layout -> (default cameras, allowed cameras)
 DEFAULT_CAMERAS: Dict[str, Tuple[int, Tuple[int, int]]] = {
@@ -80,10 +86,18 @@ class LayoutArgs:
     occlusion: float
     distractors: float
     junk: float
+    corrupt: float = 0.0  # test tracklets only (all tracklets in layouts without a fixed split)
+    part_occlusion: float = 0.0
+    misalign: float = 0.0
+    scale_var: float = 0.0
+    pose_var: float = 0.0
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["frame_size"] = list(self.frame_size)
+        for k in KNOBS:  # knobs that are off are left out: markers written before them still match
+            if not d[k]:
+                del d[k]
         return d
 
 
@@ -93,18 +107,34 @@ class _Track:
 
     spec: TrackletSpec
     rel: List[str]
+    marks: Optional[List[Optional[dict]]] = None  # per frame, set by _render_all
 
 
 def _spec(a: LayoutArgs, out: str, ident: Identity, cam: int, rel: Sequence[str], key: Tuple[int, ...],
           kind: str = "person", frame_step: float = 1.0) -> _Track:
     paths = tuple(osp.join(out, p) for p in rel)
+    is_train = rel[0].split("/")[0] in _TRAIN_FOLDERS
     spec = TrackletSpec(identity=ident, camera=cam, n_frames=len(rel), key=(a.seed, KIND_TRACKLET) + key,
-                        paths=paths, kind=kind, frame_step=frame_step, occlusion=a.occlusion)
+                        paths=paths, kind=kind, frame_step=frame_step, occlusion=a.occlusion,
+                        corrupt=0.0 if is_train else a.corrupt, part_occlusion=a.part_occlusion,
+                        misalign=a.misalign, scale_var=a.scale_var, pose_var=a.pose_var)
     return _Track(spec, list(rel))
 
 
+# top folders of training frames in the layouts with a fixed split (``corrupt`` spares them)
+_TRAIN_FOLDERS = ("bbox_train", "bounding_box_train")
+
+
 def _render_all(tracks: Sequence[_Track], a: LayoutArgs, workers: int) -> List[np.ndarray]:
-    """Render and write every tracklet; keypoints returned in ``tracks`` order."""
+    """Render and write every tracklet; keypoints returned in ``tracks`` order (the per-frame
+    marks are stored on the tracks)."""
+    out = _render_jobs(tracks, a, workers)
+    for t, (_, marks) in zip(tracks, out):
+        t.marks = marks
+    return [kp for kp, _ in out]
+
+
+def _render_jobs(tracks: Sequence[_Track], a: LayoutArgs, workers: int) -> List[tuple]:
     for d in sorted({osp.dirname(p) for t in tracks for p in t.spec.paths}):
         os.makedirs(d, exist_ok=True)
     h, w = a.frame_size
@@ -119,10 +149,12 @@ def _render_all(tracks: Sequence[_Track], a: LayoutArgs, workers: int) -> List[n
 
 
 def _write_side_files(out: str, tracks: Sequence[_Track], kps: Sequence[np.ndarray], groups: Dict[int, str]) -> None:
-    table = {}
+    table, marks = {}, {}
     for t, kp in zip(tracks, kps):
         table.update(zip(t.rel, np.round(kp, 1).tolist()))
+        marks.update((rel, m) for rel, m in zip(t.rel, t.marks or ()) if m)
     _write_json(osp.join(out, KEYPOINTS_FILE), table)
+    _write_json(osp.join(out, MARKS_FILE), marks)
     _write_json(osp.join(out, GROUPS_FILE), {str(pid): g for pid, g in sorted(groups.items())})
 
 

@@ -52,6 +52,32 @@ class TrackletSpec:
     kind: str = "person"
     frame_step: float = 1.0
     occlusion: float = 0.15
+    # knobs that isolate a mechanism (all 0 by default: the frames are then unchanged); each
+    # draws from its own stream (:func:`knob_rng`) so the other frames' bytes do not move
+    corrupt: float = 0.0  # fraction of frames replaced by a corrupted frame (random-value block)
+    part_occlusion: float = 0.0  # fraction of frames with a partial occluder on one side
+    misalign: float = 0.0  # per-frame position / scale jitter (std, fraction of the frame)
+    scale_var: float = 0.0  # per-tracklet person scale factor exp(U(-s, s)) and placement
+    pose_var: float = 0.0  # per-tracklet yaw offset U(-pi, pi) * pose_var
+
+
+#: the seed-tuple tail of the knobs' own random stream
+_KNOB_STREAM = 7_000_003
+
+
+def knob_rng(spec: TrackletSpec) -> np.random.Generator:
+    return rng_for(*spec.key, _KNOB_STREAM)
+
+
+def knob_frames(r: np.random.Generator, frac: float, n: int) -> np.ndarray:
+    """Indices (sorted) of ``round(frac * n)`` frames out of ``n``; at least one when
+    ``frac > 0`` and at most ``n - 1`` when ``frac < 1``."""
+    k = int(round(frac * n))
+    if frac > 0:
+        k = max(k, 1)
+    if frac < 1:
+        k = min(k, n - 1)
+    return np.sort(r.choice(n, max(k, 0), replace=False)) if k > 0 else np.zeros(0, np.int64)
 
 
 # ----------------------------------------------------------------------------- camera assets
@@ -288,6 +314,16 @@ def coco_keypoints(pts: dict, proj: _Projector) -> np.ndarray:
 # ----------------------------------------------------------------------------- tracklets
 def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List[np.ndarray], np.ndarray]:
     """Frames (list of (h, w, 3) uint8 BGR) and keypoints (T, 17, 3) of one tracklet."""
+    frames, kps, _ = render_tracklet_marked(spec, seed, h, w)
+    return frames, kps
+
+
+def render_tracklet_marked(spec: TrackletSpec, seed: int, h: int, w: int
+                           ) -> Tuple[List[np.ndarray], np.ndarray, List[Optional[dict]]]:
+    """:func:`render_tracklet` plus one mark per frame: ``None`` for an ordinary frame, else a
+    dict with ``corrupted: True`` (a random-value block over 60-90% of the frame), and / or
+    ``occluder: [x0, y0, x1, y1]`` (pixels, a partial occluder from one side), and / or
+    ``shift: [dx, dy, log_scale]`` (the misalignment applied to that frame)."""
     cam, bg, noise_pos, noise_neg = camera_assets(seed, spec.camera, h, w)
     r = rng_for(*spec.key)
     ident = spec.identity
@@ -305,6 +341,22 @@ def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List
             cx0 = w * r.uniform(0.15, 0.85)
             foot0 = h * r.uniform(0.4, 0.95)
     phase0 = r.uniform(0, 2 * math.pi)
+    kr = knob_rng(spec)  # drawn in a fixed order whatever the knob values
+    scale_f = math.exp(kr.uniform(-1.0, 1.0) * spec.scale_var)
+    place = kr.uniform(0.0, 1.0, size=2)
+    yaw_off = kr.uniform(-math.pi, math.pi) * spec.pose_var
+    if spec.scale_var > 0:
+        hp0 *= scale_f
+        top = min(0.99, max(0.5, hp0 / h + 0.02))  # feet low enough for the head to stay in frame
+        foot0 = h * (top + (0.99 - top) * place[0]) if top < 0.99 else h * (0.99 + 0.3 * place[0] * (scale_f - 1))
+        cx0 += (place[1] - 0.5) * 0.4 * w * spec.scale_var
+    yaw += yaw_off
+    n = spec.n_frames
+    corrupt_at = set(knob_frames(kr, spec.corrupt, n).tolist()) if spec.corrupt > 0 else set()
+    occ_at = set(knob_frames(kr, spec.part_occlusion, n).tolist()) if spec.part_occlusion > 0 else set()
+    mis = kr.normal(0.0, 1.0, size=(n, 3)) * spec.misalign
+    part = kr.uniform(0.0, 1.0, size=(n, 6))  # occluder side / extent / colour; corrupted block
+    marks: List[Optional[dict]] = [None] * n
     omega = 2 * math.pi * ident.gait_freq * spec.frame_step
     # background slides when the walker moves sideways in the image
     drift = math.sin(yaw) * ident.gait_freq * 0.9 * hp0 * spec.frame_step
@@ -317,7 +369,6 @@ def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List
             occ = ("pole", r.uniform(0.1, 0.22) * w, r.uniform(-0.3, 1.3) * w, r.uniform(-1.5, 1.5) * w / max(spec.n_frames, 1), col)
         else:
             occ = ("low", r.uniform(0.55, 0.85) * h, 0.0, 0.0, col)
-    n = spec.n_frames
     jit = r.normal(0.0, 1.0, size=(n, 4))
     flick = 1.0 + r.normal(0.0, 0.02, size=n)
     noise_off = r.integers(0, h, size=(n, 2))
@@ -330,6 +381,12 @@ def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List
         hp = hp0 * (1.0 + 0.015 * jit[t, 0])
         cx = cx0 + 0.02 * w * jit[t, 1]
         foot = foot0 + 0.01 * h * jit[t, 2]
+        if spec.misalign > 0:
+            cx += w * mis[t, 0]
+            foot += h * mis[t, 1]
+            hp *= math.exp(mis[t, 2])
+            marks[t] = {"shift": [round(float(w * mis[t, 0]), 2), round(float(h * mis[t, 1]), 2),
+                                  round(float(mis[t, 2]), 4)]}
         proj = _Projector(yaw + 0.03 * jit[t, 3], hp, cx, foot)
         if spec.kind != "background":
             pts = body_points(ident, phase0 + omega * t)
@@ -348,6 +405,16 @@ def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List
                 cv2.rectangle(img, (0, int(y0)), (w, h), occ[4], -1)
                 hidden = kp[:, 1] >= y0
             kp[hidden, 2] = 0.0
+        if t in occ_at:  # partial occluder from one side, 25-50% of that dimension
+            side, ext = int(part[t, 0] * 4) % 4, 0.25 + 0.25 * part[t, 1]
+            x0, y0, x1, y1 = ((0, 0, w, ext * h), (0, (1 - ext) * h, w, h),
+                              (0, 0, ext * w, h), ((1 - ext) * w, 0, w, h))[side]
+            x0, y0, x1, y1 = (int(round(v)) for v in (x0, y0, x1, y1))
+            grey = int(40 + 170 * part[t, 2])
+            cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (grey, int(0.9 * grey), int(0.8 * grey)), -1)
+            hidden = (kp[:, 0] >= x0) & (kp[:, 0] < x1) & (kp[:, 1] >= y0) & (kp[:, 1] < y1)
+            kp[hidden, 2] = 0.0
+            marks[t] = dict(marks[t] or {}, occluder=[x0, y0, x1, y1])
         outside = (kp[:, 0] < 0) | (kp[:, 0] > w - 1) | (kp[:, 1] < 0) | (kp[:, 1] > h - 1)
         kp[outside, 2] = 0.0
         kp[:, 0] = np.clip(kp[:, 0], 0, w - 1)
@@ -364,8 +431,18 @@ def render_tracklet(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[List
         g = cam.brightness * float(flick[t])
         img = cv2.multiply(img, (cam.gain[0] * g, cam.gain[1] * g, cam.gain[2] * g, 0.0))
         img = cv2.add(img, noise_pos[ny:ny + h, nx:nx + w])
-        frames.append(cv2.subtract(img, noise_neg[ny:ny + h, nx:nx + w]))
-    return frames, kps
+        img = cv2.subtract(img, noise_neg[ny:ny + h, nx:nx + w])
+        if t in corrupt_at:  # random-value block over 60-90% of the frame (like random erasing)
+            area = 0.6 + 0.3 * part[t, 3]
+            bh, bw = min(h, int(round(h * math.sqrt(area)))), min(w, int(round(w * math.sqrt(area))))
+            by, bx = int(part[t, 4] * (h - bh + 1)), int(part[t, 5] * (w - bw + 1))
+            img = img.copy()
+            img[by:by + bh, bx:bx + bw] = kr.integers(0, 256, size=(bh, bw, 3), dtype=np.uint8)
+            inside = (kps[t, :, 0] >= bx) & (kps[t, :, 0] < bx + bw) & (kps[t, :, 1] >= by) & (kps[t, :, 1] < by + bh)
+            kps[t, inside, 2] = 0.0
+            marks[t] = dict(marks[t] or {}, corrupted=True, block=[bx, by, bx + bw, by + bh])
+        frames.append(img)
+    return frames, kps, marks
 
 
 def encode(img: np.ndarray, ext: str) -> bytes:
@@ -375,11 +452,12 @@ def encode(img: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
-def render_and_write(spec: TrackletSpec, seed: int, h: int, w: int) -> np.ndarray:
-    """Render one tracklet, write its frames to ``spec.paths``; returns its (T, 17, 3) keypoints."""
-    frames, kps = render_tracklet(spec, seed, h, w)
+def render_and_write(spec: TrackletSpec, seed: int, h: int, w: int) -> Tuple[np.ndarray, List[Optional[dict]]]:
+    """Render one tracklet, write its frames to ``spec.paths``; returns its (T, 17, 3) keypoints
+    and its per-frame marks (:func:`render_tracklet_marked`)."""
+    frames, kps, marks = render_tracklet_marked(spec, seed, h, w)
     for img, path in zip(frames, spec.paths):
         ext = path[path.rfind("."):]
         with open(path, "wb") as fh:
             fh.write(encode(img, ext))
-    return kps
+    return kps, marks
