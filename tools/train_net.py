@@ -6,8 +6,8 @@
     python tools/train_net.py --config-file X.yml --resume            # continue the last run
     python tools/train_net.py --config-file X.yml --num-gpus 2        # 2 processes (GPUs, or gloo on CPU)
 
-Every project (FGReID, MG-RAFA, MGRe) is registered by importing its package; works from any
-working directory.
+Every installed project (entry-point group ``fastreid_ext.projects``) is registered by importing
+its package; works from any working directory.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
-from fastreid_ext.config import PROJECTS, build_config
+from fastreid_ext.config import build_config, project_entry_points
 from fastreid_ext.engine import AtomicCheckpointer, Trainer, launch
 
 
@@ -28,7 +28,7 @@ def setup(args):
     cfg = build_config(args.config_file, args.opts)
     default_setup(cfg, args)
     # the host only sets up the "fastreid" logger; show the plugin's and the projects' too
-    for name in ("fastreid_ext", *(package for package, _ in PROJECTS)):
+    for name in ("fastreid_ext", *(ep.module.split(".")[0] for ep in project_entry_points())):
         setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name)
     if cfg.SEED >= 0:
         seed_all_rng(cfg.SEED + comm.get_rank())

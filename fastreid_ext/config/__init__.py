@@ -1,4 +1,15 @@
 from .defaults import add_ext_config, default_device, get_cfg
-from .setup import PROJECTS, build_config, register_projects
+from .hash_exclusions import embedding_hash_exclusions, exclude_from_embedding_hash
+from .setup import PROJECT_ENTRY_POINT_GROUP, build_config, project_entry_points, register_projects
 
-__all__ = ["PROJECTS", "add_ext_config", "build_config", "default_device", "get_cfg", "register_projects"]
+__all__ = [
+    "PROJECT_ENTRY_POINT_GROUP",
+    "add_ext_config",
+    "build_config",
+    "default_device",
+    "embedding_hash_exclusions",
+    "exclude_from_embedding_hash",
+    "get_cfg",
+    "project_entry_points",
+    "register_projects",
+]

@@ -1,30 +1,59 @@
-"""Building the full config of a run: host defaults + plugin keys + every project's keys."""
+"""Building the full config of a run: host defaults + plugin keys + every project's keys.
+
+Projects plug in through Python entry points: a project package declares, in its
+distribution's metadata (``pyproject.toml``)::
+
+    [project.entry-points."fastreid_ext.projects"]
+    mypkg = "mypkg:add_mypkg_config"
+
+:func:`register_projects` loads every entry point of the group ``fastreid_ext.projects``
+(``importlib.metadata``): loading imports the package, which registers its meta-architecture,
+heads, losses and datasets in the host's registries, and returns its ``add_<x>_config(cfg)``,
+which adds the project's config keys. The core never names a project; removing a project is
+removing its entry point.
+"""
 from __future__ import annotations
 
-import importlib
-from typing import Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from typing import Callable, List, Sequence
 
 from fastreid.config import CfgNode
 
 from .defaults import get_cfg
 
-#: (package, config function) of the projects shipped with the plugin; each package registers
-#: its meta-architecture, heads and losses when imported.
-PROJECTS: Sequence[tuple] = (
-    ("fgreid", "add_fgreid_config"),
-    ("mgrafa", "add_mgrafa_config"),
-    ("mgre", "add_mgre_config"),
-)
+__all__ = ["PROJECT_ENTRY_POINT_GROUP", "build_config", "project_entry_points", "register_projects"]
+
+#: The entry-point group every project declares itself in.
+PROJECT_ENTRY_POINT_GROUP = "fastreid_ext.projects"
 
 
-def register_projects(projects: Iterable[tuple] = PROJECTS) -> list:
-    """Import every project package; return the config functions they provide."""
+def project_entry_points() -> List[EntryPoint]:
+    """The installed projects' entry points, sorted by name (one per name: the first found on
+    ``sys.path`` wins, like an import)."""
+    found = {}
+    for ep in entry_points(group=PROJECT_ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)
+    return [found[name] for name in sorted(found)]
+
+
+def register_projects() -> List[Callable[[CfgNode], CfgNode]]:
+    """Load every project entry point (importing its package registers its components);
+    return their config functions in entry-point name order.
+
+    A project that fails to import, or whose entry point is not callable, raises
+    ``ImportError`` naming the entry point: a broken project is never silently left out.
+    """
     adders = []
-    for package, fn in projects:
-        module = importlib.import_module(package)
-        adder = getattr(module, fn, None)
-        if adder is not None:
-            adders.append(adder)
+    for ep in project_entry_points():
+        try:
+            adder = ep.load()
+        except Exception as e:  # ImportError, AttributeError, errors raised by the package
+            raise ImportError(f"project entry point {ep.name!r} = {ep.value!r} (group "
+                              f"{PROJECT_ENTRY_POINT_GROUP!r}) failed to load: {e!r}") from e
+        if not callable(adder):
+            raise ImportError(f"project entry point {ep.name!r} = {ep.value!r} is not a config "
+                              f"function add_<x>_config(cfg)")
+        adders.append(adder)
     return adders
 
 

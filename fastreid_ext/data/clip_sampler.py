@@ -3,7 +3,7 @@
 Pure functions on frame counts that return frame indices (``/work/shared/reference/
 video-reid-protocols.md``, "Clip sampling conventions"):
 
-- ``restricted_random`` (FGReID, MG-RAFA): split the ``n`` frames into ``T`` equal chunks of
+- ``restricted_random``: split the ``n`` frames into ``T`` equal chunks of
   ``n // T`` frames, the last chunk running to the end, and draw one random frame from each.
 - ``random_consecutive`` (jiyanggao Video-Person-ReID): ``T`` consecutive frames from a random
   start.

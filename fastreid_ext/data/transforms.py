@@ -1,7 +1,8 @@
 """Sequence-consistent clip transforms (one set of random parameters per clip).
 
 Sequence-level augmentation (the same crop / flip / erase for every frame of a clip) beats
-frame-level augmentation (MG-RAFA paper, section 4.2). The train transform draws, per clip:
+frame-level augmentation (Zhang et al., "Multi-Granularity Reference-Aided Attentive Feature
+Aggregation for Video-based Person Re-identification", CVPR 2020, section 4.2). The train transform draws, per clip:
 resize to ``INPUT.SIZE_TRAIN``, pad ``INPUT.PADDING.SIZE`` + random crop back to the size,
 horizontal flip (``INPUT.FLIP``), random erasing (``INPUT.REA``, Zhong et al., Alg. 1 with
 ``sl=0.02, sh=0.4, r1=0.3``; one rectangle for all frames), and optionally per-frame random

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fastreid_ext.config.hash_exclusions import embedding_hash_exclusions
 from fastreid_ext.engine.checkpoint import atomic_write
 
 __all__ = [
@@ -58,6 +59,15 @@ def _plain(node: Any) -> Any:
     return node
 
 
+def _pop_dotted(node: Dict[str, Any], parts: List[str]) -> None:
+    """Remove ``node[parts[0]][parts[1]]...`` when present."""
+    for part in parts[:-1]:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    node.pop(parts[-1], None)
+
+
 def embedding_settings(cfg) -> Dict[str, Any]:
     """The config parts that decide the embedding of an input: ``MODEL`` (without training /
     bookkeeping keys such as ``DEVICE``, ``WEIGHTS``, ``LOSSES``, ``HEADS.NUM_CLASSES``),
@@ -70,8 +80,10 @@ def embedding_settings(cfg) -> Dict[str, Any]:
         model.get("BACKBONE", {}).pop(k, None)
     for k in _HEADS_KEYS_IGNORED:
         model.get("HEADS", {}).pop(k, None)
-    # FGReID's stage-1 checkpoint only sets the starting weights; the weights file decides
-    model.get("FGREID", {}).pop("MARS_WEIGHTS", None)
+    # keys the projects declared (e.g. a training stage's starting weights: the weights file
+    # decides the embedding), see fastreid_ext.config.hash_exclusions
+    for key in embedding_hash_exclusions():
+        _pop_dotted(model, key.split(".")[1:])
     return {
         "MODEL": model,
         "INPUT.SIZE_TEST": _plain(cfg.INPUT.SIZE_TEST),

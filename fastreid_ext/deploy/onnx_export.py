@@ -10,7 +10,7 @@ together (an image model is the same graph with ``T = 1``). ``H, W`` are fixed t
 other sizes: :func:`export_from_files` tries dynamic ``(B, T)``, then dynamic ``B`` with ``T``
 fixed, then a fully static graph, and keeps the first whose onnxruntime outputs match PyTorch
 on inputs of other dynamic sizes (a model whose code turns a size into a Python number gets a
-graph that silently assumes the example's size; e.g. FGReID's ``T``). The embedding is the per-clip one: averaging the clips
+graph that silently assumes the example's size, e.g. a clip length ``T`` read from a shape). The embedding is the per-clip one: averaging the clips
 of a tracklet and the L2 normalisation stay outside the graph, as in the evaluator
 (:mod:`fastreid_ext.deploy.extractor`).
 

@@ -1,4 +1,4 @@
-"""Helpers every video meta-architecture shares (VideoBaseline, FGReID, MG-RAFA, MGRe).
+"""Helpers every video meta-architecture shares (the video baseline and the projects' models).
 
 - :func:`preprocess_clip`: normalise a batch of clips (or images, as clips of length 1)
   with ``MODEL.PIXEL_MEAN/STD`` without touching the input (the host's

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
 
+from fastreid_ext.config import exclude_from_embedding_hash
+
+# the CNN_MARS checkpoint only sets the starting weights: the trained weights file decides the
+# embedding, so a deployment hash must not change with it
+exclude_from_embedding_hash("MODEL.FGREID.MARS_WEIGHTS")
+
 
 def add_fgreid_config(cfg: CN) -> CN:
     """Add ``MODEL.FGREID`` and the FGReID loss nodes to ``cfg`` in place and return it.
