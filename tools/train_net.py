@@ -22,10 +22,18 @@ from fastreid.utils.logger import setup_logger
 
 from fastreid_ext.config import build_config, project_entry_points
 from fastreid_ext.engine import AtomicCheckpointer, Trainer, launch
+from fastreid_ext.engine.trainer import eval_output_dir
 
 
 def setup(args):
     cfg = build_config(args.config_file, args.opts)
+    if args.eval_only and eval_output_dir(cfg.OUTPUT_DIR) != cfg.OUTPUT_DIR:
+        # evaluating a run from its own folder: keep that run's config.yaml / results.json
+        cfg.defrost()
+        cfg.OUTPUT_DIR = eval_output_dir(cfg.OUTPUT_DIR)
+        cfg.freeze()
+        print(f"--eval-only: {os.path.dirname(cfg.OUTPUT_DIR)!r} holds a training run; "
+              f"writing the evaluation to {cfg.OUTPUT_DIR!r}", flush=True)
     default_setup(cfg, args)
     # the host only sets up the "fastreid" logger; show the plugin's and the projects' too
     for name in ("fastreid_ext", *(ep.module.split(".")[0] for ep in project_entry_points())):
@@ -51,7 +59,7 @@ def main(args):
             cfg.MODEL.HEADS.NUM_CLASSES = 1
         cfg.freeze()
         model = Trainer.build_model(cfg)
-        AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        AtomicCheckpointer(model, partial_load=cfg.MODEL.PARTIAL_LOAD).load(cfg.MODEL.WEIGHTS)
         return Trainer.test(cfg, model)
 
     trainer = Trainer(cfg)

@@ -25,6 +25,9 @@ def add_ext_config(cfg: CN) -> CN:
         return cfg
     _C = cfg
     _C.MODEL.DEVICE = default_device()
+    # load a checkpoint whose tensors do not all fit the model (shape mismatches / missing
+    # tensors skipped with a warning, the host's behaviour); off: such a checkpoint is an error
+    _C.MODEL.PARTIAL_LOAD = False
     # DDP find_unused_parameters (an extra graph pass per step); also on when the meta-arch
     # declares ``ddp_find_unused_parameters = True``
     _C.MODEL.DDP_FIND_UNUSED_PARAMETERS = False

@@ -16,9 +16,11 @@ __all__ = ["extract_main", "build_index_main", "search_main", "run_cli"]
 def run_cli(main) -> int:
     """Run ``main()``; user errors (bad input, missing files, config hash mismatches) end the
     program with ``error: <message>`` on stderr and exit status 2 instead of a traceback."""
+    from fastreid_ext.engine.safe_io import LockBusy
+
     try:
         main()
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, LockBusy) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
@@ -70,7 +72,8 @@ def extract_main(argv: Optional[Sequence[str]] = None):
                       progress=False if args.no_progress else None, batch_size=args.batch_size,
                       num_workers=args.num_workers)
     print(f"{res.path}: {len(res.features)} items, dim {res.features.dim}, config hash {ext.config_hash} "
-          f"({res.num_new} new, {res.num_resumed} resumed, {len(res.failed)} unreadable skipped)")
+          f"({res.num_new} new, {res.num_resumed} resumed, {res.num_stale} re-extracted because their files "
+          f"changed, {len(res.failed)} unreadable skipped)")
     for name, reason in res.failed:
         print(f"  skipped unreadable item {name}: {reason}", file=sys.stderr)
     return res
@@ -84,6 +87,9 @@ def build_index_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, nargs="+", metavar="FILE", help="features file(s) (.npz)")
     p.add_argument("--index", required=True, metavar="DIR", help="index folder (index.faiss + meta.json)")
     p.add_argument("--add", action="store_true", help="add the features to the existing index in DIR")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="with --add: keep the indexed item when an item to add has an indexed name but comes "
+                        "from another input (default: that is an error and nothing is added)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index in DIR")
     p.add_argument("--kind", default="flat", choices=("flat", "ivf", "hnsw"),
                    help="flat: exact; ivf: IVF-Flat (large galleries); hnsw: HNSW-Flat (CPU)")
@@ -100,23 +106,35 @@ def build_index_parser() -> argparse.ArgumentParser:
 
 
 def build_index_main(argv: Optional[Sequence[str]] = None):
-    from .features_file import FeaturesFile, check_hash, load_features
+    from fastreid_ext.engine.safe_io import file_lock
+
+    from .features_file import load_features
     from .gallery_index import GalleryIndex
 
     args = build_index_parser().parse_args(argv)
     _setup_logging()
+    if args.skip_existing and not args.add:
+        raise ValueError("--skip-existing only applies with --add")
     exists = os.path.isfile(os.path.join(args.index, "meta.json"))
     if args.add:
         if not exists:
             raise FileNotFoundError(f"--add: no index in {args.index!r}; build it first (without --add)")
-        index = GalleryIndex.load(args.index)
-        added = 0
-        for f in args.features:
-            added += index.add(load_features(f))
-        index.save(args.index)
+        feats = [load_features(f) for f in args.features]
+        # load + add + save under the folder's lock: concurrent --add runs both land
+        index, added = GalleryIndex.add_to_folder(args.index, feats,
+                                                  on_existing="skip" if args.skip_existing else "error")
         print(f"added {added} items: {index.describe()} -> {args.index}")
         return index
-    if exists and not args.overwrite:
+    with file_lock(args.index):
+        return _build_new_index(args)
+
+
+def _build_new_index(args):
+    """A new index from ``args.features`` (the caller holds the folder's lock)."""
+    from .features_file import FeaturesFile, check_hash, load_features
+    from .gallery_index import GalleryIndex
+
+    if os.path.isfile(os.path.join(args.index, "meta.json")) and not args.overwrite:
         raise FileExistsError(f"an index already exists in {args.index!r}; use --add to extend it or --overwrite")
     feats = [load_features(f) for f in args.features]
     for f, path in zip(feats[1:], args.features[1:]):
@@ -125,7 +143,8 @@ def build_index_main(argv: Optional[Sequence[str]] = None):
 
     first = feats[0] if len(feats) == 1 else FeaturesFile(
         np.concatenate([f.embeddings for f in feats]), [n for f in feats for n in f.names],
-        feats[0].config_hash, [p for f in feats for p in f.first_frames], feats[0].meta)
+        feats[0].config_hash, [p for f in feats for p in f.first_frames], feats[0].meta,
+        [x for f in feats for x in f.sources])
     index = GalleryIndex.build(first, args.kind, args.metric, nlist=args.nlist, nprobe=args.nprobe,
                                train_size=args.train_size, hnsw_m=args.hnsw_m,
                                ef_construction=args.ef_construction, ef_search=args.ef_search, seed=args.seed)

@@ -16,6 +16,10 @@ counted (``skipped_frames``).
 Resumable: :meth:`FeatureExtractor.extract` writes the output file every ``flush_every``
 finished items (and when interrupted, even by ``KeyboardInterrupt``); a new run on the same
 output loads it, refuses it when its config hash differs, and embeds only the missing items.
+An item counts as done only when its name *and* its source signature (absolute frame paths,
+sizes, modification times: :func:`~.features_file.source_signature`) match; an item from
+another folder with the same name, or whose frames changed, is embedded again (counted and
+logged). One extraction at a time writes an output file (a second one gets a clear error).
 """
 from __future__ import annotations
 
@@ -37,7 +41,10 @@ from fastreid_ext.data.frame_io import FrameReadError
 from fastreid_ext.data.transforms import build_clip_transforms
 from fastreid_ext.data.video_dataset import VideoTestDataset, collate_video_batch
 
-from .features_file import FeaturesFile, config_hash, embedding_settings, load_features, save_features
+from fastreid_ext.engine.safe_io import file_lock
+
+from .features_file import (FeaturesFile, config_hash, embedding_settings, load_features, save_features,
+                            source_signature)
 from .inputs import InputItem
 
 __all__ = ["ExtractionResult", "FeatureExtractor", "build_extraction_model"]
@@ -75,6 +82,7 @@ class ExtractionResult:
     features: FeaturesFile
     num_new: int  # items embedded by this call
     num_resumed: int  # items found already done in the output file
+    num_stale: int = 0  # items of the output file re-embedded because their source changed
     failed: List[Tuple[str, str]] = field(default_factory=list)  # (name, reason)
     skipped_frames: int = 0  # frame reads replaced by a neighbouring frame
     clips_computed: int = 0
@@ -243,25 +251,46 @@ class FeatureExtractor:
         """Embed ``items`` into the features file ``output`` (``.npz``).
 
         With ``resume`` and an existing ``output``: the file must carry this extractor's
-        config hash (``ConfigHashMismatch`` otherwise) and only the items not in it are
-        embedded (items that failed before are tried again). The file is rewritten atomically
+        config hash (``ConfigHashMismatch`` otherwise) and only the items not in it with the
+        same source signature are embedded (items that failed before, or whose frames are
+        other files or changed since, are embedded again). The file is rewritten atomically
         every ``flush_every`` finished items or ``flush_seconds`` seconds, at the end, and when
-        the run is interrupted.
+        the run is interrupted. The output's lock is held throughout: a second extraction into
+        the same file raises :class:`~fastreid_ext.engine.safe_io.LockBusy`.
         """
         if not output.endswith(".npz"):
             output += ".npz"
+        with file_lock(output, blocking=False, what=f"features file {output}"):
+            return self._extract_locked(items, output, resume, flush_every, flush_seconds, progress,
+                                        batch_size, num_workers)
+
+    def _extract_locked(self, items, output, resume, flush_every, flush_seconds, progress, batch_size,
+                        num_workers) -> ExtractionResult:
         progress = sys.stderr.isatty() if progress is None else progress
         emb: List[np.ndarray] = []
         names: List[str] = []
         first: List[str] = []
+        sources: List[str] = []
+        signature = {it.name: source_signature(it.frames) for it in items}
+        num_stale = 0
         if resume and os.path.exists(output):
             old = load_features(output, expected_hash=self.config_hash)
-            emb, names, first = list(old.embeddings), list(old.names), list(old.first_frames)
+            stale = [n for n, src in zip(old.names, old.sources) if n in signature and src != signature[n]]
+            keep = [i for i, n in enumerate(old.names) if not (n in signature and old.sources[i] != signature[n])]
+            emb = [old.embeddings[i] for i in keep]
+            names = [old.names[i] for i in keep]
+            first = [old.first_frames[i] for i in keep]
+            sources = [old.sources[i] for i in keep]
+            num_stale = len(stale)
             logger.info("resuming %s: %d items already extracted", output, len(names))
+            if stale:
+                logger.warning("%d item(s) of %s were made from other files (another folder with the same "
+                               "names, or frames changed since) and are extracted again: %s%s", len(stale),
+                               output, stale[:5], " ..." if len(stale) > 5 else "")
         elif os.path.exists(output):
             logger.info("overwriting %s (resume off)", output)
-        num_resumed = len(names)
         done = set(names)
+        num_resumed = sum(1 for it in items if it.name in done)
         todo = [it for it in items if it.name not in done]
         failed: List[Tuple[str, str]] = []
         stats: dict = {}
@@ -271,7 +300,7 @@ class FeatureExtractor:
             meta["failed"] = [n for n, _ in failed]
             dim = emb[0].shape[0] if emb else 0
             arr = np.stack(emb) if emb else np.zeros((0, dim), np.float32)
-            save_features(output, FeaturesFile(arr, names, self.config_hash, first, meta))
+            save_features(output, FeaturesFile(arr, names, self.config_hash, first, meta, sources))
 
         logger.info("extracting %d items (%d already done) into %s", len(todo), num_resumed, output)
         pending, last = 0, time.monotonic()
@@ -285,13 +314,14 @@ class FeatureExtractor:
                 emb.append(vec)
                 names.append(it.name)
                 first.append(it.frames[0])
+                sources.append(signature[it.name])
                 pending += 1
                 if pending >= flush_every or time.monotonic() - last >= flush_seconds:
                     flush()
                     pending, last = 0, time.monotonic()
         finally:
             # also on KeyboardInterrupt / errors: keep what was finished
-            if pending or not os.path.exists(output) or failed:
+            if pending or not os.path.exists(output) or failed or num_stale:
                 flush()
         if failed:
             logger.warning("%d of %d items could not be read and were skipped: %s", len(failed), len(todo),
@@ -299,5 +329,5 @@ class FeatureExtractor:
         if stats.get("skipped_frames"):
             logger.warning("%d unreadable frames were replaced by a neighbouring frame", stats["skipped_frames"])
         feats = load_features(output, expected_hash=self.config_hash)
-        return ExtractionResult(output, feats, len(todo) - len(failed), num_resumed, failed,
+        return ExtractionResult(output, feats, len(todo) - len(failed), num_resumed, num_stale, failed,
                                 stats.get("skipped_frames", 0), stats.get("clips", 0))

@@ -8,10 +8,14 @@ A features file is a plain ``.npz`` (``numpy.savez``, no pickles) holding:
 - ``first_frames``: unicode ``(N,)`` path of each item's first frame (for pictures);
 - ``config_hash``: the :func:`config_hash` of the model / input settings (a 0-d string);
 - ``meta``: a 0-d JSON string (``metric``, ``dim``, the hashed settings, the weights file,
-  ``failed``: items that could not be read, by name).
+  ``failed``: items that could not be read, by name);
+- ``sources`` (optional): unicode ``(N,)`` :func:`source_signature` of each item's frames
+  (absolute paths, sizes, modification times), so that a resumed extraction or an index
+  ``--add`` can tell a renamed or changed input from the one already embedded.
 
-Writes are atomic (temporary file + ``os.replace``), so an interrupted extraction leaves either
-the previous complete file or the new one: the resumable extractor relies on that.
+Writes are atomic (temporary file + ``os.replace``, ordinary permissions, see
+:mod:`fastreid_ext.engine.safe_io`), so an interrupted extraction leaves either the previous
+complete file or the new one: the resumable extractor relies on that.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from fastreid_ext.config.hash_exclusions import embedding_hash_exclusions
-from fastreid_ext.engine.checkpoint import atomic_write
+from fastreid_ext.engine.safe_io import atomic_write
 
 __all__ = [
     "FEATURES_FORMAT",
@@ -33,6 +37,7 @@ __all__ = [
     "embedding_settings",
     "config_hash",
     "file_sha256",
+    "source_signature",
     "save_features",
     "load_features",
     "check_hash",
@@ -41,7 +46,8 @@ __all__ = [
 FEATURES_FORMAT = "fastreid_ext.features/1"
 
 # MODEL keys that do not change the embedding of an input (training-only or bookkeeping).
-_MODEL_KEYS_IGNORED = ("DEVICE", "WEIGHTS", "LOSSES", "FREEZE_LAYERS", "QUEUE_SIZE")
+_MODEL_KEYS_IGNORED = ("DEVICE", "WEIGHTS", "PARTIAL_LOAD", "LOSSES", "FREEZE_LAYERS", "QUEUE_SIZE",
+                       "DDP_FIND_UNUSED_PARAMETERS")
 _BACKBONE_KEYS_IGNORED = ("PRETRAIN", "PRETRAIN_PATH")
 _HEADS_KEYS_IGNORED = ("NUM_CLASSES", "SCALE", "MARGIN", "CLS_LAYER")
 
@@ -57,6 +63,15 @@ def _plain(node: Any) -> Any:
     if isinstance(node, (list, tuple)):
         return [_plain(v) for v in node]
     return node
+
+
+def _pop_dotted(node: Dict[str, Any], parts: List[str]) -> None:
+    """Remove ``node[parts[0]][parts[1]]...`` when present."""
+    for part in parts[:-1]:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return
+    node.pop(parts[-1], None)
 
 
 def _pop_dotted(node: Dict[str, Any], parts: List[str]) -> None:
@@ -112,6 +127,21 @@ def config_hash(cfg, weights: Optional[str] = None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def source_signature(frames: Sequence[str]) -> str:
+    """16-hex-digit SHA-256 of an item's frames as found on disk: absolute path, size and
+    modification time (ns) of each, in order (a missing frame counts as such). Another folder
+    with the same item names, or a frame rewritten since, gives another signature."""
+    h = hashlib.sha256()
+    for p in frames:
+        ap = os.path.abspath(p)
+        try:
+            st = os.stat(ap)
+            h.update(f"{ap}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            h.update(f"{ap}\0missing\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
 def check_hash(found: str, expected: str, what: str) -> None:
     """Raise :class:`ConfigHashMismatch` naming both hashes when they differ."""
     if found != expected:
@@ -132,6 +162,7 @@ class FeaturesFile:
     config_hash: str
     first_frames: List[str] = field(default_factory=list)
     meta: Dict[str, Any] = field(default_factory=dict)
+    sources: List[str] = field(default_factory=list)  # source_signature per item ("" = unknown)
 
     def __post_init__(self):
         emb = np.asarray(self.embeddings, dtype=np.float32)
@@ -149,6 +180,9 @@ class FeaturesFile:
         self.first_frames = [str(p) for p in self.first_frames]
         if len(self.first_frames) != len(self.names):
             raise ValueError(f"{len(self.first_frames)} first_frames for {len(self.names)} names")
+        self.sources = [str(x) for x in self.sources] or [""] * len(self.names)
+        if len(self.sources) != len(self.names):
+            raise ValueError(f"{len(self.sources)} sources for {len(self.names)} names")
 
     @property
     def dim(self) -> int:
@@ -175,6 +209,8 @@ def save_features(path: str, feats: FeaturesFile) -> str:
         config_hash=np.array(feats.config_hash),
         meta=np.array(json.dumps(meta, sort_keys=True)),
     )
+    if any(feats.sources):
+        arrays["sources"] = _str_array(feats.sources)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
@@ -192,6 +228,7 @@ def load_features(path: str, expected_hash: Optional[str] = None) -> FeaturesFil
             emb = z["embeddings"]
             names = z["names"].tolist()
             first = z["first_frames"].tolist() if "first_frames" in z.files else []
+            sources = z["sources"].tolist() if "sources" in z.files else []
             chash = str(z["config_hash"])
             meta = json.loads(str(z["meta"]))
     except Exception as e:  # OSError, zipfile.BadZipFile, pickled data, JSON errors: not our file
@@ -199,7 +236,7 @@ def load_features(path: str, expected_hash: Optional[str] = None) -> FeaturesFil
         raise ValueError(msg) from None
     if meta.get("format") != FEATURES_FORMAT:
         raise ValueError(f"{path!r} has format {meta.get('format')!r}, expected {FEATURES_FORMAT!r}")
-    feats = FeaturesFile(emb, names, chash, first, meta)
+    feats = FeaturesFile(emb, names, chash, first, meta, sources)
     if expected_hash is not None:
         check_hash(chash, expected_hash, f"features file {path!r}")
     return feats

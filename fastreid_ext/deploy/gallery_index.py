@@ -3,11 +3,19 @@ config hash of the model whose embeddings it holds.
 
 On disk (a folder)::
 
-    <dir>/index.faiss   the CPU faiss index (faiss.write_index)
-    <dir>/meta.json     {"format", "kind", "metric", "dim", "params", "config_hash",
-                         "names", "first_frames"}
+    <dir>/index-<sha>.faiss  the CPU faiss index (faiss.serialize_index), named by its content hash
+    <dir>/meta.json          {"format", "kind", "metric", "dim", "params", "config_hash",
+                              "index_file", "index_sha256", "names", "first_frames", "sources"}
+    <dir>.lock               the folder's lock (``flock``)
 
-Both files are written atomically. The index is built with
+:meth:`GalleryIndex.save` writes the new index file under a new name first, then replaces
+``meta.json`` (one ``os.replace``: the commit point), then deletes the index files no longer
+named; a crash at any point leaves ``meta.json`` naming a complete index file that matches its
+names. :meth:`GalleryIndex.load` checks the index file's SHA-256 (a truncated or altered file
+is a clear error naming it, not a faiss traceback). Writers hold the folder's lock exclusively
+(:meth:`GalleryIndex.add_to_folder` for the whole load-add-save cycle, so two concurrent
+``build_index --add`` both land), readers hold it shared. A folder written before
+(``index.faiss``, no hash) is still read. The index is built with
 :func:`fastreid_ext.evaluation.faiss_search.build_index` (``flat``: exact, ``ivf``: IVF-Flat,
 ``hnsw``: HNSW-Flat) and searched with the same distance definition as the evaluator
 (cosine: ``1 - <q, g>`` of unit vectors; euclidean: ``|q - g|``). Search runs on the GPU(s)
@@ -15,30 +23,34 @@ when the installed faiss has GPUs (a copy of the CPU index, sharded over several
 HNSW stays on CPU), on the CPU otherwise; the persisted index is always the CPU one.
 
 Incremental :meth:`GalleryIndex.add` appends items (an IVF index keeps the coarse quantizer it
-was trained with at build time); items whose name is already indexed are skipped and counted.
+was trained with at build time). An item whose name is already indexed is skipped and counted
+when it is the same input (same source signature / first frame / embedding); a *different*
+input under an indexed name raises :class:`NameConflict` unless ``on_existing="skip"``
+(``build_index --add --skip-existing``) keeps the indexed one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from fastreid_ext.engine.checkpoint import atomic_write
+from fastreid_ext.engine.safe_io import atomic_write, file_lock
 from fastreid_ext.evaluation import faiss_search, validation
 
 from .features_file import FeaturesFile, check_hash
 
-__all__ = ["INDEX_FORMAT", "INDEX_KINDS", "GalleryIndex", "SearchResult"]
+__all__ = ["INDEX_FORMAT", "INDEX_KINDS", "GalleryIndex", "NameConflict", "SearchResult"]
 
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "fastreid_ext.gallery_index/1"
 INDEX_KINDS = ("flat", "ivf", "hnsw")
-_INDEX_FILE = "index.faiss"
+_INDEX_FILE = "index.faiss"  # the name used before index files were named by their hash
 _META_FILE = "meta.json"
 _DEFAULT_PARAMS = dict(nlist=1024, nprobe=32, hnsw_m=32, ef_construction=80, ef_search=128, train_size=0, seed=0)
 
@@ -48,6 +60,10 @@ def _faiss():
     if faiss is None:
         raise ImportError("the gallery index needs faiss (pip install faiss-cpu, or faiss-gpu)")
     return faiss
+
+
+class NameConflict(ValueError):
+    """Items to add carry names already in the index but come from other inputs."""
 
 
 class SearchResult(list):
@@ -65,7 +81,8 @@ class GalleryIndex:
     :meth:`search`, persist with :meth:`save`."""
 
     def __init__(self, index, kind: str, metric: str, dim: int, config_hash: str,
-                 names: Sequence[str] = (), first_frames: Sequence[str] = (), params: Optional[Dict[str, Any]] = None):
+                 names: Sequence[str] = (), first_frames: Sequence[str] = (), params: Optional[Dict[str, Any]] = None,
+                 sources: Sequence[str] = ()):
         if kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
         if metric not in validation.METRICS:
@@ -77,6 +94,10 @@ class GalleryIndex:
         self.config_hash = config_hash
         self.names: List[str] = list(names)
         self.first_frames: List[str] = list(first_frames) or [""] * len(self.names)
+        self.sources: List[str] = list(sources) or [""] * len(self.names)
+        if len(self.first_frames) != len(self.names) or len(self.sources) != len(self.names):
+            raise ValueError(f"{len(self.names)} names but {len(self.first_frames)} first frames and "
+                             f"{len(self.sources)} sources")
         self.params = dict(_DEFAULT_PARAMS, **(params or {}))
         self._name_set = set(self.names)
         self._search_index = None  # GPU copy, made on first search
@@ -102,28 +123,82 @@ class GalleryIndex:
                              f"cells, got {len(feats)}; lower --nlist")
         index = faiss_search.build_index(feats.embeddings, kind=kind, metric=metric, use_gpu=False, **p)
         logger.info("built a %s index (%s) of %d items, dim %d", kind, metric, len(feats), feats.dim)
-        return cls(index, kind, metric, feats.dim, feats.config_hash, feats.names, feats.first_frames, p)
+        return cls(index, kind, metric, feats.dim, feats.config_hash, feats.names, feats.first_frames, p,
+                   feats.sources)
 
-    def add(self, feats: FeaturesFile) -> int:
+    def _same_input(self, pos: int, feats: FeaturesFile, i: int) -> bool:
+        """Is item ``i`` of ``feats`` the input already indexed at position ``pos``? By source
+        signature when both are known, else by first frame, else by the stored vector."""
+        if self.sources[pos] and feats.sources[i]:
+            return self.sources[pos] == feats.sources[i]
+        if self.first_frames[pos] and feats.first_frames[i]:
+            return os.path.abspath(self.first_frames[pos]) == os.path.abspath(feats.first_frames[i])
+        try:
+            stored = self.index.reconstruct(int(pos))
+        except Exception:  # an index without reconstruction (IVF without direct map): trust the name
+            return True
+        new = faiss_search.to_faiss_array(torch.from_numpy(feats.embeddings[i:i + 1]), self.metric)[0]
+        return bool(np.allclose(stored, new, atol=1e-4))
+
+    def add(self, feats: FeaturesFile, on_existing: str = "error") -> int:
         """Append the items of ``feats`` not yet indexed (by name); returns how many were added.
-        ``feats`` must come from the same model (config hash) and have the index's dimension."""
+        ``feats`` must come from the same model (config hash), have the index's dimension and
+        finite values. Items already indexed from the same input are skipped and counted; a
+        different input under an indexed name raises :class:`NameConflict` (``on_existing=
+        "error"``) or keeps the indexed item (``"skip"``). Nothing is added when it raises."""
+        if on_existing not in ("error", "skip"):
+            raise ValueError(f"on_existing must be 'error' or 'skip', got {on_existing!r}")
         check_hash(feats.config_hash, self.config_hash, "the features to add")
         self._check_dim(feats.dim, "features to add")
-        keep = [i for i, n in enumerate(feats.names) if n not in self._name_set]
-        dup = len(feats) - len(keep)
-        if dup:
-            logger.info("%d of %d items are already in the index and were skipped", dup, len(feats))
+        bad_rows = np.flatnonzero(~np.isfinite(feats.embeddings).all(axis=1))
+        if bad_rows.size:
+            raise ValueError(f"the features to add have non-finite values (NaN / inf) in {bad_rows.size} row(s), "
+                             f"items {[feats.names[i] for i in bad_rows[:5]]}{' ...' if bad_rows.size > 5 else ''}; "
+                             f"nothing was added")
+        pos = {n: j for j, n in enumerate(self.names)}
+        keep, same, conflicts = [], 0, []
+        for i, n in enumerate(feats.names):
+            if n not in pos:
+                keep.append(i)
+            elif self._same_input(pos[n], feats, i):
+                same += 1
+            else:
+                conflicts.append(n)
+        if conflicts and on_existing == "error":
+            raise NameConflict(
+                f"{len(conflicts)} item(s) to add have names already in the index but come from other "
+                f"inputs (another folder, or files changed since): {conflicts[:5]}"
+                f"{' ...' if len(conflicts) > 5 else ''}; nothing was added. Rename them, build a new index, "
+                f"or pass --skip-existing to keep the indexed items.")
+        if same:
+            logger.info("%d of %d items are already in the index and were skipped", same, len(feats))
+        if conflicts:
+            logger.warning("%d item(s) with names already in the index but other inputs were skipped "
+                           "(--skip-existing): %s", len(conflicts), conflicts[:5])
         if not keep:
             return 0
         x = feats.embeddings[keep]
-        validation.validate_features(torch.from_numpy(x), torch.zeros(1, self.dim))  # finite values
         self.index.add(faiss_search.to_faiss_array(torch.from_numpy(x), self.metric))
         for i in keep:
             self.names.append(feats.names[i])
             self.first_frames.append(feats.first_frames[i])
+            self.sources.append(feats.sources[i])
             self._name_set.add(feats.names[i])
         self._search_index = None
         return len(keep)
+
+    @classmethod
+    def add_to_folder(cls, folder: str, features: Sequence[FeaturesFile],
+                      on_existing: str = "error") -> Tuple["GalleryIndex", int]:
+        """Load the index in ``folder``, add ``features``, save it, all under the folder's lock
+        (concurrent callers run one after the other; none loses the other's items). Nothing is
+        written when any of them raises. Returns ``(index, items added)``."""
+        with file_lock(folder):
+            index = cls.load(folder)
+            added = sum(index.add(f, on_existing=on_existing) for f in features)
+            if added:
+                index.save(folder)
+            return index, added
 
     # ------------------------------------------------------------------ search
     def __len__(self) -> int:
@@ -182,15 +257,23 @@ class GalleryIndex:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str) -> str:
-        """Write ``index.faiss`` and ``meta.json`` into ``folder`` (created)."""
+        """Write the index file and ``meta.json`` into ``folder`` (created), as one commit (see
+        the module docstring), under the folder's lock."""
         faiss = _faiss()
         os.makedirs(folder, exist_ok=True)
-        data = faiss.serialize_index(self.index)  # numpy uint8 buffer
-        atomic_write(os.path.join(folder, _INDEX_FILE), lambda f: f.write(data.tobytes()))
+        data = faiss.serialize_index(self.index).tobytes()  # numpy uint8 buffer -> bytes
+        digest = hashlib.sha256(data).hexdigest()
+        index_file = f"index-{digest[:16]}.faiss"
         meta = {"format": INDEX_FORMAT, "kind": self.kind, "metric": self.metric, "dim": self.dim,
                 "config_hash": self.config_hash, "params": self.params, "count": len(self),
-                "names": self.names, "first_frames": self.first_frames}
-        atomic_write(os.path.join(folder, _META_FILE), lambda f: json.dump(meta, f), mode="w")
+                "index_file": index_file, "index_sha256": digest,
+                "names": self.names, "first_frames": self.first_frames, "sources": self.sources}
+        with file_lock(folder):
+            atomic_write(os.path.join(folder, index_file), lambda f: f.write(data))
+            atomic_write(os.path.join(folder, _META_FILE), lambda f: json.dump(meta, f), mode="w")  # commit
+            for name in os.listdir(folder):  # index files of earlier saves
+                if name != index_file and name.endswith(".faiss") and name.startswith("index"):
+                    os.remove(os.path.join(folder, name))
         return folder
 
     @classmethod
@@ -198,19 +281,36 @@ class GalleryIndex:
         """Read an index folder written by :meth:`save`; with ``expected_hash`` refuse one made by
         another model (``ConfigHashMismatch``)."""
         faiss = _faiss()
-        ipath, mpath = os.path.join(folder, _INDEX_FILE), os.path.join(folder, _META_FILE)
-        for p in (ipath, mpath):
-            if not os.path.isfile(p):
-                raise FileNotFoundError(f"{folder!r} is not a gallery index folder: {p!r} is missing")
-        with open(mpath) as f:
-            meta = json.load(f)
-        if meta.get("format") != INDEX_FORMAT:
-            raise ValueError(f"{mpath!r} has format {meta.get('format')!r}, expected {INDEX_FORMAT!r}")
-        index = faiss.deserialize_index(np.fromfile(ipath, dtype=np.uint8))
+        mpath = os.path.join(folder, _META_FILE)
+        if not os.path.isfile(mpath):
+            raise FileNotFoundError(f"{folder!r} is not a gallery index folder: {mpath!r} is missing")
+        with file_lock(folder, shared=True):
+            try:
+                with open(mpath) as f:
+                    meta = json.load(f)
+            except ValueError as e:
+                raise ValueError(f"{mpath!r} is damaged (not JSON): {e}") from None
+            if meta.get("format") != INDEX_FORMAT:
+                raise ValueError(f"{mpath!r} has format {meta.get('format')!r}, expected {INDEX_FORMAT!r}")
+            ipath = os.path.join(folder, meta.get("index_file", _INDEX_FILE))
+            if not os.path.isfile(ipath):
+                raise FileNotFoundError(f"{folder!r} is not a gallery index folder: {ipath!r} is missing")
+            with open(ipath, "rb") as f:
+                data = f.read()
+        want = meta.get("index_sha256")
+        if want is not None and hashlib.sha256(data).hexdigest() != want:
+            raise ValueError(f"index file {ipath!r} is damaged (truncated or modified: its SHA-256 differs from "
+                             f"the one in {mpath!r}); rebuild the index with build_index.py")
+        try:
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        except Exception as e:  # faiss RuntimeError with a C++ trace
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"index file {ipath!r} cannot be read by faiss (truncated or not an index): "
+                             f"{first}") from None
         if expected_hash is not None:
             check_hash(meta["config_hash"], expected_hash, f"gallery index {folder!r}")
         gi = cls(index, meta["kind"], meta["metric"], meta["dim"], meta["config_hash"],
-                 meta["names"], meta.get("first_frames", []), meta.get("params"))
+                 meta["names"], meta.get("first_frames", []), meta.get("params"), meta.get("sources", []))
         return gi
 
     def describe(self) -> str:

@@ -12,17 +12,27 @@ What changes against ``fastreid/engine/defaults.py`` and why:
 - AMP through ``torch.amp`` (:class:`DeviceTrainer`), not the CUDA-only ``AMPTrainer``;
 - losses with their own optimizer (center loss) are kept out of the main optimizer;
 - checkpoints written atomically (:class:`AtomicCheckpointer`);
-- ``OUTPUT_DIR/results.json`` holds the last evaluation results.
+- ``OUTPUT_DIR/results.json`` holds the last evaluation results, with ``"complete": true`` only
+  once the run has finished (a killed run's intermediate results say ``false``);
+- the config is checked before training (:func:`validate_training_config`: test set names,
+  ``TEST.*`` values, P >= 2 identities per batch for pairwise losses) and the test sets are
+  built, so a typo fails in seconds, not after training;
+- ``--resume`` keeps the best metric (``model_best.pth`` is not overwritten by a worse model),
+  a finished run or ``MAX_EPOCH 0`` evaluates instead of crashing (the host's hooks read
+  ``trainer.epoch``, never set when no epoch runs, ``fastreid/engine/hooks.py:380``), and the
+  output folder is locked while a run trains in it.
 """
 from __future__ import annotations
 
 import inspect
+import contextlib
 import json
 import logging
 import os
 from collections import OrderedDict
 
 import torch
+from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import TrainerBase
 from fastreid.evaluation.testing import print_csv_format
@@ -30,11 +40,14 @@ from fastreid.modeling import build_model
 from fastreid.solver.build import get_default_optimizer_params, maybe_add_freeze_layer, \
     maybe_add_gradient_clipping
 from fastreid.utils import comm
+from fastreid.utils.events import CommonMetricPrinter, get_event_storage
 from fastreid.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, atomic_write
 from .train_loop import DeviceTrainer, own_optimizers
+from .checkpoint import read_best_metric
+from .safe_io import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +64,9 @@ class Trainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
+        validate_training_config(cfg)
+        for dataset_name in cfg.DATASETS.TESTS:  # bad test sets / protocols fail now, not after training
+            self.build_evaluator(cfg, dataset_name)
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
         model = self.build_model(cfg)
@@ -73,6 +89,8 @@ class Trainer(DefaultTrainer):
         self.warmup_iters = cfg.SOLVER.WARMUP_ITERS
         self.delay_epochs = cfg.SOLVER.DELAY_EPOCHS
         self.cfg = cfg
+        self.checkpointer.partial_load = bool(cfg.MODEL.PARTIAL_LOAD)
+        self._resumed_best_metric = None
         self.register_hooks(self.build_hooks())
 
     # ------------------------------------------------------------------ building blocks
@@ -156,8 +174,8 @@ class Trainer(DefaultTrainer):
         protocol = cfg.TEST.PROTOCOL
         if protocol == "auto":
             protocol = getattr(dataset, "eval_protocol", "cross_camera")
-        groups = None
-        if all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
+        groups = None  # only the groupwise protocol takes groups (metrics_from_features.py:221 refuses others)
+        if protocol == "groupwise" and all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
             groups = [it[3]["group"] for it in items]
         evaluator = VideoClipEvaluator(
             cfg, num_query=num_query, num_tracklets=len(items),
@@ -180,7 +198,7 @@ class Trainer(DefaultTrainer):
                 logging.getLogger(__name__).info(f"Evaluation results for {dataset_name} in csv format:")
                 print_csv_format(OrderedDict(results_i, dataset=dataset_name))  # the host pops "dataset"
         if comm.is_main_process() and cfg.OUTPUT_DIR:
-            write_results(cfg.OUTPUT_DIR, results)
+            write_results(cfg.OUTPUT_DIR, results, complete=not _TRAINING_NOW)
         if len(results) == 1:
             results = list(results.values())[0]
         return results
@@ -195,12 +213,147 @@ class Trainer(DefaultTrainer):
         return [PreciseBN.from_host(h) if type(h) is hooks.PreciseBN else h
                 for h in super().build_hooks()]
 
+    def build_writers(self):
+        """The host's writers; the console printer skips a second write at the same iteration
+        (with one iteration per epoch the host's ``CommonMetricPrinter`` divides by zero,
+        ``fastreid/utils/events.py:220``)."""
+        writers = super().build_writers()
+        return [_OncePerIterPrinter(self.max_iter) if type(w) is CommonMetricPrinter else w for w in writers]
+
+    def resume_or_load(self, resume=True):
+        """The host's ``resume_or_load`` (our checkpointer falls back to an older checkpoint when
+        the last is unreadable); when resuming, the best metric so far is read back from
+        ``model_best.pth`` so that a worse model does not replace it."""
+        super().resume_or_load(resume=resume)
+        self._resumed_best_metric = None
+        if resume and self.checkpointer.has_checkpoint() and self.cfg.OUTPUT_DIR:
+            self._resumed_best_metric = read_best_metric(os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth"))
+            if self._resumed_best_metric is not None:
+                logger.info(f"Best metric so far (model_best.pth): {self._resumed_best_metric:.4f}")
+
     def train(self):
-        """Train, then return the last evaluation results (main process)."""
-        super(DefaultTrainer, self).train(self.start_epoch, self.max_epoch, self.iters_per_epoch)
-        if comm.is_main_process():
-            return getattr(self, "_last_eval_results", None)
-        return None
+        """Train, then return the last evaluation results (main process). A run with nothing
+        left to train (``SOLVER.MAX_EPOCH`` reached, or 0) evaluates the loaded model instead."""
+        global _TRAINING_NOW
+        out = self.cfg.OUTPUT_DIR
+        if self.start_epoch >= self.max_epoch:
+            logger.warning(f"Nothing to train: start epoch {self.start_epoch} >= SOLVER.MAX_EPOCH "
+                           f"{self.max_epoch} (a finished run? raise SOLVER.MAX_EPOCH to train longer). "
+                           f"Evaluating the loaded model.")
+            results = self.test(self.cfg, self.model) if self.cfg.DATASETS.TESTS else None
+            return results if comm.is_main_process() else None
+        main = comm.is_main_process() and bool(out)
+        with (file_lock(os.path.join(out, "training"), blocking=False, what=f"training output folder {out}")
+              if main else contextlib.nullcontext()):
+            if self._resumed_best_metric is not None:
+                for h in self._hooks:
+                    if isinstance(h, hooks.PeriodicCheckpointer):
+                        h.best_metric = max(h.best_metric, self._resumed_best_metric)
+            _TRAINING_NOW = True
+            try:
+                super(DefaultTrainer, self).train(self.start_epoch, self.max_epoch, self.iters_per_epoch)
+            finally:
+                _TRAINING_NOW = False
+            if not comm.is_main_process():
+                return None
+            results = getattr(self, "_last_eval_results", None)
+            if main and results is not None:  # the run is finished: mark its results complete
+                named = results if len(self.cfg.DATASETS.TESTS) > 1 else {self.cfg.DATASETS.TESTS[0]: results}
+                write_results(out, named, complete=True)
+            return results
+
+
+RUN_FILES = ("config.yaml", "results.json", "last_checkpoint")
+
+
+def eval_output_dir(output_dir: str) -> str:
+    """Where ``--eval-only`` writes: ``output_dir`` itself when it holds no run, else its
+    ``eval`` subfolder, so that evaluating a run with its own ``config.yaml`` never replaces
+    that run's ``config.yaml`` / ``results.json``."""
+    if output_dir and any(os.path.exists(os.path.join(output_dir, f)) for f in RUN_FILES):
+        return os.path.join(output_dir, "eval")
+    return output_dir
+
+
+_TRAINING_NOW = False  # True while Trainer.train runs: its evaluations are intermediate results
+
+
+class _OncePerIterPrinter(CommonMetricPrinter):
+    """``CommonMetricPrinter`` that writes at most once per iteration."""
+
+    def write(self):
+        storage = get_event_storage()
+        if self._last_write is not None and storage.iter == self._last_write[0]:
+            return
+        super().write()
+
+
+_PAIRWISE_LOSSES = ("TripletLoss", "CircleLoss", "Cosface", "OSMLoss")
+_IDENTITY_SAMPLERS = ("NaiveIdentitySampler", "IdentityBalancedSampler")
+
+
+def validate_training_config(cfg) -> None:
+    """Raise ``ValueError`` / ``KeyError`` on settings that would only fail (or silently do
+    nothing) after training: unknown test sets, bad ``TEST.*`` values, fewer than 2 identities
+    per batch with a pairwise loss (triplet: no negative, ``loss_triplet`` stays 0)."""
+    from fastreid.data.datasets import DATASET_REGISTRY
+
+    from fastreid_ext.evaluation.rank import PROTOCOLS
+
+    known = sorted(DATASET_REGISTRY._obj_map)
+    for key in ("NAMES", "TESTS"):
+        bad = [n for n in cfg.DATASETS.get(key) if n not in known]
+        if bad:
+            raise KeyError(f"DATASETS.{key} names unknown dataset(s) {bad}; registered datasets: {known}")
+    t = cfg.TEST
+    errors = []
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            errors.append(msg)
+
+    def positive_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    need(positive_int(t.EVAL_PERIOD), f"TEST.EVAL_PERIOD must be an int >= 1 (epochs), got {t.EVAL_PERIOD!r}")
+    need(positive_int(t.IMS_PER_BATCH), f"TEST.IMS_PER_BATCH must be an int >= 1, got {t.IMS_PER_BATCH!r}")
+    need(t.METRIC in ("cosine", "euclidean"), f"TEST.METRIC must be 'cosine' or 'euclidean', got {t.METRIC!r}")
+    need(t.PROTOCOL in ("auto",) + tuple(PROTOCOLS),
+         f"TEST.PROTOCOL must be one of {('auto',) + tuple(PROTOCOLS)}, got {t.PROTOCOL!r}")
+    need(positive_int(t.VIDEO.SEQ_LEN), f"TEST.VIDEO.SEQ_LEN must be an int >= 1, got {t.VIDEO.SEQ_LEN!r}")
+    need(positive_int(t.VIDEO.MAX_CLIPS), f"TEST.VIDEO.MAX_CLIPS must be an int >= 1, got {t.VIDEO.MAX_CLIPS!r}")
+    r = t.RETRIEVAL
+    need(r.BACKEND in ("auto", "faiss", "torch"), f"TEST.RETRIEVAL.BACKEND must be auto, faiss or torch, got {r.BACKEND!r}")
+    need(r.APPROX in ("", "ivf", "hnsw"), f"TEST.RETRIEVAL.APPROX must be '', 'ivf' or 'hnsw', got {r.APPROX!r}")
+    need(isinstance(r.MEMORY_MB, (int, float)) and r.MEMORY_MB > 0,
+         f"TEST.RETRIEVAL.MEMORY_MB must be > 0, got {r.MEMORY_MB!r}")
+    for k in ("NLIST", "NPROBE", "HNSW_M", "EF_SEARCH", "EF_CONSTRUCTION"):
+        need(positive_int(r.get(k)), f"TEST.RETRIEVAL.{k} must be an int >= 1, got {r.get(k)!r}")
+    need(isinstance(r.TRAIN_SIZE, int) and r.TRAIN_SIZE >= 0, f"TEST.RETRIEVAL.TRAIN_SIZE must be >= 0, got {r.TRAIN_SIZE!r}")
+    if t.AQE.ENABLED:
+        need(positive_int(t.AQE.QE_TIME) and positive_int(t.AQE.QE_K),
+             f"TEST.AQE.QE_TIME / QE_K must be ints >= 1, got {t.AQE.QE_TIME!r} / {t.AQE.QE_K!r}")
+    if t.RERANK.ENABLED:
+        need(positive_int(t.RERANK.K1) and positive_int(t.RERANK.K2),
+             f"TEST.RERANK.K1 / K2 must be ints >= 1, got {t.RERANK.K1!r} / {t.RERANK.K2!r}")
+        need(isinstance(t.RERANK.LAMBDA, (int, float)) and 0 <= t.RERANK.LAMBDA <= 1,
+             f"TEST.RERANK.LAMBDA must be in [0, 1], got {t.RERANK.LAMBDA!r}")
+    if t.VIS.ENABLED:
+        need(positive_int(t.VIS.NUM_QUERIES) and positive_int(t.VIS.TOPK),
+             f"TEST.VIS.NUM_QUERIES / TOPK must be ints >= 1, got {t.VIS.NUM_QUERIES!r} / {t.VIS.TOPK!r}")
+    if errors:
+        raise ValueError("bad test settings (checked before training):\n  " + "\n  ".join(errors))
+
+    pairwise = [n for n in cfg.MODEL.LOSSES.NAME if n in _PAIRWISE_LOSSES]
+    if pairwise and cfg.DATALOADER.SAMPLER_TRAIN in _IDENTITY_SAMPLERS and cfg.DATALOADER.NUM_INSTANCE >= 1:
+        p = cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE // max(1, comm.get_world_size())
+        if p < 2:
+            raise ValueError(
+                f"{pairwise} need at least 2 identities per batch (per process), but SOLVER.IMS_PER_BATCH "
+                f"{cfg.SOLVER.IMS_PER_BATCH} / DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE}"
+                f"{f' / {comm.get_world_size()} processes' if comm.get_world_size() > 1 else ''} gives P = {p}: "
+                f"with one identity there is no negative and the loss is 0. Raise SOLVER.IMS_PER_BATCH or "
+                f"lower DATALOADER.NUM_INSTANCE.")
 
 
 def model_device_for(device: str) -> torch.device:
@@ -230,8 +383,10 @@ def sync_buffers(model: torch.nn.Module, src: int = 0) -> int:
     return len(buffers)
 
 
-def write_results(output_dir: str, results) -> str:
-    """Write evaluation results as JSON (atomically) to ``output_dir/results.json``."""
+def write_results(output_dir: str, results, complete: bool = True) -> str:
+    """Write evaluation results as JSON (atomically, under the file's lock) to
+    ``output_dir/results.json``, with ``"complete": complete`` (``False`` for the intermediate
+    evaluations of a run that is still training)."""
     def clean(v):
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
@@ -244,6 +399,8 @@ def write_results(output_dir: str, results) -> str:
         flat = clean(dict(only, dataset=name))
     else:
         flat = clean(results)
+    flat["complete"] = bool(complete)
     path = os.path.join(output_dir, "results.json")
-    atomic_write(path, lambda f: json.dump(flat, f, indent=2, sort_keys=True), mode="w")
+    with file_lock(path):
+        atomic_write(path, lambda f: json.dump(flat, f, indent=2, sort_keys=True), mode="w")
     return path
