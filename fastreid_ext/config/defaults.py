@@ -36,8 +36,10 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.TEMPORAL = CN()
     _C.MODEL.TEMPORAL.AGG = "avg"          # "avg" | "attention" (paper 003 / Gao & Nevatia)
     _C.MODEL.TEMPORAL.ATT_DIM = 256        # hidden width of the temporal attention conv
+    _C.MODEL.TEMPORAL.ATT_INIT = "fan_out"  # conv init: "fan_out" (public code's kaiming) | "fan_in" (variance-preserving)
 
     # ---- losses added through the plugin's registry (MODEL.LOSSES.NAME picks them)
+    _C.MODEL.LOSSES.TRI.DISTANCE = "host"  # "host" (euclidean / 2 - 2cos with NORM_FEAT) | "cosine" (1 - cos, public code)
     _C.MODEL.LOSSES.CENTER = CN()
     _C.MODEL.LOSSES.CENTER.SCALE = 0.0005  # weight of the center loss in the total
     _C.MODEL.LOSSES.CENTER.LR = 0.5        # its own SGD step for the centers
@@ -50,6 +52,8 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.LOSSES.OSM.CL_CENTERS = True  # class embeddings = center-loss centers ("CL centers")
     _C.MODEL.LOSSES.ATT = CN()
     _C.MODEL.LOSSES.ATT.SCALE = 1.0        # attention loss on erased frames (paper 003 Eq. 1)
+    _C.MODEL.LOSSES.ATT.TARGET = "scores"  # "scores" (post-ReLU pre-softmax, public code; can die) | "weights" (softmax)
+    _C.MODEL.LOSSES.ATT.REDUCTION = "frame_mean"  # "frame_mean" (Eq. 1, / B*T) | "clip_sum" (public code, T x Eq. 1)
 
     # ---- video input
     _C.INPUT.VIDEO = CN()
@@ -64,6 +68,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.DATASETS.ROOT = ""                  # overrides $FASTREID_DATASETS when set
 
     _C.DATALOADER.NUM_WORKERS_TEST = 2     # the host hard-codes 4 (fastreid/data/build.py:124)
+    _C.DATALOADER.EPOCH_LENGTH = "identities"  # P x K sampler epoch: "identities" (ids x K / batch, public code) | "samples" (host)
 
     # ---- test
     _C.TEST.VIDEO = CN()

@@ -51,6 +51,32 @@ from .safe_io import file_lock
 
 logger = logging.getLogger(__name__)
 
+EPOCH_LENGTHS = ("identities", "samples")
+
+
+def epoch_iterations(cfg, data_loader) -> int:
+    """Iterations in one training epoch (``SOLVER.MAX_EPOCH``, ``STEPS``, checkpoint and eval
+    periods count these epochs; the loader itself is an infinite stream).
+
+    ``DATALOADER.EPOCH_LENGTH``:
+    - ``"identities"`` (default) with an identity (``P x K``) sampler: ``identities x K // batch``,
+      the epoch of the public code of the video baseline and FGReID (their
+      ``RandomIdentitySampler`` yields ``K`` samples of every identity, ``drop_last=True``);
+      with any other sampler, the same as ``"samples"``;
+    - ``"samples"``: ``samples // batch``, the host's definition (``fastreid/engine/defaults.py``).
+
+    E.g. iLIDS-VID (150 train identities x 2 tracklets, K = 5, batch 140): 5 vs 2 iterations.
+    """
+    mode = cfg.DATALOADER.EPOCH_LENGTH
+    if mode not in EPOCH_LENGTHS:
+        raise ValueError(f"unknown DATALOADER.EPOCH_LENGTH {mode!r}; known: {', '.join(EPOCH_LENGTHS)}")
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    sampler = getattr(getattr(data_loader, "batch_sampler", None), "sampler", None)
+    pids = getattr(sampler, "pids", None)
+    if mode == "identities" and pids is not None and hasattr(sampler, "num_instances"):
+        return max(1, len(pids) * sampler.num_instances // batch)
+    return max(1, len(data_loader.dataset) // batch)
+
 
 class Trainer(DefaultTrainer):
     """DefaultTrainer with CPU/GPU loaders, torch.amp, our evaluator and atomic checkpoints.
@@ -75,7 +101,7 @@ class Trainer(DefaultTrainer):
         if comm.get_world_size() > 1:
             model = self.wrap_ddp(cfg, model)
 
-        self.iters_per_epoch = max(1, len(data_loader.dataset) // cfg.SOLVER.IMS_PER_BATCH)
+        self.iters_per_epoch = epoch_iterations(cfg, data_loader)
         self._trainer = DeviceTrainer(model, data_loader, optimizer, param_wrapper,
                                       amp=cfg.SOLVER.AMP.ENABLED, amp_dtype=cfg.SOLVER.AMP.DTYPE,
                                       iters_per_epoch=self.iters_per_epoch)

@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from fastreid.layers.weight_init import weights_init_kaiming
 from torch import nn
 
-__all__ = ["TemporalAttention", "temporal_weighted_sum"]
+__all__ = ["TemporalAttention", "temporal_weighted_sum", "ATTENTION_INITS"]
+
+#: ``MODEL.TEMPORAL.ATT_INIT``: how the two convs are initialised
+ATTENTION_INITS = ("fan_out", "fan_in")
 
 
 def temporal_weighted_sum(frame_feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -39,13 +42,21 @@ class TemporalAttention(nn.Module):
             average pooling, which is the identity when the sizes match.
     """
 
-    def __init__(self, in_channels: int, hidden_dim: int, map_size: Sequence[int]):
+    def __init__(self, in_channels: int, hidden_dim: int, map_size: Sequence[int],
+                 init: str = "fan_out"):
         super().__init__()
+        if init not in ATTENTION_INITS:
+            raise ValueError(f"unknown MODEL.TEMPORAL.ATT_INIT {init!r}; known: {', '.join(ATTENTION_INITS)}")
         self.map_size: Tuple[int, int] = (int(map_size[0]), int(map_size[1]))
         self.spatial_conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=self.map_size)
         self.temporal_conv = nn.Conv1d(hidden_dim, 1, kernel_size=3, padding=1)
-        self.spatial_conv.apply(weights_init_kaiming)
-        self.temporal_conv.apply(weights_init_kaiming)
+        if init == "fan_out":
+            self.spatial_conv.apply(weights_init_kaiming)
+            self.temporal_conv.apply(weights_init_kaiming)
+        else:
+            for conv in (self.spatial_conv, self.temporal_conv):
+                nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(conv.bias)
 
     def scores(self, maps: torch.Tensor) -> torch.Tensor:
         """Pre-softmax attention scores ``(B, T)`` (>= 0, after the ReLU) of maps

@@ -21,9 +21,17 @@ et al.'s image baseline). Evaluation returns the post-BN ``(B, D)`` embedding.
 
 Losses come from the plugin's registry (``MODEL.LOSSES.NAME``) and are reachable as
 ``model.losses`` (a ``LossSet``; the trainer steps their own optimizers, e.g. the center loss's).
+
+:meth:`VideoBaseline.diagnostics` reports, for the last training batch, whether the temporal
+attention is alive: ``att_dead_frac`` (fraction of clips whose pre-softmax scores are all 0,
+i.e. a plain average with no gradient into the attention), ``att_entropy`` (mean entropy of the
+softmax weights; ``log T`` for a uniform average) and ``att_entropy_norm`` (the same divided by
+``log T``). See :mod:`fastreid_ext.modeling.losses.attention_loss` for why the faithful
+attention loss (``MODEL.LOSSES.ATT.TARGET scores``) drives the scores to 0.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -36,7 +44,7 @@ from ..layers.temporal_attention import TemporalAttention, temporal_weighted_sum
 from ..losses import LossSet, build_losses
 from ..video_utils import build_backbone_offline, feature_map_shape, frame_features, preprocess_clip
 
-__all__ = ["VideoBaseline", "TEMPORAL_AGGREGATIONS"]
+__all__ = ["VideoBaseline", "TEMPORAL_AGGREGATIONS", "attention_diagnostics"]
 
 TEMPORAL_AGGREGATIONS = ("avg", "attention")
 
@@ -77,6 +85,7 @@ class VideoBaseline(nn.Module):
         self.frame_chunk = int(frame_chunk)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self._last_attention: Optional[Dict[str, torch.Tensor]] = None  # detached, last training batch
 
     @classmethod
     def from_config(cls, cfg) -> Dict:
@@ -95,7 +104,8 @@ class VideoBaseline(nn.Module):
         if agg not in TEMPORAL_AGGREGATIONS:
             raise ValueError(f"unknown MODEL.TEMPORAL.AGG {agg!r}; known: "
                              f"{', '.join(TEMPORAL_AGGREGATIONS)}")
-        attention = (TemporalAttention(channels, cfg.MODEL.TEMPORAL.ATT_DIM, (map_h, map_w))
+        attention = (TemporalAttention(channels, cfg.MODEL.TEMPORAL.ATT_DIM, (map_h, map_w),
+                                       init=cfg.MODEL.TEMPORAL.ATT_INIT)
                      if agg == "attention" else None)
         heads = build_heads(cfg)
 
@@ -163,10 +173,22 @@ class VideoBaseline(nn.Module):
             raise KeyError("training needs batched_inputs['targets'] (person ids)")
         targets = batched_inputs["targets"].to(self.device)
         outputs = dict(self.heads(x, targets))
+        outputs["erased"] = self._erased(batched_inputs, clips.shape[0], clips.shape[1])
         if "attention_scores" in agg:
             outputs["attention_scores"] = agg["attention_scores"]
-        outputs["erased"] = self._erased(batched_inputs, clips.shape[0], clips.shape[1])
+            outputs["attention_weights"] = agg["frame_weights"]
+            self._last_attention = {"scores": agg["attention_scores"].detach(),
+                                    "weights": agg["frame_weights"].detach(),
+                                    "erased": outputs["erased"]}
         return self.losses(outputs, targets)
+
+    def diagnostics(self) -> Dict[str, float]:
+        """Health of the temporal attention at the last training forward (``{}`` before the
+        first one or without attention): ``att_dead_frac``, ``att_entropy``,
+        ``att_entropy_norm`` (entropy / ``log T``; 1 = plain average) and ``att_score_mean``."""
+        if self.temporal_attention is None or self._last_attention is None:
+            return {}
+        return attention_diagnostics(**self._last_attention)
 
     def _erased(self, batched_inputs: Dict, b: int, t: int) -> torch.Tensor:
         """The ``(B, T)`` bool ``erased`` flags (all False when the batch has none)."""
@@ -180,3 +202,33 @@ class VideoBaseline(nn.Module):
             raise ValueError(f"batched_inputs['erased'] must be (B, T) = {(b, t)}, "
                              f"got {tuple(erased.shape)}")
         return erased
+
+
+def attention_diagnostics(scores: torch.Tensor, weights: torch.Tensor,
+                          erased: Optional[torch.Tensor] = None) -> Dict[str, float]:
+    """Plain-float health measures of temporal attention ``scores`` / softmax ``weights``
+    (both ``(B, T)``): fraction of clips whose scores are all zero (``att_dead_frac``), mean
+    entropy of the weights (``att_entropy``), that entropy over ``log T`` (``att_entropy_norm``;
+    ``T = 1`` gives 0) and the mean score (``att_score_mean``). With ``erased`` flags
+    ``(B, T)`` and at least one erased frame, also ``att_erased_weight``: the mean weight of an
+    erased frame times ``T`` (1 = as in a plain average, < 1 = the attention avoids them)."""
+    if scores.shape != weights.shape or scores.dim() != 2:
+        raise ValueError(f"scores {tuple(scores.shape)} and weights {tuple(weights.shape)} "
+                         "must both be (B, T)")
+    scores, weights = scores.detach().double(), weights.detach().double()
+    t = scores.shape[1]
+    dead = (scores.abs().amax(dim=1) == 0).double().mean().item()
+    entropy = -(weights * weights.clamp_min(1e-300).log()).sum(dim=1).mean().item()
+    out = {
+        "att_dead_frac": dead,
+        "att_entropy": entropy,
+        "att_entropy_norm": entropy / math.log(t) if t > 1 else 0.0,
+        "att_score_mean": scores.mean().item(),
+    }
+    if erased is not None:
+        if erased.shape != scores.shape:
+            raise ValueError(f"erased {tuple(erased.shape)} must be (B, T) = {tuple(scores.shape)}")
+        mask = erased.detach().to(device=weights.device, dtype=torch.bool)
+        if bool(mask.any()):
+            out["att_erased_weight"] = weights[mask].mean().item() * t
+    return out
