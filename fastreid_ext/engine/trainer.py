@@ -201,7 +201,7 @@ class Trainer(DefaultTrainer):
         if protocol == "auto":
             protocol = getattr(dataset, "eval_protocol", "cross_camera")
         groups = None  # only the groupwise protocol takes groups (metrics_from_features.py:221 refuses others)
-        if protocol == "groupwise" and all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
+        if protocol in ("groupwise", "fgpr") and all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
             groups = [it[3]["group"] for it in items]
         evaluator = VideoClipEvaluator(
             cfg, num_query=num_query, num_tracklets=len(items),
@@ -218,6 +218,10 @@ class Trainer(DefaultTrainer):
         for dataset_name in cfg.DATASETS.TESTS:
             logging.getLogger(__name__).info(f"Prepare testing set {dataset_name}")
             data_loader, evaluator = cls.build_evaluator(cfg, dataset_name)
+            if hasattr(evaluator, "distance_parts"):  # a meta-arch's per-part distance (e.g. one per stream)
+                bare = model.module if hasattr(model, "module") else model
+                evaluator.distance_parts = getattr(bare, "distance_parts", None)
+                evaluator.distance_weights = getattr(bare, "distance_weights", None)
             results_i = inference_on_dataset(model, data_loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
             results[dataset_name] = results_i
             if comm.is_main_process():

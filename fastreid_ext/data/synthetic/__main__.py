@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlusion", type=float, default=0.15)
     p.add_argument("--distractors", type=float, default=0.2)
     p.add_argument("--junk", type=float, default=0.1)
+    p.add_argument("--appearance", default="per_identity", choices=("per_identity", "per_group"),
+                   help="per_group: same clothes and body shape within a uniform group, only gait differs")
     p.add_argument("--corrupt", type=float, default=0.0, help="fraction of frames corrupted in test tracklets")
     p.add_argument("--part-occlusion", type=float, default=0.0, help="fraction of frames partially occluded")
     p.add_argument("--misalign", type=float, default=0.0, help="per-frame position/scale jitter (frame fraction)")
@@ -40,8 +42,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     counts = generate(args.layout, args.out, args.ids, seed=args.seed, cameras=args.cameras,
                       frame_size=tuple(args.frame_size), min_len=args.min_len, max_len=args.max_len,
                       groups=args.groups, occlusion=args.occlusion, distractors=args.distractors, junk=args.junk,
-                      corrupt=args.corrupt, part_occlusion=args.part_occlusion, misalign=args.misalign,
-                      scale_var=args.scale_var, pose_var=args.pose_var, workers=args.workers, force=args.force)
+                      appearance=args.appearance, corrupt=args.corrupt, part_occlusion=args.part_occlusion,
+                      misalign=args.misalign, scale_var=args.scale_var, pose_var=args.pose_var,
+                      workers=args.workers, force=args.force)
     state = "already complete, skipped (use --force to regenerate)" if counts.get("skipped") else "written"
     print(f"synthetic {args.layout} -> {args.out}: {state} in {time.perf_counter() - t0:.1f} s "
           f"({args.workers} worker(s))")

@@ -156,6 +156,25 @@ def make_identity(pid: int, group: int, seed: int) -> Identity:
     )
 
 
+#: ``appearance`` option of the generator: ``per_identity`` (default: members of a uniform
+#: group differ in hair, skin, shoes, bag, badge, body shape and gait) or ``per_group`` (FGPR's
+#: "same clothes, different gait" test: every member of a group is the group's template person,
+#: same appearance details and body shape; only the gait fields differ, see :func:`gait_only`).
+APPEARANCE_MODES: Tuple[str, ...] = ("per_identity", "per_group")
+GAIT_FIELDS: Tuple[str, ...] = ("gait_freq", "swing", "arm_swing", "bob")
+
+
+def group_template(group: int, seed: int) -> Identity:
+    """The person every member of uniform ``group`` looks like in ``per_group`` appearance."""
+    return make_identity(2 * 10 ** 6 + group, group, seed)
+
+
+def gait_only(template: Identity, own: Identity) -> Identity:
+    """``template``'s appearance and body shape with ``own``'s pid and gait
+    (:data:`GAIT_FIELDS`): identities that differ only in how they walk."""
+    return dataclasses.replace(template, pid=own.pid, **{f: getattr(own, f) for f in GAIT_FIELDS})
+
+
 def make_identities(pids: Sequence[int], seed: int, n_groups: int) -> Dict[int, Identity]:
     """Identities for ``pids`` (any order); group membership is a function of the sorted pid set."""
     ordered = sorted(pids)

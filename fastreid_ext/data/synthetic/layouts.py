@@ -20,8 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy.io import savemat
 
-from .identity import (KIND_LAYOUT, KIND_SPLIT, KIND_TRACKLET, UNIFORM_NAMES, Identity, make_identities,
-                       make_stranger, rng_for)
+from .identity import (KIND_LAYOUT, KIND_SPLIT, KIND_TRACKLET, UNIFORM_NAMES, Identity, gait_only, group_template,
+                       make_identities, make_identity, make_stranger, rng_for)
 from .render import TrackletSpec, render_and_write
 
 __all__ = ["LAYOUTS", "LayoutArgs", "OWNED_PATHS", "DEFAULT_LENGTHS", "DEFAULT_CAMERAS", "write_layout"]
@@ -42,6 +42,7 @@ DEFAULT_CAMERAS: Dict[str, Tuple[int, Tuple[int, int]]] = {
     "prid2011": (2, (2, 2)),
     "market1501": (6, (2, 6)),  # the host Market1501 asserts 1 <= camid <= 6
     "cuhk01": (2, (2, 2)),
+    "fgpr": (5, (5, 5)),  # blue 1-2, white 2-3, green 4-5
 }
 # layout -> default (min_len, max_len): frames per tracklet (market1501: images per id and camera)
 DEFAULT_LENGTHS: Dict[str, Tuple[int, int]] = {
@@ -50,6 +51,7 @@ DEFAULT_LENGTHS: Dict[str, Tuple[int, int]] = {
     "prid2011": (27, 72),
     "market1501": (2, 7),
     "cuhk01": (2, 2),
+    "fgpr": (20, 40),  # the real sequences have >= 150 frames; short by default for CPU runs
 }
 # layout -> (max ids, max frames per tracklet) allowed by the name formats
 _LIMITS: Dict[str, Tuple[int, int]] = {
@@ -58,6 +60,7 @@ _LIMITS: Dict[str, Tuple[int, int]] = {
     "prid2011": (9999, 9999),
     "market1501": (1501, 99),
     "cuhk01": (9999, 2),
+    "fgpr": (9999, 99999),
 }
 LAYOUTS: Tuple[str, ...] = tuple(DEFAULT_CAMERAS)
 # The paths a layout owns inside its dataset folder (removed before a regeneration).
@@ -67,6 +70,7 @@ OWNED_PATHS: Dict[str, Tuple[str, ...]] = {
     "prid2011": ("prid_2011", "splits_prid2011.json"),
     "market1501": ("bounding_box_train", "bounding_box_test", "query"),
     "cuhk01": ("campus",),
+    "fgpr": ("blue", "white", "green", "splits_fgpr.json"),
 }
 _LAYOUT_CODE = {name: i + 1 for i, name in enumerate(LAYOUTS)}
 
@@ -86,6 +90,7 @@ class LayoutArgs:
     occlusion: float
     distractors: float
     junk: float
+    appearance: str = "per_identity"  # identity.APPEARANCE_MODES
     corrupt: float = 0.0  # test tracklets only (all tracklets in layouts without a fixed split)
     part_occlusion: float = 0.0
     misalign: float = 0.0
@@ -95,7 +100,9 @@ class LayoutArgs:
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["frame_size"] = list(self.frame_size)
-        for k in KNOBS:  # knobs that are off are left out: markers written before them still match
+        if d["appearance"] == "per_identity":  # the default: markers written before the option still match
+            del d["appearance"]
+        for k in KNOBS:  # knobs that are off are left out, for the same reason
             if not d[k]:
                 del d[k]
         return d
@@ -423,8 +430,90 @@ def _cuhk01(a: LayoutArgs, out: str, workers: int) -> dict:
     return {"ids": len(pids), "images": 4 * len(pids), "frames": 4 * len(pids), "groups": _group_counts(groups)}
 
 
+# ----------------------------------------------------------------------------- FGPR
+#: FGPR's groups (Yin et al., IJCV 2020, section 3): (uniform, 0-based cameras, ids in the real
+#: dataset, test ids per split in the real protocol)
+FGPR_GROUPS: Tuple[Tuple[str, Tuple[int, int], int, int], ...] = (
+    ("blue", (0, 1), 200, 60), ("white", (1, 2), 45, 10), ("green", (3, 4), 113, 30))
+FGPR_SPLITS = 10
+
+
+def fgpr_group_sizes(ids: int) -> Dict[str, int]:
+    """Ids per group: 200 / 45 / 113 scaled to ``ids`` (largest remainders), at least 2 each."""
+    if ids < 2 * len(FGPR_GROUPS):
+        raise ValueError(f"layout 'fgpr' needs ids >= {2 * len(FGPR_GROUPS)} (2 per group), got {ids}")
+    full = np.array([g[2] for g in FGPR_GROUPS], np.float64)
+    share = full / full.sum() * ids  # 358 ids: exactly 200 / 45 / 113
+    sizes = np.floor(share).astype(np.int64)
+    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    sizes[order[:ids - int(sizes.sum())]] += 1
+    while sizes.min() < 2:  # tiny datasets: the largest group gives ids to the smallest
+        sizes[int(np.argmax(sizes))] -= 1
+        sizes[int(np.argmin(sizes))] += 1
+    return {g[0]: int(n) for g, n in zip(FGPR_GROUPS, sizes)}
+
+
+def fgpr_test_counts(sizes: Dict[str, int]) -> Dict[str, int]:
+    """Test ids per group and split: the real protocol's fractions (60/200, 10/45, 30/113, so
+    exactly 60 / 10 / 30 for the full 358 ids), rounded, kept in ``[1, size - 1]``."""
+    out = {}
+    for name, _, full, test in FGPR_GROUPS:
+        n = sizes[name]
+        out[name] = int(min(max(int(round(n * test / full)), 1), n - 1))
+    return out
+
+
+def fgpr_splits(pids_of: Dict[str, Sequence[int]], seed: int, n_splits: int = FGPR_SPLITS) -> List[dict]:
+    """``n_splits`` random train / test splits stratified by group (:func:`fgpr_test_counts`)."""
+    counts = fgpr_test_counts({g: len(p) for g, p in pids_of.items()})
+    splits = []
+    for s in range(n_splits):
+        train, test = [], []
+        for gi, (name, _, _, _) in enumerate(FGPR_GROUPS):
+            pids = list(pids_of[name])
+            perm = rng_for(seed, KIND_SPLIT, _LAYOUT_CODE["fgpr"], s, gi).permutation(len(pids))
+            test += [int(pids[i]) for i in perm[:counts[name]]]
+            train += [int(pids[i]) for i in perm[counts[name]:]]
+        splits.append({"train": sorted(train), "test": sorted(test)})
+    return splits
+
+
+def _fgpr(a: LayoutArgs, out: str, workers: int) -> dict:
+    """``<group>/cam<c>/<pid4>/<frame5>.jpg`` (one sequence per id per camera, pids unique
+    over the groups), ``splits_fgpr.json``; ``appearance='per_group'``: see identity.py."""
+    code = _LAYOUT_CODE["fgpr"]
+    sizes = fgpr_group_sizes(a.ids)
+    tracks, groups, pids_of = [], {}, {}
+    pid = 0
+    for gi, (name, cams, _, _) in enumerate(FGPR_GROUPS):
+        uniform = UNIFORM_NAMES.index(name)
+        template = group_template(uniform, a.seed)
+        pids_of[name] = []
+        for _ in range(sizes[name]):
+            pid += 1
+            ident = make_identity(pid, uniform, a.seed)
+            if a.appearance == "per_group":
+                ident = gait_only(template, ident)
+            groups[pid] = name
+            pids_of[name].append(pid)
+            r = rng_for(a.seed, KIND_LAYOUT, code, pid)
+            for cam in cams:
+                n = int(r.integers(a.min_len, a.max_len + 1))
+                rel = [f"{name}/cam{cam + 1}/{pid:04d}/{f:05d}.jpg" for f in range(1, n + 1)]
+                tracks.append(_spec(a, out, ident, cam, rel, (pid, cam, 1)))
+    kps = _render_all(tracks, a, workers)
+    splits = fgpr_splits(pids_of, a.seed)
+    _write_json(osp.join(out, "splits_fgpr.json"), splits)
+    _write_side_files(out, tracks, kps, groups)
+    return {"ids_per_group": sizes, "test_ids_per_group": fgpr_test_counts(sizes),
+            "test_ids_per_split": len(splits[0]["test"]), "train_ids_per_split": len(splits[0]["train"]),
+            "tracklets": len(tracks), "frames": sum(len(t.rel) for t in tracks), "groups": _group_counts(groups),
+            "appearance": a.appearance}
+
+
 _WRITERS: Dict[str, Callable[[LayoutArgs, str, int], dict]] = {
     "mars": _mars, "ilidsvid": _ilidsvid, "prid2011": _prid2011, "market1501": _market1501, "cuhk01": _cuhk01,
+    "fgpr": _fgpr,
 }
 
 

@@ -1,0 +1,370 @@
+"""FGPose meta-architecture (Yin, Wu, Zheng, "Fine-Grained Person Re-identification", IJCV 2020,
+section 4, Fig. 7): global appearance, motion, motion-attentive and joint-specific streams.
+
+    clip (B, L = T + dt, 3, H, W), keypoints (B, L, 17, 3)
+    segment t = frames [0, T), segment t + dt = frames [dt, dt + T)
+    global:  backbone levels 1..5 (stem, layer1..4) of segment t's frames
+             -> level maps averaged over the T frames f_g1..f_g5; feature = GAP(f_g5)
+    motion:  (own or shared) backbone levels of all L frames -> OFF unit per level
+             (Sobel + temporal difference t / t + dt) -> motion maps f_m1..f_m5 averaged over T;
+             feature = concat_i GAP(f_mi)
+    ma:      masks from f_m (Eq. 1, ConvLSTM fine -> coarse), Eq. (2) alpha mixing, Eq. (3)
+             on f_g; feature = concat_i GAP(f_i)
+    js:      four part images per frame of segment t (head, body, hands, legs) -> FG-FN
+             -> FG-ULN -> averaged over T
+    each stream: BatchNorm1d -> Linear classifier (softmax cross-entropy)
+
+Training loss Eq. (5): ``loss_global + W1 (loss_JS + loss_MA) + W2 loss_motion`` over the
+streams in ``TRAIN_STREAMS`` (the others are frozen: section 5.1's steps), returned as named
+terms ``loss_global``, ``loss_motion``, ``loss_ma``, ``loss_js`` (already weighted).
+
+Test: the concatenation of each test stream's BN feature (L2-normalised per stream when
+``EVAL_NORM``); :attr:`FGPose.distance_parts` tells the evaluator the streams' sizes, so the
+distance is Eq. (4) / (6): the sum of the streams' Euclidean distances
+(:mod:`fastreid_ext.evaluation.two_direction`), not the Euclidean distance of the concatenation.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from fastreid.config import configurable
+from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+from torch import nn
+
+from fastreid_ext.modeling.video_utils import build_backbone_offline, preprocess_clip
+
+from .attention import MotionAttention
+from .config import ATTENTION_NETS, ATTENTION_ORDERS, ATTENTION_SOURCES, MOTION_BACKBONES, STREAMS
+from .joint_stream import JointSpecificStream
+from .motion import MotionStream
+
+__all__ = ["FGPose", "backbone_levels", "MAKE_KEYPOINTS_HINT"]
+
+logger = logging.getLogger("fastreid." + __name__)
+
+MAKE_KEYPOINTS_HINT = (
+    "FGPose's joint-specific stream needs pose keypoints in every batch (train and test): put "
+    "keypoints.json in the dataset folder (the synthetic generator writes one; for real data run "
+    "`python tools/make_keypoints.py --dataset-dir <dataset folder> --pose-model <local model>`), "
+    "or leave 'js' out of MODEL.FGPOSE.STREAMS"
+)
+
+
+def backbone_levels(backbone: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
+    """The five levels of a host-style ResNet: stem (conv1, bn1, relu, maxpool), layer1..4."""
+    x = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))
+    outs = [x]
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        x = getattr(backbone, name)(x)
+        outs.append(x)
+    return outs
+
+
+def _check_backbone(backbone: nn.Module) -> None:
+    needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    missing = [n for n in needed if not hasattr(backbone, n)]
+    if missing:
+        raise ValueError(f"FGPose needs a ResNet-style backbone (build_resnet_backbone or "
+                         f"build_fgpose_tiny_backbone); {type(backbone).__name__} lacks {missing}")
+    if any(len(getattr(backbone, f"NL_{i}", [])) for i in range(1, 5)):
+        raise ValueError("FGPose reads the backbone's levels directly; MODEL.BACKBONE.WITH_NL is not supported")
+
+
+class StreamHead(nn.Module):
+    """BatchNorm1d (BNNeck, bias frozen) + bias-free Linear classifier."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim)
+        self.bn.bias.requires_grad_(False)
+        self.classifier = nn.Linear(dim, num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        f = self.bn(x)
+        return f, self.classifier(f)
+
+
+@META_ARCH_REGISTRY.register()
+class FGPose(nn.Module):
+    """FGPose (see the module docstring). ``forward(batched_inputs)``: ``images``
+    ``(B, L, 3, H, W)`` (0..255, never modified), ``targets`` (training), ``keypoints``
+    ``(B, L, 17, 3)`` when the ``js`` stream is built."""
+
+    @configurable
+    def __init__(self, *, backbone: nn.Module, motion_backbone: Optional[nn.Module], num_classes: int,
+                 input_size: Sequence[int], pixel_mean: Sequence[float], pixel_std: Sequence[float],
+                 streams: Sequence[str] = STREAMS, train_streams: Sequence[str] = (),
+                 test_streams: Sequence[str] = (), segment_len: int = 10, delta_t: int = 5,
+                 motion_backbone_mode: str = "separate", off_reduction: int = 4, alpha: float = 0.2,
+                 attention_levels: Sequence[int] = (1, 2, 3, 4, 5), attention_order: str = "fine_to_coarse",
+                 attention_net: str = "rnn", attention_source: str = "motion", rnn_hidden: int = 64,
+                 part_size: int = 224, fn_width: int = 32, js_dim: int = 512, part_margin: float = 0.04,
+                 w1: float = 1.0, w2: float = 1.0, ce_epsilon: float = 0.0, eval_norm: bool = True,
+                 dist_weights: Sequence[float] = ()):
+        super().__init__()
+        streams = [str(s) for s in streams]
+        for name, values in (("STREAMS", streams), ("TRAIN_STREAMS", train_streams), ("TEST_STREAMS", test_streams)):
+            unknown = [s for s in values if s not in STREAMS]
+            if unknown or len(set(values)) != len(values):
+                raise ValueError(f"MODEL.FGPOSE.{name}: unknown or repeated streams {list(values)}; known: {STREAMS}")
+        if not streams:
+            raise ValueError("MODEL.FGPOSE.STREAMS is empty")
+        self.streams = [s for s in STREAMS if s in streams]
+        self.train_streams = [s for s in STREAMS if s in (train_streams or streams)]
+        self.test_streams = [s for s in STREAMS if s in (test_streams or streams)]
+        for name, values in (("TRAIN_STREAMS", self.train_streams), ("TEST_STREAMS", self.test_streams)):
+            if any(s not in self.streams for s in values):
+                raise ValueError(f"MODEL.FGPOSE.{name} {values} must be a subset of STREAMS {self.streams}")
+        if motion_backbone_mode not in MOTION_BACKBONES:
+            raise ValueError(f"unknown MODEL.FGPOSE.MOTION_BACKBONE {motion_backbone_mode!r}; known: {MOTION_BACKBONES}")
+        if attention_order not in ATTENTION_ORDERS or attention_net not in ATTENTION_NETS \
+                or attention_source not in ATTENTION_SOURCES:
+            raise ValueError(f"MODEL.FGPOSE attention switches: ORDER in {ATTENTION_ORDERS}, NET in {ATTENTION_NETS}, "
+                             f"SOURCE in {ATTENTION_SOURCES}; got {attention_order!r}, {attention_net!r}, "
+                             f"{attention_source!r}")
+        if "ma" in self.streams and attention_source == "motion" and "motion" not in self.streams:
+            raise ValueError("the motion-attentive stream ('ma') with ATTENTION_SOURCE motion needs the 'motion' stream")
+        if int(segment_len) < 1 or int(delta_t) < 1:
+            raise ValueError(f"SEGMENT_LEN and DELTA_T must be >= 1, got {segment_len}, {delta_t}")
+        if dist_weights and len(dist_weights) != len(self.test_streams):
+            raise ValueError(f"MODEL.FGPOSE.DIST_WEIGHTS needs one weight per test stream {self.test_streams}, "
+                             f"got {list(dist_weights)}")
+        _check_backbone(backbone)
+        self.backbone = backbone
+        self.motion_mode = motion_backbone_mode
+        self.segment_len, self.delta_t = int(segment_len), int(delta_t)
+        self.w1, self.w2, self.ce_epsilon = float(w1), float(w2), float(ce_epsilon)
+        self.eval_norm = bool(eval_norm)
+        self.dist_weights = [float(w) for w in dist_weights] or None
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+
+        shapes = self._level_shapes(backbone, input_size)  # 5 x (C, h, w)
+        chans = [s[0] for s in shapes]
+        dims: Dict[str, int] = {"global": chans[-1]}
+        self.motion_backbone = None
+        if "motion" in self.streams:
+            if motion_backbone_mode == "separate":
+                if motion_backbone is None:
+                    raise ValueError("MOTION_BACKBONE 'separate' needs a motion backbone")
+                _check_backbone(motion_backbone)
+                self.motion_backbone = motion_backbone
+            self.motion = MotionStream(chans, off_reduction)
+            dims["motion"] = self.motion.out_dim
+        if "ma" in self.streams:
+            guides = self.motion.level_channels if attention_source == "motion" else chans
+            self.attention = MotionAttention(guides, shapes[2][1:], attention_levels, alpha, attention_order,
+                                             attention_net, rnn_hidden)
+            self.attention_source = attention_source
+            dims["ma"] = sum(chans)
+        if "js" in self.streams:
+            self.joint = JointSpecificStream(fn_width, js_dim, part_size, part_margin)
+            dims["js"] = self.joint.out_dim
+        self.heads = nn.ModuleDict({s: StreamHead(dims[s], num_classes) for s in self.streams})
+        self.stream_dims = {s: dims[s] for s in self.streams}
+        self._frozen: List[nn.Module] = []
+        for s in self.streams:
+            if s not in self.train_streams:
+                for m in self._stream_modules(s):
+                    m.requires_grad_(False)
+                    self._frozen.append(m)
+        self._diag: Dict[str, float] = {}
+        logger.info(f"FGPose: streams {self.streams} (dims {self.stream_dims}), training {self.train_streams}, "
+                    f"test embedding {self.test_streams}; T = {self.segment_len}, delta t = {self.delta_t}")
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_config(cls, cfg) -> Dict:
+        m = cfg.MODEL.FGPOSE
+        num_classes = cfg.MODEL.HEADS.NUM_CLASSES
+        if num_classes <= 0:
+            raise ValueError("MODEL.HEADS.NUM_CLASSES must be > 0 (the trainer sets it from the training data)")
+        for key in ("INPUT.VIDEO.SEQ_LEN", "TEST.VIDEO.SEQ_LEN"):
+            node, leaf = cfg, None
+            for part in key.split("."):
+                node, leaf = node[part], part
+            need = m.SEGMENT_LEN + m.DELTA_T
+            if int(node) != need:
+                raise ValueError(f"{key} must be MODEL.FGPOSE.SEGMENT_LEN + DELTA_T = {need} (segment t and "
+                                 f"segment t + delta t in one clip of consecutive frames), got {node}")
+        streams = list(m.STREAMS)
+        separate = "motion" in streams and m.MOTION_BACKBONE == "separate"
+        return {
+            "backbone": build_backbone_offline(cfg),
+            "motion_backbone": build_backbone_offline(cfg) if separate else None,
+            "num_classes": num_classes,
+            "input_size": tuple(cfg.INPUT.SIZE_TRAIN),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "streams": streams,
+            "train_streams": list(m.TRAIN_STREAMS),
+            "test_streams": list(m.TEST_STREAMS),
+            "segment_len": m.SEGMENT_LEN,
+            "delta_t": m.DELTA_T,
+            "motion_backbone_mode": m.MOTION_BACKBONE,
+            "off_reduction": m.OFF_REDUCTION,
+            "alpha": m.ALPHA,
+            "attention_levels": list(m.ATTENTION_LEVELS),
+            "attention_order": m.ATTENTION_ORDER,
+            "attention_net": m.ATTENTION_NET,
+            "attention_source": m.ATTENTION_SOURCE,
+            "rnn_hidden": m.RNN_HIDDEN,
+            "part_size": m.PART_SIZE,
+            "fn_width": m.FN_WIDTH,
+            "js_dim": m.JS_DIM,
+            "part_margin": m.PART_MARGIN,
+            "w1": m.W1,
+            "w2": m.W2,
+            "ce_epsilon": m.CE_EPSILON,
+            "eval_norm": m.EVAL_NORM,
+            "dist_weights": list(m.DIST_WEIGHTS),
+        }
+
+    @staticmethod
+    @torch.no_grad()
+    def _level_shapes(backbone: nn.Module, input_size: Sequence[int]) -> List[Tuple[int, int, int]]:
+        was = backbone.training
+        backbone.eval()
+        try:
+            outs = backbone_levels(backbone, torch.zeros(1, 3, int(input_size[0]), int(input_size[1])))
+        finally:
+            backbone.train(was)
+        return [(int(o.shape[1]), int(o.shape[2]), int(o.shape[3])) for o in outs]
+
+    def _stream_modules(self, stream: str) -> List[nn.Module]:
+        mods = {"global": [self.backbone], "motion": [self.motion] + ([self.motion_backbone] if self.motion_backbone is not None else []),
+                "ma": [getattr(self, "attention", None)], "js": [getattr(self, "joint", None)]}[stream]
+        return [m for m in mods if m is not None] + [self.heads[stream]]
+
+    def train(self, mode: bool = True):
+        """Frozen streams keep their BatchNorm statistics (eval mode) while the rest trains."""
+        super().train(mode)
+        for m in self._frozen:
+            m.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    @property
+    def distance_parts(self) -> Tuple[int, ...]:
+        """Sizes of the test embedding's per-stream parts (the evaluator sums their Euclidean
+        distances: Eq. (4), (6))."""
+        return tuple(self.stream_dims[s] for s in self.test_streams)
+
+    @property
+    def distance_weights(self) -> Optional[List[float]]:
+        return self.dist_weights
+
+    def diagnostics(self) -> Dict[str, float]:
+        """Scalars of the last training forward: ``ma_mask_mean`` / ``ma_mask_std`` (refined
+        masks, Eq. 2) and ``js_box_area`` (mean part-box area, fraction of the frame)."""
+        return dict(self._diag)
+
+    # ------------------------------------------------------------------ forward
+    def _trainable(self, stream: str) -> bool:
+        return self.training and stream in self.train_streams
+
+    def _grad(self, stream: str):
+        return contextlib.nullcontext() if self._trainable(stream) else torch.no_grad()
+
+    def _clips(self, batched_inputs) -> torch.Tensor:
+        if isinstance(batched_inputs, torch.Tensor):
+            images = batched_inputs
+        elif isinstance(batched_inputs, dict):
+            if "images" not in batched_inputs:
+                raise KeyError(f"batched_inputs has no 'images' (keys: {sorted(batched_inputs)})")
+            images = batched_inputs["images"]
+        else:
+            raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
+        clips = preprocess_clip(images.to(self.device), self.pixel_mean, self.pixel_std)  # (B, L, C, H, W)
+        need = self.segment_len + self.delta_t
+        if clips.shape[1] != need:
+            raise ValueError(f"FGPose needs clips of SEGMENT_LEN + DELTA_T = {need} consecutive frames, "
+                             f"got {clips.shape[1]} (INPUT.VIDEO.SEQ_LEN / TEST.VIDEO.SEQ_LEN)")
+        return clips
+
+    def _keypoints(self, batched_inputs, b: int, length: int) -> torch.Tensor:
+        kp = batched_inputs.get("keypoints") if isinstance(batched_inputs, dict) else None
+        if kp is None:
+            raise KeyError(f"the batch has no 'keypoints'. {MAKE_KEYPOINTS_HINT}")
+        kp = torch.as_tensor(kp, dtype=torch.float32, device=self.device)
+        if tuple(kp.shape) != (b, length, 17, 3):
+            raise ValueError(f"keypoints must be (B, L, 17, 3) = {(b, length, 17, 3)}, got {tuple(kp.shape)}")
+        return kp
+
+    def stream_features(self, batched_inputs) -> Dict[str, torch.Tensor]:
+        """Pre-BN features ``{stream: (B, D_s)}`` of every built stream."""
+        clips = self._clips(batched_inputs)
+        b, length = clips.shape[:2]
+        T = self.segment_len
+        need_global = "global" in self.streams or "ma" in self.streams
+        shared_motion = "motion" in self.streams and self.motion_backbone is None
+        feats: Dict[str, torch.Tensor] = {}
+        gmaps: Optional[List[torch.Tensor]] = None
+        glevels_all: Optional[List[torch.Tensor]] = None
+        if need_global or shared_motion:
+            # (B, L, ...) levels when the OFF units read them, else segment t's frames only
+            frames = clips if shared_motion else clips[:, :T]
+            n = frames.shape[1]
+            with self._grad("global"):  # frozen global stream: plain inputs of the other streams
+                levels = backbone_levels(self.backbone, frames.reshape(b * n, *clips.shape[2:]))
+            glevels_all = [x.view(b, n, *x.shape[1:]) for x in levels]
+            gmaps = [x[:, :T].mean(dim=1) for x in glevels_all]  # (B, C_i, h_i, w_i)
+            feats["global"] = gmaps[-1].mean(dim=(2, 3))
+        mmaps = None
+        if "motion" in self.streams:
+            with self._grad("motion"):
+                if shared_motion:
+                    levels = glevels_all
+                else:
+                    flat = backbone_levels(self.motion_backbone, clips.reshape(b * length, *clips.shape[2:]))
+                    levels = [x.view(b, length, *x.shape[1:]) for x in flat]
+                feats["motion"], mmaps = self.motion(levels, T, self.delta_t)
+        if "ma" in self.streams:
+            guides = mmaps if self.attention_source == "motion" else gmaps
+            with self._grad("ma"):
+                feats["ma"] = self.attention(guides, gmaps)
+        if "js" in self.streams:
+            kp = self._keypoints(batched_inputs, b, length)[:, :T].reshape(b * T, 17, 3)
+            with self._grad("js"):
+                f = self.joint(clips[:, :T].reshape(b * T, *clips.shape[2:]), kp)
+                feats["js"] = f.view(b, T, -1).mean(dim=1)
+        return feats
+
+    def forward(self, batched_inputs: Union[Dict, torch.Tensor]):
+        feats = self.stream_features(batched_inputs)
+        if not self.training:
+            parts = []
+            for s in self.test_streams:
+                f, _ = self.heads[s](feats[s])
+                parts.append(F.normalize(f, dim=1) if self.eval_norm else f)
+            return torch.cat(parts, dim=1)
+
+        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
+            raise KeyError("training needs batched_inputs['targets'] (person ids)")
+        targets = batched_inputs["targets"].to(self.device)
+        weight = {"global": 1.0, "js": self.w1, "ma": self.w1, "motion": self.w2}  # Eq. (5)
+        losses = {}
+        for s in self.train_streams:
+            _, logits = self.heads[s](feats[s])
+            losses[f"loss_{s}"] = weight[s] * F.cross_entropy(logits, targets, label_smoothing=self.ce_epsilon)
+        self._record_diagnostics()
+        return losses
+
+    def _record_diagnostics(self) -> None:
+        diag = {}
+        if "ma" in self.streams and self.attention.last_masks:
+            m = torch.cat([v.flatten() for v in self.attention.last_masks.values()])
+            diag["ma_mask_mean"] = float(m.mean())
+            diag["ma_mask_std"] = float(m.std()) if m.numel() > 1 else 0.0
+        if "js" in self.streams and self.joint.last_boxes is not None:
+            boxes = self.joint.last_boxes
+            diag["js_box_area"] = float((boxes[..., 2] * boxes[..., 3]).mean())
+        self._diag = diag
