@@ -21,7 +21,7 @@ from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 
 from fastreid_ext.config import build_config, project_entry_points
-from fastreid_ext.engine import AtomicCheckpointer, Trainer, launch
+from fastreid_ext.engine import Trainer, build_inference_model, launch
 from fastreid_ext.engine.trainer import eval_output_dir
 
 
@@ -49,17 +49,8 @@ def main(args):
         if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
             raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS to name a checkpoint file; "
                                     f"got {cfg.MODEL.WEIGHTS!r}")
-        cfg.defrost()
-        cfg.MODEL.BACKBONE.PRETRAIN = False
-        if cfg.MODEL.HEADS.NUM_CLASSES <= 0:
-            # The classifier is not used to evaluate; the run's saved config.yaml has the real
-            # number. A placeholder keeps the model buildable (its shape mismatch is logged).
-            logging.getLogger("fastreid").warning(
-                "MODEL.HEADS.NUM_CLASSES is 0: using 1 for --eval-only (the classifier is unused)")
-            cfg.MODEL.HEADS.NUM_CLASSES = 1
-        cfg.freeze()
-        model = Trainer.build_model(cfg)
-        AtomicCheckpointer(model, partial_load=cfg.MODEL.PARTIAL_LOAD).load(cfg.MODEL.WEIGHTS)
+        # the classifier's size comes from the run's saved config (see build_inference_model)
+        model, cfg = build_inference_model(cfg)
         return Trainer.test(cfg, model)
 
     trainer = Trainer(cfg)

@@ -19,7 +19,7 @@ import fastreid_ext  # noqa: F401  (compat shims + registrations first)
 from fastreid.utils.logger import setup_logger
 
 from fastreid_ext.config import build_config
-from fastreid_ext.engine import AtomicCheckpointer, Trainer
+from fastreid_ext.engine import Trainer, build_inference_model
 
 
 def parse_args(argv=None):
@@ -33,28 +33,19 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    opts = list(args.opts) + ["TEST.VIS.ENABLED", "True", "MODEL.BACKBONE.PRETRAIN", "False"]
+    opts = list(args.opts) + ["TEST.VIS.ENABLED", "True"]
     if args.num_queries is not None:
         opts += ["TEST.VIS.NUM_QUERIES", str(args.num_queries)]
     if args.topk is not None:
         opts += ["TEST.VIS.TOPK", str(args.topk)]
-    cfg = build_config(args.config_file, opts, freeze=False)
-    if cfg.MODEL.HEADS.NUM_CLASSES <= 0:
-        # the classifier is not used at test time; a checkpoint's own classifier is skipped
-        # with a shape-mismatch warning by the host's Checkpointer
-        cfg.MODEL.HEADS.NUM_CLASSES = 1
-    cfg.freeze()
+    cfg = build_config(args.config_file, opts)
     setup_logger(name="fastreid_ext")
     if not cfg.OUTPUT_DIR:
         raise ValueError("Set OUTPUT_DIR: the pictures go to OUTPUT_DIR/rank_lists/")
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    model = Trainer.build_model(cfg)
-    if cfg.MODEL.WEIGHTS:
-        if not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise FileNotFoundError(f"MODEL.WEIGHTS does not name a file: {cfg.MODEL.WEIGHTS!r}")
-        AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
+    if not cfg.MODEL.WEIGHTS:
         logging.getLogger(__name__).warning("No MODEL.WEIGHTS: drawing the rank lists of an untrained model")
+    model, cfg = build_inference_model(cfg, allow_untrained=True)
     results = Trainer.test(cfg, model)
     print(f"rank lists in {os.path.join(cfg.OUTPUT_DIR, 'rank_lists')}")
     return results

@@ -89,30 +89,16 @@ class ExtractionResult:
 
 
 def build_extraction_model(cfg, weights: str) -> nn.Module:
-    """The model of ``cfg`` (``Trainer.build_model``) with ``weights`` loaded, in eval mode.
+    """The model of ``cfg`` with ``weights`` loaded, in eval mode
+    (:func:`fastreid_ext.engine.build_inference_model`).
 
     A missing weights file raises ``FileNotFoundError`` (the host's checkpointer would only log
     and keep random weights)."""
-    from fastreid_ext.engine import AtomicCheckpointer, Trainer
+    from fastreid_ext.engine import build_inference_model
 
     if not weights or not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file {weights!r} does not exist")
-    model = Trainer.build_model(cfg)
-    AtomicCheckpointer(model).load(weights)
-    return model.eval()
-
-
-def _prepare_cfg(cfg):
-    """A copy of ``cfg`` usable for inference only: no ImageNet download, a classifier size the
-    head can be built with (the checkpoint's own classifier is skipped by the checkpointer's
-    shape check; it plays no part in the embedding)."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.BACKBONE.PRETRAIN = False
-    if cfg.MODEL.HEADS.NUM_CLASSES <= 0:
-        cfg.MODEL.HEADS.NUM_CLASSES = 1
-    cfg.freeze()
-    return cfg
+    return build_inference_model(cfg, weights)[0]
 
 
 class FeatureExtractor:
@@ -143,11 +129,13 @@ class FeatureExtractor:
         """Config file + ``KEY VALUE`` overrides + weights file -> extractor."""
         from fastreid_ext.config import build_config
 
-        cfg = _prepare_cfg(build_config(config_file, opts))
+        from fastreid_ext.engine import build_inference_model
+
         if not weights or not os.path.isfile(weights):
             raise FileNotFoundError(f"weights file {weights!r} does not exist")
-        chash = config_hash(cfg, weights)
-        return cls(cfg, build_extraction_model(cfg, weights), chash, os.path.abspath(weights))
+        model, cfg = build_inference_model(build_config(config_file, opts), weights)
+        chash = config_hash(cfg, weights)  # the classifier's size and the weights' path are not hashed
+        return cls(cfg, model, chash, os.path.abspath(weights))
 
     # ------------------------------------------------------------------ core loop
     def _loader(self, items: Sequence[InputItem], batch_size: int, num_workers: int) -> DataLoader:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 from collections import OrderedDict
 
-import fastreid_ext
-import fgreid
-from fastreid.modeling import build_model
+import fastreid_ext  # noqa: F401  (compat shims, registrations)
+from fastreid_ext.config import build_config
+from fastreid_ext.engine import build_inference_model
 
 
 def count_by_module(model) -> "OrderedDict[str, int]":
@@ -30,14 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config-file", required=True)
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    cfg = fastreid_ext.get_cfg()
-    fgreid.add_fgreid_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.BACKBONE.PRETRAIN = False
-    cfg.MODEL.FGREID.MARS_WEIGHTS = ""
-    model = build_model(cfg)
+    cfg = build_config(args.config_file, list(args.opts) + ["MODEL.FGREID.MARS_WEIGHTS", ""])
+    model, _ = build_inference_model(cfg, weights="", allow_untrained=True, device="cpu")
     counts = count_by_module(model)
     total = sum(v for k, v in counts.items() if not k.startswith("losses"))
     print(f"{'module':<24}{'parameters':>14}")

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-import fastreid_ext
-import fgreid
+import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import torch
-from fastreid.modeling import build_model
-from fastreid.utils.checkpoint import Checkpointer
+from fastreid_ext.config import build_config
+from fastreid_ext.engine import build_inference_model
 
 from fgreid.visualize import load_clip, save_attention_png
 
@@ -31,22 +30,10 @@ def main(argv=None) -> str:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE")
     args = parser.parse_args(argv)
 
-    cfg = fastreid_ext.get_cfg()
-    fgreid.add_fgreid_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.MODEL.BACKBONE.PRETRAIN = False  # weights come from MODEL.WEIGHTS
-    if not cfg.MODEL.WEIGHTS:  # untrained maps: no stage-1 checkpoint needed either
-        cfg.MODEL.FGREID.MARS_WEIGHTS = ""
-    cfg.MODEL.LOSSES.NAME = ()
-    if cfg.MODEL.WEIGHTS:  # size the (unused) classifier like the checkpoint's
-        state = torch.load(cfg.MODEL.WEIGHTS, map_location="cpu", weights_only=True)
-        cfg.MODEL.HEADS.NUM_CLASSES = int(state.get("model", state)["classifier.weight"].shape[0])
-    cfg.MODEL.HEADS.NUM_CLASSES = max(1, cfg.MODEL.HEADS.NUM_CLASSES)
-    cfg.freeze()
-    model = build_model(cfg)
-    if cfg.MODEL.WEIGHTS:
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    # the weights come from MODEL.WEIGHTS (no stage-1 CNN_MARS checkpoint); no losses needed
+    opts = list(args.opts) + ["MODEL.FGREID.MARS_WEIGHTS", "", "MODEL.LOSSES.NAME", "()"]
+    cfg = build_config(args.config_file, opts)
+    model, cfg = build_inference_model(cfg, allow_untrained=True)
     t = args.t or len(args.frames)
     if len(args.frames) % t:
         raise ValueError(f"{len(args.frames)} frames is not a multiple of --t {t}")

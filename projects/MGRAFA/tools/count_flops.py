@@ -20,8 +20,8 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import fastreid_ext
-import mgrafa
+import fastreid_ext  # noqa: F401  (compat shims, registrations)
+from fastreid_ext.config import build_config
 from fastreid_ext.modeling.losses import build_losses
 from fastreid_ext.modeling.video_utils import build_backbone_offline, feature_map_shape
 from mgrafa.head import MGRAFAHead
@@ -54,8 +54,7 @@ TABLE3 = [
 
 
 def base_cfg(frames: int, reduction: int, size=(256, 128), depth: str = "50x"):
-    cfg = fastreid_ext.get_cfg()
-    mgrafa.add_mgrafa_config(cfg)
+    cfg = build_config(freeze=False)
     cfg.MODEL.META_ARCHITECTURE = "MGRAFANet"
     cfg.MODEL.HEADS.NAME = "MGRAFAHead"
     cfg.MODEL.BACKBONE.DEPTH = depth

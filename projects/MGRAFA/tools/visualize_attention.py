@@ -20,11 +20,10 @@ import torch
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgrafa  # noqa: F401
-from fastreid.modeling import build_model
 from fastreid_ext.config import build_config
 from fastreid_ext.data.clip_sampler import evenly
 from fastreid_ext.data.frame_io import load_clip, read_frame
-from fastreid_ext.engine import AtomicCheckpointer
+from fastreid_ext.engine import build_inference_model
 from mgrafa.visualize import save_attention_grid
 
 
@@ -58,15 +57,12 @@ def main(argv=None) -> None:
     parser.add_argument("--images", nargs="+", default=None, help="frame files of one clip")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    cfg = build_config(args.config_file, args.opts, freeze=False)
-    cfg.MODEL.BACKBONE.PRETRAIN = False
+    cfg = build_config(args.config_file, args.opts)
     if cfg.MODEL.MGRAFA.ATTENTION == "avg":
         raise ValueError("MODEL.MGRAFA.ATTENTION avg has no attention to draw")
-    model = build_model(cfg).eval()
-    if cfg.MODEL.WEIGHTS:
-        AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
+    if not cfg.MODEL.WEIGHTS:
         print("no MODEL.WEIGHTS given: drawing the attention of an untrained model")
+    model, cfg = build_inference_model(cfg, allow_untrained=True)
     os.makedirs(args.out, exist_ok=True)
     for name, frames in clips_from_args(args, cfg):
         with torch.no_grad():

@@ -22,10 +22,9 @@ import torch
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgre  # noqa: F401
-from fastreid.modeling import build_model
 from fastreid_ext.config import build_config
 from fastreid_ext.data.frame_io import read_frame
-from fastreid_ext.engine import AtomicCheckpointer
+from fastreid_ext.engine import build_inference_model
 from mgre.visualize import save_regions_png
 
 
@@ -44,20 +43,10 @@ def main(argv=None) -> None:
     parser.add_argument("--images", nargs="+", default=None, help="image files instead of queries")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    cfg = build_config(args.config_file, args.opts, freeze=False)
-    cfg.MODEL.BACKBONE.PRETRAIN = False
-    state = None
-    if cfg.MODEL.WEIGHTS:
-        state = torch.load(cfg.MODEL.WEIGHTS, map_location="cpu", weights_only=False)
-        weights = state.get("model", state)
-        cfg.MODEL.HEADS.NUM_CLASSES = int(weights["embeddings.stage4.classifier.weight"].shape[0])
-    elif cfg.MODEL.HEADS.NUM_CLASSES <= 0:
-        cfg.MODEL.HEADS.NUM_CLASSES = 1  # the classifiers are not used to locate regions
-    model = build_model(cfg).eval()
-    if state is not None:
-        AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
+    cfg = build_config(args.config_file, args.opts)
+    if not cfg.MODEL.WEIGHTS:
         print("no MODEL.WEIGHTS given: drawing the regions of an untrained model (the Table 1 priors)")
+    model, cfg = build_inference_model(cfg, allow_untrained=True)
     if args.images:
         paths = args.images
     else:
