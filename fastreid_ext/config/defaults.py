@@ -76,7 +76,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.VIDEO.MAX_CLIPS = 32           # clips per tracklet at most (features averaged)
     _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "cuhk03_sgs" | "groupwise"
     _C.TEST.RETRIEVAL = CN()
-    _C.TEST.RETRIEVAL.BACKEND = "auto"     # "auto" | "faiss" | "torch"
+    _C.TEST.RETRIEVAL.BACKEND = "auto"     # exact kNN search: "auto" | "faiss" | "torch" (evaluation.retrieval)
     _C.TEST.RETRIEVAL.MEMORY_MB = 1024     # bound on any Q x G block materialised
     _C.TEST.RETRIEVAL.APPROX = ""          # "" (exact) | "ivf" | "hnsw"
     _C.TEST.RETRIEVAL.NLIST = 1024
@@ -90,7 +90,6 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.VIS.TOPK = 10
 
     _C.SOLVER.AMP.DTYPE = "float16"        # "float16" | "bfloat16" (GPU only; AMP is off on CPU)
-    _C.SOLVER.CHECKPOINT_KEEP = 2          # periodic checkpoints kept besides last/best/final
     _C.SEED = -1                           # >= 0: deterministic seed (+ rank) for torch/numpy/random
     return cfg
 

@@ -251,7 +251,8 @@ class VideoClipEvaluator(DatasetEvaluator):
             k = min(10, gf.shape[0])
             ann = ApproximateSearch.from_config(cfg, gf, metric)
             # recall against the exact search of the same (plain metric) distance
-            exact = search(qf, gf, k, metric=metric, backend="auto", memory_mb=memory_mb, device=device)[1]
+            exact = search(qf, gf, k, metric=metric, backend=cfg.TEST.RETRIEVAL.BACKEND, memory_mb=memory_mb,
+                           device=device)[1]
             results[f"{approx}_recall@{k}"] = ann.recall_at_k(qf, k, sample=0, exact_indices=exact) * 100
 
         if cfg.TEST.VIS.ENABLED:
