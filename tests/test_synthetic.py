@@ -43,6 +43,7 @@ def trees(tmp_path_factory):
         "prid2011": dict(ids=20, min_len=28, max_len=30),
         "market1501": dict(ids=12),
         "cuhk01": dict(ids=8),
+        "fgpr": dict(ids=8, min_len=3, max_len=4),
     }
     out, counts = {}, {}
     for layout, kw in args.items():

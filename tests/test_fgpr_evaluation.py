@@ -1,0 +1,96 @@
+"""FGPR evaluation: summed per-part distances (FGPose Eq. 4 / 6) and the two-direction
+(gallery / probe swapped) protocol, pooled and per group, against hand-worked cases."""
+import numpy as np
+import pytest
+import torch
+
+from fastreid_ext.evaluation.two_direction import (evaluate_tracklets, evaluate_two_direction, part_distance,
+                                                   two_direction_results)
+
+
+def test_part_distance_is_the_sum_of_per_part_norms():
+    g = torch.Generator().manual_seed(0)
+    q, gal = torch.randn(5, 7, generator=g, dtype=torch.float64), torch.randn(4, 7, generator=g, dtype=torch.float64)
+    parts, w = [3, 4], [1.0, 0.5]
+    ref = np.zeros((5, 4))
+    for i in range(5):
+        for j in range(4):
+            ref[i, j] = np.linalg.norm((q[i, :3] - gal[j, :3]).numpy()) + 0.5 * np.linalg.norm((q[i, 3:] - gal[j, 3:]).numpy())
+    np.testing.assert_allclose(part_distance(q, gal, parts, w).numpy(), ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):
+        part_distance(q, gal, [3, 3])
+    with pytest.raises(ValueError):
+        part_distance(q, gal, [3, 4], [1.0])
+
+
+def test_summed_distances_rank_differently_from_the_concatenation():
+    # probe p = (0, 0 | 0, 0); a = (3, 0 | 0, 0) -> sum 3, concat 3; b = (2, 0 | 2, 0) -> sum 4, concat 2.83
+    p = torch.zeros(1, 4)
+    gal = torch.tensor([[3.0, 0, 0, 0], [2.0, 0, 2.0, 0]])
+    summed = part_distance(p, gal, [2, 2])[0]
+    whole = part_distance(p, gal, [4])[0]
+    assert summed[0] < summed[1] and whole[0] > whole[1]
+
+
+def _hand_case():
+    """Groups A (ids 1, 2) and B (id 3). Case-1 probes (rows) p1, p2, p3; gallery (columns) g1, g2, g3."""
+    d = np.array([[0.5, 0.1, 0.9],   # p1: g2 (wrong) first, then g1 (rank 2), then g3
+                  [0.2, 0.3, 0.1],   # p2: g3, g1, g2 (rank 3)
+                  [0.4, 0.6, 0.3]])  # p3: g3 (rank 1)
+    pids = np.array([1, 2, 3])
+    q_cam, g_cam = np.array([1, 1, 4]), np.array([0, 0, 3])
+    groups = np.array(["A", "A", "B"])
+    return d, pids, q_cam, g_cam, groups
+
+
+def test_two_direction_pooled_and_per_group_by_hand():
+    d, pids, qc, gc, grp = _hand_case()
+    res = evaluate_two_direction(d, pids, pids, qc, gc, grp, grp, max_rank=3)
+    # case 1 (rows): ranks of the true match 2, 3, 1 -> AP 1/2, 1/3, 1
+    # case 2 (columns = probes g1, g2, g3 against p1..p3): g1 col [0.5, 0.2, 0.4] -> p1 rank 3;
+    # g2 col [0.1, 0.3, 0.6] -> p2 rank 2; g3 col [0.9, 0.1, 0.3] -> p3 rank 2
+    c1, c2 = res["cases"]["all"]
+    np.testing.assert_allclose(c1["cmc"], [1 / 3, 2 / 3, 1.0])
+    np.testing.assert_allclose(c2["cmc"], [0.0, 2 / 3, 1.0])
+    assert c1["mAP"] == pytest.approx((1 / 2 + 1 / 3 + 1) / 3) and c2["mAP"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 2) / 3)
+    np.testing.assert_allclose(res["all"]["cmc"], [1 / 6, 2 / 3, 1.0])
+    assert res["all"]["mAP"] == pytest.approx(((1 / 2 + 1 / 3 + 1) / 3 + (1 / 3 + 1 / 2 + 1 / 2) / 3) / 2)
+    # group A alone: rows p1, p2 vs g1, g2: d = [[0.5, 0.1], [0.2, 0.3]] -> case 1 ranks 2, 2;
+    # case 2 columns g1 [0.5, 0.2] -> rank 2, g2 [0.1, 0.3] -> rank 2
+    a = res["per_group"]["A"]
+    np.testing.assert_allclose(a["cmc"][:2], [0.0, 1.0])
+    assert a["mAP"] == pytest.approx(0.5)
+    b = res["per_group"]["B"]  # one id: always rank 1
+    assert b["cmc"][0] == 1.0 and b["mAP"] == 1.0
+    flat = two_direction_results(res, ranks=(1, 2))
+    assert flat["Rank-1"] == pytest.approx(100 / 6) and flat["A/Rank-2"] == pytest.approx(100.0)
+    assert flat["B/mAP"] == pytest.approx(100.0) and flat["case2/Rank-1"] == 0.0
+    assert flat["metric"] == pytest.approx((flat["mAP"] + flat["Rank-1"]) / 2)
+
+
+def test_one_gallery_match_makes_map_at_least_rank1():
+    rng = np.random.default_rng(3)
+    n = 12
+    d = rng.random((n, n))
+    pids = np.arange(n)
+    grp = np.array(["blue"] * 6 + ["white"] * 2 + ["green"] * 4)
+    res = evaluate_two_direction(d, pids, pids, np.ones(n), np.zeros(n), grp, grp)
+    for m in [res["all"], *res["per_group"].values()]:
+        assert m["mAP"] >= m["cmc"][0] - 1e-12
+
+
+def test_evaluate_tracklets_fgpr_from_features():
+    # 2-d features: probes first (case 1), then gallery; parts [1, 1]
+    feats = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0],     # probes ids 1, 2 (A), 3 (B)
+                          [0.1, 0.0], [1.0, 1.2], [5.0, 4.0]])    # gallery ids 1, 2, 3
+    pids = [1, 2, 3, 1, 2, 3]
+    cams = [1, 1, 4, 0, 0, 3]
+    groups = ["A", "A", "B", "A", "A", "B"]
+    out = evaluate_tracklets(feats, 3, pids, cams, groups, "fgpr", "euclidean", parts=[1, 1])
+    assert out["Rank-1"] == 100.0 and out["A/Rank-1"] == 100.0 and out["B/mAP"] == 100.0
+    with pytest.raises(ValueError, match="needs the items' groups"):
+        evaluate_tracklets(feats, 3, pids, cams, None, "fgpr", "euclidean")
+    with pytest.raises(ValueError, match="Euclidean"):
+        evaluate_tracklets(feats, 3, pids, cams, groups, "fgpr", "cosine", parts=[1, 1])
+    plain = evaluate_tracklets(feats, 3, pids, cams, groups, "cross_camera", "euclidean", parts=[1, 1])
+    assert plain["Rank-1"] == 100.0 and "A/Rank-1" not in plain
