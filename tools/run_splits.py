@@ -6,7 +6,11 @@
 Runs ``tools/train_net.py --config-file X [--num-gpus N] KEY VALUE ... DATASETS.SPLIT i
 OUTPUT_DIR <base>/split_i`` as a subprocess per split (``<base>`` = the run's ``OUTPUT_DIR``),
 reads each ``<base>/split_i/results.json``, prints a table (one row per split, then mean and
-std) and writes ``<base>/splits_summary.json`` ({"splits", "results", "summary"}).
+std) and writes ``<base>/splits_summary.json`` ({"splits", "results", "summary"}, atomically).
+
+``--skip-done`` reuses a split only when its ``results.json`` says ``"complete": true`` (written
+by the trainer once the run has finished); a split killed mid-run (intermediate results,
+``"complete": false``) is run again with ``--resume`` so it continues from its last checkpoint.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import sys
 from typing import List, Sequence
 
 from fastreid_ext.data.datasets.splits import parse_splits, summarize_splits, summary_table
+from fastreid_ext.engine.safe_io import atomic_write
 
 TRAIN_NET = osp.join(osp.dirname(osp.abspath(__file__)), "train_net.py")
 _OWNED_KEYS = ("DATASETS.SPLIT",)
@@ -29,7 +34,8 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-file", required=True, metavar="FILE")
     p.add_argument("--splits", default="0-9", help="e.g. '0-9' (default) or '0,2,5-7'")
     p.add_argument("--num-gpus", type=int, default=1, help="passed to train_net.py")
-    p.add_argument("--skip-done", action="store_true", help="reuse splits whose results.json exists")
+    p.add_argument("--skip-done", action="store_true",
+                   help="reuse splits whose results.json marks a finished run; resume unfinished ones")
     p.add_argument("--train-script", default=TRAIN_NET, help=argparse.SUPPRESS)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
@@ -47,6 +53,17 @@ def base_output_dir(config_file: str, opts: Sequence[str]) -> str:
     return build_config(config_file, list(opts)).OUTPUT_DIR
 
 
+def finished_results(path: str):
+    """The results of ``path`` when it records a finished run (``"complete": true``), else
+    ``None`` (missing, unreadable, or intermediate results of a run that did not finish)."""
+    try:
+        with open(path) as f:
+            res = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return res if isinstance(res, dict) and res.get("complete") is True else None
+
+
 def split_command(args, split: int, out_dir: str, opts: Sequence[str]) -> List[str]:
     opts = list(opts)
     kept = []
@@ -55,7 +72,8 @@ def split_command(args, split: int, out_dir: str, opts: Sequence[str]) -> List[s
             raise ValueError(f"{key} is set per split by run_splits.py; use --splits instead")
         if key != "OUTPUT_DIR":
             kept += [key, value]
-    return [sys.executable, args.train_script, "--config-file", args.config_file, "--num-gpus",
+    resume = ["--resume"] if args.skip_done and osp.isfile(osp.join(out_dir, "last_checkpoint")) else []
+    return [sys.executable, args.train_script, "--config-file", args.config_file, *resume, "--num-gpus",
             str(args.num_gpus), *kept, "DATASETS.SPLIT", str(split), "OUTPUT_DIR", out_dir]
 
 
@@ -68,7 +86,12 @@ def main(argv=None) -> dict:
     for split in splits:
         out_dir = osp.join(base, f"split_{split}")
         result_path = osp.join(out_dir, "results.json")
-        if not (args.skip_done and osp.isfile(result_path)):
+        if args.skip_done and finished_results(result_path) is not None:
+            print(f"[run_splits] split {split}: finished run found in {out_dir}, reused", flush=True)
+        else:
+            if args.skip_done and osp.isfile(result_path):
+                print(f"[run_splits] split {split}: {result_path} is from an unfinished run; running it again",
+                      flush=True)
             cmd = split_command(args, split, out_dir, opts)
             print(f"[run_splits] split {split}: {' '.join(cmd)}", flush=True)
             done = subprocess.run(cmd)
@@ -78,13 +101,14 @@ def main(argv=None) -> dict:
         if not osp.isfile(result_path):
             raise SystemExit(f"[run_splits] split {split} wrote no {result_path}")
         with open(result_path) as f:
-            results.append(json.load(f))
+            res = json.load(f)
+        res.pop("complete", None)  # bookkeeping, not a metric
+        results.append(res)
     summary = summarize_splits(results)
     print(summary_table(splits, results, summary))
     os.makedirs(base, exist_ok=True)
     out = {"splits": splits, "results": results, "summary": summary}
-    with open(osp.join(base, "splits_summary.json"), "w") as f:
-        json.dump(out, f, indent=2)
+    atomic_write(osp.join(base, "splits_summary.json"), lambda f: json.dump(out, f, indent=2), mode="w")
     print(f"[run_splits] wrote {osp.join(base, 'splits_summary.json')}")
     return out
 

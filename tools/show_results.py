@@ -11,6 +11,7 @@ KEYS = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")
 
 
 def table(results: dict) -> str:
+    results = {k: v for k, v in results.items() if k != "complete"}  # the trainer's finished-run marker
     if all(isinstance(v, dict) for v in results.values()):
         rows = [[name] + [f"{r.get(k, float('nan')):.2f}" for k in KEYS] for name, r in results.items()]
     else:

@@ -83,7 +83,7 @@ def lock_path(path: str) -> str:
     return os.path.abspath(path).rstrip(os.sep) + ".lock"
 
 
-_held: Dict[str, Tuple[int, int]] = {}  # lock file -> (fd, depth) held by this process
+_held: Dict[str, Tuple[int, int, int]] = {}  # lock file -> (fd, depth, pid) held by this process
 _held_guard = threading.Lock()
 
 
@@ -94,12 +94,13 @@ def file_lock(path: str, blocking: bool = True, what: str = "", shared: bool = F
 
     ``blocking=False``: raise :class:`LockBusy` (naming ``what`` or ``path``) instead of waiting
     when another process holds it. Re-entrant within a process (a nested call keeps the mode of
-    the outer one). Yields the lock file's path."""
+    the outer one); a child forked while the parent holds the lock does not inherit it (its
+    own ``flock`` goes through a new open file). Yields the lock file's path."""
     lock = lock_path(path)
     with _held_guard:
-        if lock in _held:
-            fd, depth = _held[lock]
-            _held[lock] = (fd, depth + 1)
+        if lock in _held and _held[lock][2] == os.getpid():
+            fd, depth, pid = _held[lock]
+            _held[lock] = (fd, depth + 1, pid)
             nested = True
         else:
             nested = False
@@ -108,8 +109,8 @@ def file_lock(path: str, blocking: bool = True, what: str = "", shared: bool = F
             yield lock
         finally:
             with _held_guard:
-                fd, depth = _held[lock]
-                _held[lock] = (fd, depth - 1)
+                fd, depth, pid = _held[lock]
+                _held[lock] = (fd, depth - 1, pid)
         return
     os.makedirs(os.path.dirname(lock), exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, new_file_mode())
@@ -122,7 +123,7 @@ def file_lock(path: str, blocking: bool = True, what: str = "", shared: bool = F
                                f"wait for it to finish") from None
             raise
         with _held_guard:
-            _held[lock] = (fd, 1)
+            _held[lock] = (fd, 1, os.getpid())
         try:
             yield lock
         finally:

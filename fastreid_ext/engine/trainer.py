@@ -275,6 +275,8 @@ class Trainer(DefaultTrainer):
         main = comm.is_main_process() and bool(out)
         with (file_lock(os.path.join(out, "training"), blocking=False, what=f"training output folder {out}")
               if main else contextlib.nullcontext()):
+            if main:
+                remove_stale_temporaries(out)
             if self._resumed_best_metric is not None:
                 for h in self._hooks:
                     if isinstance(h, hooks.PeriodicCheckpointer):
@@ -291,6 +293,22 @@ class Trainer(DefaultTrainer):
                 named = results if len(self.cfg.DATASETS.TESTS) > 1 else {self.cfg.DATASETS.TESTS[0]: results}
                 write_results(out, named, complete=True)
             return results
+
+
+def remove_stale_temporaries(folder: str) -> int:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that writers killed mid-write left
+    in ``folder``; call it only while holding the folder's training lock. Returns the count."""
+    n = 0
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".tmp"):
+            try:
+                os.remove(os.path.join(folder, name))
+                n += 1
+            except OSError:
+                pass
+    if n:
+        logger.info(f"removed {n} temporary file(s) left in {folder} by an interrupted run")
+    return n
 
 
 RUN_FILES = ("config.yaml", "results.json", "last_checkpoint")

@@ -12,8 +12,9 @@ Two test protocols (see ``video-reid-protocols.md``):
 from __future__ import annotations
 
 import logging
+import os
 import os.path as osp
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 from fastreid.data.datasets import DATASET_REGISTRY
@@ -43,8 +44,12 @@ def read_names(path: str) -> List[str]:
 
 
 def read_mat(path: str, key: str) -> np.ndarray:
-    """Array ``key`` of a MATLAB file as int64; raises ``KeyError`` naming the file when absent."""
-    mat = loadmat(path)
+    """Array ``key`` of a MATLAB file as int64; raises ``KeyError`` naming the file when absent
+    and ``ValueError`` naming it when the file cannot be read (truncated, not a .mat)."""
+    try:
+        mat = loadmat(path)
+    except Exception as e:  # scipy raises MatReadError, ValueError, IndexError ... without the file name
+        raise ValueError(f"cannot read MATLAB file {path!r} (truncated or damaged?): {type(e).__name__}: {e}") from None
     if key not in mat:
         raise KeyError(f"{path!r} has no key {key!r} (keys: {sorted(k for k in mat if not k.startswith('__'))})")
     return np.asarray(mat[key]).astype(np.int64)
@@ -111,9 +116,12 @@ class MARS(TrackletDataset):
                    keep_junk: bool) -> List[Tracklet]:
         """Items of the track-info ``rows`` ``[start, end, pid, camid]`` (1-based inclusive
         indices into ``names``, 1-based camera). Junk (pid -1) is dropped unless ``keep_junk``;
-        empty rows (end < start) are dropped with one logged warning giving their count."""
+        empty rows (end < start) and tracklets none of whose frames is on disk (an empty or
+        missing ``<pid4>`` folder: one listing per folder) are dropped with one logged warning
+        giving their count."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
-        items, n_junk, n_empty = [], 0, 0
+        items, n_junk, n_empty, n_absent = [], 0, 0, 0
+        listing: Dict[str, set] = {}
         for start, end, pid, camid in rows.tolist():
             if pid == -1 and not keep_junk:
                 n_junk += 1
@@ -126,10 +134,19 @@ class MARS(TrackletDataset):
                                  f"indexes outside the {len(names)} frame names")
             frames = sorted(names[start - 1:end])
             self._check_frames(frames, pid, camid, home_dir)
-            paths = [osp.join(self.data_dir, home_dir, name[:4], name) for name in frames]
+            folder = osp.join(self.data_dir, home_dir, frames[0][:4])
+            if folder not in listing:
+                listing[folder] = set(os.listdir(folder)) if osp.isdir(folder) else set()
+            if not any(name in listing[folder] for name in frames):
+                n_absent += 1
+                continue
+            paths = [osp.join(folder, name) for name in frames]
             items.append(self.make_item(paths, int(pid), int(camid) - 1, is_train))
         if n_empty:
             logger.warning(f"{type(self).__name__}: dropped {n_empty} empty tracklet(s) (end < start) from {home_dir}")
+        if n_absent:
+            logger.warning(f"{type(self).__name__}: dropped {n_absent} tracklet(s) of {home_dir} none of whose "
+                           f"frames is on disk (empty or missing folders)")
         if n_junk:
             logger.info(f"{type(self).__name__}: dropped {n_junk} junk tracklet(s) (pid -1) from {home_dir}")
         return items

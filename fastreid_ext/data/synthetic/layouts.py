@@ -347,8 +347,12 @@ def _prid2011(a: LayoutArgs, out: str, workers: int) -> dict:
             lengths[(pid, cam)] = n
             rel = [f"prid_2011/multi_shot/cam_{'ab'[cam]}/person_{pid:04d}/{f:04d}.png" for f in range(1, n + 1)]
             tracks.append(_spec(a, out, idents[pid], cam, rel, (pid, cam, 1)))
-    kps = _render_all(tracks, a, workers)
     usable = [p for p in range(1, n_both + 1) if min(lengths[(p, 0)], lengths[(p, 1)]) >= 27]
+    if len(usable) < 2:  # the PRID-2011 protocol keeps ids with >= 27 frames in both cameras
+        raise ValueError(f"prid2011: only {len(usable)} of {n_both} two-camera ids have >= 27 frames in both "
+                         f"cameras (frames per tracklet {a.min_len}..{a.max_len}); the splits need at least 2 "
+                         f"(1 train + 1 test). Raise max_len (--max-len) to >= 27 or add ids.")
+    kps = _render_all(tracks, a, workers)
     splits = []
     for s in range(10):
         perm = rng_for(a.seed, KIND_SPLIT, code, s).permutation(len(usable))

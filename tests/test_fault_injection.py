@@ -1,0 +1,198 @@
+"""Fault injection: ``kill -9`` at random points of training, feature extraction and index
+building (20 points in all), then the next run must resume (or refuse clearly) and no earlier
+result may be lost.
+
+To stay fast, the work runs in processes forked from the test process (imports done once) and
+is killed with ``SIGKILL`` after a random delay drawn from a seeded generator. After every kill
+the files on disk are checked: each one a reader can find is complete and consistent
+(``last_checkpoint`` names a loadable checkpoint, the features file and the index load and hold
+only finished items with the right embeddings), and what was finished before is still there."""
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import fastreid_ext  # noqa: F401  (compat shims first)
+from conftest import REPO
+from fastreid_ext.config import build_config
+from fastreid_ext.deploy import FeaturesFile, GalleryIndex, load_features
+from fastreid_ext.deploy.extractor import FeatureExtractor
+from fastreid_ext.deploy.inputs import collect_inputs
+
+TINY = os.path.join(REPO, "tests", "configs", "tiny_video.yml")
+CTX = mp.get_context("fork")
+
+
+def _run_and_kill(target, args, delay):
+    """Run ``target(*args)`` in a forked process, ``SIGKILL`` it after ``delay`` seconds; returns
+    its exit code (``-9`` when it was killed, ``0`` when it finished first)."""
+    p = CTX.Process(target=target, args=args)
+    p.start()
+    p.join(delay)
+    if p.is_alive():
+        os.kill(p.pid, signal.SIGKILL)
+    p.join(60)
+    return p.exitcode
+
+
+def _child(fn):
+    """Wrap ``fn`` for a forked child: one thread, exit status 1 on an exception."""
+    def run(*args):
+        torch.set_num_threads(1)
+        try:
+            fn(*args)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    return run
+
+
+# ---------------------------------------------------------------------------- training
+def _train(out, max_epoch):
+    from fastreid_ext.engine import Trainer
+
+    cfg = build_config(TINY, ["SOLVER.OPT", "SGD", "SOLVER.MOMENTUM", "0.0", "SOLVER.BASE_LR", "0.01",
+                              "SOLVER.IMS_PER_BATCH", "16", "SOLVER.CHECKPOINT_PERIOD", "1",
+                              "TEST.EVAL_PERIOD", "2", "SOLVER.MAX_EPOCH", str(max_epoch), "OUTPUT_DIR", out])
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=True)
+    trainer.train()
+
+
+def _checkpoint_state(out):
+    """``(epoch of the checkpoint named by last_checkpoint, best metric)``; each file a reader
+    finds must load."""
+    tag = os.path.join(out, "last_checkpoint")
+    if not os.path.exists(tag):
+        return -1, None
+    name = open(tag).read().strip()
+    data = torch.load(os.path.join(out, name), map_location="cpu", weights_only=False)  # complete file
+    assert "model" in data and "optimizer" in data
+    best = os.path.join(out, "model_best.pth")
+    best_metric = torch.load(best, map_location="cpu", weights_only=False)["metric"] if os.path.exists(best) else None
+    return int(data["epoch"]), best_metric
+
+
+def test_training_killed_at_random_points_resumes_and_keeps_its_results(tiny_datasets_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTREID_DATASETS", tiny_datasets_root)
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    rng = np.random.default_rng(17)
+    max_epoch, last_epoch, last_best, killed = 6, -1, None, 0
+    for _ in range(6):
+        code = _run_and_kill(_child(_train), (out, max_epoch), float(rng.uniform(0.5, 6.0)))
+        assert code in (0, -signal.SIGKILL), f"training failed with exit code {code}"
+        killed += code == -signal.SIGKILL
+        epoch, best = _checkpoint_state(out)
+        assert epoch >= last_epoch, "a resumed run lost checkpointed epochs"
+        if last_best is not None:
+            assert best is not None and best >= last_best, "model_best.pth was replaced by a worse model"
+        if os.path.exists(os.path.join(out, "results.json")):
+            res = json.load(open(os.path.join(out, "results.json")))  # complete JSON
+            assert res["complete"] is (code == 0 and epoch == max_epoch - 1)
+        last_epoch, last_best = epoch, best
+    assert killed >= 3
+    _child_free_run = CTX.Process(target=_child(_train), args=(out, max_epoch))  # the next run finishes
+    _child_free_run.start()
+    _child_free_run.join(300)
+    assert _child_free_run.exitcode == 0
+    assert json.load(open(os.path.join(out, "results.json")))["complete"] is True
+    assert _checkpoint_state(out)[0] == max_epoch - 1
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")], "temporary files of killed writers were left"
+
+
+# ---------------------------------------------------------------------------- extraction
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory):
+    from torch import nn
+
+    from fastreid_ext.engine import Trainer
+
+    cfg = build_config(TINY, ["MODEL.HEADS.NUM_CLASSES", "8"])
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("w") / "model.pth"
+    torch.save({"model": model.state_dict()}, path)
+    return FeatureExtractor.from_files(TINY, str(path), [])
+
+
+def _extract(extractor, items, out):
+    extractor.extract(items, out, flush_every=3, flush_seconds=3600, progress=False, batch_size=4, num_workers=0)
+
+
+def test_extraction_killed_at_random_points_resumes_without_losing_items(extractor, tmp_path):
+    rng = np.random.default_rng(0)
+    os.makedirs(tmp_path / "imgs")
+    for i in range(36):
+        assert cv2.imwrite(str(tmp_path / "imgs" / f"{i:03d}.png"), rng.integers(0, 256, (40, 20, 3), dtype=np.uint8))
+    items = collect_inputs(str(tmp_path / "imgs"))
+    ref, _ = extractor.embed(items)
+    ref_by_name = dict(zip(ref.names, ref.embeddings))
+    out = str(tmp_path / "feats.npz")
+    delays = np.random.default_rng(18).uniform(0.05, 2.0, size=7)
+    done = 0
+    for delay in delays:
+        code = _run_and_kill(_child(_extract), (extractor, items, out), float(delay))
+        assert code in (0, -signal.SIGKILL)
+        if not os.path.exists(out):
+            assert done == 0
+            continue
+        feats = load_features(out, expected_hash=extractor.config_hash)
+        assert len(feats) >= done, "items finished before were lost"
+        for name, emb in zip(feats.names, feats.embeddings):
+            np.testing.assert_allclose(emb, ref_by_name[name], atol=1e-5)
+        done = len(feats)
+    res = extractor.extract(items, out, flush_every=3, progress=False, batch_size=4, num_workers=0)
+    assert res.num_resumed == done and len(res.features) == len(items)
+    got = dict(zip(res.features.names, res.features.embeddings))
+    for name, emb in ref_by_name.items():
+        np.testing.assert_allclose(got[name], emb, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- index building
+def _chunks():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((60, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return [FeaturesFile(x[i:i + 6], [f"g{j:03d}" for j in range(i, i + 6)], "h0", meta={"metric": "cosine"})
+            for i in range(0, 60, 6)]
+
+
+def _add_all(folder, chunks):
+    for c in chunks:
+        GalleryIndex.add_to_folder(folder, [c])
+        time.sleep(0.02)
+
+
+def test_index_building_killed_at_random_points_keeps_a_consistent_index(tmp_path):
+    chunks = _chunks()
+    folder = str(tmp_path / "idx")
+    GalleryIndex.build(chunks[0], "flat").save(folder)
+    all_names = [n for c in chunks for n in c.names]
+    delays = np.random.default_rng(19).uniform(0.01, 0.4, size=7)
+    count = len(chunks[0])
+    for delay in delays:
+        code = _run_and_kill(_child(_add_all), (folder, chunks[1:]), float(delay))
+        assert code in (0, -signal.SIGKILL)
+        index = GalleryIndex.load(folder)  # loads: index file and names match
+        assert index.index.ntotal == len(index.names) >= count, "indexed items were lost"
+        assert index.names == all_names[:len(index.names)] and len(index.names) % 6 == 0  # whole chunks only
+        count = len(index.names)
+    _add_all(folder, chunks[1:])  # the next run completes it; chunks already in are skipped
+    index = GalleryIndex.load(folder)
+    assert index.names == all_names
+    x = np.concatenate([c.embeddings for c in chunks])
+    np.testing.assert_allclose(index.search(x, k=1).distances[:, 0], 0.0, atol=1e-5)
