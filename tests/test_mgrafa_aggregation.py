@@ -1,4 +1,4 @@
-"""MG-RAFA aggregation (paper 002, Eq. (1)-(6)) on small random tensors: shapes, softmax
+"""MG-RAFA aggregation (the MG-RAFA paper, Eq. (1)-(6)) on small random tensors: shapes, softmax
 normalisation, multi-granularity pooling, frame-permutation invariance and an independent
 float64 re-computation of Eq. (1)-(4)."""
 import pytest
@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fastreid_ext  # noqa: F401
 from mgrafa.aggregation import MultiGranularityAggregation, group_sizes
-from mgrafa.nodes import (from_nodes, granularity_size, num_reference_nodes, reference_nodes,
+from mgrafa.nodes import (from_nodes, granularity_size, num_reference_nodes, pool_spatial, reference_nodes,
                           relation_vectors, to_nodes)
 from mgrafa.rafa import ReferenceAidedAttention
 
@@ -181,10 +181,79 @@ def test_reference_aided_attention_matches_float64_equations():
 
 
 def test_gradients_reach_every_attention_parameter():
-    agg = build("rafa", 4, "multi").train()
+    agg = build("rafa", 4, "multi", att_init="random").train()
     agg(clip())["v"].square().sum().backward()
     for name, p in agg.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("attention", ["rafa", "afa"])
+def test_uniform_start_is_the_average_baseline_and_learns(attention):
+    """ATT_INIT uniform: v equals the spatio-temporal mean of each pooled group (the average
+    baseline), no score is dead, and the theta BN's gamma gets a gradient at once; after one
+    step away from gamma 0 every attention parameter gets one."""
+    agg = build(attention, 4, "multi").train()
+    x = clip()
+    out = agg(x)
+    means = [pool_spatial(x_m, size).mean(dim=(1, 3, 4)) for x_m, size in zip(x.chunk(4, dim=2), agg.sizes)]
+    assert torch.allclose(out["v"], torch.cat(means, dim=1), atol=1e-5)
+    d = agg.diagnostics()
+    assert d["att_dead_frac"] == 0.0
+    assert all(d[f"att_entropy_g{m}"] == pytest.approx(1.0, abs=1e-5) for m in range(1, 5))
+    out["v"].square().sum().backward()
+    assert all(b.theta[1].weight.grad.abs().sum() > 0 for b in agg.blocks)
+    with torch.no_grad():
+        for b in agg.blocks:
+            b.theta[1].weight.fill_(0.5)
+    agg.zero_grad()
+    agg(x)["v"].square().sum().backward()
+    for name, p in agg.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_random_start_is_far_from_uniform_with_dead_scores():
+    agg = build("rafa", 4, "multi", att_init="random").train()
+    agg(clip())
+    d = agg.diagnostics()
+    assert d["att_dead_frac"] > 0.2  # ReLU(BN(.)) with gamma 1, beta 0: about half are 0
+    assert d["att_entropy_g1"] < 1.0 - 1e-3
+
+
+def test_mg_afa_output_does_not_depend_on_the_reference():
+    """MG-AFA infers the attention from the appearance alone (Table 2): whatever reference the
+    aggregation would build, its output is unchanged."""
+    agg = build("afa", 4, "multi").eval()
+    randomise_bn(agg)
+    x = clip()
+    calls = []
+    for block in agg.blocks:
+        block.register_forward_hook(lambda mod, args, out: calls.append(args))
+    with torch.no_grad():
+        v = agg(x)["v"]
+        v_alone = torch.cat([agg.blocks[m](to_nodes(pool_spatial(x_m, size)), None).softmax(-1).mul(
+            to_nodes(pool_spatial(x_m, size))).sum(-1) for m, (x_m, size)
+            in enumerate(zip(x.chunk(4, dim=2), agg.sizes))], dim=1)
+        v_ref = agg.blocks[0](to_nodes(pool_spatial(x.chunk(4, dim=2)[0], agg.sizes[0])), torch.randn(B, C // 4, 7))
+    assert torch.allclose(v, v_alone, atol=1e-6)
+    assert torch.equal(v_ref, agg.blocks[0](to_nodes(pool_spatial(x.chunk(4, dim=2)[0], agg.sizes[0])), None))
+    assert all(args[1] is None for args in calls[:4])  # the aggregation passes no reference
+
+
+def test_each_group_reference_is_the_temporal_mean_of_its_pooled_maps():
+    agg = build("rafa", 4, "multi").eval()
+    x = clip()
+    refs = []
+    for block in agg.blocks:
+        block.register_forward_hook(lambda mod, args, out: refs.append(args[1]))
+    with torch.no_grad():
+        agg(x)
+    assert len(refs) == 4
+    for m, (x_m, ref) in enumerate(zip(x.chunk(4, dim=2), refs)):
+        h, w = agg.sizes[m]
+        f = 2 ** m  # section 3.3: group m+1 pooled by 2^m; 8x4 maps divide exactly
+        pooled = x_m.double().reshape(B, T, C // 4, h, f, w, f).mean(dim=(4, 6))  # (B, T, C/4, h, w)
+        expected = pooled.mean(dim=1).reshape(B, C // 4, h * w)
+        assert torch.allclose(ref.double(), expected, atol=1e-6), m
 
 
 @pytest.mark.parametrize("attention", ["se", "cbam"])

@@ -1,4 +1,4 @@
-"""MGRe meta-architecture (paper 001): named per-stage losses (Eq. 9), 2048-d Eq. (6) embedding,
+"""MGRe meta-architecture: named per-stage losses (Eq. 9), 2048-d Eq. (6) embedding,
 video temporal pooling, keypoint handling and the ablation switches (Tables 4, 5, 7)."""
 import logging
 
@@ -111,10 +111,10 @@ def test_location_loss_is_eq3_of_the_located_regions_times_its_weights():
     losses = {}
     for lam, w in ((1.0, 1.0), (0.5, 3.0)):
         torch.manual_seed(0)
-        m = build_model(tiny_cfg(LAMBDA=lam, LOC_WEIGHT=w)).train()
+        m = build_model(tiny_cfg(LAMBDA=lam, LOC_WEIGHT=w, LOC_INIT_STD=0.0, LOC_PARAM="paper")).train()
         with EventStorage(0):
             losses[(lam, w)] = m(batch)
-    # untrained location modules return the Table 1 priors whatever the input
+    # untrained location modules with zero weights return the Table 1 priors whatever the input
     regions = regions_of_stage(2)
     c = torch.tensor([[r.cx, r.cy] for r in regions]).expand(B, 2, 2)
     s = torch.tensor([list(prior_box_size(r)) for r in regions]).expand(B, 2, 2)

@@ -1,4 +1,4 @@
-"""MGRe sampling module (paper 001, Eq. (2), (4), (5)) and location module priors (Eq. (1),
+"""MGRe sampling module (the MGRe paper, Eq. (2), (4), (5)) and location module priors (Eq. (1),
 Table 1): exact crops at zero offsets / prior sizes, bilinear values against a float64
 re-computation of Eq. (4)-(5) and a hand-worked case, zero padding, gradients."""
 import math
@@ -63,7 +63,7 @@ def test_table1_priors_sample_the_expected_crop(region):
     torch.manual_seed(0)
     u = torch.randn(1, 3, h, w)
     priors = [(region.cx, region.cy) + prior_box_size(region)]
-    loc = LocationModule(3, priors, hidden=4).eval()
+    loc = LocationModule(3, priors, hidden=4, parametrization="paper", init_std=0.0).eval()
     pred = loc(u)
     assert torch.allclose(pred["centers"][0, 0], torch.tensor([region.cx, region.cy]))
     assert torch.allclose(pred["sizes"][0, 0], torch.tensor(prior_box_size(region)))
@@ -104,7 +104,8 @@ def test_eq2_corners():
 
 
 def test_location_module_outputs_follow_eq1():
-    loc = LocationModule(3, [(0.5, 0.25, 0.5, 0.25), (0.5, 0.75, 1.0, 0.5)], hidden=4)
+    loc = LocationModule(3, [(0.5, 0.25, 0.5, 0.25), (0.5, 0.75, 1.0, 0.5)], hidden=4,
+                         parametrization="paper", init_std=0.0)
     with torch.no_grad():
         loc.fc.bias.copy_(torch.tensor([0.3, -0.2, math.log(0.4), math.log(0.6), 0.0, 0.0, 0.0, 0.0]))
     pred = loc(torch.randn(2, 3, 8, 4))
@@ -112,6 +113,33 @@ def test_location_module_outputs_follow_eq1():
     assert torch.allclose(pred["centers"][:, 0], torch.tensor([0.5 + math.tanh(0.3), 0.25 + math.tanh(-0.2)]))
     assert torch.allclose(pred["sizes"][:, 0], torch.tensor([0.4, 0.6]))
     assert torch.allclose(pred["sizes"][:, 1], torch.tensor([1.0, 1.0]))
+
+
+def test_bounded_location_starts_at_the_priors_and_never_leaves_the_map():
+    priors = [(r.cx, r.cy) + prior_box_size(r) for r in regions_of_stage(1)]
+    loc = LocationModule(3, priors, hidden=4, init_std=0.0).eval()
+    pred = loc(torch.randn(2, 3, 16, 8))
+    for r, (cx, cy, l1, l2) in enumerate(priors):
+        # the sizes are the priors (a full-map prior is clipped to 0.95), the centres too where
+        # the prior box fits in the map
+        s_ref = torch.tensor([min(l1, 0.95), min(l2, 0.95)])
+        assert torch.allclose(pred["sizes"][:, r], s_ref.expand(2, 2), atol=1e-5)
+        c_ref = torch.tensor([cx, cy]).clamp(s_ref / 2, 1 - s_ref / 2)
+        assert torch.allclose(pred["centers"][:, r], c_ref.expand(2, 2), atol=1e-5)
+    raw = torch.tensor([[-50.0, 50.0, 50.0, 50.0], [50.0, -50.0, -50.0, 3.0], [0.0, 0.0, 50.0, -50.0]])
+    c, s = loc.boxes(raw)
+    x0, x1, y0, y1 = region_corners(c, s)
+    assert bool((x0 >= 0).all() and (y0 >= 0).all() and (x1 <= 1).all() and (y1 <= 1).all())
+    assert bool((s >= loc.min_size - 1e-6).all() and (s <= 1).all())
+    with pytest.raises(ValueError, match="parametrization"):
+        LocationModule(3, priors, parametrization="free")
+
+
+def test_border_padding_reads_the_edge_instead_of_zeros():
+    u = torch.arange(1.0, 7.0).view(1, 1, 2, 3)
+    out = sample_region(u, one([0.5, -2.0]), one([0.3, 0.2]), (1, 1), padding_mode="border")
+    assert out.item() == pytest.approx(2.0)  # above the map: the top row, middle column
+    assert sample_region(u, one([0.5, -2.0]), one([0.3, 0.2]), (1, 1)).item() == 0.0
 
 
 def test_table1_regions_per_stage():

@@ -1,25 +1,31 @@
-"""Multi-granularity attentive aggregation of frame maps (paper 002, sections 3.2-3.3).
+"""Multi-granularity attentive aggregation of frame maps (the MG-RAFA paper, sections 3.2-3.3).
 
 :class:`MultiGranularityAggregation` turns ``(B, T, C, H, W)`` frame maps into the clip vector
 ``v = [v_1 .. v_N]`` ``(B, C)``: the channels are split into ``N`` groups; group ``m`` is
 spatially average-pooled by ``2^(m-1)`` ("multi") or kept at full resolution ("single",
 SG-RAFA(S)); each group gets its own reference nodes, relations, attention (Eq. (5)-(6)) and
 softmax-weighted sum (Eq. (4)). ``attention="avg"`` is the paper's Baseline (global
-spatio-temporal average pooling).
+spatio-temporal average pooling); ``nl_s`` / ``nl_st`` (Table 4) refine the maps with a
+non-local block before that average; ``rga_sc`` / ``se`` / ``cbam`` (Table 5) gate each group's
+maps per frame and average them.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from .comparisons import NonLocalRefine, RGAGate
 from .gated_attention import CBAMGate, GatedAverage, SEGate
 from .nodes import (REFERENCE_STRATEGIES, check_clip, granularity_size, num_reference_nodes,
                     pool_spatial, reference_nodes, softmax_aggregate, to_nodes)
-from .rafa import AppearanceAttention, ReferenceAidedAttention
+from .rafa import ATTENTION_INITS, AppearanceAttention, ReferenceAidedAttention
 
-ATTENTIONS = ("avg", "rafa", "afa", "se", "cbam")
+ATTENTIONS = ("avg", "rafa", "afa", "se", "cbam", "rga_sc", "nl_s", "nl_st")
+#: attentions that refine the full maps and then average (single group)
+_SINGLE_GROUP = ("avg", "nl_s", "nl_st")
 
 
 def group_sizes(feat_size: Sequence[int], num_groups: int, granularity: str) -> List[Tuple[int, int]]:
@@ -41,24 +47,28 @@ class MultiGranularityAggregation(nn.Module):
         feat_size: ``(H, W)`` of the frame maps (16x8 for 256x128 inputs, ResNet-50 last stride 1).
         num_frames: ``T`` the reference sets are sized for; only used (and checked) by the
             strategies whose ``D`` depends on ``T`` (``spatial_pool``, ``temporal_pool``, ``all``).
-        attention: ``avg`` | ``rafa`` | ``afa`` | ``se`` | ``cbam``.
+        attention: ``avg`` | ``rafa`` | ``afa`` | ``se`` | ``cbam`` | ``rga_sc`` | ``nl_s`` | ``nl_st``.
         num_groups: ``N`` granularities (``multi``) or ``S`` splits (``single``).
         granularity: ``multi`` | ``single``.
         reduction: ``s`` of Eq. (1)-(3) (and of the SE / CBAM MLPs).
         reference, ref_spatial_size, ref_temporal_size: the S-RFN strategy (Table 3).
+        att_init: ``uniform`` (rafa / afa start at the average baseline) or ``random``.
     """
 
     def __init__(self, channels: int, feat_size: Sequence[int], num_frames: int = 8,
                  attention: str = "rafa", num_groups: int = 4, granularity: str = "multi",
                  reduction: int = 8, reference: str = "temporal_avg",
-                 ref_spatial_size: Sequence[int] = (8, 2), ref_temporal_size: int = 2):
+                 ref_spatial_size: Sequence[int] = (8, 2), ref_temporal_size: int = 2,
+                 att_init: str = "uniform"):
         super().__init__()
+        if att_init not in ATTENTION_INITS:
+            raise KeyError(f"unknown MODEL.MGRAFA.ATT_INIT {att_init!r}; known: {ATTENTION_INITS}")
         if attention not in ATTENTIONS:
             raise KeyError(f"unknown MODEL.MGRAFA.ATTENTION {attention!r}; known: {ATTENTIONS}")
         if reference not in REFERENCE_STRATEGIES:
             raise KeyError(f"unknown MODEL.MGRAFA.REFERENCE {reference!r}; known: "
                            f"{REFERENCE_STRATEGIES}")
-        if attention == "avg":
+        if attention in _SINGLE_GROUP:
             num_groups = 1
         if num_groups < 1 or channels % num_groups:
             raise ValueError(f"{channels} channels cannot be split into {num_groups} groups")
@@ -75,14 +85,19 @@ class MultiGranularityAggregation(nn.Module):
             if attention == "rafa":
                 d = num_reference_nodes(reference, size[0], size[1], self.num_frames,
                                         self.ref_spatial_size, self.ref_temporal_size)
-                blocks.append(ReferenceAidedAttention(c_g, d, reduction))
+                blocks.append(ReferenceAidedAttention(c_g, d, reduction, att_init))
             elif attention == "afa":
-                blocks.append(AppearanceAttention(c_g, reduction))
+                blocks.append(AppearanceAttention(c_g, reduction, att_init))
+            elif attention in ("nl_s", "nl_st"):
+                blocks.append(NonLocalRefine(c_g, "spatial" if attention == "nl_s" else "spatiotemporal"))
+            elif attention == "rga_sc":
+                blocks.append(GatedAverage(RGAGate(c_g, size, reduction)))
             elif attention == "se":
                 blocks.append(GatedAverage(SEGate(c_g, reduction)))
             elif attention == "cbam":
                 blocks.append(GatedAverage(CBAMGate(c_g, reduction)))
         self.blocks = nn.ModuleList(blocks)
+        self.last_scores: List[torch.Tensor] = []  # detached pre-softmax scores of the last training forward
 
     @property
     def reference_depends_on_t(self) -> bool:
@@ -116,24 +131,53 @@ class MultiGranularityAggregation(nn.Module):
         """
         self._check(x)
         b, t = x.shape[:2]
-        if self.attention == "avg":
+        if self.attention in ("nl_s", "nl_st"):
+            x = self.blocks[0](x)  # Table 4: non-local refinement, then the average
+        if self.attention in _SINGLE_GROUP:
             h, w = x.shape[3:]
             v = x.mean(dim=(1, 3, 4))  # (B, C)
             weights = torch.full((1, 1, 1, 1, 1), 1.0 / (t * h * w), dtype=x.dtype,
                                  device=x.device).expand(b, self.channels, t, h, w)  # a view
             return {"v": v, "group_features": [v], "weights": [weights]}
-        group_features, group_weights = [], []
+        group_features, group_weights, scores_kept = [], [], []
         for x_m, size, block in zip(x.chunk(self.num_groups, dim=2), self.sizes, self.blocks):
             x_m = pool_spatial(x_m, size)  # (B, T, C/N, H_m, W_m)
             if self.attention in ("rafa", "afa"):
                 nodes = to_nodes(x_m)  # (B, C/N, K_m)
+                # the reference of group m: the temporal mean of its pooled maps (section 3.3)
                 ref = (reference_nodes(x_m, self.reference, self.ref_spatial_size,
                                        self.ref_temporal_size)
                        if self.attention == "rafa" else None)  # (B, C/N, D_m)
-                v_m, w_m = softmax_aggregate(block(nodes, ref), nodes)
+                scores = block(nodes, ref)  # (B, C/N, K_m)
+                if self.training:
+                    scores_kept.append(scores.detach())
+                v_m, w_m = softmax_aggregate(scores, nodes)
             else:
                 v_m, w_m = block(x_m)
             group_features.append(v_m)
             group_weights.append(w_m.reshape(b, -1, t, size[0], size[1]).contiguous())
+        if self.training:
+            self.last_scores = scores_kept
         return {"v": torch.cat(group_features, dim=1), "group_features": group_features,
                 "weights": group_weights}
+
+    @torch.no_grad()
+    def diagnostics(self) -> Dict[str, float]:
+        """Attention scalars of the last training forward (rafa / afa): per group ``m``
+        ``att_entropy_g{m}`` (entropy of the node weights over ``log K_m``: 1 = uniform, the
+        average baseline; mean over clips and channels) and ``att_spread_g{m}`` ((max - min)
+        weight x ``K_m``: 0 = uniform); ``att_dead_frac`` = fraction of pre-softmax scores
+        exactly 0 (dead ReLU, no gradient)."""
+        out: Dict[str, float] = {}
+        dead, total = 0, 0
+        for m, scores in enumerate(self.last_scores, start=1):
+            k = scores.shape[-1]
+            w = torch.softmax(scores.float(), dim=-1)
+            ent = -(w * torch.log(w.clamp(min=1e-30))).sum(dim=-1)
+            out[f"att_entropy_g{m}"] = float(ent.mean() / math.log(k)) if k > 1 else 1.0
+            out[f"att_spread_g{m}"] = float(((w.amax(dim=-1) - w.amin(dim=-1)) * k).mean())
+            dead += int((scores == 0).sum())
+            total += scores.numel()
+        if total:
+            out["att_dead_frac"] = dead / total
+        return out

@@ -1,4 +1,4 @@
-"""Config keys of the MG-RAFA project (paper 002), added with :func:`add_mgrafa_config`.
+"""Config keys of the MG-RAFA project, added with :func:`add_mgrafa_config`.
 
 Table 2 rows as settings of ``MODEL.MGRAFA`` (with ``MODEL.HEADS.NAME: MGRAFAHead``):
 
@@ -12,6 +12,10 @@ SG-RAFA (S=4)      rafa         4           single
 MG-RAFA (N=2)      rafa         2           multi
 MG-RAFA (N=4)      rafa         4           multi
 =================  ===========  ==========  ===========
+
+Table 4 rows: ``ATTENTION nl_s`` (NL(S)), ``nl_st`` (NL(ST)), SG-RAFA = ``rafa`` with one group.
+Table 5 rows (N = 4, ``GRANULARITY multi``): ``rga_sc`` (RGA-SC (MG)), ``se``, ``cbam``; their
+single-granularity versions with ``NUM_GROUPS 1``.
 
 Table 3 rows: ``REFERENCE`` = ``temporal_avg`` (ours, 16x8x1), ``spatial_pool`` (S-P, size
 ``REF_SPATIAL_SIZE`` per frame, all T frames), ``temporal_pool`` (T-P, ``REF_TEMPORAL_SIZE``
@@ -32,8 +36,13 @@ def add_mgrafa_config(cfg: CN) -> CN:
     _C.MODEL.MGRAFA = CN()
     # aggregation of the (B, T, C, H, W) frame maps: "avg" (the paper's Baseline, global
     # spatio-temporal average), "rafa" (Eq. 1-4), "afa" (MG-AFA: attention from appearance only),
-    # "se" / "cbam" (Table 5: other attention modules under the same multi-granularity design)
+    # "se" / "cbam" / "rga_sc" (Table 5: other attention modules under the same multi-granularity
+    # design), "nl_s" / "nl_st" (Table 4: non-local within each frame / over all nodes, then the
+    # spatio-temporal average; single group)
     _C.MODEL.MGRAFA.ATTENTION = "rafa"
+    # start of the rafa / afa attention: "uniform" (theta's last BN gamma 0, beta 1: uniform
+    # softmax = the average baseline, gradient flowing) or "random" (BN defaults gamma 1, beta 0)
+    _C.MODEL.MGRAFA.ATT_INIT = "uniform"
     # number of channel groups: N granularities ("multi") or S splits ("single")
     _C.MODEL.MGRAFA.NUM_GROUPS = 4
     # "multi": group m is spatially average-pooled by 2^(m-1) (section 3.3);

@@ -1,4 +1,4 @@
-"""The MG-RAFA head (paper 002): multi-granularity attentive aggregation of per-frame maps
+"""The MG-RAFA head: multi-granularity attentive aggregation of per-frame maps
 followed by the BN + FC classifiers of section 3.4 (one on ``v``, one on each ``v_g``)."""
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class MGRAFAHead(nn.Module):
             channels=int(feat_shape[0]), feat_size=feat_shape[1:], num_frames=num_frames,
             attention=m.ATTENTION, num_groups=m.NUM_GROUPS, granularity=m.GRANULARITY,
             reduction=m.REDUCTION, reference=m.REFERENCE, ref_spatial_size=m.REF_SPATIAL_SIZE,
-            ref_temporal_size=m.REF_TEMPORAL_SIZE)
+            ref_temporal_size=m.REF_TEMPORAL_SIZE, att_init=m.ATT_INIT)
         return {
             "aggregation": aggregation,
             "num_classes": cfg.MODEL.HEADS.NUM_CLASSES,

@@ -1,4 +1,4 @@
-"""MG-RAFA meta-architecture (paper 002, Fig. 2 and section 4.2): a host ResNet-50 (last
+"""MG-RAFA meta-architecture (the MG-RAFA paper, Fig. 2 and section 4.2): a host ResNet-50 (last
 stride 1) on every frame, then :class:`mgrafa.head.MGRAFAHead`; trained with Eq. (7).
 
 The paper's Baseline is the same network with ``MODEL.MGRAFA.ATTENTION: avg``.
@@ -29,6 +29,9 @@ def eq7_losses(losses: LossSet, outputs: Dict[str, object], targets: torch.Tenso
     result = losses(main, targets)
     groups = outputs.get("group_outputs", [])
     for m, group in enumerate(groups, start=1):
+        # without pred_class_logits the CE loss does not log_accuracy: the logged accuracy
+        # stays the one of v (the embedding), not the last group's
+        group = {k: v for k, v in group.items() if k != "pred_class_logits"}
         for name, value in losses(group, targets, prefix=f"g{m}_").items():
             result[name] = value / len(groups)
     return result
@@ -79,6 +82,12 @@ class MGRAFANet(nn.Module):
             raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
         clips = preprocess_clip(images.to(self.device), self.pixel_mean, self.pixel_std)
         return frame_features(self.backbone, clips, None if self.training else self.test_chunk)
+
+    def diagnostics(self) -> Dict[str, float]:
+        """Attention scalars of the last training forward (``att_entropy_g{m}``,
+        ``att_spread_g{m}``, ``att_dead_frac``; :meth:`MultiGranularityAggregation.diagnostics`)."""
+        agg = getattr(self.heads, "aggregation", None)
+        return agg.diagnostics() if agg is not None else {}
 
     def forward(self, batched_inputs):
         maps = self.frame_maps(batched_inputs)  # (B, T, C, h, w)

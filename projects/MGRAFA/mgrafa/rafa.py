@@ -1,4 +1,4 @@
-"""Reference-aided attention of one channel group (paper 002, section 3.2, Eq. (1)-(3)).
+"""Reference-aided attention of one channel group (the MG-RAFA paper, section 3.2, Eq. (1)-(3)).
 
 The modules map a node set ``(B, C, K)`` (and its reference set ``(B, C, D)``) to attention
 *scores* ``(B, C, K)``; :func:`mgrafa.nodes.softmax_aggregate` normalises them over the nodes
@@ -12,11 +12,31 @@ from torch import nn
 from .nodes import relation_vectors
 
 
+#: ``MODEL.MGRAFA.ATT_INIT`` values
+ATTENTION_INITS = ("uniform", "random")
+
+
+def init_uniform_start(theta: "ConvBNReLU", offset: float = 1.0) -> None:
+    """Start the attention at the average baseline: theta's BN gets gamma 0 and beta ``offset``
+    > 0, so every score is ``ReLU(offset) = offset`` whatever the input, the softmax of Eq. (4)
+    is uniform over the nodes (``v`` = the spatio-temporal mean) and, the ReLU being active, the
+    gradient reaches gamma from the first step. (With the default gamma 1 / beta 0 the scores
+    start far from uniform and about half of them are exactly 0, with no gradient.)"""
+    bn = theta[1]
+    nn.init.zeros_(bn.weight)
+    nn.init.constant_(bn.bias, float(offset))
+
+
 def reduced(dim: int, reduction: int) -> int:
     """``dim / s`` rounded down, at least 1 (coarse granularities have very few nodes)."""
     if reduction < 1:
         raise ValueError(f"MODEL.MGRAFA.REDUCTION must be >= 1, got {reduction}")
     return max(1, dim // reduction)
+
+
+def _check_init(init: str) -> None:
+    if init not in ATTENTION_INITS:
+        raise KeyError(f"unknown MODEL.MGRAFA.ATT_INIT {init!r}; known: {ATTENTION_INITS}")
 
 
 class ConvBNReLU(nn.Sequential):
@@ -46,8 +66,9 @@ class ReferenceAidedAttention(nn.Module):
         reduction: ``s``.
     """
 
-    def __init__(self, channels: int, num_ref_nodes: int, reduction: int = 8):
+    def __init__(self, channels: int, num_ref_nodes: int, reduction: int = 8, init: str = "uniform"):
         super().__init__()
+        _check_init(init)
         c_s, d_s = reduced(channels, reduction), reduced(num_ref_nodes, reduction)
         self.num_ref_nodes = num_ref_nodes
         self.mu = ConvBNReLU(channels, c_s)
@@ -55,6 +76,8 @@ class ReferenceAidedAttention(nn.Module):
         self.phi = ConvBNReLU(channels, c_s)
         self.psi = ConvBNReLU(num_ref_nodes, d_s)
         self.theta = ConvBNReLU(c_s + d_s, channels)
+        if init == "uniform":
+            init_uniform_start(self.theta)
 
     def forward(self, nodes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """``nodes`` ``(B, C, K)``, ``reference`` ``(B, C, D)`` -> scores ``(B, C, K)``."""
@@ -70,15 +93,18 @@ class ReferenceAidedAttention(nn.Module):
 
 class AppearanceAttention(nn.Module):
     """MG-AFA of Table 2: attention inferred from the appearance alone, ``a_i = theta(phi(x_i))``
-    (Eq. (3) without the relation branch)."""
+    (Eq. (3) without the relation branch; no reference set is used)."""
 
     num_ref_nodes = 0
 
-    def __init__(self, channels: int, reduction: int = 8):
+    def __init__(self, channels: int, reduction: int = 8, init: str = "uniform"):
         super().__init__()
+        _check_init(init)
         c_s = reduced(channels, reduction)
         self.phi = ConvBNReLU(channels, c_s)
         self.theta = ConvBNReLU(c_s, channels)
+        if init == "uniform":
+            init_uniform_start(self.theta)
 
     def forward(self, nodes: torch.Tensor, reference: torch.Tensor = None) -> torch.Tensor:
         """``nodes`` ``(B, C, K)`` -> scores ``(B, C, K)``; ``reference`` is ignored."""

@@ -1,4 +1,4 @@
-"""Config keys of the MGRe project (paper 001), added with :func:`add_mgre_config`.
+"""Config keys of the MGRe project, added with :func:`add_mgre_config`.
 
 Ablations as settings of ``MODEL.MGRE``:
 
@@ -10,6 +10,7 @@ Table 4 Baseline+1 / +2 / +3 / +2+3    multi_granularity      [1] ...     True
 MGRe (Baseline+1+2+3)                  multi_granularity      [1, 2, 3]   True
 Table 5 Single-grained Features        single_grained_features [1, 2, 3]  True
 Table 5 Single-grained Regions         single_grained_regions [1, 2, 3]   (no location)
+Table 7 Baseline + JO                  baseline_jo            [1, 2, 3]   True
 Table 7 MGRe w/o JO                    multi_granularity      [1, 2, 3]   False
 =====================================  =====================  ==========  ==================
 """
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
 
-__all__ = ["add_mgre_config", "MGRE_MODES"]
+__all__ = ["add_mgre_config", "MGRE_MODES", "FE_MODULES"]
 
 #: ``MODEL.MGRE.MODE`` values (Table 5)
-MGRE_MODES = ("multi_granularity", "single_grained_features", "single_grained_regions")
+MGRE_MODES = ("multi_granularity", "single_grained_features", "single_grained_regions", "baseline_jo")
+
+#: ``MODEL.MGRE.FE_MODULE`` values: the feature-extraction module of a granularity
+FE_MODULES = ("bottleneck", "stage")
 
 
 def add_mgre_config(cfg: CN) -> CN:
@@ -36,7 +40,9 @@ def add_mgre_config(cfg: CN) -> CN:
     # stage 4 (whole image) is always used
     _C.MODEL.MGRE.STAGES = [1, 2, 3]
     # "multi_granularity" (the paper), "single_grained_features" (every module on the stage-4
-    # map, Table 5) or "single_grained_regions" (whole stage maps, no location / sampling)
+    # map, Table 5), "single_grained_regions" (whole stage maps, no location / sampling) or
+    # "baseline_jo" (Table 7 "Baseline + JO": location modules + location loss on stages 1-3 of
+    # the baseline, no sampling / FE; the embedding is the stage-4 vector only)
     _C.MODEL.MGRE.MODE = "multi_granularity"
     # False: "MGRe w/o JO" (Table 7): regions are the boxes of the pose pseudo labels (needs
     # keypoints at train AND test time); no location modules, no location loss
@@ -49,10 +55,25 @@ def add_mgre_config(cfg: CN) -> CN:
     # extra factor on L^loc inside Eq. (9) (1.0 = the paper's Eq. (9)); raise it when the ReID
     # losses' gradients through the sampling drag the regions off the body (README, benchmark)
     _C.MODEL.MGRE.LOC_WEIGHT = 1.0
+    # reading of Eq. (1)'s outputs: "bounded" (sizes <= the map, the whole box inside the map:
+    # regions cannot leave the map) or "paper" (C + tanh, exp: unbounded; README)
+    _C.MODEL.MGRE.LOC_PARAM = "bounded"
+    # std of the location Linear's initial weights (0: exactly the priors, but then its conv
+    # gets no gradient at the first steps)
+    _C.MODEL.MGRE.LOC_INIT_STD = 0.001
+    # what sampled points outside the map read: "border" (nearest border pixel) or "zeros"
+    _C.MODEL.MGRE.LOC_PADDING = "border"
+    # factor on the ReID losses' gradient reaching the location modules through the sampled
+    # boxes (1.0: plain joint optimisation; the location loss' gradient is never scaled)
+    _C.MODEL.MGRE.LOC_REID_GRAD = 0.1
     _C.MODEL.MGRE.LOC_HIDDEN = 128         # conv channels of the location module (not stated)
     _C.MODEL.MGRE.LOC_POOL = [4, 2]        # its max-pooling output size (not stated)
     # stage-4 maps upsampled (bilinear) + 1x1 conv, added to the stage-1 / stage-2 maps
     _C.MODEL.MGRE.SEMANTIC_GUIDANCE = True
+    # feature-extraction module of each granularity: "bottleneck" (one bottleneck residual
+    # block) or "stage" (as many bottlenecks as the backbone's stage of that granularity: the
+    # paper calls whole ResNet stages "residual blocks")
+    _C.MODEL.MGRE.FE_MODULE = "bottleneck"
     _C.MODEL.MGRE.EMBED_DIM = 512          # per-stage vector (Fig. 3); 4 x 512 = 2048
     # lambda^F of Eq. (6), stages 1..4 (section 4.4 grid search on Market1501)
     _C.MODEL.MGRE.FEAT_WEIGHTS = [0.35, 0.5, 0.7, 0.8]

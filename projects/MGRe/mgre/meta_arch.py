@@ -1,4 +1,4 @@
-"""MGRe meta-architecture (paper 001, section 3, Fig. 2): multi-granularity features learned
+"""MGRe meta-architecture (the MGRe paper, section 3, Fig. 2): multi-granularity features learned
 from multi-granularity body regions.
 
     frames (B*T, 3, H, W) --host ResNet--> stage maps s1..s4
@@ -30,13 +30,14 @@ from torch import nn
 from fastreid_ext.modeling.losses import LossSet, build_losses
 from fastreid_ext.modeling.video_utils import build_backbone_offline, preprocess_clip
 
-from .config import MGRE_MODES
+from .config import FE_MODULES, MGRE_MODES
 from .embedding import ResidualBlock, StageEmbedding, gap_gmp, weighted_concat
-from .location import LocationModule, boxes_from_keypoints, location_loss
+from .location import (LOCATION_PARAMETRIZATIONS, LocationModule, box_iou, boxes_from_keypoints,
+                       location_loss, offmap_fraction)
 from .regions import REFERENCE_INPUT, Region, prior_box_size, regions_of_stage, scaled_size
 from .sampling import region_corners, sample_region
 
-__all__ = ["MGRe", "backbone_stages", "MAKE_KEYPOINTS_HINT"]
+__all__ = ["MGRe", "backbone_stages", "scale_grad", "MAKE_KEYPOINTS_HINT"]
 
 logger = logging.getLogger("fastreid." + __name__)
 
@@ -59,6 +60,28 @@ def backbone_stages(backbone: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     return outs
 
 
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Identity in the forward pass; multiplies the gradient by ``factor`` in the backward."""
+    if factor == 1.0:
+        return x
+    return _ScaleGrad.apply(x, float(factor))
+
+
+def _num_blocks(module: nn.Module) -> int:
+    return sum(isinstance(m, ResidualBlock) for m in module.modules())
+
+
 def _check_backbone(backbone: nn.Module) -> None:
     needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
     missing = [n for n in needed if not hasattr(backbone, n)]
@@ -71,7 +94,7 @@ def _check_backbone(backbone: nn.Module) -> None:
 
 @META_ARCH_REGISTRY.register()
 class MGRe(nn.Module):
-    """Multiple Granularities ReID (paper 001).
+    """Multiple Granularities ReID (the MGRe paper).
 
     ``forward(batched_inputs)``: ``images`` ``(B, T, 3, H, W)`` or ``(B, 3, H, W)`` (0..255,
     never modified), ``targets`` (training) and ``keypoints`` ``(B, T, 17, 3)`` when the
@@ -87,6 +110,8 @@ class MGRe(nn.Module):
                  semantic_guidance: bool = True, embed_dim: int = 512,
                  feat_weights: Sequence[float] = (0.35, 0.5, 0.7, 0.8), lam: float = 1.0,
                  loc_margin: float = 0.05, loc_weight: float = 1.0,
+                 loc_param: str = "bounded", loc_init_std: float = 1e-3, loc_padding: str = "border",
+                 loc_reid_grad: float = 1.0, fe_module: str = "bottleneck",
                  loc_hidden: int = 128, loc_pool: Sequence[int] = (4, 2),
                  ref_input_size: Sequence[int] = REFERENCE_INPUT, eval_feat: str = "after"):
         super().__init__()
@@ -95,6 +120,17 @@ class MGRe(nn.Module):
             raise ValueError(f"MODEL.MGRE.STAGES must be distinct values among 1, 2, 3, got {stages}")
         if mode not in MGRE_MODES:
             raise ValueError(f"unknown MODEL.MGRE.MODE {mode!r}; known: {', '.join(MGRE_MODES)}")
+        if loc_param not in LOCATION_PARAMETRIZATIONS:
+            raise ValueError(f"unknown MODEL.MGRE.LOC_PARAM {loc_param!r}; known: {', '.join(LOCATION_PARAMETRIZATIONS)}")
+        if loc_padding not in ("zeros", "border"):
+            raise ValueError(f"MODEL.MGRE.LOC_PADDING must be 'zeros' or 'border', got {loc_padding!r}")
+        if fe_module not in FE_MODULES:
+            raise ValueError(f"unknown MODEL.MGRE.FE_MODULE {fe_module!r}; known: {', '.join(FE_MODULES)}")
+        if not 0.0 <= float(loc_reid_grad) <= 1.0:
+            raise ValueError(f"MODEL.MGRE.LOC_REID_GRAD must be in [0, 1], got {loc_reid_grad}")
+        if mode == "baseline_jo" and not joint_optimization:
+            raise ValueError("MODEL.MGRE.MODE baseline_jo is the joint optimisation of Table 7; "
+                             "it needs MODEL.MGRE.JOINT_OPTIMIZATION True")
         if eval_feat not in ("before", "after"):
             raise ValueError(f"MODEL.MGRE.EVAL_FEAT must be 'before' or 'after', got {eval_feat!r}")
         if len(feat_weights) != 4:
@@ -109,9 +145,14 @@ class MGRe(nn.Module):
         self.lam = float(lam)
         self.loc_margin = float(loc_margin)
         self.loc_weight = float(loc_weight)
+        self.loc_padding = loc_padding
+        self.loc_reid_grad = float(loc_reid_grad)
+        self.fe_module = fe_module
         self.eval_feat = eval_feat
+        self._diag: Dict[str, object] = {}
         self.ref_input_size = tuple(int(v) for v in ref_input_size)
-        self.feat_weights = [float(feat_weights[g - 1]) for g in self.stages] + [float(feat_weights[3])]
+        feature_stages = [] if mode == "baseline_jo" else self.stages
+        self.feat_weights = [float(feat_weights[g - 1]) for g in feature_stages] + [float(feat_weights[3])]
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
 
@@ -130,19 +171,28 @@ class MGRe(nn.Module):
             ratio = shapes[g - 1][1] / h4 if on_stage4 else 1.0
             regions = self.regions[g]
             self.out_sizes[g] = [scaled_size(r, input_size, ref_input_size, ratio) for r in regions]
-            if semantic_guidance and not on_stage4 and g in (1, 2):
+            if semantic_guidance and not on_stage4 and g in (1, 2) and mode != "baseline_jo":
                 self.guidance[f"stage{g}"] = nn.Conv2d(c4, channels, 1)
             if located and self.joint_optimization:
                 priors = [(r.cx, r.cy) + prior_box_size(r, ref_input_size) for r in regions]
-                self.location[f"stage{g}"] = LocationModule(channels, priors, loc_hidden, loc_pool)
-            self.extractors[f"stage{g}"] = ResidualBlock(channels)
+                self.location[f"stage{g}"] = LocationModule(channels, priors, loc_hidden, loc_pool,
+                                                            loc_param, loc_init_std)
+            if mode == "baseline_jo":
+                continue
+            self.extractors[f"stage{g}"] = self._feature_extractor(backbone, g, channels)
             n_regions = len(regions) if located else 1
             self.embeddings[f"stage{g}"] = StageEmbedding(channels, n_regions, embed_dim, num_classes)
-        self.extractors["stage4"] = ResidualBlock(c4)
+        self.extractors["stage4"] = self._feature_extractor(backbone, 4, c4)
         self.embeddings["stage4"] = StageEmbedding(c4, 1, embed_dim, num_classes)
-        self.output_dim = embed_dim * (len(self.stages) + 1)
+        self.feature_stages = feature_stages
+        self.output_dim = embed_dim * (len(feature_stages) + 1)
+        logger.info(f"MGRe feature-extraction modules: {fe_module} "
+                    f"({', '.join(f'{k}: {_num_blocks(v)} bottleneck(s)' for k, v in self.extractors.items())})")
 
-        if located and not self.joint_optimization:
+        if mode == "baseline_jo":
+            logger.info(f"MGRe Baseline + JO (Table 7): location modules + location loss on stages "
+                        f"{self.stages}, features from stage 4 only")
+        elif located and not self.joint_optimization:
             logger.info("MGRe w/o joint optimisation: regions are the keypoint boxes (train and test); "
                         "no location modules, no location loss")
         elif not located or not self.stages:
@@ -152,6 +202,14 @@ class MGRe(nn.Module):
         else:
             logger.info("MGRe: location loss OFF (MODEL.MGRE.USE_KEYPOINTS False): the location "
                         "modules are trained by the ReID losses only")
+
+    def _feature_extractor(self, backbone: nn.Module, g: int, channels: int) -> nn.Module:
+        """Feature-extraction module of granularity ``g`` (section 3.1, "one residual block"):
+        one bottleneck block (``FE_MODULE bottleneck``), or as many bottlenecks as the
+        backbone's stage ``g`` has (``stage``; ResNet-50: 3, 4, 6, 3), channels and size kept."""
+        if self.fe_module == "bottleneck":
+            return ResidualBlock(channels)
+        return nn.Sequential(*[ResidualBlock(channels) for _ in getattr(backbone, f"layer{g}")])
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -179,6 +237,11 @@ class MGRe(nn.Module):
             "lam": m.LAMBDA,
             "loc_margin": m.LOC_MARGIN,
             "loc_weight": m.LOC_WEIGHT,
+            "loc_param": m.LOC_PARAM,
+            "loc_init_std": m.LOC_INIT_STD,
+            "loc_padding": m.LOC_PADDING,
+            "loc_reid_grad": m.LOC_REID_GRAD,
+            "fe_module": m.FE_MODULE,
             "loc_hidden": m.LOC_HIDDEN,
             "loc_pool": list(m.LOC_POOL),
             "ref_input_size": list(m.REF_INPUT_SIZE),
@@ -257,14 +320,20 @@ class MGRe(nn.Module):
         feats, located = {}, {}
         for g in self.stages:
             key = f"stage{g}"
-            fe = self.extractors[key]
             if self.mode == "single_grained_regions":
-                vectors = [gap_gmp(fe(maps[g]))]
-            else:
-                reg = self._regions(g, maps[g], kp)
-                located[g] = reg
-                vectors = [gap_gmp(fe(sample_region(maps[g], reg["centers"][:, r], reg["sizes"][:, r], size)))
-                           for r, size in enumerate(self.out_sizes[g])]
+                feats[g] = self.embeddings[key].project([gap_gmp(self.extractors[key](maps[g]))])
+                continue
+            reg = self._regions(g, maps[g], kp)
+            located[g] = reg
+            if self.mode == "baseline_jo":
+                continue
+            fe = self.extractors[key]
+            # the ReID losses reach the location module through the sampled boxes, scaled by
+            # LOC_REID_GRAD (the location loss reads reg[...] unscaled)
+            centers = scale_grad(reg["centers"], self.loc_reid_grad)
+            sizes = scale_grad(reg["sizes"], self.loc_reid_grad)
+            vectors = [gap_gmp(fe(sample_region(maps[g], centers[:, r], sizes[:, r], size, self.loc_padding)))
+                       for r, size in enumerate(self.out_sizes[g])]
             feats[g] = self.embeddings[key].project(vectors)
         feats[4] = self.embeddings["stage4"].project([gap_gmp(self.extractors["stage4"](maps[4]))])
         return feats, located
@@ -296,6 +365,39 @@ class MGRe(nn.Module):
             out[g] = torch.stack([x0, y0, x1, y1], dim=-1).view(b, t, -1, 4)
         return out
 
+    # ------------------------------------------------------------------ diagnostics
+    @torch.no_grad()
+    def _remember(self, located: Dict[int, Dict[str, torch.Tensor]], kp: Optional[torch.Tensor]) -> None:
+        self._diag = {"regions": {g: (r["centers"].detach(), r["sizes"].detach()) for g, r in located.items()},
+                      "keypoints": None if kp is None else kp.detach()}
+
+    @torch.no_grad()
+    def diagnostics(self) -> Dict[str, float]:
+        """Region scalars of the last training forward (preamble contract): ``region_iou_s{g}``
+        = mean IoU of stage ``g``'s regions with their keypoint boxes (the minimiser of Eq. (3):
+        the visible joints' box grown by the margin; only regions with a visible joint; present
+        when the batch had keypoints) and ``region_offmap_frac`` = mean fraction of the region
+        area outside the map. Empty before the first training forward."""
+        regions = self._diag.get("regions") or {}
+        kp = self._diag.get("keypoints")
+        out: Dict[str, float] = {}
+        offmap = []
+        for g, (centers, sizes) in regions.items():
+            offmap.append(offmap_fraction(centers, sizes).reshape(-1))
+            if kp is None:
+                continue
+            regs = self.regions[g]
+            joints = [r.joints for r in regs]
+            pc = centers.new_tensor([[r.cx, r.cy] for r in regs])
+            ps = centers.new_tensor([list(prior_box_size(r, self.ref_input_size)) for r in regs])
+            kc, ks = boxes_from_keypoints(kp, joints, pc, ps, self.loc_margin)
+            visible = torch.stack([(kp[:, list(j), 2] > 0).any(dim=1) for j in joints], dim=1)  # (N, R)
+            if bool(visible.any()):
+                out[f"region_iou_s{g}"] = float(box_iou(centers, sizes, kc, ks)[visible].mean())
+        if offmap:
+            out["region_offmap_frac"] = float(torch.cat(offmap).mean())
+        return out
+
     def forward(self, batched_inputs: Union[Dict, torch.Tensor]):
         clips = self._clips(batched_inputs)
         b, t = clips.shape[:2]
@@ -303,7 +405,7 @@ class MGRe(nn.Module):
         feats, located = self.frame_features(clips.reshape(b * t, *clips.shape[2:]), kp)
         # temporal pooling of the per-frame stage vectors: (B*T, dim) -> (B, dim)
         clip_feats = {g: f.view(b, t, -1).mean(dim=1) for g, f in feats.items()}
-        order = self.stages + [4]
+        order = self.feature_stages + [4]
         if not self.training:
             key = "bn_features" if self.eval_feat == "after" else "features"
             vecs = [self.embeddings[f"stage{g}"].head(clip_feats[g])[key] for g in order]
@@ -318,6 +420,11 @@ class MGRe(nn.Module):
             weight = self.lam if g != 4 else 1.0  # Eq. (9)
             for name, value in self.losses(outputs, targets, prefix=f"stage{g}_").items():
                 result[name] = value * weight
+        diag_kp = kp
+        if diag_kp is None and isinstance(batched_inputs, dict) and batched_inputs.get("keypoints") is not None:
+            diag_kp = torch.as_tensor(batched_inputs["keypoints"], dtype=torch.float32,
+                                      device=self.device).reshape(b * t, 17, 3)  # for diagnostics only
+        self._remember(located, diag_kp)
         if self.use_keypoints and kp is not None:
             for g, reg in located.items():
                 if f"stage{g}" in self.location:
