@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""FGReID vs the video baseline (paper 003) with the same backbone, in one run.
+"""FGReID vs the video baseline (Pathak et al. 2020) with the same backbone, in one run.
 
 Two parts (``--part``):
 
@@ -132,7 +132,7 @@ def run_train(args) -> None:
     common = ["SOLVER.MAX_EPOCH", str(args.epochs), "SEED", str(args.seed)] + list(args.opts)
     runs = []
     stage1_dir = os.path.join(out, "stage1_video_baseline")
-    runs.append(("video baseline (paper 003)",
+    runs.append(("video baseline (Pathak et al. 2020)",
                  _train_and_test(BASELINE_CFG, common + ["OUTPUT_DIR", stage1_dir])))
     runs.append(("FGReID from scratch (same budget)",
                  _train_and_test(FGREID_CFG, common + ["OUTPUT_DIR", os.path.join(out, "fgreid_scratch"),

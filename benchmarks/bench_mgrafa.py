@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""MG-RAFA vs the average-pooling Baseline (paper 002, Table 2) on SyntheticMARS, same budget.
+"""MG-RAFA vs the average-pooling Baseline (the MG-RAFA paper, Table 2) on SyntheticMARS, same budget.
 
 Every variant is trained from scratch with ``projects/MGRAFA/configs/synthetic_cpu.yml`` (ResNet-18,
 128x64, T = 4, P x K = 8 x 4, same epochs / LR / seed / data order) and evaluated with the MARS

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""MGRe (paper 001) vs the baseline with the same backbone on SyntheticMarket1501, same budget.
+"""MGRe vs the baseline with the same backbone on SyntheticMarket1501, same budget.
 
 Every variant is trained from scratch with ``projects/MGRe/configs/synthetic_cpu.yml``
 (ResNet-18, P x K = 8 x 4, same epochs / LR / seed / data order) and evaluated on the synthetic

@@ -1,4 +1,4 @@
-"""FGReID's losses (Eq. 11-12 of paper 000) on hand-worked cases, and through the registry."""
+"""FGReID's losses (Eq. 11-12 of the FGReID paper) on hand-worked cases, and through the registry."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""MG-RAFA meta-architecture and head (paper 002): build from config, Eq. (7) losses against the
+"""MG-RAFA meta-architecture and head: build from config, Eq. (7) losses against the
 host's loss functions, eval embeddings, config switches of Table 2."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Figure 3 pictures of paper 002: grid size, per-granularity rescaling, PNG on disk."""
+"""Figure 3 pictures of the MG-RAFA paper: grid size, per-granularity rescaling, PNG on disk."""
 import cv2
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""MGRe location loss (paper 001, Eq. (2)-(3)) against hand computations, and the keypoint
+"""MGRe location loss (the MGRe paper, Eq. (2)-(3)) against hand computations, and the keypoint
 boxes of the "w/o JO" ablation (Table 7)."""
 import pytest
 import torch

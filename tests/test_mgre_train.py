@@ -1,5 +1,5 @@
 """MGRe trains end to end on a tiny generated SyntheticMarket1501 with and without keypoints
-(paper 001 location loss on / off), and the keypoint-aware real-dataset wrappers find or
+(MGRe's location loss on / off), and the keypoint-aware real-dataset wrappers find or
 demand keypoints.json."""
 import logging
 import os

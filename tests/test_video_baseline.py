@@ -1,4 +1,4 @@
-"""VideoBaseline (paper 003 / bag of tricks), its temporal attention and the shared video
+"""VideoBaseline (the video-baseline paper / bag of tricks), its temporal attention and the shared video
 helpers, on a ResNet-18 at 64x32."""
 import pytest
 import torch

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Pose pseudo labels for MGRe's location loss (paper 001, Eq. (3); the paper uses HRNet):
+"""Pose pseudo labels for MGRe's location loss (the MGRe paper, Eq. (3); the paper uses HRNet):
 ``<dataset-dir>/keypoints.json`` = {frame path relative to dataset-dir: [[x, y, v] x 17]}
 (COCO joint order, pixels of the original image, ``v`` = the joint's score, 0 below
 ``--min-score``), the format ``fastreid_ext.data.video_dataset`` reads.

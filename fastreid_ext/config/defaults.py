@@ -34,7 +34,7 @@ def add_ext_config(cfg: CN) -> CN:
 
     # ---- temporal aggregation of the video baseline
     _C.MODEL.TEMPORAL = CN()
-    _C.MODEL.TEMPORAL.AGG = "avg"          # "avg" | "attention" (paper 003 / Gao & Nevatia)
+    _C.MODEL.TEMPORAL.AGG = "avg"          # "avg" | "attention" (the video-baseline paper / Gao & Nevatia)
     _C.MODEL.TEMPORAL.ATT_DIM = 256        # hidden width of the temporal attention conv
     _C.MODEL.TEMPORAL.ATT_INIT = "fan_out"  # conv init: "fan_out" (public code's kaiming) | "fan_in" (variance-preserving)
 
@@ -51,7 +51,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.LOSSES.OSM.L = 0.4835         # balance of positive / negative terms
     _C.MODEL.LOSSES.OSM.CL_CENTERS = True  # class embeddings = center-loss centers ("CL centers")
     _C.MODEL.LOSSES.ATT = CN()
-    _C.MODEL.LOSSES.ATT.SCALE = 1.0        # attention loss on erased frames (paper 003 Eq. 1)
+    _C.MODEL.LOSSES.ATT.SCALE = 1.0        # attention loss on erased frames (the video-baseline paper, Eq. 1)
     _C.MODEL.LOSSES.ATT.TARGET = "scores"  # "scores" (post-ReLU pre-softmax, public code; can die) | "weights" (softmax)
     _C.MODEL.LOSSES.ATT.REDUCTION = "frame_mean"  # "frame_mean" (Eq. 1, / B*T) | "clip_sum" (public code, T x Eq. 1)
 

@@ -1,7 +1,7 @@
 """Which frames of a tracklet make a clip: train modes and dense test clips.
 
-Pure functions on frame counts that return frame indices (``/work/shared/reference/
-video-reid-protocols.md``, "Clip sampling conventions"):
+Pure functions on frame counts that return frame indices, following the clip sampling of the
+public video ReID code bases named below:
 
 - ``restricted_random``: split the ``n`` frames into ``T`` equal chunks of
   ``n // T`` frames, the last chunk running to the end, and draw one random frame from each.

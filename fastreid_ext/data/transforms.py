@@ -7,7 +7,7 @@ resize to ``INPUT.SIZE_TRAIN``, pad ``INPUT.PADDING.SIZE`` + random crop back to
 horizontal flip (``INPUT.FLIP``), random erasing (``INPUT.REA``, Zhong et al., Alg. 1 with
 ``sl=0.02, sh=0.4, r1=0.3``; one rectangle for all frames), and optionally per-frame random
 erasing (``INPUT.VIDEO.FRAME_ERASE``: each frame independently, its own rectangle), whose
-frames are labelled for the attention loss of paper 003 ("randomly erased frames are labelled
+frames are labelled for the attention loss of the video-baseline paper ("randomly erased frames are labelled
 1, otherwise 0"). The test transform only resizes to ``INPUT.SIZE_TEST``.
 
 Input: a sequence of ``T`` RGB ``uint8`` ``(H, W, 3)`` numpy frames (or torch ``uint8``

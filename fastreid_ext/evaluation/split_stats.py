@@ -1,7 +1,7 @@
 """Mean and standard deviation of metrics over the random splits of a dataset.
 
 iLIDS-VID, PRID-2011 and FGPR are evaluated on 10 random train/test splits and reported as the
-mean over the splits (see ``/work/shared/reference/video-reid-protocols.md``); the standard
+mean over the splits, as their papers and the datasets' published protocols do; the standard
 deviation is reported alongside.
 """
 from __future__ import annotations

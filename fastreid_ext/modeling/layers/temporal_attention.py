@@ -1,4 +1,4 @@
-"""Temporal attention pooling of Gao & Nevatia (2018), the base model of paper 003
+"""Temporal attention pooling of Gao & Nevatia (2018), the base model of the video-baseline paper
 ("Video Person Re-ID: Fantastic Techniques and Where to Find Them", Methodology, Fig. 2).
 
 Per frame, a Conv2d whose kernel covers the whole feature map gives a ``D``-vector (+ ReLU);
@@ -60,7 +60,7 @@ class TemporalAttention(nn.Module):
 
     def scores(self, maps: torch.Tensor) -> torch.Tensor:
         """Pre-softmax attention scores ``(B, T)`` (>= 0, after the ReLU) of maps
-        ``(B, T, C, h, w)``; these are what the attention loss (paper 003 Eq. (1)) penalises."""
+        ``(B, T, C, h, w)``; these are what the attention loss (the video-baseline paper, Eq. (1)) penalises."""
         b, t, c, h, w = maps.shape
         x = maps.reshape(b * t, c, h, w)
         if (h, w) != self.map_size:

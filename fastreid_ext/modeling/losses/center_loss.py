@@ -1,4 +1,4 @@
-"""Center loss (Wen et al., ECCV 2016), one of the tricks of Luo et al. (2019) that paper 003
+"""Center loss (Wen et al., ECCV 2016), one of the tricks of Luo et al. (2019) that the video-baseline paper
 ("Video Person Re-ID: Fantastic Techniques and Where to Find Them") adds to its baseline.
 
 The centers are trained by their own SGD step (lr ``MODEL.LOSSES.CENTER.LR``, 0.5 in the
@@ -24,7 +24,7 @@ def center_loss(features: torch.Tensor, targets: torch.Tensor,
     """``1/B sum_i ||x_i - c_{y_i}||^2``.
 
     Wen et al. 2016 Eq. (2) is ``1/2 sum_i ||x_i - c_{y_i}||^2``; like the bag-of-tricks and
-    paper 003 reference code this averages over the batch and drops the ``1/2``.
+    the video-baseline paper's reference code this averages over the batch and drops the ``1/2``.
 
     Args:
         features: ``(B, D)``; targets: ``(B,)`` int64 in ``[0, C)``; centers: ``(C, D)``.

@@ -1,6 +1,6 @@
 """Online soft mining with class-aware attention (OSM + CAA, Wang et al., "Deep metric learning
 by online soft mining and class-aware attention", AAAI 2019 / arXiv 1811.01459), and the
-"CL centers" variant of paper 003 ("Video Person Re-ID: Fantastic Techniques and Where to Find
+"CL centers" variant of the video-baseline paper ("Video Person Re-ID: Fantastic Techniques and Where to Find
 Them", Methodology: "CL Centers OSM loss ... uses the center vectors from center loss as the
 class label vector representations").
 

@@ -55,7 +55,7 @@ class ReIDLoss(nn.Module):
 
     def bind(self, losses: "LossSet") -> None:
         """Called by :func:`build_losses` once every loss is built, so that a loss can use
-        another one (e.g. OSM with the center loss's centers, paper 003 "CL centers")."""
+        another one (e.g. OSM with the center loss's centers, the video-baseline paper "CL centers")."""
 
     def check_inputs(self, outputs: Dict[str, torch.Tensor]) -> None:
         missing = [k for k in self.required_keys if k not in outputs]

@@ -1,4 +1,4 @@
-"""Video baseline of paper 003 ("Video Person Re-ID: Fantastic Techniques and Where to Find
+"""Video baseline of Pathak et al. ("Video Person Re-ID: Fantastic Techniques and Where to Find
 Them", Pathak et al., AAAI 2020 student abstract) with the bag of tricks (Luo et al. 2019).
 
     clips (B, T, 3, H, W) --host backbone per frame--> maps (B, T, C, h, w)
@@ -16,7 +16,7 @@ Temporal aggregation (``MODEL.TEMPORAL.AGG``):
 The head is the host's (``MODEL.HEADS.NAME``, normally ``EmbeddingHead`` with
 ``WITH_BNNECK True``) applied to the clip feature viewed as a ``(B, C, 1, 1)`` map (its pooling
 is then the identity). ``MODEL.HEADS.NECK_FEAT`` picks the feature the metric losses see:
-``after`` (post-BN, what paper 003 and the method notes use) or ``before`` (pre-BN, as in Luo
+``after`` (post-BN, what the video-baseline paper and the method notes use) or ``before`` (pre-BN, as in Luo
 et al.'s image baseline). Evaluation returns the post-BN ``(B, D)`` embedding.
 
 Losses come from the plugin's registry (``MODEL.LOSSES.NAME``) and are reachable as
@@ -51,7 +51,7 @@ TEMPORAL_AGGREGATIONS = ("avg", "attention")
 
 @META_ARCH_REGISTRY.register()
 class VideoBaseline(nn.Module):
-    """Per-frame backbone + temporal aggregation + BNNeck head (paper 003 / bag of tricks)."""
+    """Per-frame backbone + temporal aggregation + BNNeck head (the video-baseline paper / bag of tricks)."""
 
     @configurable
     def __init__(self, *, backbone: nn.Module, heads: nn.Module, losses: LossSet,

@@ -1,4 +1,4 @@
-"""FGReID (Pathak, "Fine-Grained Re-Identification", paper 000) for ``fastreid_ext``.
+"""FGReID (Pathak, "Fine-Grained Re-Identification") for ``fastreid_ext``.
 
 Importing this package registers the ``FGReID`` meta-architecture and the losses
 ``AveragedCrossEntropyLoss``, ``VarianceLoss``, ``KLConsistencyLoss``, ``SatisfiedRankLoss``.

@@ -14,8 +14,8 @@ def add_fgreid_config(cfg: CN) -> CN:
     """Add ``MODEL.FGREID`` and the FGReID loss nodes to ``cfg`` in place and return it.
 
     Needs the plugin keys (``fastreid_ext.add_ext_config``) first; safe to call twice.
-    Defaults are the paper's MARS model (paper 000, section 3) with the authors' released loss
-    weights (``/work/shared/reference/method-notes.md``).
+    Defaults are the paper's MARS model (the FGReID paper, section 3) with the loss weights of the
+    authors' released code.
     """
     if "FGREID" in cfg.MODEL:
         return cfg

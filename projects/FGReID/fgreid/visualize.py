@@ -1,4 +1,4 @@
-"""Spatial attention maps (A_maps) overlaid on the input frames, as in Figure 7 of paper 000."""
+"""Spatial attention maps (A_maps) overlaid on the input frames, as in Figure 7 of the FGReID paper."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""MG-RAFA (paper 002): multi-granularity reference-aided attentive feature aggregation.
+"""MG-RAFA: multi-granularity reference-aided attentive feature aggregation.
 
 Importing this package registers ``MGRAFAHead`` (host ``REID_HEADS_REGISTRY``) and
 ``MGRAFANet`` (host ``META_ARCH_REGISTRY``); :func:`add_mgrafa_config` adds ``MODEL.MGRAFA``.

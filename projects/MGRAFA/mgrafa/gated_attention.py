@@ -1,5 +1,5 @@
 """SE- and CBAM-style attention on the frame maps, used under the multi-granularity design for
-Table 5 of paper 002 ("SE (MG)", "CBAM (MG)").
+Table 5 of the MG-RAFA paper ("SE (MG)", "CBAM (MG)").
 
 The paper applies these modules "on the extracted feature maps F_t" and then (as for its
 Baseline) aggregates by spatio-temporal averaging; it gives no further detail. Here each

@@ -1,4 +1,4 @@
-"""Small pure functions on spatio-temporal feature nodes (paper 002, sections 3.2-3.3).
+"""Small pure functions on spatio-temporal feature nodes (the MG-RAFA paper, sections 3.2-3.3).
 
 A clip's frame maps ``(B, T, C, H, W)`` hold ``K = T*H*W`` feature nodes of ``C`` channels;
 they are laid out as ``(B, C, K)`` with the node index running over ``(t, y, x)`` (raster

@@ -1,4 +1,4 @@
-"""Attention pictures in the style of Figure 3 of paper 002.
+"""Attention pictures in the style of Figure 3 of the MG-RAFA paper.
 
 For each granularity ``m`` the node weights ``(C_m, T, H_m, W_m)`` are summed over the channels of
 the group, rescaled to the frame size, normalised jointly over the ``T`` frames (so that frames

@@ -1,4 +1,4 @@
-"""FLOPs of the MG-RAFA meta-architecture variants of Table 2 / Table 3 (paper 002).
+"""FLOPs of the MG-RAFA meta-architecture variants of Table 2 / Table 3 (the MG-RAFA paper).
 
 Counts with ``torch.utils.flop_counter.FlopCounterMode`` one eval forward of batch 1, T frames
 (default 8) of 256x128 through ResNet-50 (last stride 1) + head, and prints a table:

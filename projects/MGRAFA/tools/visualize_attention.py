@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Figure 3 of paper 002: MG-RAFA attention per granularity over the T frames of a clip, as PNG.
+"""Figure 3 of the MG-RAFA paper: attention per granularity over the T frames of a clip, as PNG.
 
     python projects/MGRAFA/tools/visualize_attention.py --config-file projects/MGRAFA/configs/synthetic_cpu.yml \
         --tracklets 0 1 2 --out vis/ [MODEL.WEIGHTS logs/mgrafa/synthetic_mgrafa_n4/model_final.pth]

@@ -1,4 +1,4 @@
-"""MGRe (paper 001): multi-granularity features from multi-granularity body regions.
+"""MGRe: multi-granularity features from multi-granularity body regions.
 
 Importing this package registers ``MGRe`` (host ``META_ARCH_REGISTRY``) and the keypoint-aware
 datasets (``Market1501Keypoints``, ... in the host ``DATASET_REGISTRY``);

@@ -1,4 +1,4 @@
-"""Feature extraction module and embedding operation of MGRe (paper 001, section 3.1, Fig. 3).
+"""Feature extraction module and embedding operation of MGRe (section 3.1, Fig. 3).
 
 - :class:`ResidualBlock`: "each feature extraction module is designed as one residual block"
   (a bottleneck ``C -> C/4 -> C/4 -> C`` with an identity shortcut; one per granularity, its

@@ -1,4 +1,4 @@
-"""Body-region priors of MGRe (paper 001, Table 1) and the COCO joints of each region.
+"""Body-region priors of MGRe (Table 1) and the COCO joints of each region.
 
 Table 1 gives, per region, the stage it is located on, the predefined centre ``(C_x, C_y)``
 (scaled to (0, 1)) and the size ``N x M`` (height x width) of the sampled feature map, for

@@ -1,4 +1,4 @@
-"""The located regions drawn on the input image, one panel per stage (paper 001, Fig. 1(c))."""
+"""The located regions drawn on the input image, one panel per stage (the MGRe paper, Fig. 1(c))."""
 from __future__ import annotations
 
 import os

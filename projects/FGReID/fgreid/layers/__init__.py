@@ -1,4 +1,4 @@
-"""FGReID building blocks (Eq. 1-10 of paper 000)."""
+"""FGReID building blocks (Eq. 1-10 of the FGReID paper)."""
 from .fine_grained_attention import (
     MIN_SCOPES,
     attentive_pooling,

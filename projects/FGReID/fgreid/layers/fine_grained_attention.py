@@ -1,6 +1,6 @@
 """Parameter-free fine-grained spatial attention and attentive pooling of FGReID.
 
-Eq. (1)-(3) and Eq. (10) of Pathak, "Fine-Grained Re-Identification" (paper 000), written as
+Eq. (1)-(3) and Eq. (10) of Pathak, "Fine-Grained Re-Identification", written as
 small pure functions on ``(N, C, H, W)`` frame maps, where ``N = B * T`` frames.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Non-local block with a shared query/key projection (Q = K), Eq. (5)-(9) of paper 000."""
+"""Non-local block with a shared query/key projection (Q = K), Eq. (5)-(9) of the FGReID paper."""
 from __future__ import annotations
 
 from typing import Tuple

@@ -1,4 +1,4 @@
-"""FGReID's losses in the plugin's loss registry (paper 000, Eq. 11-12).
+"""FGReID's losses in the plugin's loss registry (the FGReID paper, Eq. 11-12).
 
 Head output keys they read (see :class:`fgreid.modeling.FGReID`): ``y1`` (global-branch
 logits), ``y2`` (context-branch logits), ``features`` (``f*``).

@@ -1,4 +1,4 @@
-"""Pure functions of FGReID's own losses (paper 000, section 4.1, Eq. 11-12)."""
+"""Pure functions of FGReID's own losses (the FGReID paper, section 4.1, Eq. 11-12)."""
 from __future__ import annotations
 
 from typing import Sequence

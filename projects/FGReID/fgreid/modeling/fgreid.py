@@ -1,4 +1,4 @@
-"""FGReID meta-architecture (Pathak, "Fine-Grained Re-Identification", paper 000, section 3).
+"""FGReID meta-architecture (Pathak, "Fine-Grained Re-Identification", section 3).
 
 Two host ResNets (``CNN_ImageNet``, ``CNN_MARS``), a 1x1 reduction to ``c*`` on each,
 the Global Feature Module (GAP -> temporal mean -> BN -> Y1), the parameter-free Fine-Grained

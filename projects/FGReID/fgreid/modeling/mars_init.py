@@ -1,4 +1,4 @@
-"""Initialise ``CNN_MARS`` from a checkpoint of a model trained on MARS (paper 000, 3.1).
+"""Initialise ``CNN_MARS`` from a checkpoint of a model trained on MARS (the FGReID paper, 3.1).
 
 Key mapping: the checkpoint is the host's format (a dict with ``"model"`` -> state_dict, or a
 bare state_dict). Every key ``<prefix><name>`` (default prefix ``backbone.``, the

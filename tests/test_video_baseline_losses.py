@@ -1,4 +1,4 @@
-"""Losses of paper 003 (center, OSM with class-aware attention / CL centers, attention loss)
+"""Losses of the video-baseline paper (center, OSM with class-aware attention / CL centers, attention loss)
 against hand-worked values and float64 loop transcriptions of the formulas."""
 import math
 import random
