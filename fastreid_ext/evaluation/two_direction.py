@@ -15,9 +15,10 @@ paper's tables sometimes report mAP < Rank-1).
 
 :func:`part_distance`: the embedding is ``k`` concatenated parts (e.g. one per stream of a
 multi-stream model) and the distance is the weighted sum of the parts' Euclidean distances,
-``d(q, g) = sum_k a_k |q_k - g_k|_2`` (not squared; the two-stream, pose-guided distance of the project that uses it). This differs
-from the Euclidean distance of the concatenation, ``sqrt(sum_k |q_k - g_k|^2)``, and from the
-host's squared Euclidean distance, and can rank a gallery differently.
+``d(q, g) = sum_k a_k |q_k - g_k|_2`` (not squared: Yin et al.'s Eq. (4) and (6) sum the
+streams' Euclidean distances). This differs from the Euclidean distance of the concatenation,
+``sqrt(sum_k |q_k - g_k|^2)``, and from the host's squared Euclidean distance, and can rank a
+gallery differently.
 """
 from __future__ import annotations
 

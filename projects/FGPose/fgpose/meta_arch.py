@@ -121,14 +121,16 @@ class FGPose(nn.Module):
             if any(s not in self.streams for s in values):
                 raise ValueError(f"MODEL.FGPOSE.{name} {values} must be a subset of STREAMS {self.streams}")
         if motion_backbone_mode not in MOTION_BACKBONES:
-            raise ValueError(f"unknown MODEL.FGPOSE.MOTION_BACKBONE {motion_backbone_mode!r}; known: {MOTION_BACKBONES}")
+            raise ValueError(f"unknown MODEL.FGPOSE.MOTION_BACKBONE {motion_backbone_mode!r}; "
+                             f"known: {MOTION_BACKBONES}")
         if attention_order not in ATTENTION_ORDERS or attention_net not in ATTENTION_NETS \
                 or attention_source not in ATTENTION_SOURCES:
             raise ValueError(f"MODEL.FGPOSE attention switches: ORDER in {ATTENTION_ORDERS}, NET in {ATTENTION_NETS}, "
                              f"SOURCE in {ATTENTION_SOURCES}; got {attention_order!r}, {attention_net!r}, "
                              f"{attention_source!r}")
         if "ma" in self.streams and attention_source == "motion" and "motion" not in self.streams:
-            raise ValueError("the motion-attentive stream ('ma') with ATTENTION_SOURCE motion needs the 'motion' stream")
+            raise ValueError("the motion-attentive stream ('ma') with ATTENTION_SOURCE motion needs the "
+                             "'motion' stream")
         if int(segment_len) < 1 or int(delta_t) < 1:
             raise ValueError(f"SEGMENT_LEN and DELTA_T must be >= 1, got {segment_len}, {delta_t}")
         if dist_weights and len(dist_weights) != len(self.test_streams):
@@ -237,7 +239,7 @@ class FGPose(nn.Module):
         return [(int(o.shape[1]), int(o.shape[2]), int(o.shape[3])) for o in outs]
 
     def _stream_modules(self, stream: str) -> List[nn.Module]:
-        mods = {"global": [self.backbone], "motion": [self.motion] + ([self.motion_backbone] if self.motion_backbone is not None else []),
+        mods = {"global": [self.backbone], "motion": [getattr(self, "motion", None), self.motion_backbone],
                 "ma": [getattr(self, "attention", None)], "js": [getattr(self, "joint", None)]}[stream]
         return [m for m in mods if m is not None] + [self.heads[stream]]
 

@@ -53,7 +53,8 @@ class OFFUnit(nn.Module):
         k = max(8, in_channels // max(1, int(reduction)))
         self.out_channels = k
         self.reduce = nn.Sequential(nn.Conv2d(in_channels, k, 1, bias=False), nn.BatchNorm2d(k), nn.ReLU(inplace=True))
-        self.fuse = nn.Sequential(nn.Conv2d(3 * k, k, 3, padding=1, bias=False), nn.BatchNorm2d(k), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(nn.Conv2d(3 * k, k, 3, padding=1, bias=False), nn.BatchNorm2d(k),
+                                  nn.ReLU(inplace=True))
 
     def forward(self, maps: torch.Tensor, segment_len: int, delta_t: int) -> torch.Tensor:
         b, length, c, h, w = maps.shape
