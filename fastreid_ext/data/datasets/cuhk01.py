@@ -3,11 +3,12 @@ Learning", ACCV 2012) as 1-frame tracklets: 971 ids, 2 images in each of 2 camer
 
 Protocols (random id splits, as in deep-person-reid's ``cuhk01.py``):
 
-- ``p486``: 486 test ids / 485 train ids;
+- ``p486``: 486 test ids / 485 train ids (Pathak, "Fine-Grained Re-Identification", Table 1);
 - ``p100``: 100 test ids / 871 train ids.
 
-On a tree with ``n`` ids (e.g. synthetic data) the number of test ids is scaled down to
-``min(486, n // 2)`` resp. ``min(100, n // 2)``; the rest are train ids. The 10 splits are the
+On a tree with ``n`` ids (e.g. synthetic data) the number of test ids is
+``min(486, (n + 1) // 2)`` resp. ``min(100, (n + 1) // 2)`` (486 of the real 971 ids: the larger
+half is the test half); the rest are train ids. The 10 splits are the
 first 10 permutations of ``numpy.random.default_rng(SPLIT_SEED)`` over the sorted ids (test ids =
 the first ``num_test`` of a permutation), so they are the same on every machine.
 """
@@ -24,7 +25,7 @@ from fastreid.data.datasets import DATASET_REGISTRY
 from .person_folders import check_split
 from .tracklet_dataset import TrackletDataset, require_layout
 
-__all__ = ["CUHK01", "cuhk01_test_ids", "CUHK01_PROTOCOLS"]
+__all__ = ["CUHK01", "cuhk01_test_ids", "num_test_ids", "CUHK01_PROTOCOLS"]
 
 CUHK01_LAYOUT = """<root>/<dataset_dir>/
   campus/NNNNMMM.png   (NNNN = person 0001.., MMM = image 001..004; 001-002 camera A, 003-004 camera B)"""
@@ -42,6 +43,12 @@ def cuhk01_test_ids(pids: List[int], num_test: int, split: int) -> List[int]:
     rng = np.random.default_rng(SPLIT_SEED)
     perms = [rng.permutation(len(pids)) for _ in range(NUM_SPLITS)]
     return sorted(pids[i] for i in perms[split][:num_test])
+
+
+def num_test_ids(protocol: str, num_ids: int) -> int:
+    """Test identities of ``protocol`` on a tree with ``num_ids`` ids: 486 (p486) / 100 (p100) on
+    the real 971, at most the larger half ``(num_ids + 1) // 2`` on smaller trees."""
+    return min(CUHK01_PROTOCOLS[protocol], (num_ids + 1) // 2)
 
 
 def parse_name(path: str) -> Tuple[int, int]:
@@ -90,7 +97,7 @@ class CUHK01(TrackletDataset):
         pids = sorted({pid for _, pid, _ in images})
         if len(pids) < 2:
             raise ValueError(f"{type(self).__name__}: {self.campus_dir!r} holds {len(pids)} id(s); need >= 2")
-        self.num_test_ids = min(CUHK01_PROTOCOLS[protocol], len(pids) // 2)
+        self.num_test_ids = num_test_ids(protocol, len(pids))
         test_ids = set(cuhk01_test_ids(pids, self.num_test_ids, self.split))
 
         train, query, gallery = [], [], []
