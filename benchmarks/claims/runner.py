@@ -1,0 +1,207 @@
+"""Running a claim: every (row, seed) trained with the claim's budget, each result saved
+atomically as soon as it is done and skipped when it is already there (resumable)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from typing import Dict, List, Optional, Tuple
+
+from .claims import Claim, Row
+from .common import (LAYOUT_DIRS, REPO, check_backbone_loaded, cpu_seconds, ensure_dataset, key_of,
+                     last_diagnostics, opts_list, read_json, remove_checkpoints, write_json_atomic)
+
+#: the claims' training budget, the same for every row of a claim (``quick``: the short one)
+BUDGETS: Dict[str, Dict] = {
+    "full": dict(epochs=25, batch=16, instances=4, lr=0.00035, warmup=5, seq_len=4, max_clips=2),
+    "quick": dict(epochs=3, batch=16, instances=4, lr=0.00035, warmup=5, seq_len=4, max_clips=2),
+}
+SIZE = (64, 32)
+
+
+def installed_projects() -> Dict[str, object]:
+    """``{entry-point name: entry point}`` from the plugin's project registry."""
+    from fastreid_ext.config import project_entry_points
+
+    return {ep.name: ep for ep in project_entry_points()}
+
+
+def project_configs(name: str) -> str:
+    """The ``configs/`` folder next to a registered project's package (``projects/<X>/configs``)."""
+    ep = installed_projects()[name]
+    module = ep.value.split(":")[0]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        raise ImportError(f"project {name!r}: package {module!r} not importable")
+    return os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "configs")
+
+
+def availability(claim: Claim) -> Tuple[bool, str]:
+    """(available, reason): every required project registered and every row config present."""
+    projects = installed_projects()
+    missing = [p for p in claim.requires if p not in projects]
+    if missing:
+        return False, f"not available: project(s) {', '.join(missing)} not installed (no entry point)"
+    for row in claim.rows:
+        path = config_path(row)
+        if not os.path.isfile(path):
+            return False, f"not available: row {row.name!r} config {path} missing"
+    return True, ""
+
+
+def config_path(row: Row) -> str:
+    base = os.path.join(REPO, "configs") if row.project is None else project_configs(row.project)
+    return os.path.join(base, row.config)
+
+
+def budget_opts(claim: Claim, mode: str, seed: int, root: str, backbone: str, out: str) -> List[str]:
+    b = BUDGETS[mode]
+    h, w = SIZE
+    t = 1 if claim.image else b["seq_len"]
+    pairs = {
+        "MODEL.DEVICE": "cpu", "MODEL.BACKBONE.DEPTH": "18x", "MODEL.BACKBONE.FEAT_DIM": 512,
+        "MODEL.BACKBONE.LAST_STRIDE": 1, "MODEL.BACKBONE.WITH_IBN": False,
+        "MODEL.BACKBONE.PRETRAIN": True, "MODEL.BACKBONE.PRETRAIN_PATH": backbone,
+        "INPUT.SIZE_TRAIN": [h, w], "INPUT.SIZE_TEST": [h, w], "INPUT.PADDING.SIZE": 4,
+        "INPUT.VIDEO.SEQ_LEN": t, "TEST.VIDEO.SEQ_LEN": t, "TEST.VIDEO.MAX_CLIPS": b["max_clips"],
+        "DATASETS.NAMES": f'("{claim.dataset}",)', "DATASETS.TESTS": f'("{claim.dataset}",)',
+        "DATASETS.ROOT": root, "DATALOADER.NUM_WORKERS": 0, "DATALOADER.NUM_WORKERS_TEST": 0,
+        "DATALOADER.NUM_INSTANCE": b["instances"], "SOLVER.OPT": "Adam", "SOLVER.IMS_PER_BATCH": b["batch"],
+        "SOLVER.BASE_LR": b["lr"], "SOLVER.MAX_EPOCH": b["epochs"], "SOLVER.STEPS": [1000],
+        "SOLVER.WARMUP_ITERS": b["warmup"], "SOLVER.CHECKPOINT_PERIOD": 10000,
+        "TEST.EVAL_PERIOD": 10000, "TEST.IMS_PER_BATCH": 64, "TEST.PROTOCOL": claim.protocol,
+        "TEST.FLIP.ENABLED": False, "TEST.PRECISE_BN.ENABLED": False, "SEED": seed, "OUTPUT_DIR": out,
+    }
+    if claim.backbone == "own":  # the method's own backbone and clip length (not pre-trained)
+        pairs = {k: v for k, v in pairs.items() if not k.startswith("MODEL.BACKBONE.") and
+                 not k.endswith("VIDEO.SEQ_LEN")}
+    return list(opts_list(pairs))
+
+
+# ----------------------------------------------------------------------------- extra checks
+def corrupted_attention(model, cfg, root: str, claim: Claim) -> Dict[str, float]:
+    """Mean temporal-attention weight on corrupted test frames, over the test clips holding
+    both corrupted and clean frames (the frames are the evaluation's dense clips)."""
+    import torch
+
+    from fastreid_ext.data.build import build_video_test_loader
+    from fastreid_ext.modeling.video_utils import frame_features, preprocess_clip
+
+    if getattr(model, "temporal_attention", None) is None:
+        return {}
+    folder = os.path.join(root, LAYOUT_DIRS[claim.data["layout"]])
+    marks = read_json(os.path.join(folder, "frame_marks.json"))
+    loader, _, _ = build_video_test_loader(cfg, claim.dataset)
+    ds = loader.dataset
+    on_bad, n_clips, n_bad, t_len = 0.0, 0, 0, None
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(ds), 64):
+            idx = list(range(start, min(len(ds), start + 64)))
+            items = [ds[i] for i in idx]
+            flags = []
+            for i in idx:
+                k, frames = ds.clips[i]
+                paths = ds.items[k][0]
+                flags.append([bool(marks.get(os.path.relpath(paths[f], folder), {}).get("corrupted")) for f in frames])
+            images = torch.stack([it["images"] for it in items]).to(model.device)  # (B, T, C, H, W)
+            clips = preprocess_clip(images, model.pixel_mean, model.pixel_std)
+            weights = model.aggregate(frame_features(model.backbone, clips))["frame_weights"]  # (B, T)
+            t_len = weights.shape[1]
+            for wrow, frow in zip(weights.tolist(), flags):
+                if any(frow) and not all(frow):
+                    n_clips += 1
+                    for wv, fv in zip(wrow, frow):
+                        if fv:
+                            on_bad += wv
+                            n_bad += 1
+    if not n_bad:
+        return {"att_corrupt_clips": 0}
+    return {"att_on_corrupted": on_bad / n_bad, "uniform_weight": 1.0 / t_len, "att_corrupt_clips": n_clips}
+
+
+EXTRA_CHECKS = {
+    # name: (row it applies to, measure, passes(extra) -> bool, description)
+    "corrupted_attention_below_uniform": (
+        "attention", corrupted_attention,
+        lambda e: "att_on_corrupted" in e and e["att_on_corrupted"] < e["uniform_weight"],
+        "mean attention weight on corrupted test frames < 1/T"),
+}
+
+
+# ----------------------------------------------------------------------------- one run
+def result_path(out: str, mode: str, claim: Claim, row: Row, seed: int) -> str:
+    return os.path.join(out, mode, claim.name, row.name, f"seed{seed}.json")
+
+
+def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, backbone: str,
+            keep_logs: bool = False) -> Dict:
+    """Train + test one (row, seed) unless its result is already saved; return the result."""
+    import fastreid_ext  # noqa: F401  (compat shims, registrations)
+    from fastreid_ext.config import build_config
+
+    path = result_path(out, mode, claim, row, seed)
+    root = ensure_dataset(dict(claim.data), cache)
+    run_dir = os.path.join(out, mode, claim.name, row.name, f"seed{seed}_run")
+    opts = list(row.opts) + budget_opts(claim, mode, seed, root, backbone, run_dir)
+    ident = key_of([claim.name, row.name, config_path(row), opts[:-2], os.path.getsize(backbone)])
+    if os.path.isfile(path):
+        done = read_json(path)
+        if done.get("key") == ident:
+            return done
+        print(f"[claims] {path} was made with other settings: running it again", flush=True)
+    if os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)  # an interrupted run: start it over
+    cfg = build_config(config_path(row), opts)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    results, train_test_s, model = train_and_check(cfg, seed, backbone if claim.backbone == "shared" else "")
+    extra: Dict[str, float] = {}
+    for check in claim.checks:
+        row_name, measure, _, _ = EXTRA_CHECKS[check]
+        if row_name == row.name:
+            extra.update(measure(model, cfg, root, claim))
+    record = {
+        "claim": claim.name, "row": row.name, "seed": seed, "mode": mode, "key": ident,
+        "mAP": float(results["mAP"]), "Rank-1": float(results.get("Rank-1", float("nan"))),
+        "mINP": float(results.get("mINP", float("nan"))),
+        "extra": extra, "diagnostics": last_diagnostics(run_dir),
+        "train_test_s": round(train_test_s, 1), "seconds": round(time.perf_counter() - t0, 1),
+        "cpu_seconds": round(cpu_seconds() - c0, 1), "config": os.path.relpath(config_path(row), REPO),
+        "opts": opts[:-2],
+    }
+    write_json_atomic(path, record)
+    if keep_logs:
+        remove_checkpoints(run_dir)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return record
+
+
+def train_and_check(cfg, seed: int, backbone: str):
+    """Build once to check the pre-trained backbone is in the model, then train + test."""
+    from .common import train_and_test
+    from fastreid_ext.engine import Trainer
+
+    if backbone:
+        probe = cfg.clone()
+        probe.defrost()
+        probe.MODEL.HEADS.NUM_CLASSES = max(2, int(probe.MODEL.HEADS.NUM_CLASSES))
+        check_backbone_loaded(Trainer.build_model(probe), backbone)
+    return train_and_test(cfg, seed)
+
+
+def run_claim(claim: Claim, seeds: List[int], mode: str, out: str, cache: str, backbone: str,
+              keep_logs: bool = False, log=print) -> List[Dict]:
+    records = []
+    for seed in seeds:  # seed-major: an interrupted run leaves complete pairs behind
+        for row in claim.rows:
+            t0 = time.perf_counter()
+            rec = run_one(claim, row, seed, mode, out, cache, backbone, keep_logs)
+            took = time.perf_counter() - t0
+            state = "cached" if took < 1.0 else f"{took:.0f} s"
+            log(f"[claims] {claim.name} / {row.name} / seed {seed}: mAP {rec['mAP']:.2f} "
+                f"Rank-1 {rec['Rank-1']:.2f} ({state})" + (f" extra {json.dumps(rec['extra'])}" if rec["extra"] else ""))
+            records.append(rec)
+    return records
