@@ -94,3 +94,30 @@ def test_evaluate_tracklets_fgpr_from_features():
         evaluate_tracklets(feats, 3, pids, cams, groups, "fgpr", "cosine", parts=[1, 1])
     plain = evaluate_tracklets(feats, 3, pids, cams, groups, "cross_camera", "euclidean", parts=[1, 1])
     assert plain["Rank-1"] == 100.0 and "A/Rank-1" not in plain
+
+
+def test_video_evaluator_uses_the_parts_and_the_fgpr_protocol():
+    from fastreid_ext.config import get_cfg
+    from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
+
+    cfg = get_cfg()
+    cfg.TEST.METRIC = "euclidean"
+    g = torch.Generator().manual_seed(4)
+    feats = torch.randn(8, 5, generator=g)
+    pids = [1, 2, 3, 4, 1, 2, 3, 4]
+    cams = [1, 1, 2, 4, 0, 0, 1, 3]
+    groups = ["blue", "blue", "white", "green"] * 2
+    ev = VideoClipEvaluator(cfg, num_query=4, num_tracklets=8, pids=pids, camids=cams, groups=groups,
+                            protocol="fgpr")
+    ev.distance_parts, ev.distance_weights = (2, 3), [1.0, 2.0]
+    ev.reset()
+    ev.process({"track_idx": torch.arange(8)}, feats)  # one clip per tracklet
+    got = ev.evaluate()
+    want = evaluate_tracklets(feats, 4, pids, cams, groups, "fgpr", "euclidean", parts=[2, 3], part_weights=[1.0, 2.0])
+    assert list(got) == list(want) and "white/Rank-1" in got
+    for k in want:
+        assert got[k] == pytest.approx(want[k])
+    plain = evaluate_tracklets(feats, 4, pids, cams, groups, "fgpr", "euclidean")  # what ignoring the parts gives
+    assert plain["mAP"] != pytest.approx(got["mAP"])
+    with pytest.raises(ValueError, match="needs groups"):
+        VideoClipEvaluator(cfg, num_query=4, num_tracklets=8, pids=pids, camids=cams, protocol="fgpr")
