@@ -37,3 +37,12 @@ def test_retrieval_backend_reaches_the_exact_search(backend, monkeypatch):
     got = ev.evaluate()
     assert seen == [backend]
     assert got["ivf_recall@10"] == pytest.approx(100.0)  # nprobe == nlist: exhaustive
+
+
+def test_frame_chunk_does_not_change_the_deployment_hash():
+    from fastreid_ext.deploy.features_file import config_hash
+
+    base = build_config("", [])
+    chunked = build_config("", ["TEST.VIDEO.FRAME_CHUNK", "4"])
+    other = build_config("", ["TEST.VIDEO.SEQ_LEN", "8"])
+    assert config_hash(base) == config_hash(chunked) != config_hash(other)

@@ -102,7 +102,8 @@ def embedding_settings(cfg) -> Dict[str, Any]:
     return {
         "MODEL": model,
         "INPUT.SIZE_TEST": _plain(cfg.INPUT.SIZE_TEST),
-        "TEST.VIDEO": _plain(cfg.TEST.VIDEO),
+        # FRAME_CHUNK only splits the backbone calls (memory), not the embedding
+        "TEST.VIDEO": {k: v for k, v in _plain(cfg.TEST.VIDEO).items() if k != "FRAME_CHUNK"},
         "TEST.FLIP.ENABLED": bool(cfg.TEST.FLIP.ENABLED),
         "TEST.METRIC": cfg.TEST.METRIC,
     }

@@ -1,2 +1,5 @@
-"""Meta-architectures registered in the host's ``META_ARCH_REGISTRY``."""
-from .video_baseline import VideoBaseline  # noqa: F401  (registers "VideoBaseline")
+"""Meta-architectures registered in the host's ``META_ARCH_REGISTRY`` and their base class."""
+from .base import ReidMetaArch
+from .video_baseline import VideoBaseline  # registers "VideoBaseline"
+
+__all__ = ["ReidMetaArch", "VideoBaseline"]

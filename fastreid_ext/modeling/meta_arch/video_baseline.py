@@ -42,7 +42,8 @@ from torch import nn
 
 from ..layers.temporal_attention import TemporalAttention, temporal_weighted_sum
 from ..losses import LossSet, build_losses
-from ..video_utils import build_backbone_offline, feature_map_shape, frame_features, preprocess_clip
+from ..video_utils import build_backbone_offline, feature_map_shape, frame_features
+from .base import ReidMetaArch
 
 __all__ = ["VideoBaseline", "TEMPORAL_AGGREGATIONS", "attention_diagnostics"]
 
@@ -50,7 +51,7 @@ TEMPORAL_AGGREGATIONS = ("avg", "attention")
 
 
 @META_ARCH_REGISTRY.register()
-class VideoBaseline(nn.Module):
+class VideoBaseline(ReidMetaArch):
     """Per-frame backbone + temporal aggregation + BNNeck head (the video-baseline paper / bag of tricks)."""
 
     @configurable
@@ -68,9 +69,10 @@ class VideoBaseline(nn.Module):
             pixel_mean, pixel_std: per-channel normalisation (0..255 scale).
             temporal_agg: ``"avg"`` or ``"attention"`` (then ``temporal_attention`` is needed).
             feat_dim: channels of the backbone maps.
-            frame_chunk: frames per backbone call at inference (0: all at once).
+            frame_chunk: frames per backbone call at inference (0: all at once;
+                ``TEST.VIDEO.FRAME_CHUNK``).
         """
-        super().__init__()
+        super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
         if temporal_agg not in TEMPORAL_AGGREGATIONS:
             raise ValueError(f"unknown MODEL.TEMPORAL.AGG {temporal_agg!r}; "
                              f"known: {', '.join(TEMPORAL_AGGREGATIONS)}")
@@ -83,8 +85,6 @@ class VideoBaseline(nn.Module):
         self.losses = losses
         self.feat_dim = int(feat_dim)
         self.frame_chunk = int(frame_chunk)
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
         self._last_attention: Optional[Dict[str, torch.Tensor]] = None  # detached, last training batch
 
     @classmethod
@@ -96,10 +96,7 @@ class VideoBaseline(nn.Module):
                              f"{cfg.MODEL.BACKBONE.DEPTH}) outputs {channels} channels but "
                              f"MODEL.BACKBONE.FEAT_DIM is {cfg.MODEL.BACKBONE.FEAT_DIM}; set it "
                              f"to {channels}")
-        num_classes = cfg.MODEL.HEADS.NUM_CLASSES
-        if num_classes <= 0:
-            raise ValueError("MODEL.HEADS.NUM_CLASSES must be > 0 (the trainer sets it from "
-                             "the training data)")
+        num_classes = cls.num_classes_of(cfg)
         agg = cfg.MODEL.TEMPORAL.AGG
         if agg not in TEMPORAL_AGGREGATIONS:
             raise ValueError(f"unknown MODEL.TEMPORAL.AGG {agg!r}; known: "
@@ -124,16 +121,12 @@ class VideoBaseline(nn.Module):
             "backbone": backbone,
             "heads": heads,
             "losses": losses,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
+            **cls.pixel_config(cfg),
             "temporal_agg": agg,
             "temporal_attention": attention,
             "feat_dim": channels,
+            "frame_chunk": cfg.TEST.VIDEO.FRAME_CHUNK,
         }
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def aggregate(self, maps: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Temporal aggregation of frame maps ``(B, T, C, h, w)``.
@@ -154,11 +147,7 @@ class VideoBaseline(nn.Module):
         """Training: ``{loss name: scalar}``; eval: ``(B, D)`` clip embeddings."""
         if isinstance(batched_inputs, torch.Tensor):
             batched_inputs = {"images": batched_inputs}
-        elif not isinstance(batched_inputs, dict):
-            raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
-        if "images" not in batched_inputs:
-            raise KeyError(f"batched_inputs has no 'images' (keys: {sorted(batched_inputs)})")
-        clips = preprocess_clip(batched_inputs["images"], self.pixel_mean, self.pixel_std)  # (B, T, C, H, W)
+        clips = self.preprocess(batched_inputs)  # (B, T, C, H, W)
         chunk = None if self.training else self.frame_chunk
         maps = frame_features(self.backbone, clips, chunk)  # (B, T, C', h, w)
         if maps.shape[2] != self.feat_dim:
@@ -169,9 +158,7 @@ class VideoBaseline(nn.Module):
         if not self.training:
             return self.heads(x)
 
-        if "targets" not in batched_inputs:
-            raise KeyError("training needs batched_inputs['targets'] (person ids)")
-        targets = batched_inputs["targets"].to(self.device)
+        targets = self.batch_targets(batched_inputs)
         outputs = dict(self.heads(x, targets))
         outputs["erased"] = self._erased(batched_inputs, clips.shape[0], clips.shape[1])
         if "attention_scores" in agg:
