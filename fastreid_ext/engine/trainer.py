@@ -36,7 +36,6 @@ from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import TrainerBase
 from fastreid.evaluation.testing import print_csv_format
-from fastreid.modeling import build_model
 from fastreid.solver.build import get_default_optimizer_params, maybe_add_freeze_layer, \
     maybe_add_gradient_clipping
 from fastreid.utils import comm
@@ -145,6 +144,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
+        """The host's ``build_model``; the host's ``Baseline`` takes its losses from the plugin's
+        registry (:mod:`fastreid_ext.modeling.meta_arch.host_models`)."""
+        from fastreid_ext.modeling.meta_arch.host_models import build_model
+
         model = build_model(cfg)
         model.to(model_device_for(cfg.MODEL.DEVICE))
         n_params = sum(p.numel() for p in model.parameters())
@@ -177,25 +180,29 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        from fastreid_ext.data.build import build_video_train_loader
+        """``(B, C, H, W)`` images for image datasets (the host's transforms), ``(B, T, C, H, W)``
+        clips for video datasets (:func:`fastreid_ext.data.build.build_reid_train_loader`)."""
+        from fastreid_ext.data.build import build_reid_train_loader
 
         logging.getLogger(__name__).info("Prepare training set")
-        return build_video_train_loader(cfg)
+        return build_reid_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        """``(loader, num_query)`` like the host; the dataset is kept for the evaluator."""
-        from fastreid_ext.data.build import build_video_test_loader
+        """``(loader, num_query)`` like the host; images or clips as in :meth:`build_train_loader`."""
+        from fastreid_ext.data.build import build_reid_test_loader
 
-        loader, num_query, _ = build_video_test_loader(cfg, dataset_name)
+        loader, num_query, _ = build_reid_test_loader(cfg, dataset_name)
         return loader, num_query
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
-        from fastreid_ext.data.build import build_video_test_loader
+        """``(loader, VideoClipEvaluator)``; image datasets are evaluated with the host's result
+        keys (``host_keys``)."""
+        from fastreid_ext.data.build import build_reid_test_loader, is_image_test_loader
         from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
 
-        loader, num_query, dataset = build_video_test_loader(cfg, dataset_name)
+        loader, num_query, dataset = build_reid_test_loader(cfg, dataset_name)
         items = list(dataset.query) + list(dataset.gallery)
         protocol = cfg.TEST.PROTOCOL
         if protocol == "auto":
@@ -206,7 +213,8 @@ class Trainer(DefaultTrainer):
         evaluator = VideoClipEvaluator(
             cfg, num_query=num_query, num_tracklets=len(items),
             pids=[it[1] for it in items], camids=[it[2] for it in items], groups=groups,
-            protocol=protocol, output_dir=output_dir or cfg.OUTPUT_DIR, items=items)
+            protocol=protocol, output_dir=output_dir or cfg.OUTPUT_DIR, items=items,
+            host_keys=is_image_test_loader(loader))
         return loader, evaluator
 
     @classmethod

@@ -7,8 +7,10 @@ per tracklet (per process), and at ``evaluate()``:
 
 1. gathers the sums and counts of every process (``fastreid.utils.comm.gather``) on the main
    one (other processes return ``{}``, like the host's ``ReidEvaluator``);
-2. averages the clips of each tracklet; L2-normalises when ``TEST.METRIC == "cosine"``;
-3. optional alpha-weighted query expansion (``TEST.AQE``) and k-reciprocal re-ranking
+2. averages the clips of each tracklet;
+3. optional alpha-weighted query expansion (``TEST.AQE``) of those raw means, as the host
+   expands the raw embeddings (``fastreid/evaluation/reid_evaluation.py:87-92``), then
+   L2-normalises when ``TEST.METRIC == "cosine"``, then optional k-reciprocal re-ranking
    (``TEST.RERANK``), both memory-bounded by ``TEST.RETRIEVAL.MEMORY_MB``;
 4. the metrics under ``protocol`` straight from the features in memory-bounded blocks
    (:func:`.metrics_from_features.evaluate_features`), or, when re-ranking or pictures need the
@@ -17,10 +19,13 @@ per tracklet (per process), and at ``evaluate()``:
 5. returns the host's result dict (percentages): ``Rank-1/5/10/20``, ``mAP``, ``mINP``,
    ``metric = (mAP + Rank-1) / 2`` (host ``reid_evaluation.py``), plus
    ``num_skipped_queries``; with ``TEST.RETRIEVAL.APPROX`` the recall@10 of the approximate
-   index against the exact search is reported next to them;
+   index against the exact search is reported next to them; with ``TEST.ROC`` the host's
+   ``TPR@FPR=1e-04/1e-03/1e-02`` (:mod:`.roc`). ``host_keys=True`` (image datasets) gives
+   exactly the host ``ReidEvaluator``'s keys: ``Rank-1/5/10``, ``mAP``, ``mINP``, ``metric``
+   (+ the ROC keys; + the plugin's approximate-search recall when ``TEST.RETRIEVAL.APPROX`` asks);
 6. optional rank-list PNGs (``TEST.VIS``) into ``output_dir``.
 
-Images are the same thing with one clip per item.
+Images are the same thing with one clip per item (``track_idx`` = the item's index).
 """
 from __future__ import annotations
 
@@ -65,6 +70,7 @@ class VideoClipEvaluator(DatasetEvaluator):
         output_dir: where rank-list PNGs go (``TEST.VIS.ENABLED``).
         items: the dataset items ``(frame_paths, pid, camid[, extras])`` in the same order
             (needed only for the pictures).
+        host_keys: return exactly the host ``ReidEvaluator``'s result keys (image datasets).
 
     Protocol ``fgpr`` (FGPR's two cases, gallery / probe swapped, all-group and per-group) and
     a model's ``distance_parts`` (set here by ``Trainer.test``: per-part embedding sizes, the
@@ -86,8 +92,10 @@ class VideoClipEvaluator(DatasetEvaluator):
         protocol: str = "cross_camera",
         output_dir: Optional[str] = None,
         items: Optional[Sequence] = None,
+        host_keys: bool = False,
     ):
         self.cfg = cfg
+        self._host_keys = bool(host_keys)
         self._num_query = int(num_query)
         self._num_tracklets = int(num_tracklets)
         self._pids = np.asarray(pids)
@@ -161,7 +169,8 @@ class VideoClipEvaluator(DatasetEvaluator):
 
     def tracklet_features(self) -> Optional[torch.Tensor]:
         """``(num_tracklets, D)`` float32 mean clip embedding per tracklet (L2-normalised for the
-        cosine metric); ``None`` on non-main processes."""
+        cosine metric); ``None`` on non-main processes. The means before the normalisation
+        are kept in ``self._raw_features`` (what AQE expands)."""
         got = self._gathered()
         if got is None:
             return None
@@ -183,6 +192,7 @@ class VideoClipEvaluator(DatasetEvaluator):
                 f"{int(torch.isinf(feats).sum())} inf entries in {rows.numel()} of "
                 f"{self._num_tracklets} tracklets (first: {rows[:5].tolist()})"
             )
+        self._raw_features = feats
         if self.cfg.TEST.METRIC == "cosine":
             feats = F.normalize(feats, p=2, dim=1)
         return feats
@@ -208,19 +218,23 @@ class VideoClipEvaluator(DatasetEvaluator):
         qf, gf = validate_features(feats[:Q], feats[Q:])
         if cfg.TEST.AQE.ENABLED:
             logger.info("Test with AQE")
+            # the raw means are expanded (the host's order), then normalised for the cosine metric
+            raw = self._raw_features
             qf, gf = average_query_expansion(
-                qf, gf, cfg.TEST.AQE.QE_TIME, cfg.TEST.AQE.QE_K, cfg.TEST.AQE.ALPHA, memory_mb, device
+                raw[:Q], raw[Q:], cfg.TEST.AQE.QE_TIME, cfg.TEST.AQE.QE_K, cfg.TEST.AQE.ALPHA, memory_mb, device
             )
+            if metric == "cosine":
+                qf, gf = F.normalize(qf, p=2, dim=1), F.normalize(gf, p=2, dim=1)
         q_pids, g_pids = self._pids[:Q], self._pids[Q:]
         q_camids, g_camids = self._camids[:Q], self._camids[Q:]
         q_groups = g_groups = None
         if self._groups is not None:
             q_groups, g_groups = self._groups[:Q], self._groups[Q:]
         rank_kwargs = dict(max_rank=50, protocol=self._protocol, q_groups=q_groups, g_groups=g_groups)
-        # Only re-ranking and the rank-list pictures need the whole Q x G matrix; otherwise the
-        # metrics come straight from the features in memory-bounded blocks.
+        # Only re-ranking, ROC and the rank-list pictures need the whole Q x G matrix; otherwise
+        # the metrics come straight from the features in memory-bounded blocks.
         distmat = None
-        if cfg.TEST.RERANK.ENABLED or cfg.TEST.VIS.ENABLED:
+        if cfg.TEST.RERANK.ENABLED or cfg.TEST.VIS.ENABLED or cfg.TEST.ROC.ENABLED:
             if cfg.TEST.RERANK.ENABLED:
                 logger.info("Test with k-reciprocal re-ranking")
                 dist = k_reciprocal_rerank(
@@ -242,7 +256,14 @@ class VideoClipEvaluator(DatasetEvaluator):
         results["mAP"] = mAP * 100
         results["mINP"] = mINP * 100
         results["metric"] = (mAP + float(cmc[0])) / 2 * 100  # host reid_evaluation.py
-        results["num_skipped_queries"] = num_skipped
+        if self._host_keys:  # the host's ReidEvaluator keys (reid_evaluation.py:109-114)
+            del results["Rank-20"]
+        else:
+            results["num_skipped_queries"] = num_skipped
+        if cfg.TEST.ROC.ENABLED:
+            from .roc import roc_metrics
+
+            results.update(roc_metrics(distmat, q_pids, g_pids, q_camids, g_camids))
         if num_skipped:
             logger.info("%d of %d queries have no valid gallery match and were skipped", num_skipped, Q)
 

@@ -1,0 +1,483 @@
+"""fast-reid's own configs train and evaluate unchanged through ``tools/train_net.py``.
+
+The host's published YAML files (``../shared/host-configs``, unchanged) plus an MGN config and a
+host-``Baseline`` + plugin-losses config written the same way (``tests/configs/host``) run on a
+tiny synthetic Market-1501 tree (and the same images laid out as MSMT17_V2), with overrides for
+size only: ResNet-18 (MGN needs the host's ResNet-50 bottlenecks, so it keeps its depth), tiny
+inputs, one epoch, tiny batches, no pretrained weights (none offline) and no loader workers.
+
+Each run is checked against independent references:
+- the results have exactly the host ``ReidEvaluator``'s keys;
+- the metrics equal the host's own Python evaluator (``eval_market1501``) on distances the host
+  computes (``build_dist``) from features recomputed here from the saved ``model_final.pth``;
+- a model trained: every iteration's losses are finite and the checkpoint holds the last epoch;
+- recipe details behave as the host's: frozen layers get no optimizer step during
+  ``FREEZE_ITERS`` and keep their initial BN statistics, the warm-up learning rate follows the
+  host's formula, circle softmax / GeM-P / AutoAugment / ``NUM_INSTANCE 16`` are in place,
+  ``AMP: True`` on CPU warns once and trains in bfloat16.
+An eval-only run with ``TEST.FLIP / AQE / RERANK / ROC`` on is compared with the host's
+functions (``aqe``, the authors' numpy ``re_ranking``, ``evaluate_roc_py`` + sklearn) on the
+same recomputed features; another with ``TEST.METRIC euclidean``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+HOST_CONFIGS = REPO.parent / "shared" / "host-configs"
+OWN_CONFIGS = REPO / "tests" / "configs" / "host"
+HOST_KEYS = ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric"]
+ROC_KEYS = ["TPR@FPR=1e-04", "TPR@FPR=1e-03", "TPR@FPR=1e-02"]
+
+pytestmark = pytest.mark.skipif(not HOST_CONFIGS.is_dir(), reason="../shared/host-configs is not present")
+
+# size overrides only (plus weights that do not exist offline and loader workers)
+COMMON = ["MODEL.BACKBONE.PRETRAIN", "False", "SOLVER.MAX_EPOCH", "1", "TEST.IMS_PER_BATCH", "64",
+          "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0"]
+R18 = ["MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", "512"]
+SIZE_64x32 = ["INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]"]
+K4_BATCH = ["SOLVER.IMS_PER_BATCH", "8"]  # P = 2 identities x K = NUM_INSTANCE 4
+K16_BATCH = ["SOLVER.IMS_PER_BATCH", "32"]  # P = 2 identities x K = NUM_INSTANCE 16
+
+RUNS = {
+    "bagtricks_msmt17": ("MSMT17/bagtricks_R50.yml", R18 + SIZE_64x32 + K4_BATCH),
+    "agw_market": ("Market1501/AGW_R50.yml", R18 + SIZE_64x32 + K4_BATCH),
+    "sbs_market": ("Market1501/sbs_R50.yml", R18 + SIZE_64x32 + K16_BATCH),
+    # MGN cuts the stride-16 map into 2 and 3 stripes: 48 rows -> 3 rows
+    "mgn_market": ("Market1501/mgn_R50-ibn.yml", ["INPUT.SIZE_TRAIN", "[48, 16]", "INPUT.SIZE_TEST", "[48, 16]"]
+                   + K16_BATCH),
+    "osm_center_market": ("Market1501/bagtricks_R50_osm_center.yml", R18 + SIZE_64x32 + K4_BATCH),
+    # a plugin meta-architecture on a host image dataset (train items with keypoints.json)
+    "mgre_market": (REPO / "projects/MGRe/configs/market1501_mgre.yml", R18 + SIZE_64x32 + K4_BATCH),
+}
+
+
+# ---------------------------------------------------------------------------------- fixtures
+def _market_to_msmt17(market: Path, root: Path) -> None:
+    """Lay the Market images out as MSMT17_V2 (list files ``<dir>/<name> <pid>``, camera in the
+    third ``_`` field, the host's ``msmt17.py``); distractors and junk are left out."""
+    base = root / "MSMT17_V2"
+    for split, src_dirs, dst in (("train", ["bounding_box_train"], "mask_train_v2"),
+                                 ("query", ["query"], "mask_test_v2"),
+                                 ("gallery", ["bounding_box_test"], "mask_test_v2")):
+        lines = []
+        for d in src_dirs:
+            for k, src in enumerate(sorted((market / d).glob("*.jpg"))):
+                pid, cam = int(src.name.split("_")[0]), int(src.name.split("_c")[1][0])
+                if pid <= 0:
+                    continue
+                name = f"{pid:04d}/{pid:04d}_{k:03d}_{cam:02d}_0113morning_0000_0.jpg"
+                (base / dst / name).parent.mkdir(parents=True, exist_ok=True)
+                os.link(src, base / dst / name)
+                lines.append(f"{name} {pid}\n")
+        (base / f"list_{split}.txt").write_text("".join(lines))
+    (base / "list_val.txt").write_text("")
+
+
+@pytest.fixture(scope="module")
+def host_tree(tmp_path_factory):
+    """``(datasets root, config folder)``: Market-1501-v15.09.15 + MSMT17_V2 trees and the host
+    configs with ours next to them."""
+    from fastreid_ext.data.synthetic import generate
+
+    tmp = tmp_path_factory.mktemp("host")
+    root = tmp / "datasets"
+    market = root / "Market-1501-v15.09.15"
+    generate("market1501", str(market), 16, seed=0, frame_size=(64, 32), min_len=2, max_len=4, workers=1)
+    _market_to_msmt17(market, root)
+    configs = tmp / "configs"
+    shutil.copytree(HOST_CONFIGS, configs)
+    shutil.copytree(OWN_CONFIGS, configs, dirs_exist_ok=True)
+    return root, configs
+
+
+@pytest.fixture(scope="module")
+def train_net():
+    spec = importlib.util.spec_from_file_location("fastreid_ext_tools_train_net", REPO / "tools" / "train_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def runs(host_tree, train_net, tmp_path_factory):
+    """Train every config of ``RUNS`` once; ``{name: (config path, opts, output dir, warnings)}``."""
+    root, configs = host_tree
+    out_root = tmp_path_factory.mktemp("runs")
+    old = os.environ.get("FASTREID_DATASETS")
+    os.environ["FASTREID_DATASETS"] = str(root)
+    done = {}
+    try:
+        for name, (rel, opts) in RUNS.items():
+            out = out_root / name
+            records = _Records()
+            watched = logging.getLogger("fastreid_ext.engine.train_loop")
+            watched.addHandler(records)
+            try:
+                train_net.cli(["--config-file", str(configs / rel), *COMMON, *opts, "OUTPUT_DIR", str(out)])
+            finally:
+                watched.removeHandler(records)
+            done[name] = (configs / rel, COMMON + opts, out, [r.getMessage() for r in records.records])
+    finally:
+        if old is None:
+            os.environ.pop("FASTREID_DATASETS", None)
+        else:
+            os.environ["FASTREID_DATASETS"] = old
+    return done
+
+
+@pytest.fixture()
+def datasets_root_env(host_tree, monkeypatch):
+    monkeypatch.setenv("FASTREID_DATASETS", str(host_tree[0]))
+    return host_tree
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _cfg(config, opts):
+    from fastreid_ext.config import build_config
+
+    return build_config(str(config), list(opts))
+
+
+def _trained_cfg(out: Path):
+    """The run's own saved config (``NUM_CLASSES`` filled in by the trainer)."""
+    from fastreid_ext.config import build_config
+
+    return build_config(str(out / "config.yaml"), [])
+
+
+def _features(cfg, weights: Path, flip: bool = False):
+    """Features of the test set recomputed from ``weights``: ``(feats (N, D) float32, pids,
+    camids, num_query)``; with ``flip`` the mean with the horizontally flipped image."""
+    from fastreid_ext.engine import AtomicCheckpointer, Trainer
+
+    model = Trainer.build_model(cfg)
+    AtomicCheckpointer(model).load(str(weights))
+    model.eval()
+    loader, num_query = Trainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
+    feats = []
+    with torch.no_grad():
+        for batch in loader:
+            assert batch["images"].dim() == 4  # one (C, H, W) image per item
+            f = model({"images": batch["images"].clone()})
+            if flip:
+                f = (f + model({"images": batch["images"].flip(dims=[3])})) / 2
+            feats.append(f.float())
+    items = loader.dataset.items
+    return (torch.cat(feats), np.asarray([it[1] for it in items]), np.asarray([it[2] for it in items]),
+            num_query)
+
+
+def _host_metrics(dist, pids, camids, num_query):
+    """The host ``ReidEvaluator``'s numbers from a distance matrix, with its Python evaluator."""
+    from fastreid.evaluation.rank import eval_market1501
+
+    Q = num_query
+    cmc, all_ap, all_inp = eval_market1501(np.asarray(dist, dtype=np.float64), pids[:Q], pids[Q:],
+                                           camids[:Q], camids[Q:], 50)
+    mAP, mINP = float(np.mean(all_ap)), float(np.mean(all_inp))
+    return {"Rank-1": cmc[0] * 100, "Rank-5": cmc[4] * 100, "Rank-10": cmc[9] * 100, "mAP": mAP * 100,
+            "mINP": mINP * 100, "metric": (mAP + cmc[0]) / 2 * 100}
+
+
+def _host_roc(dist, pids, camids, num_query):
+    from fastreid.evaluation.roc import evaluate_roc_py
+    from sklearn import metrics
+
+    Q = num_query
+    scores, labels = evaluate_roc_py(np.asarray(dist), pids[:Q], pids[Q:], camids[:Q], camids[Q:])
+    fprs, tprs, _ = metrics.roc_curve(labels, scores)
+    return {"TPR@FPR={:.0e}".format(f): float(tprs[np.argmin(np.abs(fprs - f))]) for f in (1e-4, 1e-3, 1e-2)}
+
+
+def _results(out: Path) -> dict:
+    res = json.loads((out / "results.json").read_text())
+    assert res.pop("dataset") in ("Market1501", "MSMT17")
+    return res
+
+
+def _assert_close(ours: dict, ref: dict, atol: float = 1e-3):
+    """Percentages: a different ranking of one item moves them by far more than ``atol``."""
+    assert set(ours) == set(ref)
+    for k in ref:
+        assert ours[k] == pytest.approx(ref[k], abs=atol), k
+
+
+def _metrics_rows(out: Path):
+    return [json.loads(line) for line in (out / "metrics.json").read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("name", list(RUNS))
+def test_host_config_trains_and_evaluates_like_the_host(runs, name, datasets_root_env):
+    config, opts, out, _ = runs[name]
+    res = _results(out)
+    assert sorted(res) == sorted(HOST_KEYS)
+    # a model trained: finite losses at the last iteration of the last epoch, final checkpoint
+    rows = [r for r in _metrics_rows(out) if "total_loss" in r]
+    assert rows and all(math.isfinite(r["total_loss"]) for r in rows)
+    ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 0  # SOLVER.MAX_EPOCH 1: the last (only) epoch
+    assert rows[-1]["iteration"] >= 1
+    # the metrics are the host evaluator's on the model's own features
+    cfg = _trained_cfg(out)
+    feats, pids, camids, Q = _features(cfg, out / "model_final.pth")
+    from fastreid.utils.compute_dist import build_dist
+
+    dist = build_dist(feats[:Q], feats[Q:], cfg.TEST.METRIC)
+    _assert_close(res, _host_metrics(dist, pids, camids, Q))
+
+
+def test_sbs_recipe_behaves_as_in_the_host(runs, datasets_root_env):
+    """Base-SBS: FREEZE_ITERS (backbone frozen for the whole short run), warm-up lr, circle
+    softmax, GeM-P, AutoAugment, NUM_INSTANCE 16, AMP True on CPU."""
+    from fastreid.layers.any_softmax import CircleSoftmax
+    from fastreid.layers.pooling import GeneralizedMeanPoolingP
+    from fastreid.data.transforms.autoaugment import AutoAugment
+    from fastreid_ext.engine import Trainer
+
+    config, opts, out, warnings = runs["sbs_market"]
+    cfg = _trained_cfg(out)
+    ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    # FREEZE_ITERS 1000 > every iteration: frozen groups never got an Adam step, the others did
+    groups, state = ckpt["optimizer"]["param_groups"], ckpt["optimizer"]["state"]
+    frozen = [p for g in groups if g["freeze_status"] == "freeze" for p in g["params"]]
+    trained = [p for g in groups if g["freeze_status"] == "normal" for p in g["params"]]
+    assert frozen and trained
+    assert not any(p in state for p in frozen) and all(p in state for p in trained)
+    # the host's LayerFreeze puts the backbone in eval mode: its BN statistics stay at their init
+    assert torch.count_nonzero(ckpt["model"]["backbone.bn1.running_mean"]) == 0
+    assert torch.count_nonzero(ckpt["model"]["heads.bottleneck.0.running_mean"]) > 0
+    # warm-up: the host's linear factor WARMUP_FACTOR + (1 - WARMUP_FACTOR) * iter / WARMUP_ITERS
+    for row in (r for r in _metrics_rows(out) if "lr" in r):
+        alpha = row["iteration"] / cfg.SOLVER.WARMUP_ITERS
+        factor = cfg.SOLVER.WARMUP_FACTOR * (1 - alpha) + alpha
+        assert row["lr"] == pytest.approx(cfg.SOLVER.BASE_LR * factor, rel=1e-6)
+    # circle softmax and GeM-P are the host's layers; GeM-P's p was learned
+    model = Trainer.build_model(cfg)
+    assert isinstance(model.heads.cls_layer, CircleSoftmax)
+    assert isinstance(model.heads.pool_layer, GeneralizedMeanPoolingP)
+    assert float(ckpt["model"]["heads.pool_layer.p"]) != pytest.approx(3.0, abs=1e-7)
+    # AMP True on a CPU: one warning, bfloat16 autocast
+    amp = [w for w in warnings if "AMP" in w]
+    assert len(amp) == 1 and "bfloat16" in amp[0]
+    # AutoAugment with PROB 0.1 and P x K = 2 x 16 batches
+    loader = Trainer.build_train_loader(cfg)
+    ops = loader.dataset.transform.transforms
+    assert any(isinstance(getattr(op, "transforms", [None])[0], AutoAugment) and op.p == pytest.approx(0.1)
+               for op in ops)
+    it = iter(loader)
+    for _ in range(3):
+        batch = next(it)
+        _, counts = torch.unique(batch["targets"], return_counts=True)
+        assert batch["images"].shape == (32, 3, 64, 32) and counts.tolist() == [16, 16]
+
+
+def test_host_baseline_with_plugin_losses(runs, datasets_root_env):
+    """``Baseline`` + ``CenterLoss`` + ``OSMLoss`` in YAML: every named loss is computed and the
+    centers are stepped by their own optimizer (not the main one)."""
+    from fastreid_ext.engine import Trainer
+
+    _, _, out, _ = runs["osm_center_market"]
+    rows = [r for r in _metrics_rows(out) if "total_loss" in r]
+    for key in ("loss_cls", "loss_triplet", "loss_center", "loss_osm"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+    ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    assert "losses.CenterLoss.centers" in ckpt["model"]
+    cfg = _trained_cfg(out)
+    model = Trainer.build_model(cfg)
+    _, params = Trainer.build_optimizer(cfg, model)
+    in_main = {id(p) for g in params for p in g["params"]}
+    centers = model.losses["CenterLoss"].centers
+    assert in_main == {id(p) for p in model.parameters() if p.requires_grad} - {id(centers)}
+
+
+def test_unknown_loss_name_is_refused(datasets_root_env):
+    from fastreid_ext.engine import Trainer
+
+    _, configs = datasets_root_env
+    cfg = _cfg(configs / "Market1501/AGW_R50.yml", COMMON + R18 + ["MODEL.HEADS.NUM_CLASSES", "4",
+                                                                  "MODEL.LOSSES.NAME", '("CrossEntropyLoss", "Nope")'])
+    with pytest.raises(KeyError, match="Nope"):
+        Trainer.build_model(cfg)
+    mgn = _cfg(configs / "Market1501/mgn_R50-ibn.yml", COMMON + ["MODEL.HEADS.NUM_CLASSES", "4",
+                                                                "MODEL.LOSSES.NAME", '("CrossEntropyLoss", "CenterLoss")'])
+    with pytest.raises(ValueError, match="CenterLoss"):
+        Trainer.build_model(mgn)
+
+
+def test_eval_only_test_keys_match_the_host_functions(runs, train_net, datasets_root_env):
+    """TEST.FLIP + TEST.AQE + TEST.RERANK + TEST.ROC (cosine), then TEST.METRIC euclidean + ROC."""
+    from fastreid.evaluation.query_expansion import aqe
+    from fastreid.evaluation.rerank import re_ranking
+    from fastreid.utils.compute_dist import build_dist
+
+    config, opts, out, _ = runs["agw_market"]
+    weights = out / "model_final.pth"
+    cfg = _trained_cfg(out)
+    keys = ["TEST.FLIP.ENABLED", "True", "TEST.AQE.ENABLED", "True", "TEST.AQE.QE_K", "3",
+            "TEST.RERANK.ENABLED", "True", "TEST.RERANK.K1", "6", "TEST.RERANK.K2", "3", "TEST.ROC.ENABLED", "True"]
+    eval_out = out.parent / "agw_eval_all"
+    train_net.cli(["--config-file", str(config), "--eval-only", *opts, *keys, "MODEL.WEIGHTS", str(weights),
+                   "OUTPUT_DIR", str(eval_out)])
+    ours = _results(eval_out)
+    assert sorted(ours) == sorted(HOST_KEYS + ROC_KEYS)
+
+    feats, pids, camids, Q = _features(cfg, weights, flip=True)
+    qf, gf = aqe(feats[:Q], feats[Q:], cfg.TEST.AQE.QE_TIME, 3, cfg.TEST.AQE.ALPHA)
+    qf, gf = torch.nn.functional.normalize(qf.float(), dim=1), torch.nn.functional.normalize(gf.float(), dim=1)
+    qg, qq, gg = (build_dist(a, b, "cosine") for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+    dist = re_ranking(qg, qq, gg, k1=6, k2=3, lambda_value=cfg.TEST.RERANK.LAMBDA)
+    ref = _host_metrics(dist, pids, camids, Q)
+    roc = _host_roc(dist, pids, camids, Q)
+    _assert_close({k: ours[k] for k in HOST_KEYS}, ref)
+    _assert_close({k: ours[k] for k in ROC_KEYS}, roc, atol=1e-4)
+
+    eval_out = out.parent / "agw_eval_euclidean"
+    train_net.cli(["--config-file", str(config), "--eval-only", *opts, "TEST.METRIC", "euclidean",
+                   "TEST.ROC.ENABLED", "True", "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(eval_out)])
+    ours = _results(eval_out)
+    feats, pids, camids, Q = _features(cfg, weights)
+    dist = build_dist(feats[:Q], feats[Q:], "euclidean")
+    _assert_close({k: ours[k] for k in HOST_KEYS}, _host_metrics(dist, pids, camids, Q))
+    _assert_close({k: ours[k] for k in ROC_KEYS}, _host_roc(dist, pids, camids, Q), atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------- loaders
+def test_image_batches_are_images_whatever_the_video_keys(datasets_root_env):
+    """(B, C, H, W) batches through the host's transforms, INPUT.VIDEO.* ignored for images."""
+    from fastreid.data.transforms import build_transforms
+    from fastreid_ext.data.build import build_reid_test_loader, build_reid_train_loader
+
+    _, configs = datasets_root_env
+    cfg = _cfg(configs / "Market1501/AGW_R50.yml", COMMON + R18 + SIZE_64x32 + K4_BATCH
+               + ["INPUT.VIDEO.SEQ_LEN", "8", "TEST.VIDEO.SEQ_LEN", "8", "INPUT.CJ.ENABLED", "True"])
+    loader = build_reid_train_loader(cfg)
+    assert repr(loader.dataset.transform) == repr(build_transforms(cfg, is_train=True))
+    batch = next(iter(loader))
+    assert batch["images"].shape == (8, 3, 64, 32) and batch["images"].dtype == torch.float32
+    assert 0 <= float(batch["images"].min()) and float(batch["images"].max()) <= 255
+    test_loader, num_query, dataset = build_reid_test_loader(cfg, "Market1501")
+    test_batch = next(iter(test_loader))
+    assert test_batch["images"].shape[1:] == (3, 64, 32)
+    assert test_batch["track_idx"].tolist() == list(range(test_batch["images"].shape[0]))
+    assert len(test_loader.dataset) == len(dataset.query) + len(dataset.gallery) and num_query == len(dataset.query)
+
+
+def test_affine_is_built_for_todays_torchvision(datasets_root_env):
+    """INPUT.AFFINE: the host passes arguments torchvision removed; the same affine is built."""
+    import torchvision.transforms as T
+    from fastreid_ext.data.image_dataset import build_image_transforms
+
+    _, configs = datasets_root_env
+    cfg = _cfg(configs / "Market1501/AGW_R50.yml", SIZE_64x32 + ["INPUT.AFFINE.ENABLED", "True",
+                                                                 "INPUT.CJ.ENABLED", "True"])
+    ops = build_image_transforms(cfg, is_train=True).transforms
+    names = [type(op).__name__ for op in ops]
+    at = names.index("RandomAffine")
+    assert names[at - 1] == "RandomApply" and names[at + 1] == "ToTensor"  # after CJ, before ToTensor
+    affine = ops[at]
+    assert isinstance(affine, T.RandomAffine) and list(affine.degrees) == [-10.0, 10.0]
+    assert list(affine.scale) == [0.9, 1.1] and list(affine.shear) == [-0.1, 0.1, 0.0, 0.0] or \
+        list(affine.shear) == [-0.1, 0.1]
+
+
+def test_video_datasets_keep_the_clip_path(datasets_env):
+    from fastreid_ext.config import build_config
+    from fastreid_ext.data.build import build_reid_test_loader, build_reid_train_loader
+
+    cfg = build_config(str(REPO / "tests" / "configs" / "tiny_video.yml"))
+    batch = next(iter(build_reid_train_loader(cfg)))
+    assert batch["images"].shape == (8, 2, 3, 32, 16)
+    test_loader, _, _ = build_reid_test_loader(cfg, "SyntheticMARS")
+    assert next(iter(test_loader))["images"].dim() == 5
+
+
+def test_plugin_meta_arch_accepts_images_and_clips():
+    """VideoBaseline: a (B, C, H, W) batch embeds like the (B, 1, C, H, W) clips of it."""
+    from fastreid_ext.config import build_config
+    from fastreid_ext.engine import Trainer
+
+    cfg = build_config(str(REPO / "tests" / "configs" / "tiny_video.yml"), ["MODEL.HEADS.NUM_CLASSES", "4"])
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg).eval()
+    images = torch.rand(3, 3, 32, 16) * 255
+    with torch.no_grad():
+        a = model({"images": images})
+        b = model({"images": images.unsqueeze(1)})
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_mgre_trains_on_market1501_images_with_keypoints(runs, datasets_root_env):
+    """MGRe (a plugin meta-architecture) on the host's Market1501 with keypoints.json: image
+    batches with (B, 17, 3) keypoints, the location loss trained."""
+    from fastreid_ext.engine import Trainer
+
+    _, _, out, _ = runs["mgre_market"]
+    rows = [r for r in _metrics_rows(out) if "total_loss" in r]
+    assert rows and all(math.isfinite(r["stage1_loss_location"]) for r in rows)
+    batch = next(iter(Trainer.build_train_loader(_trained_cfg(out))))
+    assert batch["images"].shape == (8, 3, 64, 32) and batch["keypoints"].shape == (8, 17, 3)
+    visible = batch["keypoints"][..., 2] > 0
+    assert visible.any() and bool(((batch["keypoints"][..., :2] >= 0) & (batch["keypoints"][..., :2] <= 1))[visible].all())
+
+
+# ---------------------------------------------------------------------------------- evaluator
+def _random_eval_case(seed=0, Q=9, G=60, D=8):
+    rng = np.random.default_rng(seed)
+    pids = np.concatenate([rng.integers(0, 6, Q), rng.integers(0, 6, G)])
+    camids = rng.integers(0, 3, Q + G)
+    feats = torch.from_numpy(rng.standard_normal((Q + G, D)) * rng.uniform(0.5, 3.0, (Q + G, 1))).float()
+    return feats, pids, camids, Q
+
+
+def test_roc_metrics_equal_the_hosts():
+    from fastreid_ext.evaluation.roc import roc_metrics
+
+    feats, pids, camids, Q = _random_eval_case(1)
+    dist = torch.cdist(feats[:Q], feats[Q:]).numpy()
+    dist[0, :5] = dist[0, 0]  # a few tied distances
+    ours = roc_metrics(dist, pids[:Q], pids[Q:], camids[:Q], camids[Q:])
+    assert list(ours) == ROC_KEYS
+    _assert_close(ours, _host_roc(dist, pids, camids, Q), atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_evaluator_aqe_and_keys_are_the_host_evaluators(metric):
+    """host_keys: the host ReidEvaluator's keys; AQE expands the raw features before the
+    cosine normalisation, as the host does (reid_evaluation.py:87-94)."""
+    from fastreid.evaluation.query_expansion import aqe
+    from fastreid.utils.compute_dist import build_dist
+    from fastreid_ext.config import get_cfg
+    from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
+
+    feats, pids, camids, Q = _random_eval_case(2)
+    cfg = get_cfg()
+    cfg.TEST.METRIC = metric
+    cfg.TEST.AQE.ENABLED = True
+    cfg.TEST.AQE.QE_K = 4
+    ev = VideoClipEvaluator(cfg, Q, len(pids), pids, camids, host_keys=True)
+    ev.process({"track_idx": torch.arange(len(pids))}, feats)
+    ours = ev.evaluate()
+    assert list(ours) == HOST_KEYS
+    qf, gf = aqe(feats[:Q], feats[Q:], cfg.TEST.AQE.QE_TIME, 4, cfg.TEST.AQE.ALPHA)
+    _assert_close(dict(ours), _host_metrics(build_dist(qf.float(), gf.float(), metric), pids, camids, Q), atol=1e-4)
