@@ -220,6 +220,7 @@ def test_paper_parameter_count_mars():
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.BACKBONE.PRETRAIN = False
     cfg.MODEL.FGREID.MARS_WEIGHTS = ""
+    cfg.MODEL.HEADS.NUM_CLASSES = 625  # MARS train ids (the config takes them from the data)
     m = build_model(cfg)
     count = n_params(m)
     print(f"FGReID MARS paper config: {count:,} parameters ({count / 1e6:.2f} M)")

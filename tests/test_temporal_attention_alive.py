@@ -26,10 +26,12 @@ DEMO = f"{REPO}/configs/Video-Baseline/synthetic_cpu.yml"
 
 
 def _demo_cfg(on, *extra):
-    """The demo config, size-reduced: 32x16 inputs, P x K = 4 x 4, no workers."""
+    """The demo config, size-reduced: 32x16 inputs, P x K = 4 x 4, no workers. ``on="scores"``
+    is the faithful setting (post-ReLU scores, as the public code)."""
     cfg = get_cfg()
     cfg.merge_from_file(DEMO)
-    cfg.merge_from_list(["MODEL.LOSSES.ATT.TARGET", on, "SOLVER.IMS_PER_BATCH", "16",
+    act = "relu" if on == "scores" else cfg.MODEL.TEMPORAL.ATT_SCORE_ACT
+    cfg.merge_from_list(["MODEL.LOSSES.ATT.TARGET", on, "MODEL.TEMPORAL.ATT_SCORE_ACT", act, "SOLVER.IMS_PER_BATCH", "16",
                          "DATALOADER.NUM_WORKERS", "0", "INPUT.SIZE_TRAIN", "[32, 16]",
                          "INPUT.SIZE_TEST", "[32, 16]", "INPUT.PADDING.SIZE", "2", "SEED", "0",
                          *extra])
@@ -71,12 +73,14 @@ def _collapsed(d):
 def test_demo_config_attention_stays_alive(datasets_env):
     cfg = _demo_cfg("weights")
     assert cfg.MODEL.LOSSES.ATT.TARGET == "weights" and cfg.MODEL.TEMPORAL.AGG == "attention"
+    assert cfg.MODEL.TEMPORAL.ATT_SCORE_ACT == "none"  # the shipped setting
     _, history = _train(cfg, 16)
     last = history[-6:]
     for d in last:
         assert not _collapsed(d), d
     assert sum(d["att_dead_frac"] for d in last) / len(last) < 0.5
-    assert all(d["att_score_mean"] > 0 for d in last)
+    assert all(d["att_flat_frac"] < 0.5 for d in last)
+    assert all(d["att_erased_weight"] < 1.0 for d in last)  # erased frames get less than 1/T
 
 
 def test_faithful_setting_collapses_on_the_demo_and_the_diagnostic_says_so(datasets_env):
@@ -91,7 +95,9 @@ def test_faithful_setting_collapses_on_the_demo_and_the_diagnostic_says_so(datas
 def _model(on):
     cfg = get_cfg()
     cfg.merge_from_file(DEMO)
-    cfg.merge_from_list(["MODEL.LOSSES.ATT.TARGET", on, "MODEL.HEADS.NUM_CLASSES", "3",
+    act = "relu" if on == "scores" else "none"
+    cfg.merge_from_list(["MODEL.LOSSES.ATT.TARGET", on, "MODEL.TEMPORAL.ATT_SCORE_ACT", act,
+                         "MODEL.HEADS.NUM_CLASSES", "3",
                          "INPUT.SIZE_TRAIN", "[32, 16]", "INPUT.SIZE_TEST", "[32, 16]",
                          "MODEL.LOSSES.NAME", '("CrossEntropyLoss", "AttentionLoss")'])
     torch.manual_seed(0)
@@ -184,3 +190,25 @@ def test_scores_loss_pushes_the_shared_bias_down_weights_loss_does_not():
     assert g_scores == pytest.approx(erased.sum().item() / erased.shape[0], rel=1e-5)
     _, g_weights = _bias_grad("weights")
     assert abs(g_weights) < 1e-6
+
+
+def test_scores_target_without_the_score_relu_is_a_config_error():
+    cfg = get_cfg()
+    cfg.merge_from_file(DEMO)
+    cfg.merge_from_list(["MODEL.LOSSES.ATT.TARGET", "scores", "MODEL.TEMPORAL.ATT_SCORE_ACT", "none",
+                         "MODEL.HEADS.NUM_CLASSES", "3"])
+    with pytest.raises(ValueError, match="ATT_SCORE_ACT"):
+        build_model(cfg)
+    cfg.MODEL.TEMPORAL.ATT_SCORE_ACT = "tanh"
+    cfg.MODEL.LOSSES.ATT.TARGET = "weights"
+    with pytest.raises(ValueError, match="ATT_SCORE_ACT"):
+        build_model(cfg)
+
+
+def test_shipped_attention_configs_use_the_setting_that_stays_alive():
+    import glob
+    for path in sorted(glob.glob(f"{REPO}/configs/Video-Baseline/*.yml")):
+        cfg = get_cfg()
+        cfg.merge_from_file(path)
+        if cfg.MODEL.TEMPORAL.AGG == "attention" and "AttentionLoss" in cfg.MODEL.LOSSES.NAME:
+            assert (cfg.MODEL.LOSSES.ATT.TARGET, cfg.MODEL.TEMPORAL.ATT_SCORE_ACT) == ("weights", "none"), path

@@ -37,6 +37,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.TEMPORAL.AGG = "avg"          # "avg" | "attention" (the video-baseline paper / Gao & Nevatia)
     _C.MODEL.TEMPORAL.ATT_DIM = 256        # hidden width of the temporal attention conv
     _C.MODEL.TEMPORAL.ATT_INIT = "fan_out"  # conv init: "fan_out" (public code's kaiming) | "fan_in" (variance-preserving)
+    _C.MODEL.TEMPORAL.ATT_SCORE_ACT = "relu"  # score activation: "relu" (Gao & Nevatia, public code) | "none" (cannot die)
 
     # ---- losses added through the plugin's registry (MODEL.LOSSES.NAME picks them)
     _C.MODEL.LOSSES.TRI.DISTANCE = "host"  # "host" (euclidean / 2 - 2cos with NORM_FEAT) | "cosine" (1 - cos, public code)
@@ -74,7 +75,6 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.VIDEO = CN()
     _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
     _C.TEST.VIDEO.MAX_CLIPS = 32           # clips per tracklet at most (features averaged)
-    _C.TEST.VIDEO.FRAME_CHUNK = 0          # frames per backbone call at test time (0: all; bounds memory)
     _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "cuhk03_sgs" | "groupwise"
     _C.TEST.RETRIEVAL = CN()
     _C.TEST.RETRIEVAL.BACKEND = "auto"     # exact kNN search: "auto" | "faiss" | "torch" (evaluation.retrieval)

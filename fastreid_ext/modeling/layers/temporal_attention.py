@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from fastreid.layers.weight_init import weights_init_kaiming
 from torch import nn
 
-__all__ = ["TemporalAttention", "temporal_weighted_sum", "ATTENTION_INITS"]
+__all__ = ["TemporalAttention", "temporal_weighted_sum", "ATTENTION_INITS", "SCORE_ACTIVATIONS"]
 
 #: ``MODEL.TEMPORAL.ATT_INIT``: how the two convs are initialised
 ATTENTION_INITS = ("fan_out", "fan_in")
+#: ``MODEL.TEMPORAL.ATT_SCORE_ACT``: activation of the temporal conv's output (the score)
+SCORE_ACTIVATIONS = ("relu", "none")
 
 
 def temporal_weighted_sum(frame_feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -43,10 +45,14 @@ class TemporalAttention(nn.Module):
     """
 
     def __init__(self, in_channels: int, hidden_dim: int, map_size: Sequence[int],
-                 init: str = "fan_out"):
+                 init: str = "fan_out", score_act: str = "relu"):
         super().__init__()
         if init not in ATTENTION_INITS:
             raise ValueError(f"unknown MODEL.TEMPORAL.ATT_INIT {init!r}; known: {', '.join(ATTENTION_INITS)}")
+        if score_act not in SCORE_ACTIVATIONS:
+            raise ValueError(f"unknown MODEL.TEMPORAL.ATT_SCORE_ACT {score_act!r}; known: "
+                             f"{', '.join(SCORE_ACTIVATIONS)}")
+        self.score_act = score_act
         self.map_size: Tuple[int, int] = (int(map_size[0]), int(map_size[1]))
         self.spatial_conv = nn.Conv2d(in_channels, hidden_dim, kernel_size=self.map_size)
         self.temporal_conv = nn.Conv1d(hidden_dim, 1, kernel_size=3, padding=1)
@@ -67,7 +73,10 @@ class TemporalAttention(nn.Module):
             x = F.adaptive_avg_pool2d(x, self.map_size)
         x = F.relu(self.spatial_conv(x))                    # (B*T, D, 1, 1)
         x = x.reshape(b, t, -1).transpose(1, 2)              # (B, D, T)
-        return F.relu(self.temporal_conv(x)).reshape(b, t)   # (B, T)
+        x = self.temporal_conv(x)                            # (B, 1, T)
+        if self.score_act == "relu":
+            x = F.relu(x)
+        return x.reshape(b, t)                               # (B, T)
 
     def forward(self, maps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(weights, scores)``, both ``(B, T)``; weights sum to 1 over ``T``."""

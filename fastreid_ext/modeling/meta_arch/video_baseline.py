@@ -101,8 +101,14 @@ class VideoBaseline(ReidMetaArch):
         if agg not in TEMPORAL_AGGREGATIONS:
             raise ValueError(f"unknown MODEL.TEMPORAL.AGG {agg!r}; known: "
                              f"{', '.join(TEMPORAL_AGGREGATIONS)}")
+        att = cfg.MODEL.LOSSES.ATT
+        if agg == "attention" and "AttentionLoss" in cfg.MODEL.LOSSES.NAME and att.TARGET == "scores" \
+                and cfg.MODEL.TEMPORAL.ATT_SCORE_ACT == "none":
+            raise ValueError("MODEL.LOSSES.ATT.TARGET 'scores' needs MODEL.TEMPORAL.ATT_SCORE_ACT "
+                             "'relu': without it the scores are unbounded below and so is the loss")
         attention = (TemporalAttention(channels, cfg.MODEL.TEMPORAL.ATT_DIM, (map_h, map_w),
-                                       init=cfg.MODEL.TEMPORAL.ATT_INIT)
+                                       init=cfg.MODEL.TEMPORAL.ATT_INIT,
+                                       score_act=cfg.MODEL.TEMPORAL.ATT_SCORE_ACT)
                      if agg == "attention" else None)
         heads = build_heads(cfg)
 
@@ -194,7 +200,8 @@ class VideoBaseline(ReidMetaArch):
 def attention_diagnostics(scores: torch.Tensor, weights: torch.Tensor,
                           erased: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """Plain-float health measures of temporal attention ``scores`` / softmax ``weights``
-    (both ``(B, T)``): fraction of clips whose scores are all zero (``att_dead_frac``), mean
+    (both ``(B, T)``): fraction of clips whose scores are all zero (``att_dead_frac``) or all
+    equal (``att_flat_frac``: the weights are exactly ``1/T``), mean
     entropy of the weights (``att_entropy``), that entropy over ``log T`` (``att_entropy_norm``;
     ``T = 1`` gives 0) and the mean score (``att_score_mean``). With ``erased`` flags
     ``(B, T)`` and at least one erased frame, also ``att_erased_weight``: the mean weight of an
@@ -205,9 +212,11 @@ def attention_diagnostics(scores: torch.Tensor, weights: torch.Tensor,
     scores, weights = scores.detach().double(), weights.detach().double()
     t = scores.shape[1]
     dead = (scores.abs().amax(dim=1) == 0).double().mean().item()
+    flat = ((scores.amax(dim=1) - scores.amin(dim=1)) == 0).double().mean().item()
     entropy = -(weights * weights.clamp_min(1e-300).log()).sum(dim=1).mean().item()
     out = {
         "att_dead_frac": dead,
+        "att_flat_frac": flat,
         "att_entropy": entropy,
         "att_entropy_norm": entropy / math.log(t) if t > 1 else 0.0,
         "att_score_mean": scores.mean().item(),

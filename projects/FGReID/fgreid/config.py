@@ -35,10 +35,14 @@ def add_fgreid_config(cfg: CN) -> CN:
     # ---- CNN_MARS initialisation (CNN_ImageNet uses MODEL.BACKBONE.PRETRAIN / PRETRAIN_PATH)
     _C.MODEL.FGREID.MARS_WEIGHTS = ""      # checkpoint of a MARS-trained model; "" = random init ("Baseline")
     _C.MODEL.FGREID.MARS_PREFIX = "backbone."  # key prefix of the backbone in that checkpoint
+    # FGReID* (Tables 5-6): start from a whole FGReID model trained on MARS (all weights but the
+    # class-dependent classifier and loss parameters); "" = off (plain FGReID)
+    _C.MODEL.FGREID.PRETRAINED_MODEL = ""
 
     # ---- FGReID losses (Eq. 11-12); each is switched on by its name in MODEL.LOSSES.NAME
     _C.MODEL.LOSSES.VAR = CN()
     _C.MODEL.LOSSES.VAR.SCALE = 6.818e-4   # W^var (authors' released value)
+    _C.MODEL.LOSSES.VAR.NORM = "paper"     # "paper" (Eq. 11: sum over ids) | "code" (mean over ids, unbiased: W^var's)
     _C.MODEL.LOSSES.KL = CN()
     _C.MODEL.LOSSES.KL.SCALE = 1.0         # W^KL
     _C.MODEL.LOSSES.KL.MARGIN = 0.005      # m_cs

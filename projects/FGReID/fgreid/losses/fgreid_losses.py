@@ -8,7 +8,8 @@ from __future__ import annotations
 from fastreid.modeling.losses import log_accuracy
 from fastreid_ext.modeling.losses import LOSS_REGISTRY, ReIDLoss
 
-from .functional import averaged_cross_entropy, kl_consistency, satisfied_rank, variance_regularization
+from .functional import VARIANCE_NORMS, averaged_cross_entropy, kl_consistency, satisfied_rank, \
+    variance_regularization
 
 LOGIT_KEYS = ("y1", "y2")
 
@@ -45,21 +46,24 @@ class AveragedCrossEntropyLoss(ReIDLoss):
 
 @LOSS_REGISTRY.register()
 class VarianceLoss(ReIDLoss):
-    """Eq. (11) variance regularisation of ``f*`` per identity; ``MODEL.LOSSES.VAR``."""
+    """Eq. (11) variance regularisation of ``f*`` per identity; ``MODEL.LOSSES.VAR``
+    (``SCALE``, ``NORM``: ``paper`` = Eq. (11), ``code`` = the public code's normalisation)."""
 
     output_name = "loss_var"
     required_keys = ("features",)
 
-    def __init__(self, scale: float = 6.818e-4):
+    def __init__(self, scale: float = 6.818e-4, norm: str = "paper"):
         super().__init__()
-        self.scale = scale
+        if norm not in VARIANCE_NORMS:
+            raise ValueError(f"unknown MODEL.LOSSES.VAR.NORM {norm!r}; known: {', '.join(VARIANCE_NORMS)}")
+        self.scale, self.norm = scale, norm
 
     @classmethod
     def from_config(cls, cfg, **ctx):
-        return cls(scale=cfg.MODEL.LOSSES.VAR.SCALE)
+        return cls(scale=cfg.MODEL.LOSSES.VAR.SCALE, norm=cfg.MODEL.LOSSES.VAR.NORM)
 
     def forward(self, outputs, targets):
-        return variance_regularization(outputs["features"], targets) * self.scale
+        return variance_regularization(outputs["features"], targets, self.norm) * self.scale
 
 
 @LOSS_REGISTRY.register()

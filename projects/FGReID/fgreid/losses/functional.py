@@ -19,16 +19,31 @@ def averaged_cross_entropy(logits: Sequence[torch.Tensor], targets: torch.Tensor
     return sum(cross_entropy_loss(y, targets, eps, alpha) for y in logits) / len(logits)
 
 
-def variance_regularization(features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Eq. (11): ``R_var = sum_{c in B} 1/n_c sum_i ||f_i^c - mean_c||^2``.
+VARIANCE_NORMS = ("paper", "code")
+
+
+def variance_regularization(features: torch.Tensor, targets: torch.Tensor,
+                            norm: str = "paper") -> torch.Tensor:
+    """Eq. (11): ``R_var = sum_{c in B} 1/n_c sum_i ||f_i^c - mean_c||^2`` (``norm="paper"``).
+
+    ``norm="code"``: the normalisation of the authors' public code, for which its released
+    ``W_var`` was tuned: ``sum_c sum_i ||f_i^c - mean_c||^2 / ((T - 1) * B // T)`` with the
+    clip length ``T = 4`` standing in for ``K = 4`` clips per identity there, i.e. the mean over
+    the ``P`` identities of the unbiased within-identity variance,
+    ``1/P sum_c 1/(n_c - 1) sum_i ||f_i^c - mean_c||^2`` (identities with one sample add 0).
+    With ``P x K = 32 x 5`` the paper's form is ``P (K - 1) / K = 25.6`` times larger.
 
     The squared deviation of the vector ``f*`` is summed over feature dimensions.
     Args:
         features: ``(B, D)`` embeddings ``f*``.
         targets: ``(B,)`` identity labels.
+        norm: ``"paper"`` or ``"code"``.
     """
     if features.shape[0] != targets.shape[0]:
         raise ValueError("features and targets disagree on the batch size")
+    if norm not in VARIANCE_NORMS:
+        raise ValueError(f"unknown variance normalisation {norm!r} (MODEL.LOSSES.VAR.NORM); "
+                         f"known: {', '.join(VARIANCE_NORMS)}")
     # Accumulated in (at least) float32: under CUDA autocast ``pow``/``sum`` return float32
     # while a half accumulator would make ``index_add`` fail (self Half, source Float).
     f = features.to(torch.promote_types(features.dtype, torch.float32))
@@ -38,8 +53,10 @@ def variance_regularization(features: torch.Tensor, targets: torch.Tensor) -> to
     sums = f.new_zeros(k, f.shape[1]).index_add(0, inverse, f)  # (K, D)
     means = sums / n[:, None]
     sq_dev = (f - means[inverse]).pow(2).sum(dim=1)  # (B,)
-    per_class = f.new_zeros(k).index_add(0, inverse, sq_dev.to(f.dtype)) / n
-    return per_class.sum()
+    sq_sum = f.new_zeros(k).index_add(0, inverse, sq_dev.to(f.dtype))  # (K,)
+    if norm == "code":
+        return (sq_sum / (n - 1).clamp_min(1)).mean()
+    return (sq_sum / n).sum()
 
 
 def kl_consistency(y1: torch.Tensor, y2: torch.Tensor, margin: float = 0.005) -> torch.Tensor:

@@ -21,7 +21,7 @@ from fastreid_ext.modeling.video_utils import build_backbone_offline, frame_feat
 from torch import nn
 
 from ..layers import MIN_SCOPES, QKNonLocal, attentive_pooling, channel_weights, fine_grained_attention
-from .mars_init import load_mars_backbone
+from .mars_init import load_mars_backbone, load_pretrained_fgreid
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,15 @@ class FGReID(nn.Module):
                  pixel_mean: Sequence[float], pixel_std: Sequence[float], nl_reduction: int = 4,
                  min_scope: str = "clip", use_s_channel: bool = True, use_non_local: bool = True,
                  shared_qk: bool = True, use_gfm: bool = True, use_context: bool = True,
-                 use_fgm: bool = True):
+                 use_fgm: bool = True, pretrained_model: str = ""):
         """
         Args:
             backbone_imagenet: ``CNN_ImageNet``, ``(N, 3, H, W) -> (N, feat_dim, h, w)``.
             backbone_mars: ``CNN_MARS``; ``None`` shares ``backbone_imagenet`` ("Baseline-1R").
             reduced_dim: ``c*``.
             losses: built by ``build_losses`` (``None``: the model can only run in eval mode).
+            pretrained_model: FGReID* -- a whole FGReID checkpoint trained on MARS whose
+                weights (all but ``classifier.*`` / ``losses.*``) replace the initial ones.
         """
         super().__init__()
         if min_scope not in MIN_SCOPES:
@@ -82,6 +84,8 @@ class FGReID(nn.Module):
         self.losses = losses
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+        if pretrained_model:
+            load_pretrained_fgreid(self, pretrained_model)
 
     @classmethod
     def from_config(cls, cfg):
@@ -96,16 +100,19 @@ class FGReID(nn.Module):
             backbone_mars = build_backbone_offline(mars_cfg)
         target = backbone_imagenet if f.SHARED_BACKBONE else backbone_mars
         if target is not None:
-            if cfg.MODEL.WEIGHTS:
-                # a full FGReID checkpoint (eval, fine-tuning) replaces these weights anyway
-                logger.info("MODEL.WEIGHTS is set: CNN_MARS is not initialised from "
-                            "MODEL.FGREID.MARS_WEIGHTS")
+            if cfg.MODEL.WEIGHTS or f.PRETRAINED_MODEL:
+                # a full FGReID checkpoint (eval, fine-tuning, FGReID*) replaces these weights
+                logger.info("MODEL.WEIGHTS / MODEL.FGREID.PRETRAINED_MODEL is set: CNN_MARS is "
+                            "not initialised from MODEL.FGREID.MARS_WEIGHTS")
             elif f.MARS_WEIGHTS:
                 load_mars_backbone(target, f.MARS_WEIGHTS, f.MARS_PREFIX)
             elif not f.SHARED_BACKBONE:
                 logger.warning("MODEL.FGREID.MARS_WEIGHTS is empty: CNN_MARS starts from random "
                                "weights (the paper's 'Baseline', not 'FGReID')")
         num_classes = cfg.MODEL.HEADS.NUM_CLASSES
+        if num_classes <= 0:
+            raise ValueError("MODEL.HEADS.NUM_CLASSES must be > 0 (the trainer sets it from the "
+                             "training data when the config leaves it at 0)")
         losses = build_losses(cfg, feat_dim=num_branches * f.REDUCED_DIM, num_classes=num_classes)
         return {
             "backbone_imagenet": backbone_imagenet,
@@ -124,6 +131,7 @@ class FGReID(nn.Module):
             "use_gfm": f.GFM,
             "use_context": f.CONTEXT,
             "use_fgm": f.FGM,
+            "pretrained_model": "" if cfg.MODEL.WEIGHTS else f.PRETRAINED_MODEL,
         }
 
     @property
