@@ -12,7 +12,8 @@ model must be built with one. It is taken, in this order, from
 2. the training run's saved config next to the weights (``<weights folder>/config.yaml``, which
    the host rewrites with the number of training identities, ``fastreid/engine/defaults.py``
    ``auto_scale_hyperparams``);
-3. the training datasets (``DATASETS.NAMES``): their number of distinct identities;
+3. the training datasets (``DATASETS.NAMES``): their number of distinct identities (not with
+   ``DATASETS.COMBINEALL``);
 4. otherwise 1, with a warning (the checkpointer then skips the checkpoint's classifier with a
    warning, see :mod:`fastreid_ext.engine.checkpoint`).
 """
@@ -44,15 +45,21 @@ def _run_config_classes(weights: str) -> int:
 
 
 def _dataset_classes(cfg) -> int:
-    from fastreid_ext.data.build import load_train_items
+    """Distinct identities of the train splits of ``DATASETS.NAMES`` (0 when unreadable, or with
+    ``DATASETS.COMBINEALL``, whose train set this count does not reproduce)."""
+    from fastreid_ext.data.build import get_dataset
 
-    try:
-        items = load_train_items(cfg)
-    except (OSError, KeyError, ValueError, RuntimeError, AssertionError) as e:  # absent / unknown
-        logger.info("training datasets %s not readable (%s): cannot count their identities",
-                    list(cfg.DATASETS.NAMES), e)
+    if cfg.DATASETS.get("COMBINEALL", False):
         return 0
-    return len({it[1] for it in items})
+    pids = set()
+    for name in cfg.DATASETS.NAMES:
+        try:
+            data = get_dataset(cfg, name)
+        except (OSError, KeyError, ValueError, RuntimeError, AssertionError) as e:  # absent / unknown
+            logger.info("training dataset %s not readable (%s): cannot count its identities", name, e)
+            return 0
+        pids.update((name, item[1]) for item in data.train)
+    return len(pids)
 
 
 def inference_num_classes(cfg, weights: Optional[str] = None) -> Tuple[int, str]:
