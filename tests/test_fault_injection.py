@@ -41,8 +41,12 @@ def _run_and_kill(target, args, delay):
     return p.exitcode
 
 
+ERRORS = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fault_injection_{os.getpid()}.txt")
+
+
 def _child(fn):
-    """Wrap ``fn`` for a forked child: one thread, exit status 1 on an exception."""
+    """Wrap ``fn`` for a forked child: one thread, exit status 1 on an exception (its traceback
+    appended to :data:`ERRORS` for the assertion message)."""
     def run(*args):
         torch.set_num_threads(1)
         try:
@@ -50,10 +54,15 @@ def _child(fn):
         except BaseException:
             import traceback
 
-            traceback.print_exc()
+            with open(ERRORS, "a") as f:
+                traceback.print_exc(file=f)
             os._exit(1)
         os._exit(0)
     return run
+
+
+def _errors() -> str:
+    return open(ERRORS).read()[-3000:] if os.path.exists(ERRORS) else ""
 
 
 # ---------------------------------------------------------------------------- training
@@ -87,12 +96,14 @@ def test_training_killed_at_random_points_resumes_and_keeps_its_results(tiny_dat
     out = str(tmp_path / "run")
     os.makedirs(out)
     rng = np.random.default_rng(17)
-    max_epoch, last_epoch, last_best, killed = 6, -1, None, 0
+    max_epoch, last_epoch, last_best, killed = 8, -1, None, 0
     for _ in range(6):
-        code = _run_and_kill(_child(_train), (out, max_epoch), float(rng.uniform(0.5, 6.0)))
-        assert code in (0, -signal.SIGKILL), f"training failed with exit code {code}"
+        delay = float(rng.uniform(1.5, 5.0))
+        code = _run_and_kill(_child(_train), (out, max_epoch), delay)
+        assert code in (0, -signal.SIGKILL), f"training failed with exit code {code}: {_errors()}"
         killed += code == -signal.SIGKILL
         epoch, best = _checkpoint_state(out)
+        print(f"[fault] training  kill after {delay:.2f} s: exit {code}, last checkpoint epoch {epoch}, best {best}")
         assert epoch >= last_epoch, "a resumed run lost checkpointed epochs"
         if last_best is not None:
             assert best is not None and best >= last_best, "model_best.pth was replaced by a worse model"
@@ -104,7 +115,7 @@ def test_training_killed_at_random_points_resumes_and_keeps_its_results(tiny_dat
     _child_free_run = CTX.Process(target=_child(_train), args=(out, max_epoch))  # the next run finishes
     _child_free_run.start()
     _child_free_run.join(300)
-    assert _child_free_run.exitcode == 0
+    assert _child_free_run.exitcode == 0, _errors()
     assert json.load(open(os.path.join(out, "results.json")))["complete"] is True
     assert _checkpoint_state(out)[0] == max_epoch - 1
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")], "temporary files of killed writers were left"
@@ -130,23 +141,26 @@ def extractor(tmp_path_factory):
 
 
 def _extract(extractor, items, out):
-    extractor.extract(items, out, flush_every=3, flush_seconds=3600, progress=False, batch_size=4, num_workers=0)
+    # the output is rewritten after every item: many writes for the kills to land in
+    extractor.extract(items, out, flush_every=1, flush_seconds=3600, progress=False, batch_size=2, num_workers=0)
 
 
 def test_extraction_killed_at_random_points_resumes_without_losing_items(extractor, tmp_path):
     rng = np.random.default_rng(0)
     os.makedirs(tmp_path / "imgs")
-    for i in range(36):
+    for i in range(48):
         assert cv2.imwrite(str(tmp_path / "imgs" / f"{i:03d}.png"), rng.integers(0, 256, (40, 20, 3), dtype=np.uint8))
     items = collect_inputs(str(tmp_path / "imgs"))
     ref, _ = extractor.embed(items)
     ref_by_name = dict(zip(ref.names, ref.embeddings))
     out = str(tmp_path / "feats.npz")
-    delays = np.random.default_rng(18).uniform(0.05, 2.0, size=7)
+    delays = np.random.default_rng(18).uniform(0.05, 1.0, size=7)
     done = 0
     for delay in delays:
         code = _run_and_kill(_child(_extract), (extractor, items, out), float(delay))
-        assert code in (0, -signal.SIGKILL)
+        assert code in (0, -signal.SIGKILL), _errors()
+        print(f"[fault] extract   kill after {delay:.2f} s: exit {code}, items in the file "
+              f"{len(load_features(out)) if os.path.exists(out) else 0} of {len(items)}")
         if not os.path.exists(out):
             assert done == 0
             continue
@@ -186,8 +200,9 @@ def test_index_building_killed_at_random_points_keeps_a_consistent_index(tmp_pat
     count = len(chunks[0])
     for delay in delays:
         code = _run_and_kill(_child(_add_all), (folder, chunks[1:]), float(delay))
-        assert code in (0, -signal.SIGKILL)
+        assert code in (0, -signal.SIGKILL), _errors()
         index = GalleryIndex.load(folder)  # loads: index file and names match
+        print(f"[fault] index add kill after {delay:.2f} s: exit {code}, items indexed {len(index)} of 60")
         assert index.index.ntotal == len(index.names) >= count, "indexed items were lost"
         assert index.names == all_names[:len(index.names)] and len(index.names) % 6 == 0  # whole chunks only
         count = len(index.names)
