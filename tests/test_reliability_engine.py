@@ -252,3 +252,33 @@ def test_outputs_get_ordinary_permissions(tmp_path):
                tmp_path / "ck" / "results.json", tmp_path / "f.npz", *sorted((tmp_path / "idx").iterdir())]
     for p in written:
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o644, p
+
+
+def _hold_lock(path, ready, release):
+    from fastreid_ext.engine.safe_io import file_lock
+
+    with file_lock(path):
+        ready.set()
+        release.wait(60)
+
+
+def test_a_second_training_in_the_same_folder_refuses(datasets_env, tmp_path):
+    import multiprocessing as mp
+
+    from fastreid_ext.engine.safe_io import LockBusy
+
+    out = tmp_path / "busy"
+    trainer = Trainer(_cfg(out, "SOLVER.MAX_EPOCH", "1"))
+    trainer.resume_or_load(resume=False)
+    ctx = mp.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_hold_lock, args=(str(out / "training"), ready, release))  # a running training
+    other.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(LockBusy, match="in use by another process"):
+            trainer.train()
+    finally:
+        release.set()
+        other.join(60)
+    assert not (out / "model_final.pth").exists()
