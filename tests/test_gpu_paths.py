@@ -214,3 +214,42 @@ def test_checkpoint_of_a_run_without_scaler_loads_into_a_float16_run(tmp_path):
     AtomicCheckpointer(nn.Linear(2, 2), str(tmp_path), grad_scaler=ScalerCheckpointable(fresh)).load(
         str(tmp_path / "a.pth"))
     assert fresh.get_scale() == 256.0  # kept, no "state dict is empty" error
+
+
+# ---------------------------------------------------------------- extraction over several GPUs
+def test_data_parallel_runner_puts_the_models_own_gpu_first(monkeypatch):
+    from fastreid_ext.deploy import extractor
+
+    made = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(extractor.nn, "DataParallel", lambda m, **kw: made.append(kw) or m)
+    model = nn.Linear(2, 2)
+    extractor.data_parallel_runner(model, torch.device("cuda", 1))
+    assert made == [{"device_ids": [1, 0, 2], "output_device": 1}]
+    assert extractor.data_parallel_runner(model, torch.device("cpu")) is model
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert extractor.data_parallel_runner(model, torch.device("cuda", 0)) is model
+
+
+class _ClipMean(nn.Module):
+    """Eval forward of a meta-arch: ``{"images": (B, T, C, H, W)} -> (B, C)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+
+    def forward(self, batch):
+        return batch["images"].mean(dim=(1, 3, 4)) * self.scale
+
+
+def test_onnx_export_and_check_leave_the_callers_model_alone(tmp_path):
+    """A CUDA model used to come back on the CPU (``EmbeddingGraph(model).to("cpu")`` moves
+    the caller's module) and in eval mode; here the caller's module is not touched."""
+    pytest.importorskip("onnx")
+    from fastreid_ext.deploy.onnx_export import check_onnx, export_onnx
+
+    model = _ClipMean().train()
+    param = model.scale
+    export_onnx(model, str(tmp_path / "m.onnx"), (2, 2, 3, 8, 4))
+    check_onnx(str(tmp_path / "m.onnx"), model, torch.rand(2, 2, 3, 8, 4) * 255)
+    assert model.training and model.scale is param

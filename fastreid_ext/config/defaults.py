@@ -51,6 +51,8 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.LOSSES.OSM.SIGMA = 0.1986     # positive similarity bandwidth
     _C.MODEL.LOSSES.OSM.L = 0.4835         # balance of positive / negative terms
     _C.MODEL.LOSSES.OSM.CL_CENTERS = True  # class embeddings = center-loss centers ("CL centers")
+    # DDP: pairwise losses (triplet, circle, CosFace, OSM) see every rank's batch, not P / W ids
+    _C.MODEL.LOSSES.GATHER = True
     _C.MODEL.LOSSES.ATT = CN()
     _C.MODEL.LOSSES.ATT.SCALE = 1.0        # attention loss on erased frames (the video-baseline paper, Eq. 1)
     _C.MODEL.LOSSES.ATT.TARGET = "scores"  # "scores" (post-ReLU pre-softmax, public code; can die) | "weights" (softmax)

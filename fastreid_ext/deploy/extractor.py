@@ -101,6 +101,18 @@ def build_extraction_model(cfg, weights: str) -> nn.Module:
     return build_inference_model(cfg, weights)[0]
 
 
+def data_parallel_runner(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` itself, or ``nn.DataParallel`` over every visible GPU when it is on a GPU and
+    there are several. The model's own GPU comes first in ``device_ids`` and is the output
+    device: ``DataParallel``'s defaults (``device_ids[0] = 0``) refuse a model on ``cuda:k``."""
+    n = torch.cuda.device_count() if device.type == "cuda" else 0
+    if n <= 1:
+        return model
+    own = device.index if device.index is not None else torch.cuda.current_device()
+    ids = [own] + [i for i in range(n) if i != own]
+    return nn.DataParallel(model, device_ids=ids, output_device=own)
+
+
 class FeatureExtractor:
     """Embeds :class:`~fastreid_ext.deploy.inputs.InputItem` s with a trained model.
 
@@ -120,9 +132,7 @@ class FeatureExtractor:
         self.weights = weights
         self.metric = cfg.TEST.METRIC
         self.device = next(iter(model.parameters())).device
-        self._runner: nn.Module = model
-        if self.device.type == "cuda" and torch.cuda.device_count() > 1:
-            self._runner = nn.DataParallel(model)  # batches split over all visible GPUs
+        self._runner: nn.Module = data_parallel_runner(model, self.device)
 
     @classmethod
     def from_files(cls, config_file: str, weights: str, opts: Sequence[str] = ()) -> "FeatureExtractor":
@@ -151,10 +161,11 @@ class FeatureExtractor:
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` clips -> ``(B, D)`` float64 CPU embeddings (flip-averaged when
         ``TEST.FLIP.ENABLED``, as the evaluator)."""
-        x = images.to(self.device, copy=True)
+        x = images.to(self.device, non_blocking=True, copy=True)  # the one host -> device copy
+        flipped = x.flip(dims=[-1]) if self.cfg.TEST.FLIP.ENABLED else None  # before any in-place use
         out = self._runner({"images": x})
-        if self.cfg.TEST.FLIP.ENABLED:
-            out = (out + self._runner({"images": images.flip(dims=[-1]).to(self.device)})) / 2.0
+        if flipped is not None:
+            out = (out + self._runner({"images": flipped})) / 2.0
         if out.dim() != 2 or out.shape[0] != images.shape[0]:
             raise ValueError(f"the model's eval forward must return (B, D), got {tuple(out.shape)}")
         return out.detach().to("cpu", torch.float64)

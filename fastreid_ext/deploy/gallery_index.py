@@ -235,7 +235,11 @@ class GalleryIndex:
             raise ValueError(f"k must be >= 1, got {k}")
         k = min(k, len(self))
         qt, _ = validation.validate_features(torch.from_numpy(q), torch.zeros(1, self.dim))
-        index = self._searcher(use_gpu)
+        probes = nprobe if nprobe is not None else int(getattr(self.index, "nprobe", 0) or 0)
+        if k > faiss_search.GPU_MAX_K or probes > faiss_search.GPU_MAX_K:
+            index = self.index  # faiss GPU indexes refuse k / nprobe > GPU_MAX_K: the CPU index
+        else:
+            index = self._searcher(use_gpu)
         self._set_runtime(nprobe, ef_search)
         scores, ind = index.search(faiss_search.to_faiss_array(qt, self.metric), k)
         dist = faiss_search.faiss_scores_to_distance(scores, self.metric, self.index).astype(np.float32)

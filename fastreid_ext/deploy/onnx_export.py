@@ -21,6 +21,7 @@ PyTorch's on inputs of another batch size and clip length than the export exampl
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -80,7 +81,7 @@ def export_onnx(model: nn.Module, path: str, input_shape: Sequence[int], opset: 
         raise ValueError(f"input_shape must be (B, T, C, H, W), got {tuple(input_shape)}")
     if not set(dynamic_axes) <= {0, 1}:
         raise ValueError(f"dynamic_axes must be among 0 (batch) and 1 (frames), got {tuple(dynamic_axes)}")
-    graph = EmbeddingGraph(model).to("cpu")
+    graph = EmbeddingGraph(copy.deepcopy(model)).to("cpu")  # the caller's (CUDA) model stays as it is
     example = torch.rand(*input_shape) * 255.0
     os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
     exporter = _exporter()
@@ -119,7 +120,7 @@ def check_onnx(path: str, model: nn.Module, inputs: torch.Tensor, atol: float = 
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = sess.run(None, {"images": inputs.detach().cpu().float().numpy()})[0]
     with torch.no_grad():
-        ref = EmbeddingGraph(model).to("cpu")(inputs.cpu().float()).numpy()
+        ref = EmbeddingGraph(copy.deepcopy(model)).to("cpu")(inputs.cpu().float()).numpy()
     if got.shape != ref.shape:
         raise AssertionError(f"ONNX output shape {got.shape} != PyTorch {ref.shape}")
     diff = np.abs(got - ref)

@@ -131,6 +131,13 @@ class Trainer(DefaultTrainer):
           synchronised from rank 0 before every evaluation (:func:`sync_buffers`, in
           :meth:`test`), so the evaluation uses the statistics the checkpoint saves.
         """
+        from fastreid_ext.modeling.losses import LossSet
+        from fastreid_ext.modeling.losses.gather import check_identities_per_rank
+        from fastreid_ext.modeling.losses.registry import LOSS_REGISTRY
+
+        pairwise = any(getattr(LOSS_REGISTRY._obj_map.get(n), "pairwise", False) for n in cfg.MODEL.LOSSES.NAME)
+        check_identities_per_rank(cfg, comm.get_world_size(), pairwise,
+                                  gathered=isinstance(getattr(model, "losses", None), LossSet))
         device = next(model.parameters()).device
         find_unused = bool(cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS) or \
             bool(getattr(model, "ddp_find_unused_parameters", False))

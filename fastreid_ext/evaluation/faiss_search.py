@@ -4,10 +4,13 @@ Distances are those of :func:`fastreid_ext.evaluation.distance.pairwise_distance
 ``1 - cos``, true Euclidean): :func:`faiss_scores_to_distance` converts faiss's scores (inner
 products, squared L2) to them.
 
-GPUs: through ``StandardGpuResources`` when the installed faiss was built with GPUs (sharded
-over all GPUs when there are several). Asking for a GPU from a faiss without GPU support falls
-back to the CPU with a warning (the host hard-codes the GPU path,
-``fastreid/utils/compute_dist.py:53,68``).
+GPUs: through ``StandardGpuResources`` when the installed faiss was built with GPUs: on the
+GPU the search device names (``cuda:k``), sharded over all GPUs for a plain ``cuda`` when there
+are several. Asking for a GPU from a faiss without GPU support falls back to the CPU with a
+warning (the host hard-codes the GPU path, ``fastreid/utils/compute_dist.py:53,68``). faiss GPU
+indexes refuse ``k`` or ``nprobe`` above :data:`GPU_MAX_K` (2048); such a search runs on a CPU
+copy of the index, with a warning. The GPU copy of the last exact-search gallery is kept
+(:func:`clear_gpu_cache`), so repeated searches of one gallery do not copy / re-shard it.
 
 Approximate search (:class:`ApproximateSearch`) reports its measured recall@k against exact
 search on a query sample, so the approximation error is printed next to the result.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from typing import Optional, Tuple
 
 import numpy as np
@@ -38,9 +42,18 @@ __all__ = [
     "build_index",
     "ApproximateSearch",
     "recall_at_k",
+    "GPU_MAX_K",
+    "is_gpu_index",
+    "gpu_to_cpu",
+    "search_index",
+    "clear_gpu_cache",
 ]
 
 APPROX_KINDS = ("flat", "ivf", "hnsw")
+
+#: faiss GPU indexes select at most this many neighbours / probe at most this many IVF cells
+#: (``GPU_MAX_SELECTION_K``, faiss/gpu/utils/DeviceDefs.cuh)
+GPU_MAX_K = 2048
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -67,16 +80,76 @@ def faiss_num_gpus() -> int:
         return 0
 
 
-def faiss_to_gpu(index, ngpus: int):
-    """Move a CPU faiss index to the GPU(s): sharded over all GPUs when there are several."""
+def faiss_to_gpu(index, ngpus: int, device: Optional[int] = None):
+    """Move a CPU faiss index to the GPU(s): to GPU ``device`` when given, else sharded over
+    all ``ngpus`` GPUs when there are several (GPU 0 when there is one)."""
     faiss = import_faiss()
-    if ngpus > 1:
+    if device is None and ngpus > 1:
         co = faiss.GpuMultipleClonerOptions()
         co.shard = True
-        return faiss.index_cpu_to_all_gpus(index, co=co, ngpu=ngpus)
-    if not _GPU_RESOURCES:  # one StandardGpuResources per process, kept alive for its indexes
-        _GPU_RESOURCES.append(faiss.StandardGpuResources())
-    return faiss.index_cpu_to_gpu(_GPU_RESOURCES[0], 0, index)
+        gpu = faiss.index_cpu_to_all_gpus(index, co=co, ngpu=ngpus)
+    else:
+        if not _GPU_RESOURCES:  # one StandardGpuResources per process, kept alive for its indexes
+            _GPU_RESOURCES.append(faiss.StandardGpuResources())
+        gpu = faiss.index_cpu_to_gpu(_GPU_RESOURCES[0], int(device or 0), index)
+    return gpu
+
+
+def is_gpu_index(index) -> bool:
+    """Whether ``index`` lives on GPU(s): a ``Gpu*`` index, shards / replicas of them, or an
+    object that says so with ``fastreid_ext_on_gpu`` (stand-ins in tests; faiss's SWIG objects
+    take no new attributes)."""
+    name = type(index).__name__
+    if name.startswith("Gpu"):
+        return True
+    if name in ("IndexShards", "IndexReplicas") and index.count() > 0:
+        return type(import_faiss().downcast_index(index.at(0))).__name__.startswith("Gpu")
+    return bool(getattr(index, "fastreid_ext_on_gpu", False))
+
+
+def gpu_to_cpu(index):
+    """A CPU copy of a GPU index (``faiss.index_gpu_to_cpu``; shards are merged)."""
+    return import_faiss().index_gpu_to_cpu(index)
+
+
+def _over_gpu_limits(index, k: int) -> bool:
+    return k > GPU_MAX_K or int(getattr(index, "nprobe", 0) or 0) > GPU_MAX_K
+
+
+def search_index(index, x: np.ndarray, k: int, cpu_cache: Optional[dict] = None):
+    """``index.search(x, k)``; a GPU index asked for ``k`` (or holding an ``nprobe``) above
+    :data:`GPU_MAX_K` is searched through a CPU copy instead (kept in ``cpu_cache["cpu"]`` when
+    a dict is given), with a warning."""
+    if is_gpu_index(index) and _over_gpu_limits(index, k):
+        cpu = cpu_cache.get("cpu") if cpu_cache is not None else None
+        if cpu is None:
+            warnings.warn(f"faiss GPU indexes allow k and nprobe <= {GPU_MAX_K} (k={k}, nprobe="
+                          f"{getattr(index, 'nprobe', '-')}); searching a CPU copy of the index")
+            cpu = gpu_to_cpu(index)
+            if cpu_cache is not None:
+                cpu_cache["cpu"] = cpu
+        return cpu.search(x, k)
+    return index.search(x, k)
+
+
+_GPU_CACHE: dict = {}
+
+
+def clear_gpu_cache() -> None:
+    """Release the GPU copy of the last exact-search gallery."""
+    _GPU_CACHE.clear()
+
+
+def _cached_gpu_index(g: torch.Tensor, metric: str, device):
+    """The cached GPU index of this very gallery tensor (same object, not modified since:
+    a weak reference, so a freed tensor whose memory is reused never matches)."""
+    entry = _GPU_CACHE.get("entry")
+    if entry is None:
+        return None
+    ref, version, key, index = entry
+    if ref() is g and version == g._version and key == (metric, device):
+        return index
+    return None
 
 
 def to_faiss_array(x: torch.Tensor, metric: str) -> np.ndarray:
@@ -113,13 +186,14 @@ def add_in_chunks(index, g: torch.Tensor, metric: str, chunk: int = 65536) -> No
 
 # ----------------------------------------------------------------------------- exact search
 def faiss_exact_search(
-    q: torch.Tensor, g: torch.Tensor, k: int, metric: str, memory_mb: float, want_gpu: bool
+    q: torch.Tensor, g: torch.Tensor, k: int, metric: str, memory_mb: float, want_gpu: bool,
+    gpu_device: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Exact kNN with a faiss flat index on validated ``(Q, D)`` / ``(G, D)`` features (on the
     GPU(s) when ``want_gpu`` and faiss has GPUs, else on the CPU, with a warning if a GPU was
-    asked). Returns ``(distances, indices)`` ``(Q, k)``."""
-    index = flat_index(g.shape[1], metric)
-    add_in_chunks(index, g, metric)
+    asked). ``gpu_device``: that GPU only (``None``: all GPUs, sharded). ``k`` above
+    :data:`GPU_MAX_K` runs on the CPU. Returns ``(distances, indices)`` ``(Q, k)``."""
+    index = None
     if want_gpu:
         ngpus = faiss_num_gpus()
         if ngpus == 0:
@@ -127,8 +201,19 @@ def faiss_exact_search(
                 "GPU search was asked but the installed faiss has no GPU support "
                 "(faiss.get_num_gpus() == 0 or no StandardGpuResources); falling back to faiss on CPU"
             )
+        elif k > GPU_MAX_K:
+            warnings.warn(f"faiss GPU search allows k <= {GPU_MAX_K}, got k={k}; searching on the CPU")
         else:
-            index = faiss_to_gpu(index, ngpus)
+            index = _cached_gpu_index(g, metric, gpu_device)
+            if index is None:
+                _GPU_CACHE.clear()  # one gallery at a time on the GPU
+                cpu = flat_index(g.shape[1], metric)
+                add_in_chunks(cpu, g, metric)
+                index = faiss_to_gpu(cpu, ngpus, gpu_device)
+                _GPU_CACHE["entry"] = (weakref.ref(g), g._version, (metric, gpu_device), index)
+    if index is None:
+        index = flat_index(g.shape[1], metric)
+        add_in_chunks(index, g, metric)
     # faiss bounds its own temporaries (blocks of 4096 queries x 1024 gallery rows); what grows
     # with the chunk is the (B, k) result and the float32 query copy, so chunks are large
     step = max(1, min(16384, rows_per_block(max(k, g.shape[1]), memory_mb / 4)))
@@ -153,14 +238,15 @@ def build_index(
     train_size: int = 0,
     use_gpu: bool = False,
     seed: int = 0,
+    gpu_device: Optional[int] = None,
 ):
     """Build a faiss index over ``gallery``.
 
     ``kind``: ``flat`` (exact), ``ivf`` (IVF-Flat, ``nlist`` k-means cells trained on at most
     ``train_size`` gallery rows, 0 = ``max(40 * nlist, 50000)`` rows; ``nprobe`` cells visited)
     or ``hnsw`` (HNSW-Flat with ``hnsw_m`` links, ``ef_construction`` / ``ef_search``; CPU
-    only). ``use_gpu`` moves flat / IVF indexes to the GPU(s) when faiss has GPUs, otherwise
-    warns and stays on CPU.
+    only). ``use_gpu`` moves flat / IVF indexes to the GPU(s) when faiss has GPUs (GPU
+    ``gpu_device`` only when given), otherwise warns and stays on CPU.
     """
     faiss = import_faiss()
     if faiss is None:
@@ -196,8 +282,11 @@ def build_index(
             warnings.warn("faiss has no GPU HNSW; the HNSW index stays on the CPU")
         elif ngpus == 0:
             warnings.warn("GPU index asked but the installed faiss has no GPU support; using CPU")
+        elif kind == "ivf" and nprobe > GPU_MAX_K:
+            warnings.warn(f"faiss GPU IVF allows nprobe <= {GPU_MAX_K}, got {nprobe}; the index "
+                          f"stays on the CPU")
         else:
-            index = faiss_to_gpu(index, ngpus)
+            index = faiss_to_gpu(index, ngpus, gpu_device)
     add_in_chunks(index, g, metric)
     return index
 
@@ -219,6 +308,7 @@ class ApproximateSearch:
         t0 = time.perf_counter()
         self.index = build_index(self._gallery, kind=kind, metric=metric, **params)
         self.build_seconds = time.perf_counter() - t0
+        self._cpu_copy: dict = {}  # CPU copy of a GPU index, for k > GPU_MAX_K
 
     @classmethod
     def from_config(cls, cfg, gallery: ArrayLike, metric: str) -> "ApproximateSearch":
@@ -241,7 +331,7 @@ class ApproximateSearch:
         q, _ = validate_features(query, self._gallery[:1])
         if not 1 <= k <= self._gallery.shape[0]:
             raise ValueError(f"k must be in [1, {self._gallery.shape[0]}], got {k}")
-        scores, ind = self.index.search(to_faiss_array(q, self.metric), k)
+        scores, ind = search_index(self.index, to_faiss_array(q, self.metric), k, self._cpu_copy)
         dist = faiss_scores_to_distance(scores, self.metric, self.index)
         return torch.from_numpy(dist).float(), torch.from_numpy(ind).long()
 

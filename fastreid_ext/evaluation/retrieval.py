@@ -38,6 +38,14 @@ def _want_gpu(device, ref: torch.Tensor) -> bool:
     return torch.device(device).type == "cuda"
 
 
+def _gpu_index(device, ref: torch.Tensor):
+    """The GPU a faiss search on ``device`` uses: ``cuda:k`` -> k; a plain ``cuda`` (or CUDA
+    features without an explicit device) -> ``None`` (all GPUs, sharded)."""
+    if device is None:
+        return ref.device.index if ref.is_cuda and torch.cuda.device_count() > 1 else None
+    return torch.device(device).index
+
+
 def resolve_backend(backend: str, want_gpu: bool) -> str:
     """The backend that :func:`search` runs for ``backend`` (``auto`` resolved; see the module
     docstring); unknown names raise ``ValueError``."""
@@ -98,4 +106,5 @@ def search(
         return _search_torch(q, g, k, metric, memory_mb, device)
     if faiss_search.import_faiss() is None:
         raise ImportError("backend='faiss' needs the faiss package (pip install faiss-cpu)")
-    return faiss_search.faiss_exact_search(q, g, k, metric, memory_mb, want_gpu)
+    return faiss_search.faiss_exact_search(q, g, k, metric, memory_mb, want_gpu,
+                                           gpu_device=_gpu_index(device, q) if want_gpu else None)

@@ -99,6 +99,7 @@ class OSMLoss(ReIDLoss):
 
     output_name = "loss_osm"
     required_keys = ("features",)
+    pairwise = True
 
     def __init__(self, alpha: float, sigma: float, l: float, scale: float = 1.0,  # noqa: E741
                  cl_centers: bool = True, num_classes: int = 0, feat_dim: int = 0,

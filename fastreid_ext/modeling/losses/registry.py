@@ -16,6 +16,13 @@ A loss module is called as ``loss(outputs, targets) -> Tensor`` (already multipl
 - ``erased``: which frames were randomly erased, bool (B, T)
 
 A loss that needs another key names it in ``required_keys``; a missing key raises a clear error.
+
+Mixed precision: :class:`LossSet` computes every loss in float32 with autocast off (half /
+bfloat16 head outputs are cast up first). Under CUDA autocast some ops return float32 (``pow``,
+``sum``, ``exp``, ``softmax``) while others keep half (``matmul``, ``linear``), so a loss that
+mixes their results with a half accumulator fails (``index_add_(): self (Half) and source
+(Float)``) or overflows (``exp`` of a 128-scaled cosine in the circle loss). Losses are cheap
+next to the backbone; float32 costs nothing measurable.
 """
 from __future__ import annotations
 
@@ -40,6 +47,9 @@ class ReIDLoss(nn.Module):
 
     output_name: str = "loss"
     required_keys: Tuple[str, ...] = ("features",)
+    #: compares samples with each other (triplet, circle, OSM): under DDP the ``LossSet``
+    #: gathers its ``required_keys`` and the targets from every rank (``MODEL.LOSSES.GATHER``)
+    pairwise: bool = False
 
     @classmethod
     def from_config(cls, cfg, **ctx) -> "ReIDLoss":  # pragma: no cover - interface
@@ -80,17 +90,36 @@ def get_loss_class(name: str) -> type:
 
 
 class LossSet(nn.ModuleDict):
-    """The losses of one model, in config order. Calling it returns ``{output_name: loss}``."""
+    """The losses of one model, in config order. Calling it returns ``{output_name: loss}``.
+
+    ``gather`` (``MODEL.LOSSES.GATHER``): under DDP, pairwise losses see the whole batch of
+    every rank (:mod:`.gather`)."""
+
+    gather: bool = True
 
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor,
                 prefix: str = "") -> Dict[str, torch.Tensor]:
+        from .gather import all_gather_with_grad, distributed
+
         result: Dict[str, torch.Tensor] = {}
-        for loss in self.values():
-            loss.check_inputs(outputs)
-            key = prefix + loss.output_name
-            if key in result:
-                raise KeyError(f"two losses write {key!r}")
-            result[key] = loss(outputs, targets)
+        outputs = {k: _float32(v) for k, v in outputs.items()}  # a new dict: the input is untouched
+        global_outputs: Dict[str, torch.Tensor] = {}
+        global_targets: Optional[torch.Tensor] = None
+        with torch.autocast(device_type=targets.device.type, enabled=False):
+            for loss in self.values():
+                loss.check_inputs(outputs)
+                key = prefix + loss.output_name
+                if key in result:
+                    raise KeyError(f"two losses write {key!r}")
+                if loss.pairwise and self.gather and distributed():
+                    for k in loss.required_keys:
+                        if k not in global_outputs:
+                            global_outputs[k] = all_gather_with_grad(outputs[k])
+                    if global_targets is None:
+                        global_targets = all_gather_with_grad(targets)
+                    result[key] = loss(dict(outputs, **global_outputs), global_targets)
+                else:
+                    result[key] = loss(outputs, targets)
         return result
 
     def own_optimizers(self) -> Iterable[Tuple[ReIDLoss, torch.optim.Optimizer]]:
@@ -98,6 +127,15 @@ class LossSet(nn.ModuleDict):
             opt = loss.own_optimizer()
             if opt is not None:
                 yield loss, opt
+
+
+def _float32(value):
+    """Half / bfloat16 tensors (and lists of them) as float32; anything else unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_float32(v) for v in value)
+    return value
 
 
 def build_losses(cfg, names: Optional[Iterable[str]] = None, **ctx) -> LossSet:
@@ -109,6 +147,7 @@ def build_losses(cfg, names: Optional[Iterable[str]] = None, **ctx) -> LossSet:
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate loss names in MODEL.LOSSES.NAME: {names}")
     losses = LossSet()
+    losses.gather = bool(cfg.MODEL.LOSSES.GATHER)
     for name in names:
         losses[name] = get_loss_class(name).from_config(cfg, **ctx)
     for loss in losses.values():
