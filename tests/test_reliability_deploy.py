@@ -289,3 +289,24 @@ def test_skip_done_does_not_take_a_killed_split_as_finished(tmp_path, capsys):
     argv = json.loads((base / "split_1" / "argv.json").read_text())
     assert "--resume" in argv  # unfinished: run again, continuing from its checkpoint
     assert out["results"] == [{"Rank-1": 1.0, "mAP": 2.0}, {"Rank-1": 51.0, "mAP": 41.0}]
+
+
+def test_an_index_on_a_read_only_location_still_loads(tmp_path, monkeypatch):
+    import errno
+
+    import fastreid_ext.engine.safe_io as safe_io
+
+    folder = str(tmp_path / "idx")
+    GalleryIndex.build(_feats(np.eye(4), list("abcd")), "flat").save(folder)
+    os.remove(folder + ".lock")
+    real_open = os.open
+
+    def read_only(path, flags, *a):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(safe_io.os, "open", read_only)
+    assert GalleryIndex.load(folder).names == list("abcd")  # readers need no lock file there
+    with pytest.raises(OSError):
+        GalleryIndex.build(_feats(np.eye(4), list("wxyz")), "flat").save(folder)  # writers do

@@ -92,6 +92,7 @@ def file_lock(path: str, blocking: bool = True, what: str = "", shared: bool = F
     """Hold an exclusive ``flock`` on ``<path>.lock`` (created with ordinary permissions);
     ``shared=True``: a shared (reader) lock, held by any number of readers but no writer.
 
+    A shared lock on a read-only location (the lock file cannot be created) is skipped.
     ``blocking=False``: raise :class:`LockBusy` (naming ``what`` or ``path``) instead of waiting
     when another process holds it. Re-entrant within a process (a nested call keeps the mode of
     the outer one); a child forked while the parent holds the lock does not inherit it (its
@@ -112,8 +113,14 @@ def file_lock(path: str, blocking: bool = True, what: str = "", shared: bool = F
                 fd, depth, pid = _held[lock]
                 _held[lock] = (fd, depth - 1, pid)
         return
-    os.makedirs(os.path.dirname(lock), exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, new_file_mode())
+    try:
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, new_file_mode())
+    except OSError as e:
+        if shared and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            yield lock  # a reader on a read-only location: no writer can run there either
+            return
+        raise
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB))
