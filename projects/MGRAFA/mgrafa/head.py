@@ -1,16 +1,17 @@
 """The MG-RAFA head: multi-granularity attentive aggregation of per-frame maps
-followed by the BN + FC classifiers of section 3.4 (one on ``v``, one on each ``v_g``)."""
+followed by the BN + FC classifiers of section 3.4 (one on ``v``, one on each ``v_g``): "each
+classifier consists of a BN layer followed by an FC layer", the plugin's BNNeck + classifier
+(:class:`fastreid_ext.modeling.heads.BNNeckClassifier`)."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from fastreid.config import configurable
-from fastreid.layers import any_softmax, get_norm
-from fastreid.layers.weight_init import weights_init_kaiming
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from torch import nn
+
+from fastreid_ext.modeling.heads import BNNeckClassifier
 
 from .aggregation import MultiGranularityAggregation
 
@@ -27,45 +28,6 @@ def resnet_map_size(input_size: Sequence[int], last_stride: int) -> Tuple[int, i
             x = -(-x // 2)
         sizes.append(x)
     return sizes[0], sizes[1]
-
-
-class EmbeddingClassifier(nn.Module):
-    """Section 3.4: "each classifier consists of a BN layer followed by an FC layer". The BN is
-    the host's BNNeck (bias frozen), the FC the host's ``any_softmax`` classifier."""
-
-    def __init__(self, feat_dim: int, num_classes: int, cls_type: str = "Linear",
-                 scale: float = 1.0, margin: float = 0.0, norm_type: str = "BN",
-                 neck_feat: str = "before"):
-        super().__init__()
-        if not hasattr(any_softmax, cls_type):
-            raise KeyError(f"unknown MODEL.HEADS.CLS_LAYER {cls_type!r}; known: {any_softmax.__all__}")
-        if neck_feat not in ("before", "after"):
-            raise KeyError(f"{neck_feat!r} is invalid for MODEL.HEADS.NECK_FEAT (before | after)")
-        self.neck_feat = neck_feat
-        self.bnneck = get_norm(norm_type, feat_dim, bias_freeze=True)
-        self.bnneck.apply(weights_init_kaiming)
-        self.weight = nn.Parameter(torch.empty(num_classes, feat_dim))
-        nn.init.normal_(self.weight, std=0.01)
-        self.cls_layer = getattr(any_softmax, cls_type)(num_classes, scale, margin)
-
-    def neck(self, v: torch.Tensor) -> torch.Tensor:
-        """``(B, D) -> (B, D)``: BN of the aggregated feature."""
-        return self.bnneck(v[..., None, None])[..., 0, 0]
-
-    def forward(self, v: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Training outputs for the loss registry: ``cls_outputs``, ``pred_class_logits``,
-        ``features`` (``v`` or ``BN(v)`` per ``MODEL.HEADS.NECK_FEAT``)."""
-        neck = self.neck(v)
-        if self.cls_layer.__class__.__name__ == "Linear":
-            logits = F.linear(neck, self.weight)
-        else:
-            logits = F.linear(F.normalize(neck), F.normalize(self.weight))
-        cls_outputs = self.cls_layer(logits.clone(), targets)
-        return {
-            "cls_outputs": cls_outputs,
-            "pred_class_logits": logits.mul(self.cls_layer.s),
-            "features": v if self.neck_feat == "before" else neck,
-        }
 
 
 @REID_HEADS_REGISTRY.register()
@@ -92,10 +54,10 @@ class MGRAFAHead(nn.Module):
         c = aggregation.channels
         kw = dict(num_classes=num_classes, cls_type=cls_type, scale=scale, margin=margin,
                   norm_type=norm_type, neck_feat=neck_feat)
-        self.classifier = EmbeddingClassifier(c, **kw)
+        self.classifier = BNNeckClassifier(c, **kw)
         n = aggregation.num_groups
         self.group_classifiers = nn.ModuleList(
-            [EmbeddingClassifier(c // n, **kw) for _ in range(n)] if group_loss and n > 1 else [])
+            [BNNeckClassifier(c // n, **kw) for _ in range(n)] if group_loss and n > 1 else [])
 
     @classmethod
     def from_config(cls, cfg, feat_shape: Optional[Sequence[int]] = None):

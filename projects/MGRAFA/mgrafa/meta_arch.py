@@ -14,8 +14,8 @@ from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from torch import nn
 
 from fastreid_ext.modeling.losses import LossSet, build_losses
-from fastreid_ext.modeling.video_utils import (build_backbone_offline, feature_map_shape,
-                                               frame_features, preprocess_clip)
+from fastreid_ext.modeling.meta_arch import ReidMetaArch
+from fastreid_ext.modeling.video_utils import build_backbone_offline, feature_map_shape, frame_features
 
 
 def eq7_losses(losses: LossSet, outputs: Dict[str, object], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -38,7 +38,7 @@ def eq7_losses(losses: LossSet, outputs: Dict[str, object], targets: torch.Tenso
 
 
 @META_ARCH_REGISTRY.register()
-class MGRAFANet(nn.Module):
+class MGRAFANet(ReidMetaArch):
     """Per-frame backbone + MG-RAFA head.
 
     ``forward(batched_inputs)``: ``images`` ``(B, T, 3, H, W)`` (or ``(B, 3, H, W)``), values
@@ -49,38 +49,30 @@ class MGRAFANet(nn.Module):
     @configurable
     def __init__(self, *, backbone: nn.Module, heads: nn.Module, losses: LossSet,
                  pixel_mean: Sequence[float], pixel_std: Sequence[float], test_chunk: int = 0):
-        super().__init__()
+        """``test_chunk``: frames per backbone call at inference (0: all; ``TEST.VIDEO.FRAME_CHUNK``)."""
+        super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
         self.backbone = backbone
         self.heads = heads
         self.losses = losses
-        self.test_chunk = test_chunk
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.test_chunk = int(test_chunk)
 
     @classmethod
     def from_config(cls, cfg):
         backbone = build_backbone_offline(cfg)
         feat_shape = feature_map_shape(backbone, cfg.INPUT.SIZE_TRAIN)
         heads = REID_HEADS_REGISTRY.get(cfg.MODEL.HEADS.NAME)(cfg, feat_shape=feat_shape)
-        losses = build_losses(cfg, feat_dim=feat_shape[0], num_classes=cfg.MODEL.HEADS.NUM_CLASSES)
+        losses = build_losses(cfg, feat_dim=feat_shape[0], num_classes=cls.num_classes_of(cfg))
         return {
             "backbone": backbone,
             "heads": heads,
             "losses": losses,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
+            **cls.pixel_config(cfg),
+            "test_chunk": cfg.TEST.VIDEO.FRAME_CHUNK,
         }
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def frame_maps(self, batched_inputs) -> torch.Tensor:
         """Normalised images -> per-frame maps ``(B, T, C, h, w)``."""
-        images = batched_inputs["images"] if isinstance(batched_inputs, dict) else batched_inputs
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
-        clips = preprocess_clip(images.to(self.device), self.pixel_mean, self.pixel_std)
+        clips = self.preprocess(batched_inputs)  # (B, T, C, H, W)
         return frame_features(self.backbone, clips, None if self.training else self.test_chunk)
 
     def diagnostics(self) -> Dict[str, float]:
@@ -93,8 +85,6 @@ class MGRAFANet(nn.Module):
         maps = self.frame_maps(batched_inputs)  # (B, T, C, h, w)
         if not self.training:
             return self.heads(maps)
-        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
-            raise KeyError("training needs batched_inputs['targets']")
-        targets = batched_inputs["targets"].to(self.device)
+        targets = self.batch_targets(batched_inputs)
         outputs = self.heads(maps, targets)
         return eq7_losses(self.losses, outputs, targets)
