@@ -8,7 +8,7 @@ DATA ?= datasets
 DEMO_IDS ?= 120
 DEMO_OUT ?= logs/demo
 
-.PHONY: install demo test bench bench-metrics bench-retrieval bench-loader bench-index bench-projects clean-demo
+.PHONY: install demo test bench bench-metrics bench-retrieval bench-loader bench-index bench-projects claims claims-quick clean-demo
 
 install: $(STAMP)
 
@@ -51,6 +51,20 @@ bench-projects: install
 	$(PY) benchmarks/bench_fgreid.py
 	$(PY) benchmarks/bench_mgrafa.py
 	$(PY) benchmarks/bench_mgre.py
+
+# Pre-registered claims, one per method (benchmarks/claims/README.md; table in the README "Claims").
+# Resumable: a rerun skips every (claim, row, seed) already saved under logs/claims.
+CLAIM_SEEDS ?= 3
+
+claims: install
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	$(PY) -m benchmarks.claims.pretrain
+	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS)
+
+claims-quick: install
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	$(PY) -m benchmarks.claims.pretrain
+	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS) --quick
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import subprocess
 import sys
 import time
 from typing import List, Optional
@@ -40,6 +41,33 @@ def _saved_records(out: str, mode: str, name: str) -> List[dict]:
     return recs
 
 
+def _run_parallel(claims, args, cache: str) -> None:
+    """One child process per claim, at most ``--jobs`` at a time (results land in the same
+    resumable files; the table is written by this process afterwards)."""
+    base = [sys.executable, "-m", "benchmarks.claims", "--seeds", str(args.seeds), "--out", args.out,
+            "--cache", cache] + (["--quick"] if args.quick else []) + (["--keep-logs"] if args.keep_logs else []) \
+        + (["--threads", str(args.threads)] if args.threads else [])
+    pending, running = list(claims), []
+    failed = []
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            c = pending.pop(0)
+            log = open(os.path.join(args.out, f"{c.name}.{'quick' if args.quick else 'full'}.log"), "a")
+            running.append((c, subprocess.Popen(base + ["--claim", c.name], stdout=log, stderr=subprocess.STDOUT), log))
+            print(f"[claims] {c.name}: started (log {log.name})", flush=True)
+        time.sleep(2.0)
+        for item in list(running):
+            c, proc, log = item
+            if proc.poll() is not None:
+                running.remove(item)
+                log.close()
+                print(f"[claims] {c.name}: finished (exit {proc.returncode})", flush=True)
+                if proc.returncode:
+                    failed.append(c.name)
+    if failed:
+        raise SystemExit(f"claims failed: {', '.join(failed)} (see their logs in {args.out})")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.claims", description=__doc__.splitlines()[0])
     p.add_argument("--list", action="store_true", help="list the claims, their rules and availability")
@@ -50,6 +78,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--cache", default="", help="data + backbone cache (default $FASTREID_EXT_CACHE or ~/.cache/fastreid_ext/claims)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--keep-logs", action="store_true", help="keep each run's OUTPUT_DIR (metrics.json, logs)")
+    p.add_argument("--jobs", type=int, default=1, help="claims run in parallel processes (each with --threads)")
     args = p.parse_args(argv)
     if args.list:
         return _list()
@@ -62,6 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     apply_threads(args.threads)
     mode = "quick" if args.quick else "full"
     cache = cache_dir(args.cache)
+    os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
 
     from .pretrain import pretrain
@@ -69,14 +99,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"[claims] backbone {rec['path']} (pre-training cost {rec['seconds']} s wall, "
           f"{rec['cpu_seconds']} s CPU, measured when it was made)", flush=True)
     unavailable = {}
+    todo = []
     for claim in claims:
         ok, why = availability(claim)
         if not ok:
             print(f"[claims] {claim.name}: {why}", flush=True)
             unavailable[claim.name] = why
-            continue
-        run_claim(claim, list(range(args.seeds)), mode, args.out, cache, rec["path"], args.keep_logs,
-                  log=lambda s: print(s, flush=True))
+        else:
+            todo.append(claim)
+    if args.jobs > 1 and len(todo) > 1:
+        _run_parallel(todo, args, cache)
+    else:
+        for claim in todo:
+            run_claim(claim, list(range(args.seeds)), mode, args.out, cache, rec["path"], args.keep_logs,
+                      log=lambda s: print(s, flush=True))
     wall = time.perf_counter() - t0
 
     verdicts = []

@@ -83,7 +83,7 @@ CLAIMS: Tuple[Claim, ...] = (
                    "restricted to one uniform group, averaged over groups)."),
         requires=("fgreid",),
         data=dict(layout="mars", ids=64, cameras=3, frame_size=(64, 32), min_len=8, max_len=16,
-                  groups=2),
+                  groups=2, distractors=0.0, junk=0.0),  # group-wise needs a group for every item
         dataset="SyntheticMARS",
         rows=(
             Row("video_baseline", "fgreid", "Synthetic/stage1_video_baseline.yml", (), "video baseline"),

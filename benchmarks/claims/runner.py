@@ -16,7 +16,7 @@ from .common import (LAYOUT_DIRS, REPO, check_backbone_loaded, cpu_seconds, ensu
 #: the claims' training budget, the same for every row of a claim (``quick``: the short one)
 BUDGETS: Dict[str, Dict] = {
     "full": dict(epochs=25, batch=16, instances=4, lr=0.00035, warmup=5, seq_len=4, max_clips=2),
-    "quick": dict(epochs=3, batch=16, instances=4, lr=0.00035, warmup=5, seq_len=4, max_clips=2),
+    "quick": dict(epochs=2, batch=16, instances=4, lr=0.00035, warmup=5, seq_len=4, max_clips=2),
 }
 SIZE = (64, 32)
 
