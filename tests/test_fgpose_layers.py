@@ -102,7 +102,8 @@ def test_masks_in_unit_interval_and_mixed_with_the_last_mask(net, order):
     att = MotionAttention([g.shape[1] for g in guides], (4, 2), [1, 2, 3, 4, 5], alpha=0.2, order=order,
                           net=net, hidden=8).eval()
     assert att.levels == ([1, 2, 3, 4, 5] if order == "fine_to_coarse" else [5, 4, 3, 2, 1])
-    masks = att.masks(guides)
+    with torch.no_grad():
+        masks = att.masks(guides)
     last = att.levels[-1]
     for level, m in masks.items():
         assert m.shape == (3, 1, 4, 2)
