@@ -250,31 +250,35 @@ def test_missing_weights_is_a_clear_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------- gallery index
-def _reference_topk(q, g, k, metric="cosine"):
+def _reference_dist(q, g, metric="cosine"):
+    """float64 (Q, G) distances from the definitions."""
     q, g = q.astype(np.float64), g.astype(np.float64)
     if metric == "cosine":
-        d = 1.0 - _unit(q) @ _unit(g).T
-    else:
-        d = np.sqrt(((q[:, None] - g[None]) ** 2).sum(-1))
+        return 1.0 - _unit(q) @ _unit(g).T
+    return np.sqrt(((q[:, None] - g[None]) ** 2).sum(-1))
+
+
+def _reference_topk(q, g, k, metric="cosine"):
+    d = _reference_dist(q, g, metric)
     order = np.argsort(d, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(d, order, 1), order
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_flat_index_matches_a_float64_reference(metric):
+def test_flat_index_matches_a_float64_reference(metric, assert_topk_ranking):
     g = _clustered(300, 16, 0) * np.linspace(0.5, 2.0, 300, dtype=np.float32)[:, None]
     q = _clustered(20, 16, 1)
     index = GalleryIndex.build(_feats(g), "flat", metric)
     res = index.search(q, 5)
     ref_d, ref_i = _reference_topk(q, g, 5, metric)
-    np.testing.assert_array_equal(res.indices, ref_i)
+    assert_topk_ranking(res.indices, _reference_dist(q, g, metric), atol=1e-5)  # ties: rounding swaps
     np.testing.assert_allclose(res.distances, ref_d, atol=1e-5)
-    assert res[0][0] == (f"g{ref_i[0, 0]}", pytest.approx(ref_d[0, 0], abs=1e-5))
+    assert res[0][0] == (f"g{res.indices[0, 0]}", pytest.approx(ref_d[0, 0], abs=1e-5))
 
 
 @pytest.mark.parametrize("kind,params", [("flat", {}), ("ivf", {"nlist": 8, "nprobe": 8}),
                                          ("hnsw", {"hnsw_m": 16, "ef_search": 400, "ef_construction": 200})])
-def test_saved_reloaded_extended_index_equals_one_built_at_once(kind, params, tmp_path):
+def test_saved_reloaded_extended_index_equals_one_built_at_once(kind, params, tmp_path, assert_topk_ranking):
     g = _clustered(400, 16, 0)
     q = _clustered(25, 16, 1)
     a, b = _feats(g[:250]), _feats(g[250:], start=250)
@@ -288,12 +292,13 @@ def test_saved_reloaded_extended_index_equals_one_built_at_once(kind, params, tm
     assert len(grown) == 400 and grown.names == once.names
 
     r_once, r_grown = once.search(q, 10), grown.search(q, 10)
-    np.testing.assert_array_equal(r_grown.indices, r_once.indices)
     np.testing.assert_allclose(r_grown.distances, r_once.distances, atol=1e-6)
-    assert list(r_grown) == list(r_once)
-    # with every IVF cell probed / a wide HNSW beam, both are the exact answer
-    ref_d, ref_i = _reference_topk(q, g, 10)
-    np.testing.assert_array_equal(r_grown.indices, ref_i)
+    # with every IVF cell probed / a wide HNSW beam, both are the exact answer (an index built in
+    # two parts may only swap items whose distances differ by rounding)
+    ref_d, _ = _reference_topk(q, g, 10)
+    ref = _reference_dist(q, g)
+    assert_topk_ranking(r_once.indices, ref, atol=1e-5)
+    assert_topk_ranking(r_grown.indices, ref, atol=1e-5)
     np.testing.assert_allclose(r_grown.distances, ref_d, atol=1e-5)  # same distance scale for every kind
 
 

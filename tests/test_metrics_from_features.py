@@ -104,7 +104,9 @@ def test_chunks_stay_within_budget(monkeypatch):
     rng = np.random.default_rng(5)
     nq, ng, mb = 64, 500, 0.25
     qp, gp, qc, gc = _ids(rng, nq, ng)
-    qf, gf = rng.standard_normal((nq, 8)).astype(np.float32), rng.standard_normal((ng, 8)).astype(np.float32)
+    # small-integer float32 features: every Euclidean distance is exact whatever the block shape
+    # (BLAS may sum another block width in another order; random floats could then swap near-ties)
+    qf, gf = rng.integers(-3, 4, (nq, 8)).astype(np.float32), rng.integers(-3, 4, (ng, 8)).astype(np.float32)
     shapes = []
     orig = mff.host_distance_rows
 
@@ -114,12 +116,12 @@ def test_chunks_stay_within_budget(monkeypatch):
         return out
 
     monkeypatch.setattr(mff, "host_distance_rows", spy)
-    got = evaluate_features(qf, gf, qp, gp, qc, gc, memory_mb=mb)
+    got = evaluate_features(qf, gf, qp, gp, qc, gc, metric="euclidean", memory_mb=mb)
     assert len(shapes) > 1 and sum(s[0] for s in shapes) == nq
     # one block and its ~6 same-sized temporaries fit in the budget
     assert all(r * c * 4 * 6 <= mb * 2**20 for r, c in shapes)
     monkeypatch.setattr(mff, "host_distance_rows", orig)
-    _same(evaluate_rank(host_pairwise_distance(qf, gf).numpy(), qp, gp, qc, gc), got)
+    _same(evaluate_rank(host_pairwise_distance(qf, gf, "euclidean").numpy(), qp, gp, qc, gc), got)
 
 
 def test_inputs_not_modified_and_tensor_inputs():
