@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
 
+from fastreid_ext.config import exclude_from_embedding_hash
+
 __all__ = ["add_fgpose_config", "STREAMS", "ATTENTION_ORDERS", "ATTENTION_NETS", "ATTENTION_SOURCES"]
 
 #: stream names, in the order of the test embedding
@@ -48,6 +50,10 @@ ATTENTION_ORDERS = ("fine_to_coarse", "coarse_to_fine")
 ATTENTION_NETS = ("rnn", "cnn")
 ATTENTION_SOURCES = ("motion", "appearance")
 MOTION_BACKBONES = ("separate", "shared")
+
+# training-only keys: the embedding of an input does not depend on them (deployment config hash)
+exclude_from_embedding_hash("MODEL.FGPOSE.TRAIN_STREAMS", "MODEL.FGPOSE.W1", "MODEL.FGPOSE.W2",
+                            "MODEL.FGPOSE.CE_EPSILON")
 
 
 def add_fgpose_config(cfg: CN) -> CN:
