@@ -13,13 +13,15 @@ Usage::
         --identities 150
     python projects/MGRAFA/tools/schedule_audit.py --config-file <cfg> --iters-per-epoch 9
 
-``--identities`` uses the core's epoch length (``fastreid_ext.engine.trainer.epoch_iterations``
-with a P x K sampler over that many identities) when the core has it, else ``ids x K / batch``.
+``--identities`` (and ``--samples``, the number of train items) use the core's epoch length
+(``fastreid_ext.engine.trainer.epoch_iterations``, ``DATALOADER.EPOCH_LENGTH``) with a P x K
+sampler over that many identities.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from types import SimpleNamespace
 from typing import List
 
@@ -37,10 +39,8 @@ def identities_epoch(cfg, identities: int, samples: int = 0) -> int:
     sampler = SimpleNamespace(pids=list(range(identities)), num_instances=cfg.DATALOADER.NUM_INSTANCE)
     loader = SimpleNamespace(batch_sampler=SimpleNamespace(sampler=sampler),
                              dataset=[None] * max(samples, identities))
-    try:
-        from fastreid_ext.engine.trainer import epoch_iterations
-    except ImportError:  # a core without DATALOADER.EPOCH_LENGTH: the identities definition
-        return max(1, identities * cfg.DATALOADER.NUM_INSTANCE // cfg.SOLVER.IMS_PER_BATCH)
+    from fastreid_ext.engine.trainer import epoch_iterations
+
     return epoch_iterations(cfg, loader)
 
 
@@ -55,15 +55,20 @@ def epoch_learning_rates(cfg, iters_per_epoch: int) -> List[float]:
                               storage=SimpleNamespace(put_scalar=lambda *a, **k: None))
     hook.trainer = trainer
     lrs = []
+    with warnings.catch_warnings():  # no optimizer.step() here: torch's step-order warning
+        warnings.simplefilter("ignore", UserWarning)
+        _run_epochs(cfg, iters_per_epoch, optimizer, hook, trainer, lrs)
+    return lrs
+
+
+def _run_epochs(cfg, iters_per_epoch, optimizer, hook, trainer, lrs) -> None:
     for epoch in range(cfg.SOLVER.MAX_EPOCH):  # the host loop, fastreid/engine/train_loop.py:141-148
         trainer.epoch = epoch
         lrs.append(optimizer.param_groups[0]["lr"])
         for _ in range(iters_per_epoch):
-            optimizer.step()  # no gradient: changes nothing, keeps torch's step-order check quiet
             hook.after_step()
             trainer.iter += 1
         hook.after_epoch()
-    return lrs
 
 
 def decay_epochs(cfg, iters_per_epoch: int) -> List[int]:
@@ -80,10 +85,11 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--iters-per-epoch", type=int)
     g.add_argument("--identities", type=int, help="train identities (P x K epoch)")
+    p.add_argument("--samples", type=int, default=0, help="train items (DATALOADER.EPOCH_LENGTH samples)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     a = p.parse_args(argv)
     cfg = build_config(a.config_file, a.opts)
-    ipe = a.iters_per_epoch or identities_epoch(cfg, a.identities)
+    ipe = a.iters_per_epoch or identities_epoch(cfg, a.identities, a.samples)
     warm = cfg.SOLVER.WARMUP_ITERS / ipe
     print(f"{a.config_file}: {ipe} iterations / epoch, warm-up {cfg.SOLVER.WARMUP_ITERS} iterations "
           f"= {warm:.1f} epochs, STEPS {list(cfg.SOLVER.STEPS)} -> lr decays at epochs "

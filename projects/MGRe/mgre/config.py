@@ -64,8 +64,10 @@ def add_mgre_config(cfg: CN) -> CN:
     # what sampled points outside the map read: "border" (nearest border pixel) or "zeros"
     _C.MODEL.MGRE.LOC_PADDING = "border"
     # factor on the ReID losses' gradient reaching the location modules through the sampled
-    # boxes (1.0: plain joint optimisation; the location loss' gradient is never scaled)
-    _C.MODEL.MGRE.LOC_REID_GRAD = 0.1
+    # boxes (1.0: plain joint optimisation; the location loss' gradient is never scaled). The
+    # ReID gradients there are 10-5000x the location loss's; 0.01 keeps the regions on the
+    # keypoint boxes while the ReID losses still shape them (README, evidence)
+    _C.MODEL.MGRE.LOC_REID_GRAD = 0.01
     _C.MODEL.MGRE.LOC_HIDDEN = 128         # conv channels of the location module (not stated)
     _C.MODEL.MGRE.LOC_POOL = [4, 2]        # its max-pooling output size (not stated)
     # stage-4 maps upsampled (bilinear) + 1x1 conv, added to the stage-1 / stage-2 maps
