@@ -5,7 +5,8 @@
   weights shared by the regions of that granularity, never across granularities).
 - :class:`StageEmbedding`: per region GAP + GMP, concatenation over the stage's regions, a
   linear projection to ``dim`` (512), then a BNNeck (BN, bias frozen) and a bias-free
-  classifier. The ID loss reads the logits, the triplet loss the pre-BN feature.
+  classifier (:class:`fastreid_ext.modeling.heads.BNNeckClassifier`). The ID loss reads the
+  logits, the triplet loss the pre-BN feature.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from fastreid_ext.modeling.heads import BNNeckClassifier
 
 __all__ = ["ResidualBlock", "StageEmbedding", "gap_gmp", "weighted_concat"]
 
@@ -63,10 +66,9 @@ class StageEmbedding(nn.Module):
     def __init__(self, in_channels: int, num_regions: int, dim: int, num_classes: int):
         super().__init__()
         self.proj = nn.Linear(in_channels * num_regions, dim, bias=False)
-        self.bn = nn.BatchNorm1d(dim)
-        self.bn.bias.requires_grad_(False)  # BNNeck
-        self.classifier = nn.Linear(dim, num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        # BNNeck + bias-free classifier, weight N(0, 0.001^2) (drawn after nn.Linear's draw, the
+        # random stream this module has always had)
+        self.classifier = BNNeckClassifier(dim, num_classes, init_std=0.001, weight_init="linear_then_normal")
         nn.init.kaiming_normal_(self.proj.weight, mode="fan_out")
 
     def project(self, region_vectors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -76,7 +78,6 @@ class StageEmbedding(nn.Module):
     def head(self, feat: torch.Tensor, targets: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Pre-BN ``(B, dim)`` -> ``{"features" (pre-BN, for the triplet loss), "bn_features",
         "cls_outputs", "pred_class_logits"}``."""
-        bn = self.bn(feat)
-        logits = self.classifier(bn)
-        return {"features": feat, "bn_features": bn, "cls_outputs": logits,
-                "pred_class_logits": logits}
+        out = self.classifier(feat, targets)
+        return {"features": feat, "bn_features": out["neck_features"], "cls_outputs": out["cls_outputs"],
+                "pred_class_logits": out["pred_class_logits"]}

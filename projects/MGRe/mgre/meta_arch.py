@@ -28,7 +28,8 @@ from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from torch import nn
 
 from fastreid_ext.modeling.losses import LossSet, build_losses
-from fastreid_ext.modeling.video_utils import build_backbone_offline, preprocess_clip
+from fastreid_ext.modeling.meta_arch import ReidMetaArch
+from fastreid_ext.modeling.video_utils import build_backbone_offline
 
 from .config import FE_MODULES, MGRE_MODES
 from .embedding import ResidualBlock, StageEmbedding, gap_gmp, weighted_concat
@@ -93,7 +94,7 @@ def _check_backbone(backbone: nn.Module) -> None:
 
 
 @META_ARCH_REGISTRY.register()
-class MGRe(nn.Module):
+class MGRe(ReidMetaArch):
     """Multiple Granularities ReID (the MGRe paper).
 
     ``forward(batched_inputs)``: ``images`` ``(B, T, 3, H, W)`` or ``(B, 3, H, W)`` (0..255,
@@ -114,7 +115,7 @@ class MGRe(nn.Module):
                  loc_reid_grad: float = 1.0, fe_module: str = "bottleneck",
                  loc_hidden: int = 128, loc_pool: Sequence[int] = (4, 2),
                  ref_input_size: Sequence[int] = REFERENCE_INPUT, eval_feat: str = "after"):
-        super().__init__()
+        super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
         stages = [int(s) for s in stages]
         if sorted(set(stages)) != sorted(stages) or any(s not in (1, 2, 3) for s in stages):
             raise ValueError(f"MODEL.MGRE.STAGES must be distinct values among 1, 2, 3, got {stages}")
@@ -153,8 +154,6 @@ class MGRe(nn.Module):
         self.ref_input_size = tuple(int(v) for v in ref_input_size)
         feature_stages = [] if mode == "baseline_jo" else self.stages
         self.feat_weights = [float(feat_weights[g - 1]) for g in feature_stages] + [float(feat_weights[3])]
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
 
         shapes = self._stage_shapes(input_size)  # 4 x (C, h, w)
         c4, h4 = shapes[3][0], shapes[3][1]
@@ -215,9 +214,7 @@ class MGRe(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> Dict:
         backbone = build_backbone_offline(cfg)
-        num_classes = cfg.MODEL.HEADS.NUM_CLASSES
-        if num_classes <= 0:
-            raise ValueError("MODEL.HEADS.NUM_CLASSES must be > 0 (the trainer sets it from the training data)")
+        num_classes = cls.num_classes_of(cfg)
         m = cfg.MODEL.MGRE
         losses = build_losses(cfg, feat_dim=m.EMBED_DIM, num_classes=num_classes)
         return {
@@ -225,8 +222,7 @@ class MGRe(nn.Module):
             "losses": losses,
             "num_classes": num_classes,
             "input_size": tuple(cfg.INPUT.SIZE_TRAIN),
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
+            **cls.pixel_config(cfg),
             "stages": list(m.STAGES),
             "mode": m.MODE,
             "joint_optimization": m.JOINT_OPTIMIZATION,
@@ -257,10 +253,6 @@ class MGRe(nn.Module):
         finally:
             self.backbone.train(was)
         return [(int(o.shape[1]), int(o.shape[2]), int(o.shape[3])) for o in outs]
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     @property
     def needs_keypoints(self) -> bool:
@@ -339,15 +331,7 @@ class MGRe(nn.Module):
         return feats, located
 
     def _clips(self, batched_inputs) -> torch.Tensor:
-        if isinstance(batched_inputs, torch.Tensor):
-            images = batched_inputs
-        elif isinstance(batched_inputs, dict):
-            if "images" not in batched_inputs:
-                raise KeyError(f"batched_inputs has no 'images' (keys: {sorted(batched_inputs)})")
-            images = batched_inputs["images"]
-        else:
-            raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
-        return preprocess_clip(images.to(self.device), self.pixel_mean, self.pixel_std)  # (B, T, C, H, W)
+        return self.preprocess(batched_inputs)  # (B, T, C, H, W)
 
     @torch.no_grad()
     def locate(self, batched_inputs) -> Dict[int, torch.Tensor]:
@@ -411,9 +395,7 @@ class MGRe(nn.Module):
             vecs = [self.embeddings[f"stage{g}"].head(clip_feats[g])[key] for g in order]
             return weighted_concat(vecs, self.feat_weights)  # Eq. (6)
 
-        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
-            raise KeyError("training needs batched_inputs['targets'] (person ids)")
-        targets = batched_inputs["targets"].to(self.device)
+        targets = self.batch_targets(batched_inputs)
         result: Dict[str, torch.Tensor] = {}
         for g in order:
             outputs = self.embeddings[f"stage{g}"].head(clip_feats[g], targets)
