@@ -200,3 +200,21 @@ def test_fgreid_star_loads_everything_but_the_class_dependent_weights(tmp_path):
         _tiny_fgreid(3, PRETRAINED_MODEL=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="shape mismatch"):
         _tiny_fgreid(3, PRETRAINED_MODEL=path, NL_REDUCTION=2)
+
+
+@pytest.mark.parametrize("stage2,stage1", [
+    ("VeRi/fgreid.yml", "VeRi/stage1_vehicleid_baseline.yml"),
+    ("MARS/fgreid.yml", "MARS/stage1_video_baseline.yml"),
+    ("iLIDSVID/fgreid.yml", "MARS/stage1_video_baseline.yml"),
+    ("Market1501/fgreid_star.yml", "MARS/fgreid.yml"),
+    ("CUHK01/fgreid_star.yml", "MARS/fgreid.yml"),
+])
+def test_stage_configs_point_at_the_checkpoint_their_stage_1_writes(stage2, stage1):
+    from fastreid.data.datasets import DATASET_REGISTRY
+
+    s2 = _cfg(osp.join(FGREID_CONFIGS, stage2), fgreid_keys=True)
+    s1 = _cfg(osp.join(FGREID_CONFIGS, stage1), fgreid_keys=True)
+    target = s2.MODEL.FGREID.PRETRAINED_MODEL or s2.MODEL.FGREID.MARS_WEIGHTS
+    assert target == osp.join(s1.OUTPUT_DIR, "model_final.pth")
+    for name in (*s1.DATASETS.NAMES, *s1.DATASETS.TESTS):
+        assert name in DATASET_REGISTRY._obj_map, name
