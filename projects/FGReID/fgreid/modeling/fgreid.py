@@ -17,7 +17,8 @@ from fastreid.config import configurable
 from fastreid.layers.weight_init import weights_init_classifier, weights_init_kaiming
 from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid_ext.modeling.losses import LossSet, build_losses
-from fastreid_ext.modeling.video_utils import build_backbone_offline, frame_features, preprocess_clip
+from fastreid_ext.modeling.meta_arch import ReidMetaArch
+from fastreid_ext.modeling.video_utils import build_backbone_offline, frame_features
 from torch import nn
 
 from ..layers import MIN_SCOPES, QKNonLocal, attentive_pooling, channel_weights, fine_grained_attention
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
-class FGReID(nn.Module):
+class FGReID(ReidMetaArch):
     """See the module docstring. Ablation switches (Table 8) are the ``MODEL.FGREID`` keys.
 
     ``forward(batched_inputs)``: training -> dict of named losses; eval -> ``(B, D)``
@@ -50,7 +51,7 @@ class FGReID(nn.Module):
             pretrained_model: FGReID* -- a whole FGReID checkpoint trained on MARS whose
                 weights (all but ``classifier.*`` / ``losses.*``) replace the initial ones.
         """
-        super().__init__()
+        super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
         if min_scope not in MIN_SCOPES:
             raise ValueError(f"MODEL.FGREID.MIN_SCOPE must be one of {MIN_SCOPES}, got {min_scope!r}")
         if not (use_gfm or use_context):
@@ -82,8 +83,6 @@ class FGReID(nn.Module):
         self.classifier = nn.Linear(reduced_dim, num_classes, bias=False)  # shared: Y1 and Y2
         self.classifier.apply(weights_init_classifier)
         self.losses = losses
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
         if pretrained_model:
             load_pretrained_fgreid(self, pretrained_model)
 
@@ -109,10 +108,7 @@ class FGReID(nn.Module):
             elif not f.SHARED_BACKBONE:
                 logger.warning("MODEL.FGREID.MARS_WEIGHTS is empty: CNN_MARS starts from random "
                                "weights (the paper's 'Baseline', not 'FGReID')")
-        num_classes = cfg.MODEL.HEADS.NUM_CLASSES
-        if num_classes <= 0:
-            raise ValueError("MODEL.HEADS.NUM_CLASSES must be > 0 (the trainer sets it from the "
-                             "training data when the config leaves it at 0)")
+        num_classes = cls.num_classes_of(cfg)
         losses = build_losses(cfg, feat_dim=num_branches * f.REDUCED_DIM, num_classes=num_classes)
         return {
             "backbone_imagenet": backbone_imagenet,
@@ -121,8 +117,7 @@ class FGReID(nn.Module):
             "reduced_dim": f.REDUCED_DIM,
             "num_classes": num_classes,
             "losses": losses,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
+            **cls.pixel_config(cfg),
             "nl_reduction": f.NL_REDUCTION,
             "min_scope": f.MIN_SCOPE,
             "use_s_channel": f.S_CHANNEL,
@@ -135,10 +130,6 @@ class FGReID(nn.Module):
         }
 
     @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    @property
     def embedding_dim(self) -> int:
         return self.reduced_dim * (int(self.use_gfm) + int(self.use_context))
 
@@ -148,7 +139,7 @@ class FGReID(nn.Module):
         Returns a dict with ``features`` (``f*``, ``(B, D)``), ``y1`` / ``y2`` (``(B, C)``, for
         the branches present) and ``a_maps`` (``(B, T, h, w)``, when the context branch runs).
         """
-        x = preprocess_clip(images, self.pixel_mean, self.pixel_std)  # (B, T, 3, H, W)
+        x = self.preprocess(images)  # (B, T, 3, H, W)
         b, t = x.shape[:2]
         maps_in = frame_features(self.backbone_imagenet, x).flatten(0, 1)  # (B*T, C', h, w)
         f_in = self.reduce_imagenet(maps_in)  # f'_ImageNet (B*T, c*, h, w)
@@ -186,15 +177,12 @@ class FGReID(nn.Module):
         return fine_grained_attention(f_in, s_channel, t, self.min_scope)
 
     def forward(self, batched_inputs):
-        images = batched_inputs["images"] if isinstance(batched_inputs, dict) else batched_inputs
-        out = self.extract(images)
+        out = self.extract(self.batch_images(batched_inputs))
         if not self.training:
             return out["features"]
-        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
-            raise KeyError("training needs batched_inputs['targets']")
+        targets = self.batch_targets(batched_inputs)
         if self.losses is None or len(self.losses) == 0:
             raise RuntimeError("FGReID has no losses (MODEL.LOSSES.NAME is empty)")
-        targets = batched_inputs["targets"].to(self.device)
         out["pred_class_logits"] = out["y2"] if "y2" in out else out["y1"]
         out.pop("a_maps", None)
         return self.losses(out, targets)
