@@ -164,8 +164,8 @@ def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, 
             extra.update(measure(model, cfg, root, claim))
     record = {
         "claim": claim.name, "row": row.name, "seed": seed, "mode": mode, "key": ident,
-        "mAP": float(results["mAP"]), "Rank-1": float(results.get("Rank-1", float("nan"))),
-        "mINP": float(results.get("mINP", float("nan"))),
+        "mAP": float(results["mAP"]), "Rank-1": float(results["Rank-1"]),
+        "mINP": float(results["mINP"]) if "mINP" in results else None,
         "extra": extra, "diagnostics": last_diagnostics(run_dir),
         "train_test_s": round(train_test_s, 1), "seconds": round(time.perf_counter() - t0, 1),
         "cpu_seconds": round(cpu_seconds() - c0, 1), "config": os.path.relpath(config_path(row), REPO),

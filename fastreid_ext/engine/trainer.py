@@ -381,8 +381,8 @@ def validate_training_config(cfg) -> None:
     need(positive_int(t.EVAL_PERIOD), f"TEST.EVAL_PERIOD must be an int >= 1 (epochs), got {t.EVAL_PERIOD!r}")
     need(positive_int(t.IMS_PER_BATCH), f"TEST.IMS_PER_BATCH must be an int >= 1, got {t.IMS_PER_BATCH!r}")
     need(t.METRIC in ("cosine", "euclidean"), f"TEST.METRIC must be 'cosine' or 'euclidean', got {t.METRIC!r}")
-    need(t.PROTOCOL in ("auto",) + tuple(PROTOCOLS),
-         f"TEST.PROTOCOL must be one of {('auto',) + tuple(PROTOCOLS)}, got {t.PROTOCOL!r}")
+    protocols = ("auto",) + tuple(PROTOCOLS) + ("fgpr",)  # fgpr: evaluation/two_direction.py
+    need(t.PROTOCOL in protocols, f"TEST.PROTOCOL must be one of {protocols}, got {t.PROTOCOL!r}")
     need(positive_int(t.VIDEO.SEQ_LEN), f"TEST.VIDEO.SEQ_LEN must be an int >= 1, got {t.VIDEO.SEQ_LEN!r}")
     need(positive_int(t.VIDEO.MAX_CLIPS), f"TEST.VIDEO.MAX_CLIPS must be an int >= 1, got {t.VIDEO.MAX_CLIPS!r}")
     r = t.RETRIEVAL
