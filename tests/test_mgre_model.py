@@ -195,11 +195,95 @@ def test_table7_without_joint_optimisation_uses_the_keypoint_boxes():
         m({"images": batch["images"]})  # needs keypoints at test time too
 
 
+def test_table7_without_jo_flip_test_mirrors_the_keypoint_regions():
+    """The flip test (fastreid_ext.evaluation.inference) mirrors the keypoints with the images:
+    the regions of the flipped image are the mirrored regions, left and right torso swapped."""
+    from fastreid_ext.evaluation.inference import _batch_for_model, flip_keypoints
+
+    m = build_model(tiny_cfg(JOINT_OPTIMIZATION=False)).eval()
+    batch = make_batch()
+    flipped = _batch_for_model(batch, torch.device("cpu"), flip=True)
+    assert torch.equal(flipped["images"], batch["images"].flip(-1))
+    assert torch.equal(flipped["keypoints"], flip_keypoints(batch["keypoints"]))
+    assert torch.equal(flip_keypoints(flipped["keypoints"]), batch["keypoints"])  # an involution
+    a, b = m.locate(batch)[1], m.locate(flipped)[1]  # (B, T, 4 regions, (x0, y0, x1, y1))
+    mirrored = torch.stack([1 - a[..., 2], a[..., 1], 1 - a[..., 0], a[..., 3]], dim=-1)
+    assert torch.allclose(b[..., [0, 3], :], mirrored[..., [0, 3], :], atol=1e-6)  # head, legs
+    assert torch.allclose(b[..., 1, :], mirrored[..., 2, :], atol=1e-6)  # left torso <- right torso
+    assert torch.allclose(b[..., 2, :], mirrored[..., 1, :], atol=1e-6)
+
+
+def test_table7_baseline_plus_jo_locates_but_embeds_stage4_only():
+    m = build_model(tiny_cfg(MODE="baseline_jo")).train()
+    assert set(m.location) == {"stage1", "stage2", "stage3"} and set(m.extractors) == {"stage4"}
+    assert len(m.guidance) == 0 and m.output_dim == 512
+    with EventStorage(0):
+        losses = m(make_batch())
+    assert set(losses) == {"stage4_loss_cls", "stage4_loss_triplet"} | {f"stage{g}_loss_location" for g in (1, 2, 3)}
+    sum(losses.values()).backward()
+    assert m.location["stage1"].fc.weight.grad.abs().sum() > 0
+    assert m.backbone.layer1[0].conv1.weight.grad.abs().sum() > 0  # the location loss trains the backbone
+    assert set(m.diagnostics()) == {"region_iou_s1", "region_iou_s2", "region_iou_s3", "region_offmap_frac"}
+    m.eval()
+    with torch.no_grad():
+        emb = m(make_batch()["images"])
+    assert emb.shape == (B, 512)
+    with pytest.raises(ValueError, match="baseline_jo"):
+        build_model(tiny_cfg(MODE="baseline_jo", JOINT_OPTIMIZATION=False))
+
+
+def test_stage_sized_feature_extractors_follow_the_backbone_stages():
+    """FE_MODULE stage: as many bottlenecks as the backbone's stage of that granularity
+    (ResNet-18: 2 per stage; ResNet-50: 3, 4, 6, 3); bottleneck: one."""
+    m = build_model(tiny_cfg(FE_MODULE="stage"))
+    for g in (1, 2, 3, 4):
+        blocks = [b for b in m.extractors[f"stage{g}"].modules() if isinstance(b, mgre.ResidualBlock)]
+        assert len(blocks) == len(getattr(m.backbone, f"layer{g}"))
+        assert blocks[0].conv1.in_channels == getattr(m.backbone, f"layer{g}")[-1].conv2.out_channels
+    single = build_model(tiny_cfg())
+    assert all(isinstance(e, mgre.ResidualBlock) for e in single.extractors.values())
+    m.train()
+    with EventStorage(0):
+        losses = m(make_batch())
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_diagnostics_measure_iou_with_the_keypoint_boxes_and_off_map_area():
+    m = build_model(tiny_cfg(LOC_INIT_STD=0.0)).train()
+    batch = make_batch()
+    with EventStorage(0):
+        m(batch)
+    d = m.diagnostics()
+    regions = regions_of_stage(3)
+    kp = batch["keypoints"][:, 0]
+    c, s = boxes_from_keypoints(kp, [r.joints for r in regions], torch.zeros(1, 2), torch.ones(1, 2))
+    pred_c, pred_s = m.location["stage3"].boxes(m.location["stage3"].fc.bias.detach().view(1, 1, 4))
+    # hand IoU of the (input-independent) prior box with each image's keypoint box
+    px0, py0 = pred_c[0, 0] - pred_s[0, 0] / 2
+    px1, py1 = pred_c[0, 0] + pred_s[0, 0] / 2
+    ious = []
+    for i in range(B):
+        kx0, ky0 = c[i, 0] - s[i, 0] / 2
+        kx1, ky1 = c[i, 0] + s[i, 0] / 2
+        inter = max(0.0, float(min(px1, kx1) - max(px0, kx0))) * max(0.0, float(min(py1, ky1) - max(py0, ky0)))
+        union = float((px1 - px0) * (py1 - py0) + (kx1 - kx0) * (ky1 - ky0)) - inter
+        ious.append(inter / union)
+    assert d["region_iou_s3"] == pytest.approx(sum(ious) / B, rel=1e-5)
+    assert d["region_offmap_frac"] == pytest.approx(0.0, abs=1e-6)
+    from mgre.location import offmap_fraction
+    half_out = offmap_fraction(torch.tensor([[1.0, 0.5]]), torch.tensor([[0.4, 0.2]]))
+    assert half_out.item() == pytest.approx(0.5)
+
+
 def test_unknown_settings_raise():
     with pytest.raises(ValueError, match="MODE"):
         build_model(tiny_cfg(MODE="nope"))
     with pytest.raises(ValueError, match="STAGES"):
         build_model(tiny_cfg(STAGES=[4]))
+    for key, value in (("LOC_PARAM", "free"), ("LOC_PADDING", "reflect"), ("FE_MODULE", "block"),
+                       ("LOC_REID_GRAD", 2.0)):
+        with pytest.raises(ValueError, match=key):
+            build_model(tiny_cfg(**{key: value}))
 
 
 def test_weighted_concat_is_eq6():

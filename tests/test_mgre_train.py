@@ -70,13 +70,24 @@ def test_trains_without_keypoints_and_says_so(root, tmp_path):
     assert 0.0 <= results["mAP"] <= 100.0
 
 
+def test_without_jo_trains_and_evaluates_with_flip_test(root, tmp_path):
+    """Table 7 "MGRe w/o JO": keypoint regions at train and test time; the test items carry the
+    keypoints and the flip test mirrors them."""
+    trainer, results, logs = train(root, tmp_path, "MODEL.MGRE.JOINT_OPTIMIZATION", "False",
+                                   "TEST.FLIP.ENABLED", "True")
+    assert not any("location" in n for n in trainer.storage.histories())
+    assert any("w/o joint optimisation" in m for m in logs)
+    assert 0.0 <= results["mAP"] <= 100.0
+
+
 def test_keypoint_datasets_attach_or_demand_the_json(root, tmp_path):
     host_root = os.path.join(root, "synthetic", "market1501")  # the host Market1501 layout
     data_dir = os.path.join(host_root, "Market-1501-v15.09.15")
     ds = DATASET_REGISTRY.get("Market1501Keypoints")(root=host_root)
     assert ds.keypoints_path == os.path.join(data_dir, "keypoints.json")
     assert all(item[3]["keypoints"] == ds.keypoints_path for item in ds.train)
-    assert all(len(item) == 3 for item in ds.query)  # test items need no pseudo labels
+    # test items carry them too ("MGRe w/o JO" reads the regions off them at test time)
+    assert all(item[3]["keypoints"] == ds.keypoints_path for item in list(ds.query) + list(ds.gallery))
     moved = str(tmp_path / "keypoints.json")
     shutil.move(os.path.join(data_dir, "keypoints.json"), moved)
     try:

@@ -7,7 +7,9 @@ Differences from ``fastreid/evaluation/evaluator.py::inference_on_dataset``:
   host's flip test then flips and re-normalises that already normalised tensor,
   ``evaluator.py:119-121``: normalised twice);
 * flip test flips the last (width) dimension of ``images`` whether ``(B, C, H, W)`` or
-  ``(B, T, C, H, W)`` and averages the two embeddings once;
+  ``(B, T, C, H, W)`` and averages the two embeddings once; batch ``keypoints`` ``(B, T, 17, 3)``
+  (x, y in [0, 1]) are mirrored with them (``x -> 1 - x``, left / right joints swapped), so a
+  model that reads them at test time sees the flipped image's joints;
 * ``torch.inference_mode``, a DDP / DataParallel model is unwrapped, a tqdm progress bar (off
   when stderr is not a terminal or on non-main processes).
 """
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from fastreid.evaluation.evaluator import inference_context
 from fastreid.utils import comm
 
-__all__ = ["inference_on_dataset", "flip_images", "model_device"]
+__all__ = ["inference_on_dataset", "flip_images", "flip_keypoints", "model_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +56,27 @@ def flip_images(images: torch.Tensor) -> torch.Tensor:
     return images.flip(dims=[-1])
 
 
-def _batch_for_model(batch: Dict, device: torch.device, images: Optional[torch.Tensor] = None) -> Dict:
+def flip_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
+    """The COCO joints ``(..., 17, 3)`` (``x, y`` in ``[0, 1]``) of horizontally flipped images:
+    ``x -> 1 - x`` and every left joint swapped with its right twin (a new tensor)."""
+    from fastreid_ext.data.transforms import COCO_FLIP_PERM
+
+    if keypoints.shape[-2:] != (len(COCO_FLIP_PERM), 3):
+        raise ValueError(f"keypoints must be (..., 17, 3), got {tuple(keypoints.shape)}")
+    out = keypoints[..., list(COCO_FLIP_PERM), :].clone()
+    out[..., 0] = 1.0 - out[..., 0]
+    return out
+
+
+def _batch_for_model(batch: Dict, device: torch.device, flip: bool = False) -> Dict:
     """A new dict whose tensors live on ``device``; ``images`` is always a private copy so an
-    in-place normalisation inside the model cannot reach the caller's batch."""
+    in-place normalisation inside the model cannot reach the caller's batch. ``flip``: the
+    horizontally flipped ``images`` (and ``keypoints``, when the batch has them)."""
     out = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-    src = batch["images"] if images is None else images
+    src = flip_images(batch["images"]) if flip else batch["images"]
     out["images"] = src.to(device, non_blocking=True, copy=True)
+    if flip and isinstance(batch.get("keypoints"), torch.Tensor):
+        out["keypoints"] = flip_keypoints(batch["keypoints"]).to(device, non_blocking=True)
     return out
 
 
@@ -88,8 +105,7 @@ def inference_on_dataset(model: nn.Module, data_loader, evaluator, flip_test: bo
             t0 = time.perf_counter()
             outputs = model(_batch_for_model(batch, device))
             if flip_test:
-                flipped = flip_images(batch["images"])
-                outputs = (outputs + model(_batch_for_model(batch, device, flipped))) / 2.0
+                outputs = (outputs + model(_batch_for_model(batch, device, flip=True))) / 2.0
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             compute += time.perf_counter() - t0

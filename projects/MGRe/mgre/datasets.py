@@ -1,8 +1,11 @@
 """Keypoint-aware variants of the real image / video datasets for MGRe's location loss.
 
-``<Name>Keypoints`` is the registered dataset ``<Name>`` whose *train* items carry
-``{"keypoints": <json path>}`` extras (the data pipeline then adds ``keypoints`` (B, T, 17, 3)
-to the batches, ``docs/architecture.md``). The JSON (``{frame path relative to the JSON's
+``<Name>Keypoints`` is the registered dataset ``<Name>`` whose train, query and gallery items
+carry ``{"keypoints": <json path>}`` extras (the data pipeline then adds ``keypoints``
+(B, T, 17, 3) to the batches, ``docs/architecture.md``; frames missing from the JSON get
+``v = 0``). Train items feed the location loss (Eq. 3); test items are needed only by
+"MGRe w/o JO" (Table 7), which reads the regions off the keypoints at test time too (use it as
+``DATASETS.TESTS``; the flip test mirrors the keypoints with the images). The JSON (``{frame path relative to the JSON's
 folder: [[x, y, v] x 17]}``, pixels) is looked up as ``keypoints.json`` in the folder of the
 first train image and its parents up to the dataset root, so running
 ``tools/make_keypoints.py --dataset-dir <dataset folder>`` on the folder holding the image
@@ -74,7 +77,10 @@ class KeypointsMixin:
                 f"--pose-model <local pose model file>`, or train without the location loss: "
                 f"DATASETS.NAMES (\"{base}\",) and MODEL.MGRE.USE_KEYPOINTS False")
         self.keypoints_path = osp.abspath(path)
-        self._train = with_keypoints(self.train, self.keypoints_path)  # host ImageDataset.train is a read-only property
+        # host ImageDataset.train / query / gallery are read-only properties over these
+        self._train = with_keypoints(self.train, self.keypoints_path)
+        self._query = with_keypoints(self.query, self.keypoints_path)
+        self._gallery = with_keypoints(self.gallery, self.keypoints_path)
 
 
 def _register(name: str, base: type, **fixed) -> type:
