@@ -121,3 +121,12 @@ def test_video_evaluator_uses_the_parts_and_the_fgpr_protocol():
     assert plain["mAP"] != pytest.approx(got["mAP"])
     with pytest.raises(ValueError, match="needs groups"):
         VideoClipEvaluator(cfg, num_query=4, num_tracklets=8, pids=pids, camids=cams, protocol="fgpr")
+
+
+def test_fgpr_is_an_accepted_test_protocol():
+    from fastreid_ext.config import build_config
+    from fastreid_ext.engine.trainer import validate_training_config
+
+    validate_training_config(build_config("", ["TEST.PROTOCOL", "fgpr"]))
+    with pytest.raises(ValueError, match="TEST.PROTOCOL"):
+        validate_training_config(build_config("", ["TEST.PROTOCOL", "fgpr2"]))
