@@ -8,7 +8,7 @@ DATA ?= datasets
 DEMO_IDS ?= 120
 DEMO_OUT ?= logs/demo
 
-.PHONY: install demo test bench bench-metrics bench-retrieval bench-loader bench-index bench-projects claims claims-quick clean-demo
+.PHONY: install demo test lint lint-fix bench bench-metrics bench-retrieval bench-loader bench-index bench-projects claims claims-quick clean-demo
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# pyflakes + isort (pyproject.toml [tool.ruff]); `make lint-fix` applies the safe fixes
+lint: install
+	$(PY) -m ruff check .
+
+lint-fix: install
+	$(PY) -m ruff check --fix .
 
 # Benchmarks print tables (README "Measured performance"); none of them is a test.
 bench: bench-metrics bench-retrieval bench-loader bench-index

@@ -4,9 +4,9 @@ import os
 
 import pytest
 import torch
+from conftest import REPO
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import build_inference_model
 from fastreid_ext.engine.inference_model import inference_num_classes

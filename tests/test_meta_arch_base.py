@@ -4,10 +4,10 @@ import os
 
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid.modeling.heads.embedding_head import EmbeddingHead
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims before the host's packages)
-from fastreid_ext.evaluation import evaluate_features, evaluate_rank
-from fastreid_ext.evaluation import distance
+from fastreid_ext.evaluation import distance, evaluate_features, evaluate_rank
 from fastreid_ext.evaluation import metrics_from_features as mff
 from fastreid_ext.evaluation.distance import host_pairwise_distance
 

@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")

@@ -19,7 +19,6 @@ from fastreid.engine.defaults import default_argument_parser, default_setup
 from fastreid.utils import comm
 from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
-
 from fastreid_ext.config import build_config, project_entry_points
 from fastreid_ext.engine import Trainer, build_inference_model, launch
 from fastreid_ext.engine.trainer import eval_output_dir

@@ -17,7 +17,6 @@ import os
 
 import fastreid_ext  # noqa: F401  (compat shims + registrations first)
 from fastreid.utils.logger import setup_logger
-
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer, build_inference_model
 

@@ -30,7 +30,13 @@ from typing import Iterator, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .validation import ArrayLike, as_feature_matrix, check_metric, resolve_device, validate_features
+from .validation import (
+    ArrayLike,
+    as_feature_matrix,
+    check_metric,
+    resolve_device,
+    validate_features,
+)
 
 __all__ = [
     "rows_per_block",

@@ -32,7 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from .distance import host_distance_rows
-from .rank import PROTOCOLS, RankResult, check_max_rank, check_protocol, rank_from_chunks, rank_groupwise
+from .rank import (
+    PROTOCOLS,
+    RankResult,
+    check_max_rank,
+    check_protocol,
+    rank_from_chunks,
+    rank_groupwise,
+)
 from .validation import as_1d, as_feature_matrix, check_metric
 
 logger = logging.getLogger(__name__)

@@ -42,12 +42,12 @@ import torch.nn.functional as F
 from fastreid.evaluation.evaluator import DatasetEvaluator
 from fastreid.utils import comm
 
-from .query_expansion import average_query_expansion
-from .rerank import k_reciprocal_rerank
 from .distance import pairwise_distance
 from .faiss_search import ApproximateSearch
 from .metrics_from_features import evaluate_features
+from .query_expansion import average_query_expansion
 from .rank import evaluate_rank
+from .rerank import k_reciprocal_rerank
 from .retrieval import search
 from .validation import validate_features
 

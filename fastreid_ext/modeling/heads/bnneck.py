@@ -15,9 +15,10 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from fastreid.layers import any_softmax, get_norm
 from fastreid.layers.weight_init import weights_init_kaiming
-from torch import nn
 
 __all__ = ["BNNeckClassifier", "NECK_FEATS", "WEIGHT_INITS"]
 

@@ -35,10 +35,11 @@ import math
 from typing import Dict, Optional, Sequence, Union
 
 import torch
+from torch import nn
+
 from fastreid.config import configurable
 from fastreid.modeling.heads import build_heads
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
-from torch import nn
 
 from ..layers.temporal_attention import TemporalAttention, temporal_weighted_sum
 from ..losses import LossSet, build_losses

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 
-import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import torch
+
+import fastreid_ext  # noqa: F401  (compat shims, registrations)
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import build_inference_model
-
 from fgreid.visualize import load_clip, save_attention_png
 
 

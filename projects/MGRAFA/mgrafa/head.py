@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 import torch
-from fastreid.config import configurable
-from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from torch import nn
 
+from fastreid.config import configurable
+from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from fastreid_ext.modeling.heads import BNNeckClassifier
 
 from .aggregation import MultiGranularityAggregation

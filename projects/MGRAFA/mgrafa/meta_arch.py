@@ -8,14 +8,18 @@ from __future__ import annotations
 from typing import Dict, Sequence
 
 import torch
+from torch import nn
+
 from fastreid.config import configurable
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
-from torch import nn
-
 from fastreid_ext.modeling.losses import LossSet, build_losses
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
-from fastreid_ext.modeling.video_utils import build_backbone_offline, feature_map_shape, frame_features
+from fastreid_ext.modeling.video_utils import (
+    build_backbone_offline,
+    feature_map_shape,
+    frame_features,
+)
 
 
 def eq7_losses(losses: LossSet, outputs: Dict[str, object], targets: torch.Tensor) -> Dict[str, torch.Tensor]:

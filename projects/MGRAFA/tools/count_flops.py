@@ -104,7 +104,7 @@ def measure(rows, frames: int, reduction: int, extra=None, device: str = "meta")
 
 def print_table(title: str, results, base_flops: int, sg1_flops: int = None) -> None:
     print(f"\n{title}")
-    print(f"| Model | GFLOPs (2/MAC) | GMACs | added GMACs (ours) | added G (paper) | % of SG-RAFA(S=1) added |")
+    print("| Model | GFLOPs (2/MAC) | GMACs | added GMACs (ours) | added G (paper) | % of SG-RAFA(S=1) added |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, paper, flops in results:
         added = (flops - base_flops) / 2e9

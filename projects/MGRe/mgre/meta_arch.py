@@ -23,18 +23,24 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from fastreid.config import configurable
-from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from torch import nn
 
+from fastreid.config import configurable
+from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from fastreid_ext.modeling.losses import LossSet, build_losses
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
 from fastreid_ext.modeling.video_utils import build_backbone_offline
 
 from .config import FE_MODULES, MGRE_MODES
 from .embedding import ResidualBlock, StageEmbedding, gap_gmp, weighted_concat
-from .location import (LOCATION_PARAMETRIZATIONS, LocationModule, box_iou, boxes_from_keypoints,
-                       location_loss, offmap_fraction)
+from .location import (
+    LOCATION_PARAMETRIZATIONS,
+    LocationModule,
+    box_iou,
+    boxes_from_keypoints,
+    location_loss,
+    offmap_fraction,
+)
 from .regions import REFERENCE_INPUT, Region, prior_box_size, regions_of_stage, scaled_size
 from .sampling import region_corners, sample_region
 

@@ -13,15 +13,22 @@ import logging
 from typing import Dict, Optional, Sequence
 
 import torch
+from torch import nn
+
 from fastreid.config import configurable
 from fastreid.layers.weight_init import weights_init_classifier, weights_init_kaiming
 from fastreid.modeling.meta_arch.build import META_ARCH_REGISTRY
 from fastreid_ext.modeling.losses import LossSet, build_losses
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
 from fastreid_ext.modeling.video_utils import build_backbone_offline, frame_features
-from torch import nn
 
-from ..layers import MIN_SCOPES, QKNonLocal, attentive_pooling, channel_weights, fine_grained_attention
+from ..layers import (
+    MIN_SCOPES,
+    QKNonLocal,
+    attentive_pooling,
+    channel_weights,
+    fine_grained_attention,
+)
 from .mars_init import load_mars_backbone, load_pretrained_fgreid
 
 logger = logging.getLogger(__name__)
