@@ -141,3 +141,36 @@ def test_resnet_map_size_matches_the_host_backbone(model):
         assert feature_map_shape(model.backbone, size)[1:] == resnet_map_size(size, 1)
     assert resnet_map_size((256, 128), 1) == (16, 8)
     assert resnet_map_size((256, 128), 2) == (8, 4)
+
+
+def test_accuracy_is_logged_once_for_v_not_per_granularity(model, monkeypatch):
+    from fastreid_ext.modeling.losses import host_losses
+
+    calls = []
+    monkeypatch.setattr(host_losses, "log_accuracy", lambda logits, targets: calls.append(logits))
+    main = []
+    handle = model.heads.classifier.register_forward_hook(lambda mod, args, out: main.append(out))
+    model.train()
+    try:
+        with EventStorage(0):
+            model(batch())
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    assert torch.equal(calls[0], main[0]["pred_class_logits"].detach())
+
+
+@pytest.mark.parametrize("init,uniform", [("uniform", True), ("random", False)])
+def test_model_diagnostics_report_the_attention_start(init, uniform):
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(ATT_INIT=init)).train()
+    assert m.diagnostics() == {}
+    with EventStorage(0):
+        m(batch())
+    d = m.diagnostics()
+    assert set(d) == {"att_dead_frac"} | {f"att_{k}_g{g}" for k in ("entropy", "spread") for g in range(1, 5)}
+    assert all(isinstance(v, float) for v in d.values())
+    if uniform:
+        assert d["att_dead_frac"] == 0.0 and d["att_spread_g1"] == pytest.approx(0.0, abs=1e-5)
+    else:
+        assert d["att_dead_frac"] > 0.2 and d["att_spread_g1"] > 0.1
