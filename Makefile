@@ -75,3 +75,9 @@ claims-quick: install
 
 clean-demo:
 	rm -rf $(DEMO_OUT)
+
+# GPU self-test (tools/gpu_selftest.py): every GPU path, a pass / fail table; < 10 min on one GPU.
+# Without a CUDA device it prints the table with every row skipped and exits 0.
+.PHONY: gpu-selftest
+gpu-selftest: install
+	$(PY) tools/gpu_selftest.py

@@ -253,3 +253,33 @@ def test_onnx_export_and_check_leave_the_callers_model_alone(tmp_path):
     export_onnx(model, str(tmp_path / "m.onnx"), (2, 2, 3, 8, 4))
     check_onnx(str(tmp_path / "m.onnx"), model, torch.rand(2, 2, 3, 8, 4) * 255)
     assert model.training and model.scale is param
+
+
+# ---------------------------------------------------------------- tools/gpu_selftest.py on CPU
+def test_gpu_selftest_without_cuda_prints_a_skipped_table_and_exits_0():
+    import subprocess
+    import sys
+
+    from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+
+    from fastreid_ext.config import build_config
+
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "gpu_selftest.py")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if "  SKIP  " in line or "  PASS  " in line
+            or "  FAIL  " in line]
+    assert rows and all("SKIP" in r and "no CUDA device: skipped" in r for r in rows)
+    # every meta-arch the projects register (found through their entry points), and the host's
+    # Baseline and MGN, has an AMP row for both half types
+    build_config()
+    expected = set(META_ARCH_REGISTRY._obj_map) - {"Distiller", "MoCo"}
+    for dtype in ("float16", "bfloat16"):
+        trained = {r.split()[3] for r in rows if r.startswith(f"train AMP {dtype} ")}
+        assert trained == expected
+    for name in ("faiss GPU flat k=10", "faiss GPU flat k=3000", "faiss GPU ivf k=10", "faiss GPU ivf k=3000",
+                 "re-ranking on GPU", "extraction from a CUDA model", "ONNX export from a CUDA model",
+                 "2-process NCCL", "throughput VideoBaseline"):
+        assert any(r.startswith(name) for r in rows), name
+    assert f"0 passed, 0 failed, {len(rows)} skipped" in proc.stdout
