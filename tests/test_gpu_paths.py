@@ -283,3 +283,57 @@ def test_gpu_selftest_without_cuda_prints_a_skipped_table_and_exits_0():
                  "2-process NCCL", "throughput VideoBaseline"):
         assert any(r.startswith(name) for r in rows), name
     assert f"0 passed, 0 failed, {len(rows)} skipped" in proc.stdout
+
+
+# ---------------------------------------------------------------- evaluation batches: one copy each
+class _InPlaceNormaliser(nn.Module):
+    """Normalises its input in place (like the host ``Baseline``), then a width-sensitive
+    embedding (so the flipped half differs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.linspace(-1, 1, 4))
+
+    def forward(self, batch):
+        x = batch["images"]
+        x.sub_(100.0).div_(50.0)
+        return (x.mean(dim=(1, 2, 3)) * self.w).view(x.shape[0], -1)[:, :1].expand(-1, 2) + x.mean(dim=(1, 2, 3, 4))[:, None]
+
+
+class _Collect:
+    def reset(self):
+        self.out = []
+
+    def process(self, batch, outputs):
+        self.out.append(outputs)
+
+    def evaluate(self):
+        return {"n": len(self.out)}
+
+
+class _CountImageCopies(torch.overrides.TorchFunctionMode):
+    def __init__(self, images):
+        super().__init__()
+        self.images, self.copies = images, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if args and args[0] is self.images and getattr(func, "__name__", "") in ("to", "flip", "clone", "cuda"):
+            self.copies += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_evaluation_copies_the_images_once_per_batch_even_with_flip():
+    from fastreid_ext.evaluation.inference import inference_on_dataset
+
+    g = torch.Generator().manual_seed(0)
+    batch = {"images": torch.rand(3, 2, 3, 4, 4, generator=g) * 255, "targets": torch.arange(3)}
+    before = batch["images"].clone()
+    model, ev = _InPlaceNormaliser(), _Collect()
+    counter = _CountImageCopies(batch["images"])
+    with counter:
+        inference_on_dataset(model, [batch], ev, flip_test=True, progress=False)
+    assert counter.copies == 1  # was 3: two copies of the images, one more for the flip
+    assert torch.equal(batch["images"], before)
+    with torch.no_grad():  # reference: the model on fresh copies of x and flip(x)
+        ref = (model({"images": before.clone()}) + model({"images": before.flip(-1).clone()})) / 2
+    torch.testing.assert_close(ev.out[0], ref)

@@ -19,7 +19,7 @@ import datetime
 import logging
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -68,16 +68,29 @@ def flip_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _batch_for_model(batch: Dict, device: torch.device, flip: bool = False) -> Dict:
-    """A new dict whose tensors live on ``device``; ``images`` is always a private copy so an
-    in-place normalisation inside the model cannot reach the caller's batch. ``flip``: the
-    horizontally flipped ``images`` (and ``keypoints``, when the batch has them)."""
-    out = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-    src = flip_images(batch["images"]) if flip else batch["images"]
-    out["images"] = src.to(device, non_blocking=True, copy=True)
-    if flip and isinstance(batch.get("keypoints"), torch.Tensor):
-        out["keypoints"] = flip_keypoints(batch["keypoints"]).to(device, non_blocking=True)
+def _batches_for_model(batch: Dict, device: torch.device, flip: bool = False) -> List[Dict]:
+    """The model's input dict(s) for ``batch``: the batch itself, then (``flip``) its
+    horizontal flip (``images`` and, when present, ``keypoints``).
+
+    Each tensor is copied to ``device`` once (the loader pins memory when CUDA is available);
+    the flipped images are made on the device from that copy. ``images`` is always a private
+    copy, made before any model call, so an in-place normalisation inside the model (the host
+    ``Baseline``) can reach neither the caller's batch nor the flipped input."""
+    moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) and k != "images" else v)
+             for k, v in batch.items()}
+    images = batch["images"].to(device, non_blocking=True, copy=True)  # the one host -> device copy
+    out = [dict(moved, images=images)]
+    if flip:
+        flipped = dict(moved, images=flip_images(images))  # on the device, before any model call
+        if isinstance(moved.get("keypoints"), torch.Tensor):
+            flipped["keypoints"] = flip_keypoints(moved["keypoints"])
+        out.append(flipped)
     return out
+
+
+def _batch_for_model(batch: Dict, device: torch.device, flip: bool = False) -> Dict:
+    """The one input dict of :func:`_batches_for_model`: the batch, or its flip."""
+    return _batches_for_model(batch, device, flip)[-1]
 
 
 def inference_on_dataset(model: nn.Module, data_loader, evaluator, flip_test: bool = False, progress: Optional[bool] = None):
@@ -103,9 +116,10 @@ def inference_on_dataset(model: nn.Module, data_loader, evaluator, flip_test: bo
             if "images" not in batch:
                 raise KeyError(f"A test batch needs 'images'; got keys {sorted(batch)}")
             t0 = time.perf_counter()
-            outputs = model(_batch_for_model(batch, device))
+            inputs = _batches_for_model(batch, device, flip=flip_test)
+            outputs = model(inputs[0])
             if flip_test:
-                outputs = (outputs + model(_batch_for_model(batch, device, flip=True))) / 2.0
+                outputs = (outputs + model(inputs[1])) / 2.0
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             compute += time.perf_counter() - t0
