@@ -39,6 +39,15 @@ def add_fgreid_config(cfg: CN) -> CN:
     # class-dependent classifier and loss parameters); "" = off (plain FGReID)
     _C.MODEL.FGREID.PRETRAINED_MODEL = ""
 
+    # ---- spatial-temporal statistics (st-ReID) for the "+ ST" rows (Tables 5, 7):
+    # projects/FGReID/tools/eval_st.py applies them when ENABLED (Market1501 / VeRi names)
+    _C.TEST.ST = CN({"ENABLED": False})
+    _C.TEST.ST.INTERVAL = 100.0            # frames per histogram bin
+    _C.TEST.ST.MAX_HIST = 5000             # bins
+    _C.TEST.ST.SIGMA = 50.0                # Gaussian smoothing over bins
+    _C.TEST.ST.ALPHA = 5.0                 # joint score: 1/(1+e^(-a s)) * 1/(1+lam e^(-a p_st))
+    _C.TEST.ST.LAMBDA = 2.0
+
     # ---- FGReID losses (Eq. 11-12); each is switched on by its name in MODEL.LOSSES.NAME
     _C.MODEL.LOSSES.VAR = CN()
     _C.MODEL.LOSSES.VAR.SCALE = 6.818e-4   # W^var (authors' released value)
