@@ -46,3 +46,24 @@ def test_mismatched_frames_raise():
         attention_grid(torch.rand(4, 3, 8, 4), [torch.rand(2, 3, 2, 1)])
     with pytest.raises(ValueError):
         attention_grid(torch.rand(4, 8, 4), [torch.rand(2, 4, 2, 1)])
+
+
+def test_frame_share_and_box_ratio_are_hand_checkable():
+    from mgrafa.visualize import box_attention_ratio, frame_attention_mass
+
+    w = torch.zeros(2, 2, 2, 2)  # (C, T, H_m, W_m), each channel's weights sum to 1
+    w[0, 0] = torch.tensor([[0.4, 0.1], [0.1, 0.1]])
+    w[0, 1] = 0.075
+    w[1] = 0.125
+    share = frame_attention_mass(w)
+    assert share.tolist() == pytest.approx([(0.7 + 0.5) / 2, (0.3 + 0.5) / 2])
+    # box over the top-left node of a 4x4 frame: channel sums 0.4 + 0.125 vs 0.1 + 0.125
+    assert box_attention_ratio(w, 0, (0, 0, 2, 2), (4, 4)) == pytest.approx(0.525 / 0.225)
+    assert box_attention_ratio(w, 0, (0, 0, 4, 4), (4, 4)) != box_attention_ratio(w, 0, (0, 0, 4, 4), (4, 4))  # nan
+
+
+def test_marked_frames_are_outlined_in_red():
+    frames = torch.zeros(2, 3, 8, 4)
+    image = attention_grid(frames, [torch.full((1, 2, 2, 1), 0.25)], marked=[1])
+    assert image[0, 4:].tolist() == [[0, 0, 255]] * 4  # frame 1's top edge (BGR red)
+    assert image[0, :4].sum() == 0

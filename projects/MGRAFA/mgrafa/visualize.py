@@ -29,7 +29,32 @@ def group_attention_maps(weights: torch.Tensor, frame_size: Sequence[int]) -> to
     return maps / peak if peak > 0 else maps
 
 
-def attention_grid(frames: torch.Tensor, weights: List[torch.Tensor], alpha: float = 0.5) -> np.ndarray:
+def frame_attention_mass(weights: torch.Tensor) -> torch.Tensor:
+    """``(C_m, T, H_m, W_m)`` softmax weights of one clip -> ``(T,)``: the share of each frame
+    in the aggregation, averaged over the channels (sums to 1; ``1 / T`` each = uniform)."""
+    if weights.dim() != 4:
+        raise ValueError(f"weights must be (C, T, H_m, W_m), got {tuple(weights.shape)}")
+    return weights.detach().float().sum(dim=(2, 3)).mean(dim=0)
+
+
+def box_attention_ratio(weights: torch.Tensor, t: int, box: Sequence[float],
+                        frame_size: Sequence[int]) -> float:
+    """Mean channel-summed weight of frame ``t``'s nodes whose centre lies in ``box``
+    ``(x0, y0, x1, y1)`` (pixels of a ``frame_size`` = (H, W) frame) over that of its other
+    nodes; ``nan`` when either set is empty. ``< 1``: the box is attended less."""
+    c, _, hm, wm = weights.shape
+    h, w = float(frame_size[0]), float(frame_size[1])
+    node = weights.detach().float()[:, t].sum(dim=0)  # (H_m, W_m)
+    ys = (torch.arange(hm, dtype=torch.float32) + 0.5) * h / hm
+    xs = (torch.arange(wm, dtype=torch.float32) + 0.5) * w / wm
+    inside = ((ys[:, None] >= box[1]) & (ys[:, None] < box[3]) & (xs[None, :] >= box[0]) & (xs[None, :] < box[2]))
+    if bool(inside.all()) or not bool(inside.any()):
+        return float("nan")
+    return float(node[inside].mean() / node[~inside].mean().clamp(min=1e-30))
+
+
+def attention_grid(frames: torch.Tensor, weights: List[torch.Tensor], alpha: float = 0.5,
+                   marked: Sequence[int] = ()) -> np.ndarray:
     """BGR uint8 image ``((N + 1) * H, T * W, 3)``.
 
     Args:
@@ -37,13 +62,17 @@ def attention_grid(frames: torch.Tensor, weights: List[torch.Tensor], alpha: flo
         weights: per granularity, the ``(C_m, T, H_m, W_m)`` weights of that clip
             (``MultiGranularityAggregation(...)["weights"][m][b]``).
         alpha: opacity of the heat map.
+        marked: indices of frames to outline in red in the frame row (e.g. corrupted frames).
     """
     if frames.dim() != 4 or frames.shape[1] != 3:
         raise ValueError(f"frames must be (T, 3, H, W), got {tuple(frames.shape)}")
     t, _, h, w = frames.shape
     rgb = frames.detach().float().clamp(0, 255).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
     bgr = rgb[..., ::-1]
-    rows = [np.concatenate(list(bgr), axis=1)]
+    top = [np.ascontiguousarray(f) for f in bgr]
+    for i in marked:
+        cv2.rectangle(top[int(i)], (0, 0), (w - 1, h - 1), (0, 0, 255), 2)
+    rows = [np.concatenate(top, axis=1)]
     for group in weights:
         if group.shape[1] != t:
             raise ValueError(f"weights have T={group.shape[1]} frames, the clip has {t}")
@@ -57,9 +86,9 @@ def attention_grid(frames: torch.Tensor, weights: List[torch.Tensor], alpha: flo
 
 
 def save_attention_grid(path: str, frames: torch.Tensor, weights: List[torch.Tensor],
-                        alpha: float = 0.5) -> np.ndarray:
+                        alpha: float = 0.5, marked: Sequence[int] = ()) -> np.ndarray:
     """Write :func:`attention_grid` as a PNG at ``path``; returns the image."""
-    image = attention_grid(frames, weights, alpha)
+    image = attention_grid(frames, weights, alpha, marked)
     if not cv2.imwrite(path, image):
         raise OSError(f"could not write {path}")
     return image

@@ -8,6 +8,13 @@
 Frames are picked evenly (INPUT.VIDEO.SEQ_LEN of them) from query tracklets of the first test
 dataset (``--tracklets``: query indices) or taken from ``--images``; each clip gives
 ``<out>/attention_<name>.png``: the frames, then one row per granularity (G-1st, ...).
+
+``--marks <frame_marks.json>`` (written by the synthetic generator's ``corrupt`` /
+``part_occlusion`` knobs): corrupted frames are outlined in red, and the tool prints, over all
+drawn clips, each granularity's attention share of the corrupted frames and of the clean ones
+(x T: 1 = uniform) and the weight of the finest nodes inside the occluder boxes relative to the
+rest of their frame (1 = no difference). ``--tracklets all`` uses every query (PNGs for the
+first ``--pictures``).
 """
 from __future__ import annotations
 
@@ -24,7 +31,10 @@ from fastreid_ext.config import build_config
 from fastreid_ext.data.clip_sampler import evenly
 from fastreid_ext.data.frame_io import load_clip, read_frame
 from fastreid_ext.engine import build_inference_model
-from mgrafa.visualize import save_attention_grid
+import json
+from collections import defaultdict
+
+from mgrafa.visualize import box_attention_ratio, frame_attention_mass, save_attention_grid
 
 
 def clip_tensor(frames, size) -> torch.Tensor:
@@ -38,22 +48,36 @@ def clips_from_args(args, cfg):
     t = cfg.INPUT.VIDEO.SEQ_LEN
     if args.images:
         frames = [read_frame(p) for p in args.images]
-        yield "images", clip_tensor(frames, cfg.INPUT.SIZE_TEST)
+        yield "images", clip_tensor(frames, cfg.INPUT.SIZE_TEST), list(args.images), frames[0].shape[:2]
         return
     from fastreid_ext.data.build import get_dataset
     data = get_dataset(cfg, cfg.DATASETS.TESTS[0])
-    for q in args.tracklets:
+    queries = range(len(data.query)) if args.tracklets == ["all"] else [int(q) for q in args.tracklets]
+    for q in queries:
         item = data.query[q]
         paths = item[0]
-        frames, _, _ = load_clip(paths, evenly(len(paths), t), name=str(q))
-        yield f"{cfg.DATASETS.TESTS[0]}_q{q}_pid{item[1]}", clip_tensor(frames, cfg.INPUT.SIZE_TEST)
+        indices = evenly(len(paths), t)
+        frames, used, _ = load_clip(paths, indices, name=str(q))
+        yield (f"{cfg.DATASETS.TESTS[0]}_q{q}_pid{item[1]}", clip_tensor(frames, cfg.INPUT.SIZE_TEST),
+               [paths[j] for j in used], np.asarray(frames[0]).shape[:2])
+
+
+def load_marks(path):
+    """``{absolute frame path: mark}`` from a generator ``frame_marks.json`` (keys relative to
+    its folder)."""
+    with open(path) as f:
+        raw = json.load(f)
+    root = os.path.dirname(os.path.abspath(path))
+    return {os.path.normpath(os.path.join(root, k)): v for k, v in raw.items()}
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--out", default="vis/mgrafa")
-    parser.add_argument("--tracklets", type=int, nargs="+", default=[0])
+    parser.add_argument("--tracklets", nargs="+", default=["0"], help="query indices, or 'all'")
+    parser.add_argument("--marks", default=None, help="frame_marks.json of a synthetic dataset")
+    parser.add_argument("--pictures", type=int, default=4, help="PNGs written at most (the summary uses every clip)")
     parser.add_argument("--images", nargs="+", default=None, help="frame files of one clip")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
@@ -64,13 +88,39 @@ def main(argv=None) -> None:
         print("no MODEL.WEIGHTS given: drawing the attention of an untrained model")
     model, cfg = build_inference_model(cfg, allow_untrained=True)
     os.makedirs(args.out, exist_ok=True)
-    for name, frames in clips_from_args(args, cfg):
+    marks = load_marks(args.marks) if args.marks else {}
+    shares = defaultdict(list)  # (granularity, "corrupted" | "clean") -> frame share x T
+    box_ratios = []
+    written = 0
+    for name, frames, paths, frame_size in clips_from_args(args, cfg):
         with torch.no_grad():
             maps = model.frame_maps({"images": frames[None]})
-            weights = model.heads.attention_maps(maps)
-        path = os.path.join(args.out, f"attention_{name}.png")
-        image = save_attention_grid(path, frames, [w[0] for w in weights])
-        print(f"wrote {path} ({image.shape[1]}x{image.shape[0]})")
+            weights = [w[0] for w in model.heads.attention_maps(maps)]
+        clip_marks = [marks.get(os.path.normpath(os.path.abspath(p)), {}) for p in paths]
+        corrupted = [t for t, m in enumerate(clip_marks) if m.get("corrupted")]
+        t_len = frames.shape[0]
+        for g, w in enumerate(weights, start=1):
+            mass = frame_attention_mass(w) * t_len
+            for t in range(t_len):
+                shares[(g, "corrupted" if t in corrupted else "clean")].append(float(mass[t]))
+        for t, m in enumerate(clip_marks):
+            if "occluder" in m and not m.get("corrupted"):
+                r = box_attention_ratio(weights[0], t, m["occluder"], frame_size)
+                if r == r:  # not nan
+                    box_ratios.append(r)
+        if written < args.pictures:
+            path = os.path.join(args.out, f"attention_{name}.png")
+            image = save_attention_grid(path, frames, weights, marked=corrupted)
+            written += 1
+            print(f"wrote {path} ({image.shape[1]}x{image.shape[0]})")
+    if marks:
+        for g in sorted({k[0] for k in shares}):
+            c, k = shares[(g, "corrupted")], shares[(g, "clean")]
+            print(f"G-{g}: attention share x T, corrupted frames {np.mean(c) if c else float('nan'):.3f} "
+                  f"({len(c)}), clean frames {np.mean(k) if k else float('nan'):.3f} ({len(k)})")
+        if box_ratios:
+            print(f"G-1 nodes inside occluder boxes / rest of their frame: mean {np.mean(box_ratios):.3f}, "
+                  f"median {np.median(box_ratios):.3f} ({len(box_ratios)} frames)")
 
 
 if __name__ == "__main__":
