@@ -56,7 +56,8 @@ def test_epoch_length_identities_vs_samples(num_ids, per_id, batch, k, identitie
     cfg = _cfg()
     cfg.SOLVER.IMS_PER_BATCH = batch
     loader = _loader(num_ids, per_id, batch, k)
-    assert cfg.DATALOADER.EPOCH_LENGTH == "identities"
+    assert cfg.DATALOADER.EPOCH_LENGTH == "samples"  # the default: the host's definition
+    cfg.DATALOADER.EPOCH_LENGTH = "identities"
     assert epoch_iterations(cfg, loader) == identities == num_ids * k // batch
     cfg.DATALOADER.EPOCH_LENGTH = "samples"  # the host's definition
     assert epoch_iterations(cfg, loader) == samples == num_ids * per_id // batch

@@ -71,7 +71,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.DATASETS.ROOT = ""                  # overrides $FASTREID_DATASETS when set
 
     _C.DATALOADER.NUM_WORKERS_TEST = 2     # the host hard-codes 4 (fastreid/data/build.py:124)
-    _C.DATALOADER.EPOCH_LENGTH = "identities"  # P x K sampler epoch: "identities" (ids x K / batch, public code) | "samples" (host)
+    _C.DATALOADER.EPOCH_LENGTH = "samples"  # P x K sampler epoch: "samples" (host) | "identities" (ids x K / batch, public code)
 
     # ---- test
     _C.TEST.VIDEO = CN()

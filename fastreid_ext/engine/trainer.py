@@ -58,11 +58,12 @@ def epoch_iterations(cfg, data_loader) -> int:
     periods count these epochs; the loader itself is an infinite stream).
 
     ``DATALOADER.EPOCH_LENGTH``:
-    - ``"identities"`` (default) with an identity (``P x K``) sampler: ``identities x K // batch``,
+    - ``"identities"`` with an identity (``P x K``) sampler: ``identities x K // batch``,
       the epoch of the public code of the video baseline and FGReID (their
       ``RandomIdentitySampler`` yields ``K`` samples of every identity, ``drop_last=True``);
       with any other sampler, the same as ``"samples"``;
-    - ``"samples"``: ``samples // batch``, the host's definition (``fastreid/engine/defaults.py``).
+    - ``"samples"`` (default): ``samples // batch``, the host's definition
+      (``fastreid/engine/defaults.py``); the video baseline and FGReID configs set ``identities``.
 
     E.g. iLIDS-VID (150 train identities x 2 tracklets, K = 5, batch 140): 5 vs 2 iterations.
     """
