@@ -315,3 +315,19 @@ def test_training_step_under_mixed_precision_gives_finite_losses_and_gradients(a
     assert grads and all(torch.isfinite(g).all() for g in grads)
     if arch not in IMAGE_ONLY:  # the host Baseline normalises its input in place
         assert torch.equal(batch["images"], images)
+
+
+@pytest.mark.parametrize("arch", sorted(META_ARCH_CONFIGS))
+@pytest.mark.parametrize("mode,dtype", ARCH_MODES, ids=[i for m, i in zip(MODES, MODE_IDS) if m in ARCH_MODES])
+def test_eval_forward_under_mixed_precision_matches_float32(arch, mode, dtype):
+    """Inference under autocast (the self-test's AMP throughput, AMP extraction): finite
+    ``(B, D)`` embeddings close to the float32 ones (bfloat16 keeps ~3 significant digits)."""
+    model = _model(arch).eval()
+    batch = _batch(arch)
+    with torch.no_grad():
+        ref = model(dict(batch, images=batch["images"].clone()))
+        with _mode(mode, dtype):
+            got = model(dict(batch, images=batch["images"].clone()))
+    assert got.shape == ref.shape and torch.isfinite(got).all()
+    cos = torch.nn.functional.cosine_similarity(got.float(), ref.float(), dim=1)
+    assert cos.min() > 0.95, cos

@@ -120,6 +120,7 @@ def _pk_cfg(p, k, gather, names=("CrossEntropyLoss", "TripletLoss")):
     cfg.MODEL.LOSSES.NAME = names
     cfg.SOLVER.IMS_PER_BATCH = p * k
     cfg.DATALOADER.NUM_INSTANCE = k
+    cfg.DATALOADER.SAMPLER_TRAIN = "NaiveIdentitySampler"
     return cfg
 
 
@@ -129,6 +130,9 @@ def test_one_identity_per_rank_is_refused_without_gathering():
     check_identities_per_rank(_pk_cfg(16, 4, gather=False), world_size=8, pairwise=True)  # 2 per rank
     check_identities_per_rank(_pk_cfg(8, 4, gather=False), world_size=8, pairwise=False)  # CE only
     check_identities_per_rank(_pk_cfg(8, 4, gather=False), world_size=1, pairwise=True)
+    random = _pk_cfg(8, 4, gather=False)
+    random.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"  # no P x K batches: nothing to check
+    check_identities_per_rank(random, world_size=8, pairwise=True)
     with pytest.raises(ValueError, match="1 identities per rank"):  # host Baseline: no LossSet
         check_identities_per_rank(_pk_cfg(8, 4, gather=True), world_size=8, pairwise=True, gathered=False)
 

@@ -84,8 +84,8 @@ def check_identities_per_rank(cfg, world_size: int, pairwise: bool, gathered: bo
     identity per rank has no negative pair: refused. With it the losses see the whole batch, but the BN layers (the
     BNNeck) still see one rank's identities: a warning suggests ``NORM syncBN``.
     """
-    if world_size <= 1 or not pairwise:
-        return
+    if world_size <= 1 or not pairwise or "Identity" not in str(cfg.DATALOADER.SAMPLER_TRAIN):
+        return  # P identities per batch only with a P x K identity sampler
     k = max(1, int(cfg.DATALOADER.NUM_INSTANCE))
     p = int(cfg.SOLVER.IMS_PER_BATCH) // k
     per_rank = p / world_size
