@@ -59,6 +59,12 @@ bench-projects: install
 	$(PY) benchmarks/bench_mgrafa.py
 	$(PY) benchmarks/bench_mgre.py
 
+# The host's own DefaultTrainer (CPU-patched inside the script) vs ours on one host config, 3 seeds
+# (README "fast-reid's own configs").
+.PHONY: bench-host-parity
+bench-host-parity: install
+	$(PY) benchmarks/bench_host_parity.py
+
 # Pre-registered claims, one per method (benchmarks/claims/README.md; table in the README "Claims").
 # Resumable: a rerun skips every (claim, row, seed) already saved under logs/claims.
 CLAIM_SEEDS ?= 3

@@ -53,9 +53,11 @@ RUNS = {
     "bagtricks_msmt17": ("MSMT17/bagtricks_R50.yml", R18 + SIZE_64x32 + K4_BATCH),
     "agw_market": ("Market1501/AGW_R50.yml", R18 + SIZE_64x32 + K4_BATCH),
     "sbs_market": ("Market1501/sbs_R50.yml", R18 + SIZE_64x32 + K16_BATCH),
-    # MGN cuts the stride-16 map into 2 and 3 stripes: 48 rows -> 3 rows
-    "mgn_market": ("Market1501/mgn_R50-ibn.yml", ["INPUT.SIZE_TRAIN", "[48, 16]", "INPUT.SIZE_TEST", "[48, 16]"]
-                   + K16_BATCH),
+    # MGN cuts the stride-16 map into 2 and 3 stripes: 48 rows -> 3 rows. Its FREEZE_LAYERS
+    # (backbone, b1, b2, b3: regex prefixes, so every branch head too) stay frozen for FREEZE_ITERS
+    # 1000, more than this run has: scaled like the epochs, so that something trains
+    "mgn_market": ("Market1501/mgn_R50-ibn.yml", ["INPUT.SIZE_TRAIN", "[48, 16]", "INPUT.SIZE_TEST", "[48, 16]",
+                                                  "SOLVER.FREEZE_ITERS", "2"] + K16_BATCH),
     "osm_center_market": ("Market1501/bagtricks_R50_osm_center.yml", R18 + SIZE_64x32 + K4_BATCH),
     # a plugin meta-architecture on a host image dataset (train items with keypoints.json)
     "mgre_market": (REPO / "projects/MGRe/configs/market1501_mgre.yml", R18 + SIZE_64x32 + K4_BATCH),
@@ -120,7 +122,8 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def runs(host_tree, train_net, tmp_path_factory):
-    """Train every config of ``RUNS`` once; ``{name: (config path, opts, output dir, warnings)}``."""
+    """Train every config of ``RUNS`` once; ``{name: (config path, opts, output dir, warnings,
+    results returned by tools/train_net.py)}``."""
     root, configs = host_tree
     out_root = tmp_path_factory.mktemp("runs")
     old = os.environ.get("FASTREID_DATASETS")
@@ -133,10 +136,10 @@ def runs(host_tree, train_net, tmp_path_factory):
             watched = logging.getLogger("fastreid_ext.engine.train_loop")
             watched.addHandler(records)
             try:
-                train_net.cli(["--config-file", str(configs / rel), *COMMON, *opts, "OUTPUT_DIR", str(out)])
+                res = train_net.cli(["--config-file", str(configs / rel), *COMMON, *opts, "OUTPUT_DIR", str(out)])
             finally:
                 watched.removeHandler(records)
-            done[name] = (configs / rel, COMMON + opts, out, [r.getMessage() for r in records.records])
+            done[name] = (configs / rel, COMMON + opts, out, [r.getMessage() for r in records.records], res)
     finally:
         if old is None:
             os.environ.pop("FASTREID_DATASETS", None)
@@ -209,9 +212,13 @@ def _host_roc(dist, pids, camids, num_query):
     return {"TPR@FPR={:.0e}".format(f): float(tprs[np.argmin(np.abs(fprs - f))]) for f in (1e-4, 1e-3, 1e-2)}
 
 
-def _results(out: Path) -> dict:
-    res = json.loads((out / "results.json").read_text())
-    assert res.pop("dataset") in ("Market1501", "MSMT17")
+def _results(returned, out: Path) -> dict:
+    """The metrics ``tools/train_net.py`` returned; ``OUTPUT_DIR/results.json`` holds the same."""
+    res = dict(returned)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["dataset"] in ("Market1501", "MSMT17")
+    for k, v in res.items():
+        assert saved[k] == pytest.approx(float(v), abs=1e-9), k
     return res
 
 
@@ -229,8 +236,8 @@ def _metrics_rows(out: Path):
 # ---------------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize("name", list(RUNS))
 def test_host_config_trains_and_evaluates_like_the_host(runs, name, datasets_root_env):
-    config, opts, out, _ = runs[name]
-    res = _results(out)
+    config, opts, out, _, returned = runs[name]
+    res = _results(returned, out)
     assert sorted(res) == sorted(HOST_KEYS)
     # a model trained: finite losses at the last iteration of the last epoch, final checkpoint
     rows = [r for r in _metrics_rows(out) if "total_loss" in r]
@@ -238,8 +245,23 @@ def test_host_config_trains_and_evaluates_like_the_host(runs, name, datasets_roo
     ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 0  # SOLVER.MAX_EPOCH 1: the last (only) epoch
     assert rows[-1]["iteration"] >= 1
-    # the metrics are the host evaluator's on the model's own features
+    # the optimizer stepped the parameters every iteration, frozen groups (FREEZE_LAYERS) none
+    # during FREEZE_ITERS (the host's own ContiguousParams optimizer steps nothing on torch >= 2:
+    # benchmarks/bench_host_parity.py)
     cfg = _trained_cfg(out)
+    n_iter = rows[-1]["iteration"] + 1
+    frozen_iters = min(cfg.SOLVER.FREEZE_ITERS, n_iter) if cfg.MODEL.FREEZE_LAYERS else 0
+    state = ckpt["optimizer"]["state"]
+    most = 0
+    for group in ckpt["optimizer"]["param_groups"]:
+        expected = n_iter - frozen_iters if group["freeze_status"] == "freeze" else n_iter
+        for p in group["params"]:
+            step = int(state[p]["step"]) if p in state else 0
+            assert step <= expected
+            most = max(most, step)
+    assert most == n_iter - (frozen_iters if all(g["freeze_status"] == "freeze" for g in ckpt["optimizer"]["param_groups"])
+                             else 0) > 0
+    # the metrics are the host evaluator's on the model's own features
     feats, pids, camids, Q = _features(cfg, out / "model_final.pth")
     from fastreid.utils.compute_dist import build_dist
 
@@ -255,7 +277,7 @@ def test_sbs_recipe_behaves_as_in_the_host(runs, datasets_root_env):
     from fastreid.data.transforms.autoaugment import AutoAugment
     from fastreid_ext.engine import Trainer
 
-    config, opts, out, warnings = runs["sbs_market"]
+    config, opts, out, warnings, _ = runs["sbs_market"]
     cfg = _trained_cfg(out)
     ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     # FREEZE_ITERS 1000 > every iteration: frozen groups never got an Adam step, the others did
@@ -297,7 +319,7 @@ def test_host_baseline_with_plugin_losses(runs, datasets_root_env):
     centers are stepped by their own optimizer (not the main one)."""
     from fastreid_ext.engine import Trainer
 
-    _, _, out, _ = runs["osm_center_market"]
+    _, _, out, _, _ = runs["osm_center_market"]
     rows = [r for r in _metrics_rows(out) if "total_loss" in r]
     for key in ("loss_cls", "loss_triplet", "loss_center", "loss_osm"):
         assert all(math.isfinite(r[key]) for r in rows), key
@@ -331,15 +353,14 @@ def test_eval_only_test_keys_match_the_host_functions(runs, train_net, datasets_
     from fastreid.evaluation.rerank import re_ranking
     from fastreid.utils.compute_dist import build_dist
 
-    config, opts, out, _ = runs["agw_market"]
+    config, opts, out, _, _ = runs["agw_market"]
     weights = out / "model_final.pth"
     cfg = _trained_cfg(out)
     keys = ["TEST.FLIP.ENABLED", "True", "TEST.AQE.ENABLED", "True", "TEST.AQE.QE_K", "3",
             "TEST.RERANK.ENABLED", "True", "TEST.RERANK.K1", "6", "TEST.RERANK.K2", "3", "TEST.ROC.ENABLED", "True"]
     eval_out = out.parent / "agw_eval_all"
-    train_net.cli(["--config-file", str(config), "--eval-only", *opts, *keys, "MODEL.WEIGHTS", str(weights),
-                   "OUTPUT_DIR", str(eval_out)])
-    ours = _results(eval_out)
+    ours = _results(train_net.cli(["--config-file", str(config), "--eval-only", *opts, *keys,
+                                   "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(eval_out)]), eval_out)
     assert sorted(ours) == sorted(HOST_KEYS + ROC_KEYS)
 
     feats, pids, camids, Q = _features(cfg, weights, flip=True)
@@ -353,9 +374,9 @@ def test_eval_only_test_keys_match_the_host_functions(runs, train_net, datasets_
     _assert_close({k: ours[k] for k in ROC_KEYS}, roc, atol=1e-4)
 
     eval_out = out.parent / "agw_eval_euclidean"
-    train_net.cli(["--config-file", str(config), "--eval-only", *opts, "TEST.METRIC", "euclidean",
-                   "TEST.ROC.ENABLED", "True", "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(eval_out)])
-    ours = _results(eval_out)
+    ours = _results(train_net.cli(["--config-file", str(config), "--eval-only", *opts, "TEST.METRIC", "euclidean",
+                                   "TEST.ROC.ENABLED", "True", "MODEL.WEIGHTS", str(weights),
+                                   "OUTPUT_DIR", str(eval_out)]), eval_out)
     feats, pids, camids, Q = _features(cfg, weights)
     dist = build_dist(feats[:Q], feats[Q:], "euclidean")
     _assert_close({k: ours[k] for k in HOST_KEYS}, _host_metrics(dist, pids, camids, Q))
@@ -432,7 +453,7 @@ def test_mgre_trains_on_market1501_images_with_keypoints(runs, datasets_root_env
     batches with (B, 17, 3) keypoints, the location loss trained."""
     from fastreid_ext.engine import Trainer
 
-    _, _, out, _ = runs["mgre_market"]
+    _, _, out, _, _ = runs["mgre_market"]
     rows = [r for r in _metrics_rows(out) if "total_loss" in r]
     assert rows and all(math.isfinite(r["stage1_loss_location"]) for r in rows)
     batch = next(iter(Trainer.build_train_loader(_trained_cfg(out))))
