@@ -1,0 +1,46 @@
+"""The projects' BNNeck + classifier heads are the core's BNNeckClassifier; MGRe checkpoints
+written before the move (``bn.*`` keys) still load."""
+import torch
+
+import fastreid_ext  # noqa: F401  (compat shims first)
+from fastreid_ext.modeling.heads import BNNeckClassifier
+from mgre.embedding import StageEmbedding
+
+
+def test_mgre_reads_checkpoints_with_the_old_bn_names():
+    torch.manual_seed(0)
+    trained = StageEmbedding(8, 2, 6, 5)
+    trained.classifier.bnneck.running_mean.normal_()
+    trained.classifier.bnneck.weight.data.uniform_(0.5, 1.5)
+    state = trained.state_dict()
+    old = {k.replace("classifier.bnneck.", "bn."): v.clone() for k, v in state.items()}
+    assert "bn.running_mean" in old and "classifier.weight" in old
+    torch.manual_seed(1)
+    fresh = StageEmbedding(8, 2, 6, 5)
+    fresh.load_state_dict(old, strict=True)
+    for k, v in state.items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_mgre_stage_embedding_head_is_the_bnneck_classifier():
+    torch.manual_seed(0)
+    emb = StageEmbedding(8, 1, 6, 5)
+    assert isinstance(emb.classifier, BNNeckClassifier)
+    feat = torch.randn(4, 6)
+    out = emb.head(feat, torch.tensor([0, 1, 2, 3]))
+    bn = emb.classifier.bnneck
+    ref_bn = (feat - feat.mean(0)) / torch.sqrt(feat.var(0, unbiased=False) + bn.eps)  # train-mode BN, weight 1, bias 0
+    torch.testing.assert_close(out["bn_features"], ref_bn, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["cls_outputs"], ref_bn @ emb.classifier.weight.t(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(out["features"], feat)
+
+
+def test_mgrafa_classifiers_are_the_bnneck_classifier():
+    from mgrafa.aggregation import MultiGranularityAggregation
+    from mgrafa.head import MGRAFAHead
+
+    agg = MultiGranularityAggregation(channels=16, feat_size=(4, 2), num_frames=2, attention="avg",
+                                      num_groups=2, granularity="multi")
+    head = MGRAFAHead(aggregation=agg, num_classes=3)
+    assert isinstance(head.classifier, BNNeckClassifier)
+    assert all(isinstance(c, BNNeckClassifier) for c in head.group_classifiers)
