@@ -198,11 +198,27 @@ def test_table7_without_joint_optimisation_uses_the_keypoint_boxes():
 def test_table7_without_jo_flip_test_mirrors_the_keypoint_regions():
     """The flip test (fastreid_ext.evaluation.inference) mirrors the keypoints with the images:
     the regions of the flipped image are the mirrored regions, left and right torso swapped."""
-    from fastreid_ext.evaluation.inference import _batch_for_model, flip_keypoints
+    from types import SimpleNamespace
+
+    from fastreid_ext.evaluation.inference import flip_keypoints, inference_on_dataset
 
     m = build_model(tiny_cfg(JOINT_OPTIMIZATION=False)).eval()
     batch = make_batch()
-    flipped = _batch_for_model(batch, torch.device("cpu"), flip=True)
+
+    class Spy(torch.nn.Module):  # records what the flip test hands the model
+        def __init__(self):
+            super().__init__()
+            self.m, self.seen = m, []
+
+        def forward(self, b):
+            self.seen.append(b)
+            return self.m(b)
+
+    spy = Spy()
+    evaluator = SimpleNamespace(reset=lambda: None, process=lambda b, o: None, evaluate=lambda: {})
+    inference_on_dataset(spy, [batch], evaluator, flip_test=True, progress=False)
+    assert len(spy.seen) == 2
+    flipped = spy.seen[1]
     assert torch.equal(flipped["images"], batch["images"].flip(-1))
     assert torch.equal(flipped["keypoints"], flip_keypoints(batch["keypoints"]))
     assert torch.equal(flip_keypoints(flipped["keypoints"]), batch["keypoints"])  # an involution
