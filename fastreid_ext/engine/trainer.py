@@ -59,11 +59,12 @@ def epoch_iterations(cfg, data_loader) -> int:
 
     ``DATALOADER.EPOCH_LENGTH``:
     - ``"identities"`` with an identity (``P x K``) sampler: ``identities x K // batch``,
-      the epoch of the public code of the video baseline and FGReID (their
+      the epoch of the video baseline's public code (its
       ``RandomIdentitySampler`` yields ``K`` samples of every identity, ``drop_last=True``);
       with any other sampler, the same as ``"samples"``;
     - ``"samples"`` (default): ``samples // batch``, the host's definition
-      (``fastreid/engine/defaults.py``); the video baseline and FGReID configs set ``identities``.
+      (``fastreid/engine/defaults.py``); the video baseline's configs (and projects that follow
+      their public code) set ``identities``.
 
     E.g. iLIDS-VID (150 train identities x 2 tracklets, K = 5, batch 140): 5 vs 2 iterations.
     """
