@@ -38,7 +38,6 @@ import time
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 from fastreid.engine.train_loop import HookBase
 from fastreid.utils.env import seed_all_rng
-
 from fastreid_ext.config import build_config
 from fastreid_ext.data.synthetic import DONE_FILE, generate
 
@@ -71,6 +70,7 @@ class Throughput(HookBase):
 def make_host_cpu_runnable(root: str) -> None:
     """The benchmark-only patches of the module docstring."""
     import torch
+
     from fastreid.data import build as host_build
     from fastreid.data import data_utils
     from fastreid.engine.defaults import DefaultTrainer
@@ -128,7 +128,6 @@ def ensure_market(root: str, ids: int, size) -> None:
 
 def one_run(side: str, cfg, seed: int, warmup: int):
     from fastreid.engine.defaults import DefaultTrainer
-
     from fastreid_ext.engine import Trainer
 
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)

@@ -9,7 +9,9 @@ inputs, one epoch, tiny batches, no pretrained weights (none offline) and no loa
 Each run is checked against independent references:
 - the results have exactly the host ``ReidEvaluator``'s keys;
 - the metrics equal the host's own Python evaluator (``eval_market1501``) on distances the host
-  computes (``build_dist``) from features recomputed here from the saved ``model_final.pth``;
+  computes (``build_dist``) from features recomputed here from the saved ``model_final.pth``
+  (up to the order of items whose float32 distances tie within 1e-5, which another summation
+  order may swap: checked between the host's metrics with such ties broken either way);
 - a model trained: every iteration's losses are finite and the checkpoint holds the last epoch;
 - recipe details behave as the host's: frozen layers get no optimizer step during
   ``FREEZE_ITERS`` and keep their initial BN statistics, the warm-up learning rate follows the
@@ -203,8 +205,9 @@ def _host_metrics(dist, pids, camids, num_query):
 
 
 def _host_roc(dist, pids, camids, num_query):
-    from fastreid.evaluation.roc import evaluate_roc_py
     from sklearn import metrics
+
+    from fastreid.evaluation.roc import evaluate_roc_py
 
     Q = num_query
     scores, labels = evaluate_roc_py(np.asarray(dist), pids[:Q], pids[Q:], camids[:Q], camids[Q:])
@@ -222,11 +225,26 @@ def _results(returned, out: Path) -> dict:
     return res
 
 
-def _assert_close(ours: dict, ref: dict, atol: float = 1e-3):
-    """Percentages: a different ranking of one item moves them by far more than ``atol``."""
+def _assert_close(ours: dict, ref: dict, atol: float):
     assert set(ours) == set(ref)
     for k in ref:
         assert ours[k] == pytest.approx(ref[k], abs=atol), k
+
+
+def _assert_host_metrics(ours: dict, dist, pids, camids, num_query, eps: float = 1e-5):
+    """``ours`` equals the host evaluator's metrics on ``dist`` up to the order of items whose
+    distances are within ``eps`` (float32 distances computed in another order may swap them):
+    between the host's metrics with every such tie broken against the true matches and with
+    every one broken for them (equal when there is no near-tie)."""
+    dist = np.asarray(dist, dtype=np.float64)
+    Q = num_query
+    match = (pids[:Q, None] == pids[None, Q:]).astype(np.float64)
+    worst = _host_metrics(dist + eps * match, pids, camids, Q)
+    best = _host_metrics(dist - eps * match, pids, camids, Q)
+    assert set(ours) == set(worst)
+    for k in worst:
+        # 1e-4: the host's CMC is float32 (rank.py:156)
+        assert worst[k] - 1e-4 <= ours[k] <= best[k] + 1e-4, (k, worst[k], ours[k], best[k])
 
 
 def _metrics_rows(out: Path):
@@ -266,15 +284,15 @@ def test_host_config_trains_and_evaluates_like_the_host(runs, name, datasets_roo
     from fastreid.utils.compute_dist import build_dist
 
     dist = build_dist(feats[:Q], feats[Q:], cfg.TEST.METRIC)
-    _assert_close(res, _host_metrics(dist, pids, camids, Q))
+    _assert_host_metrics(res, dist, pids, camids, Q)
 
 
 def test_sbs_recipe_behaves_as_in_the_host(runs, datasets_root_env):
     """Base-SBS: FREEZE_ITERS (backbone frozen for the whole short run), warm-up lr, circle
     softmax, GeM-P, AutoAugment, NUM_INSTANCE 16, AMP True on CPU."""
+    from fastreid.data.transforms.autoaugment import AutoAugment
     from fastreid.layers.any_softmax import CircleSoftmax
     from fastreid.layers.pooling import GeneralizedMeanPoolingP
-    from fastreid.data.transforms.autoaugment import AutoAugment
     from fastreid_ext.engine import Trainer
 
     config, opts, out, warnings, _ = runs["sbs_market"]
@@ -368,10 +386,9 @@ def test_eval_only_test_keys_match_the_host_functions(runs, train_net, datasets_
     qf, gf = torch.nn.functional.normalize(qf.float(), dim=1), torch.nn.functional.normalize(gf.float(), dim=1)
     qg, qq, gg = (build_dist(a, b, "cosine") for a, b in ((qf, gf), (qf, qf), (gf, gf)))
     dist = re_ranking(qg, qq, gg, k1=6, k2=3, lambda_value=cfg.TEST.RERANK.LAMBDA)
-    ref = _host_metrics(dist, pids, camids, Q)
     roc = _host_roc(dist, pids, camids, Q)
-    _assert_close({k: ours[k] for k in HOST_KEYS}, ref)
-    _assert_close({k: ours[k] for k in ROC_KEYS}, roc, atol=1e-4)
+    _assert_host_metrics({k: ours[k] for k in HOST_KEYS}, dist, pids, camids, Q)
+    _assert_close({k: ours[k] for k in ROC_KEYS}, roc, atol=5e-3)  # near-tied pairs may swap
 
     eval_out = out.parent / "agw_eval_euclidean"
     ours = _results(train_net.cli(["--config-file", str(config), "--eval-only", *opts, "TEST.METRIC", "euclidean",
@@ -379,8 +396,8 @@ def test_eval_only_test_keys_match_the_host_functions(runs, train_net, datasets_
                                    "OUTPUT_DIR", str(eval_out)]), eval_out)
     feats, pids, camids, Q = _features(cfg, weights)
     dist = build_dist(feats[:Q], feats[Q:], "euclidean")
-    _assert_close({k: ours[k] for k in HOST_KEYS}, _host_metrics(dist, pids, camids, Q))
-    _assert_close({k: ours[k] for k in ROC_KEYS}, _host_roc(dist, pids, camids, Q), atol=1e-4)
+    _assert_host_metrics({k: ours[k] for k in HOST_KEYS}, dist, pids, camids, Q)
+    _assert_close({k: ours[k] for k in ROC_KEYS}, _host_roc(dist, pids, camids, Q), atol=5e-3)
 
 
 # ---------------------------------------------------------------------------------- loaders
@@ -407,6 +424,7 @@ def test_image_batches_are_images_whatever_the_video_keys(datasets_root_env):
 def test_affine_is_built_for_todays_torchvision(datasets_root_env):
     """INPUT.AFFINE: the host passes arguments torchvision removed; the same affine is built."""
     import torchvision.transforms as T
+
     from fastreid_ext.data.image_dataset import build_image_transforms
 
     _, configs = datasets_root_env
@@ -418,8 +436,8 @@ def test_affine_is_built_for_todays_torchvision(datasets_root_env):
     assert names[at - 1] == "RandomApply" and names[at + 1] == "ToTensor"  # after CJ, before ToTensor
     affine = ops[at]
     assert isinstance(affine, T.RandomAffine) and list(affine.degrees) == [-10.0, 10.0]
-    assert list(affine.scale) == [0.9, 1.1] and list(affine.shear) == [-0.1, 0.1, 0.0, 0.0] or \
-        list(affine.shear) == [-0.1, 0.1]
+    assert list(affine.scale) == [0.9, 1.1] and list(affine.shear)[:2] == [-0.1, 0.1]
+    assert affine.fill == 0
 
 
 def test_video_datasets_keep_the_clip_path(datasets_env):
@@ -501,4 +519,4 @@ def test_evaluator_aqe_and_keys_are_the_host_evaluators(metric):
     ours = ev.evaluate()
     assert list(ours) == HOST_KEYS
     qf, gf = aqe(feats[:Q], feats[Q:], cfg.TEST.AQE.QE_TIME, 4, cfg.TEST.AQE.ALPHA)
-    _assert_close(dict(ours), _host_metrics(build_dist(qf.float(), gf.float(), metric), pids, camids, Q), atol=1e-4)
+    _assert_host_metrics(dict(ours), build_dist(qf.float(), gf.float(), metric), pids, camids, Q)

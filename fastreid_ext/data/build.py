@@ -21,16 +21,23 @@ from typing import Optional
 
 import cv2
 import torch
+from torch.utils.data import BatchSampler, DataLoader
+
 from fastreid.config import configurable
 from fastreid.data import samplers as host_samplers
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid.utils import comm
-from torch.utils.data import BatchSampler, DataLoader
 
 from .clip_sampler import build_train_clip_sampler
 from .datasets.tracklet_dataset import datasets_root
-from .image_dataset import (ImageTestDataset, ImageTrainDataset, build_image_transforms, collate_image_batch,
-                            is_image_items, keypoint_train_transform)
+from .image_dataset import (
+    ImageTestDataset,
+    ImageTrainDataset,
+    build_image_transforms,
+    collate_image_batch,
+    is_image_items,
+    keypoint_train_transform,
+)
 from .samplers import IdentityBalancedSampler, InferenceSampler
 from .transforms import build_clip_transforms
 from .video_dataset import VideoTestDataset, VideoTrainDataset, collate_video_batch

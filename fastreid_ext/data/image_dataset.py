@@ -39,7 +39,15 @@ from torch.utils.data import Dataset
 
 from .frame_io import FrameReadError
 from .transforms import ClipParams, build_clip_transforms
-from .video_dataset import NUM_JOINTS, _extras, _load_item, _seeded_rng, _stack, as_tracklet, clip_keypoints
+from .video_dataset import (
+    NUM_JOINTS,
+    as_tracklet,
+    clip_keypoints,
+    extras_of,
+    load_item,
+    stack_tensors,
+    worker_rng,
+)
 
 __all__ = [
     "is_image_items", "as_image_item", "build_image_transforms", "read_rgb_image",
@@ -77,7 +85,7 @@ def as_image_item(item: Sequence) -> Tuple:
 
 
 def _has_keypoints(item: Tuple) -> bool:
-    return bool(_extras(item).get("keypoints"))
+    return bool(extras_of(item).get("keypoints"))
 
 
 def build_image_transforms(cfg, is_train: bool = True) -> Callable:
@@ -170,7 +178,7 @@ class ImageTrainDataset(_ImageSet):
         item = self.items[index]
         if _has_keypoints(item):
             # one frame through the keypoint-aware clip transform, (1, C, H, W) -> (C, H, W)
-            clip = _load_item(as_tracklet(item), [0], self.keypoint_transform, _seeded_rng())
+            clip = load_item(as_tracklet(item), [0], self.keypoint_transform, worker_rng())
             out = {"images": clip["images"][0], "img_paths": item[0], "keypoints": clip["keypoints"][0]}
         else:
             out = {"images": self._image(item), "img_paths": item[0]}
@@ -196,7 +204,7 @@ class ImageTestDataset(_ImageSet):
         img = self.transform(pil)
         out = {"images": img.float(), "img_paths": item[0], "targets": item[1], "camids": item[2],
                "track_idx": index}
-        kp = _extras(item).get("keypoints")
+        kp = extras_of(item).get("keypoints")
         if kp:
             params = ClipParams(out_size=tuple(img.shape[-2:]), in_sizes=((pil.height, pil.width),))
             out["keypoints"] = clip_keypoints(kp, [item[0]], params)[0]
@@ -210,7 +218,7 @@ def collate_image_batch(batch: List[dict]) -> dict:
     if not batch:
         raise ValueError("empty batch")
     out = {
-        "images": _stack([b["images"] for b in batch]),
+        "images": stack_tensors([b["images"] for b in batch]),
         "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
         "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
         "img_paths": [b["img_paths"] for b in batch],
@@ -219,7 +227,7 @@ def collate_image_batch(batch: List[dict]) -> dict:
         out["track_idx"] = torch.tensor([b["track_idx"] for b in batch], dtype=torch.int64)
     if any("keypoints" in b for b in batch):
         zero = torch.zeros(NUM_JOINTS, 3)
-        out["keypoints"] = _stack([b.get("keypoints", zero) for b in batch])
+        out["keypoints"] = stack_tensors([b.get("keypoints", zero) for b in batch])
     return out
 
 

@@ -45,7 +45,8 @@ def as_tracklet(item: Sequence) -> Tuple:
     return (paths,) + tuple(item[1:])
 
 
-def _extras(item: Tuple) -> dict:
+def extras_of(item: Tuple) -> dict:
+    """The extras dict of an item (4th element), ``{}`` when it has none."""
     return item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
 
 
@@ -87,13 +88,17 @@ def _tracklet_name(item: Tuple) -> str:
     return f"pid={item[1]} camid={item[2]} ({os.path.dirname(item[0][0]) or item[0][0]})"
 
 
-def _seeded_rng() -> np.random.Generator:
+def worker_rng() -> np.random.Generator:
+    """A numpy generator seeded from torch's RNG (call it in ``__getitem__``)."""
     # torch's RNG is seeded per DataLoader worker; a numpy generator made in __init__ would
     # be copied into every worker and repeat the same draws there.
     return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
 
-def _load_item(item: Tuple, indices: Sequence[int], transform, rng: np.random.Generator) -> dict:
+def load_item(item: Tuple, indices: Sequence[int], transform, rng: np.random.Generator) -> dict:
+    """Frames ``indices`` of a tracklet item through ``transform``: ``images`` (T, C, H, W),
+    ``erased`` (T,), ``img_paths``, ``skipped_frames`` and ``keypoints`` (T, 17, 3) when the
+    item's extras name a keypoint file."""
     paths = item[0]
     frames, used, skipped = load_clip(paths, indices, _tracklet_name(item))
     images, params = transform(frames, rng)
@@ -103,7 +108,7 @@ def _load_item(item: Tuple, indices: Sequence[int], transform, rng: np.random.Ge
         "img_paths": paths[0],
         "skipped_frames": skipped,
     }
-    kp = _extras(item).get("keypoints")
+    kp = extras_of(item).get("keypoints")
     if kp:
         out["keypoints"] = clip_keypoints(kp, [paths[j] for j in used], params)
     return out
@@ -152,9 +157,9 @@ class VideoTrainDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        rng = _seeded_rng()
+        rng = worker_rng()
         indices = self.sampler_fn(len(item[0]), self.seq_len, rng)
-        out = _load_item(item, indices, self.transform, rng)
+        out = load_item(item, indices, self.transform, rng)
         pid, camid = item[1], item[2]
         if self.relabel:
             pid, camid = self.pid_dict[pid], self.cam_dict[camid]
@@ -189,7 +194,7 @@ class VideoTestDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         k, indices = self.clips[index]
         item = self.items[k]
-        out = _load_item(item, indices, self.transform, None)
+        out = load_item(item, indices, self.transform, None)
         out["targets"] = item[1]
         out["camids"] = item[2]
         out["track_idx"] = k
@@ -204,7 +209,7 @@ def collate_video_batch(batch: List[dict]) -> dict:
     if not batch:
         raise ValueError("empty batch")
     out = {
-        "images": _stack([b["images"] for b in batch]),
+        "images": stack_tensors([b["images"] for b in batch]),
         "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
         "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
         "erased": torch.stack([b["erased"] for b in batch]),
@@ -216,11 +221,11 @@ def collate_video_batch(batch: List[dict]) -> dict:
     if any("keypoints" in b for b in batch):
         T = batch[0]["images"].shape[0]
         zero = torch.zeros(T, NUM_JOINTS, 3)
-        out["keypoints"] = _stack([b.get("keypoints", zero) for b in batch])
+        out["keypoints"] = stack_tensors([b.get("keypoints", zero) for b in batch])
     return out
 
 
-def _stack(tensors: List[torch.Tensor]) -> torch.Tensor:
+def stack_tensors(tensors: List[torch.Tensor]) -> torch.Tensor:
     """``torch.stack`` through numpy: a single-threaded copy. ``torch.stack`` of a batch of
     clips in the main process (``num_workers == 0``) runs on the intra-op thread pool, which on
     a busy 2-core machine cost 30x more CPU (98 ms vs 3 ms for 16 x 8 x 3 x 128 x 64)."""
