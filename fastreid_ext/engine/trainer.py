@@ -2,9 +2,14 @@
 
 What changes against ``fastreid/engine/defaults.py`` and why:
 - loaders: ``fastreid_ext.data.build`` (plain ``DataLoader``; the host's ``DataLoaderX`` makes a
-  CUDA stream in ``__init__``, ``fastreid/data/data_utils.py:151``), clips for video, 1-frame
-  tracklets for images, ``DATALOADER.NUM_WORKERS_TEST`` instead of the hard-coded 4
-  (``fastreid/data/build.py:124``);
+  CUDA stream in ``__init__``, ``fastreid/data/data_utils.py:151``), clips for video, images
+  through the host's transforms for image datasets, ``DATALOADER.NUM_WORKERS_TEST`` instead of
+  the hard-coded 4 (``fastreid/data/build.py:124``);
+- the host's ``Baseline`` takes its losses from the plugin's registry
+  (:mod:`fastreid_ext.modeling.meta_arch.host_models`);
+- the optimizer without the host's ``ContiguousParams`` (``fastreid/solver/build.py:192-208``),
+  whose flat buffer ``zero_grad()`` leaves without a gradient on torch >= 2: the host's own
+  ``DefaultTrainer`` updates no parameter;
 - evaluation: ``VideoClipEvaluator`` + our ``inference_on_dataset`` (the host's evaluator
   builds Cython in site-packages and ``sys.exit``s on failure, ``evaluation/rank_cylib/__init__.py:15-20``;
   its flip test normalises twice, ``evaluation/evaluator.py:119-121``);
