@@ -3,9 +3,9 @@ each switched model's outputs are recomputed directly from its own sub-modules w
 component removed."""
 import pytest
 import torch
-from fastreid.modeling import build_model
-
 from test_fgreid_model import batch, tiny_cfg
+
+from fastreid.modeling import build_model
 
 
 def _build(**opts):

@@ -2,7 +2,14 @@
 joint scores."""
 import numpy as np
 import pytest
-from fgreid.st_reid import joint_distance, parse_frame, smooth_distribution, st_distribution, st_probability
+
+from fgreid.st_reid import (
+    joint_distance,
+    parse_frame,
+    smooth_distribution,
+    st_distribution,
+    st_probability,
+)
 
 
 def test_parse_frame_market_and_veri():
@@ -52,11 +59,11 @@ def test_eval_st_tool_runs_on_a_tiny_synthetic_market(tmp_path):
     import importlib.util
     import os.path as osp
 
+    from conftest import REPO
+
     from fastreid_ext.config import build_config
     from fastreid_ext.data.synthetic import generate
     from fastreid_ext.engine import build_inference_model
-
-    from conftest import REPO
 
     generate("market1501", str(tmp_path / "synthetic" / "market1501"), workers=1, ids=12, seed=0,
              frame_size=(32, 16))

@@ -8,6 +8,7 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 
 import fastreid_ext
 import fgreid
@@ -22,8 +23,6 @@ from fastreid_ext.engine.trainer import epoch_iterations
 from fastreid_ext.modeling.losses import build_losses
 from fastreid_ext.modeling.losses.host_losses import cosine_triplet_loss
 from fgreid.losses.functional import variance_regularization
-
-from conftest import REPO
 
 FGREID_CONFIGS = osp.join(REPO, "projects", "FGReID", "configs")
 

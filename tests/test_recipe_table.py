@@ -14,11 +14,10 @@ import re
 from typing import Dict, List, Tuple
 
 import pytest
+from conftest import REPO
 
 import fastreid_ext
 import fgreid
-
-from conftest import REPO
 
 READMES = ("README.md", osp.join("projects", "FGReID", "README.md"))
 CONFIG_DIRS = (osp.join("configs", "Video-Baseline"), osp.join("projects", "FGReID", "configs"))

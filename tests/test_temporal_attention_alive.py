@@ -10,17 +10,16 @@ import math
 
 import pytest
 import torch
+from conftest import REPO
+
 from fastreid.modeling import build_model
 from fastreid.utils.events import EventStorage
-
 from fastreid_ext.config import get_cfg
 from fastreid_ext.data.build import build_video_train_loader
 from fastreid_ext.engine.train_loop import collect_diagnostics, own_optimizers
 from fastreid_ext.engine.trainer import Trainer
 from fastreid_ext.modeling.losses.attention_loss import AttentionLoss, attention_loss
 from fastreid_ext.modeling.meta_arch.video_baseline import attention_diagnostics
-
-from conftest import REPO
 
 DEMO = f"{REPO}/configs/Video-Baseline/synthetic_cpu.yml"
 

@@ -11,8 +11,9 @@ from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from fastreid.layers.weight_init import weights_init_kaiming
 from torch import nn
+
+from fastreid.layers.weight_init import weights_init_kaiming
 
 __all__ = ["TemporalAttention", "temporal_weighted_sum", "ATTENTION_INITS", "SCORE_ACTIVATIONS"]
 

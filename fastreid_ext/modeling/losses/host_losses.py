@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from fastreid.modeling.losses import cross_entropy_loss, log_accuracy, triplet_loss
-from fastreid.modeling.losses.triplet_loss import hard_example_mining, weighted_example_mining
 from fastreid.modeling.losses.circle_loss import pairwise_circleloss, pairwise_cosface
+from fastreid.modeling.losses.triplet_loss import hard_example_mining, weighted_example_mining
 
 from .registry import LOSS_REGISTRY, ReIDLoss
 

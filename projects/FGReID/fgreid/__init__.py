@@ -5,8 +5,10 @@ Importing this package registers the ``FGReID`` meta-architecture and the losses
 """
 import fastreid_ext  # noqa: F401  (host compat shims and shared registries first)
 
-from . import losses  # noqa: F401
-from . import modeling  # noqa: F401
+from . import (
+    losses,  # noqa: F401
+    modeling,  # noqa: F401
+)
 from .config import add_fgreid_config
 from .modeling import FGReID
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
-
 from fastreid_ext.config import exclude_from_embedding_hash
 
 # the CNN_MARS checkpoint only sets the starting weights: the trained weights file decides the

@@ -24,7 +24,13 @@ from fastreid_ext.engine import build_inference_model
 from fastreid_ext.engine.trainer import Trainer
 from fastreid_ext.evaluation.inference import inference_on_dataset
 from fastreid_ext.evaluation.rank import evaluate_rank
-from fgreid.st_reid import joint_distance, parse_frame, smooth_distribution, st_distribution, st_probability
+from fgreid.st_reid import (
+    joint_distance,
+    parse_frame,
+    smooth_distribution,
+    st_distribution,
+    st_probability,
+)
 
 
 def _metrics(distmat, q_pids, g_pids, q_cams, g_cams) -> Dict[str, float]:

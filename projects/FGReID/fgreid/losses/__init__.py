@@ -1,6 +1,16 @@
 """FGReID losses (registered in ``fastreid_ext``'s loss registry on import)."""
-from .fgreid_losses import AveragedCrossEntropyLoss, KLConsistencyLoss, SatisfiedRankLoss, VarianceLoss
-from .functional import averaged_cross_entropy, kl_consistency, satisfied_rank, variance_regularization
+from .fgreid_losses import (
+    AveragedCrossEntropyLoss,
+    KLConsistencyLoss,
+    SatisfiedRankLoss,
+    VarianceLoss,
+)
+from .functional import (
+    averaged_cross_entropy,
+    kl_consistency,
+    satisfied_rank,
+    variance_regularization,
+)
 
 __all__ = [
     "AveragedCrossEntropyLoss",

@@ -8,8 +8,13 @@ from __future__ import annotations
 from fastreid.modeling.losses import log_accuracy
 from fastreid_ext.modeling.losses import LOSS_REGISTRY, ReIDLoss
 
-from .functional import VARIANCE_NORMS, averaged_cross_entropy, kl_consistency, satisfied_rank, \
-    variance_regularization
+from .functional import (
+    VARIANCE_NORMS,
+    averaged_cross_entropy,
+    kl_consistency,
+    satisfied_rank,
+    variance_regularization,
+)
 
 LOGIT_KEYS = ("y1", "y2")
 

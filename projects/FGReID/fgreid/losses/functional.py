@@ -5,6 +5,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
 from fastreid.modeling.losses import cross_entropy_loss
 
 
