@@ -88,6 +88,17 @@ def _market_to_msmt17(market: Path, root: Path) -> None:
     (base / "list_val.txt").write_text("")
 
 
+def _market_as(market: Path, base: Path, dirs, name) -> None:
+    """Hard links of the Market images (identities > 0) under other host layouts' folder and
+    file names: ``dirs`` maps Market folders to the layout's, ``name(pid, cam, k)``."""
+    for src_dir, dst_dir in dirs:
+        (base / dst_dir).mkdir(parents=True, exist_ok=True)
+        for k, src in enumerate(sorted((market / src_dir).glob("*.jpg"))):
+            pid, cam = int(src.name.split("_")[0]), int(src.name.split("_c")[1][0])
+            if pid > 0:
+                os.link(src, base / dst_dir / name(pid, cam, k))
+
+
 @pytest.fixture(scope="module")
 def host_tree(tmp_path_factory):
     """``(datasets root, config folder)``: Market-1501-v15.09.15 + MSMT17_V2 trees and the host
@@ -99,6 +110,11 @@ def host_tree(tmp_path_factory):
     market = root / "Market-1501-v15.09.15"
     generate("market1501", str(market), 16, seed=0, frame_size=(64, 32), min_len=2, max_len=4, workers=1)
     _market_to_msmt17(market, root)
+    market_dirs = ("bounding_box_train", "query", "bounding_box_test")
+    _market_as(market, root / "DukeMTMC-reID", zip(market_dirs, market_dirs),
+               lambda pid, cam, k: f"{pid:04d}_c{cam}_f{k:07d}.jpg")
+    _market_as(market, root / "veri", zip(market_dirs, ("image_train", "image_query", "image_test")),
+               lambda pid, cam, k: f"{pid:04d}_c{cam:03d}_{k:08d}_0.jpg")
     configs = tmp / "configs"
     shutil.copytree(HOST_CONFIGS, configs)
     shutil.copytree(OWN_CONFIGS, configs, dirs_exist_ok=True)
@@ -177,6 +193,12 @@ def _features(cfg, weights: Path, flip: bool = False):
 
     model = Trainer.build_model(cfg)
     AtomicCheckpointer(model).load(str(weights))
+    return _features_of(model, cfg, flip)
+
+
+def _features_of(model, cfg, flip: bool = False):
+    from fastreid_ext.engine import Trainer
+
     model.eval()
     loader, num_query = Trainer.build_test_loader(cfg, cfg.DATASETS.TESTS[0])
     feats = []
@@ -419,6 +441,27 @@ def test_image_batches_are_images_whatever_the_video_keys(datasets_root_env):
     assert test_batch["images"].shape[1:] == (3, 64, 32)
     assert test_batch["track_idx"].tolist() == list(range(test_batch["images"].shape[0]))
     assert len(test_loader.dataset) == len(dataset.query) + len(dataset.gallery) and num_query == len(dataset.query)
+
+
+@pytest.mark.parametrize("dataset", ["DukeMTMC", "VeRi"])
+def test_other_host_image_datasets_are_images_with_the_host_keys(dataset, datasets_root_env, tmp_path):
+    """More of the host's image datasets (their layouts made from the same images): image
+    batches, and an evaluation with the host's keys equal to the host's evaluator."""
+    from fastreid.utils.compute_dist import build_dist
+    from fastreid_ext.engine import Trainer
+
+    _, configs = datasets_root_env
+    cfg = _cfg(configs / "Market1501/AGW_R50.yml", COMMON + R18 + SIZE_64x32 + K4_BATCH + [
+        "DATASETS.NAMES", f'("{dataset}",)', "DATASETS.TESTS", f'("{dataset}",)', "MODEL.HEADS.NUM_CLASSES", "8",
+        "OUTPUT_DIR", str(tmp_path)])
+    batch = next(iter(Trainer.build_train_loader(cfg)))
+    assert batch["images"].shape == (8, 3, 64, 32)
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    res = Trainer.test(cfg, model)
+    assert list(res) == HOST_KEYS
+    feats, pids, camids, Q = _features_of(model, cfg)
+    _assert_host_metrics(dict(res), build_dist(feats[:Q], feats[Q:], cfg.TEST.METRIC), pids, camids, Q)
 
 
 def test_affine_is_built_for_todays_torchvision(datasets_root_env):
