@@ -72,12 +72,12 @@ CLAIM_SEEDS ?= 3
 claims: install
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.claims.pretrain
-	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS)
+	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS) --jobs 2 --threads 1
 
 claims-quick: install
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.claims.pretrain
-	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS) --quick
+	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS) --quick --jobs 2 --threads 1
 
 clean-demo:
 	rm -rf $(DEMO_OUT)
