@@ -109,3 +109,18 @@ def test_period_and_epoch_end_schedule():
             if (DIAG_PREFIX + "v") in storage.latest() and storage.latest()[DIAG_PREFIX + "v"][1] == it:
                 seen.append(it + 1)
     assert seen == [5, 7, 10, 14, 15, 20, 21]
+
+
+def test_diagnostics_are_read_through_ddp(tmp_path):
+    """A DistributedDataParallel-wrapped model: the trainer reads the wrapped module's values."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(_Stub({"att_dead_frac": 0.25}))
+        assert not hasattr(wrapped, "diagnostics")
+        assert collect_diagnostics(wrapped) == {"att_dead_frac": 0.25}
+    finally:
+        dist.destroy_process_group()
