@@ -147,3 +147,19 @@ def test_deployed_gallery_index_on_gpu_with_k_above_the_limit(fake_gpu, k):
     ref_d, _ = _reference(q, torch.from_numpy(g), k)
     torch.testing.assert_close(torch.from_numpy(res.distances).double(), ref_d, rtol=0, atol=1e-5)
     assert [m.searches for m in fake_gpu] == ([[k]] if k <= 2048 else [])
+
+
+def test_the_gpu_copy_is_released_with_its_gallery(fake_gpu):
+    import gc
+
+    q, g = _feats(4, seed=1), _feats(100, seed=2)
+    faiss_search.faiss_exact_search(q, g, 10, "cosine", 64, want_gpu=True)
+    assert faiss_search._GPU_CACHE
+    g2 = _feats(100, seed=3)
+    faiss_search.faiss_exact_search(q, g2, 10, "cosine", 64, want_gpu=True)
+    del g
+    gc.collect()
+    assert faiss_search._GPU_CACHE  # the first gallery's death does not drop the second's copy
+    del g2
+    gc.collect()
+    assert not faiss_search._GPU_CACHE

@@ -140,13 +140,19 @@ def clear_gpu_cache() -> None:
     _GPU_CACHE.clear()
 
 
+def _drop_cached(token) -> None:
+    entry = _GPU_CACHE.get("entry")
+    if entry is not None and entry[4] is token:
+        _GPU_CACHE.clear()
+
+
 def _cached_gpu_index(g: torch.Tensor, metric: str, device):
     """The cached GPU index of this very gallery tensor (same object, not modified since:
     a weak reference, so a freed tensor whose memory is reused never matches)."""
     entry = _GPU_CACHE.get("entry")
     if entry is None:
         return None
-    ref, version, key, index = entry
+    ref, version, key, index, _ = entry
     if ref() is g and version == g._version and key == (metric, device):
         return index
     return None
@@ -210,7 +216,9 @@ def faiss_exact_search(
                 cpu = flat_index(g.shape[1], metric)
                 add_in_chunks(cpu, g, metric)
                 index = faiss_to_gpu(cpu, ngpus, gpu_device)
-                _GPU_CACHE["entry"] = (weakref.ref(g), g._version, (metric, gpu_device), index)
+                token = object()
+                _GPU_CACHE["entry"] = (weakref.ref(g), g._version, (metric, gpu_device), index, token)
+                weakref.finalize(g, _drop_cached, token)  # the gallery is gone: free the GPU copy
     if index is None:
         index = flat_index(g.shape[1], metric)
         add_in_chunks(index, g, metric)
