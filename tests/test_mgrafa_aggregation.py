@@ -8,8 +8,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fastreid_ext  # noqa: F401
 from mgrafa.aggregation import MultiGranularityAggregation, group_sizes
-from mgrafa.nodes import (from_nodes, granularity_size, num_reference_nodes, pool_spatial, reference_nodes,
-                          relation_vectors, to_nodes)
+from mgrafa.nodes import (
+    from_nodes,
+    granularity_size,
+    num_reference_nodes,
+    pool_spatial,
+    reference_nodes,
+    relation_vectors,
+    to_nodes,
+)
 from mgrafa.rafa import ReferenceAidedAttention
 
 B, T, C, H, W = 2, 4, 32, 16, 8

@@ -2,12 +2,12 @@
 host's loss functions, eval embeddings, config switches of Table 2."""
 import pytest
 import torch
-from fastreid.modeling import build_model
-from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
-from fastreid.utils.events import EventStorage
 
 import fastreid_ext
 import mgrafa
+from fastreid.modeling import build_model
+from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
+from fastreid.utils.events import EventStorage
 from mgrafa.head import MGRAFAHead, resnet_map_size
 from mgrafa.meta_arch import eq7_losses
 

@@ -4,12 +4,12 @@ import logging
 
 import pytest
 import torch
-from fastreid.modeling import build_model
-from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
-from fastreid.utils.events import EventStorage
 
 import fastreid_ext
 import mgre
+from fastreid.modeling import build_model
+from fastreid.modeling.losses import cross_entropy_loss, triplet_loss
+from fastreid.utils.events import EventStorage
 from mgre.embedding import weighted_concat
 from mgre.location import boxes_from_keypoints, location_loss
 from mgre.regions import prior_box_size, regions_of_stage

@@ -9,11 +9,11 @@ import os
 
 import pytest
 import torch
-from fastreid.modeling import build_model
-from fastreid.utils.events import EventStorage
 
 import fastreid_ext  # noqa: F401  (compat shims before fastreid.data)
 import mgre  # noqa: F401
+from fastreid.modeling import build_model
+from fastreid.utils.events import EventStorage
 from fastreid_ext.config import build_config
 from fastreid_ext.data.build import build_video_train_loader
 

@@ -19,8 +19,16 @@ from torch import nn
 
 from .comparisons import NonLocalRefine, RGAGate
 from .gated_attention import CBAMGate, GatedAverage, SEGate
-from .nodes import (REFERENCE_STRATEGIES, check_clip, granularity_size, num_reference_nodes,
-                    pool_spatial, reference_nodes, softmax_aggregate, to_nodes)
+from .nodes import (
+    REFERENCE_STRATEGIES,
+    check_clip,
+    granularity_size,
+    num_reference_nodes,
+    pool_spatial,
+    reference_nodes,
+    softmax_aggregate,
+    to_nodes,
+)
 from .rafa import ATTENTION_INITS, AppearanceAttention, ReferenceAidedAttention
 
 ATTENTIONS = ("avg", "rafa", "afa", "se", "cbam", "rga_sc", "nl_s", "nl_st")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
 
+
 def add_mgrafa_config(cfg: CN) -> CN:
     """Add ``MODEL.MGRAFA`` to ``cfg`` in place (detectron2 convention) and return it.
 

@@ -11,7 +11,6 @@ from torch import nn
 
 from .nodes import relation_vectors
 
-
 #: ``MODEL.MGRAFA.ATT_INIT`` values
 ATTENTION_INITS = ("uniform", "random")
 

@@ -19,7 +19,9 @@ first ``--pictures``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections import defaultdict
 
 import cv2
 import numpy as np
@@ -31,9 +33,6 @@ from fastreid_ext.config import build_config
 from fastreid_ext.data.clip_sampler import evenly
 from fastreid_ext.data.frame_io import load_clip, read_frame
 from fastreid_ext.engine import build_inference_model
-import json
-from collections import defaultdict
-
 from mgrafa.visualize import box_attention_ratio, frame_attention_mass, save_attention_grid
 
 

@@ -20,7 +20,6 @@ import os.path as osp
 from typing import List, Optional, Sequence
 
 from fastreid.data.datasets import DATASET_REGISTRY
-
 from fastreid_ext.data.datasets.mars import MARS
 
 __all__ = ["KEYPOINTS_FILE", "find_keypoints_file", "with_keypoints", "KeypointsMixin"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Sequence
+from typing import Dict
 
 import cv2
 import numpy as np
