@@ -48,6 +48,7 @@ class Claim:
     image: bool = False  # image (1-frame) data set: SEQ_LEN 1
     readme: str = ""  # the project README whose rows link here
     backbone: str = "shared"  # "shared": the pre-trained ResNet-18; "own": the method's own backbone and clip recipe
+    epoch_factor: int = 1  # epochs = budget epochs x this, for every row of the claim (small data sets)
 
 
 _AVG_LOSSES = '("CrossEntropyLoss", "CenterLoss", "OSMLoss")'
@@ -157,6 +158,7 @@ CLAIMS: Tuple[Claim, ...] = (
         compare=(("fgpose", "baseline"),),
         protocol="groupwise",
         backbone="own",  # FGPose's tiny multi-stream backbones: the shared ResNet-18 does not fit
+        epoch_factor=10,  # 44 training tracklets: 2 iterations per epoch
         readme="",
     ),
 )

@@ -69,7 +69,8 @@ def budget_opts(claim: Claim, mode: str, seed: int, root: str, backbone: str, ou
         "DATASETS.NAMES": f'("{claim.dataset}",)', "DATASETS.TESTS": f'("{claim.dataset}",)',
         "DATASETS.ROOT": root, "DATALOADER.NUM_WORKERS": 0, "DATALOADER.NUM_WORKERS_TEST": 0,
         "DATALOADER.NUM_INSTANCE": b["instances"], "SOLVER.OPT": "Adam", "SOLVER.IMS_PER_BATCH": b["batch"],
-        "SOLVER.BASE_LR": b["lr"], "SOLVER.MAX_EPOCH": b["epochs"], "SOLVER.STEPS": [1000],
+        "SOLVER.BASE_LR": b["lr"], "SOLVER.MAX_EPOCH": b["epochs"] * claim.epoch_factor, "SOLVER.STEPS": [100000],
+        "DATALOADER.EPOCH_LENGTH": "samples",  # pinned: a config's own epoch definition cannot move the budget
         "SOLVER.WARMUP_ITERS": b["warmup"], "SOLVER.CHECKPOINT_PERIOD": 10000,
         "TEST.EVAL_PERIOD": 10000, "TEST.IMS_PER_BATCH": 64, "TEST.PROTOCOL": claim.protocol,
         "TEST.FLIP.ENABLED": False, "TEST.PRECISE_BN.ENABLED": False, "SEED": seed, "OUTPUT_DIR": out,
