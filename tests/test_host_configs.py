@@ -1,10 +1,12 @@
 """fast-reid's own configs train and evaluate unchanged through ``tools/train_net.py``.
 
 The host's published YAML files (``../shared/host-configs``, unchanged) plus an MGN config and a
-host-``Baseline`` + plugin-losses config written the same way (``tests/configs/host``) run on a
-tiny synthetic Market-1501 tree (and the same images laid out as MSMT17_V2), with overrides for
-size only: ResNet-18 (MGN needs the host's ResNet-50 bottlenecks, so it keeps its depth), tiny
-inputs, one epoch, tiny batches, no pretrained weights (none offline) and no loader workers.
+host-``Baseline`` + plugin-losses config and the zoo's IBN / ResNeSt-50 / ResNet-101 configs
+written the same way (``tests/configs/host``) run on a tiny synthetic Market-1501 tree (and the
+same images laid out as MSMT17_V2 and DukeMTMC-reID), with overrides for size only: ResNet-18
+(MGN needs the host's ResNet-50 bottlenecks, ResNeSt has no smaller depth and the R101 config is
+about its depth, so those keep theirs), tiny inputs, one epoch, tiny batches, no pretrained
+weights (none offline) and no loader workers.
 
 Each run is checked against independent references:
 - the results have exactly the host ``ReidEvaluator``'s keys;
@@ -61,6 +63,13 @@ RUNS = {
     "mgn_market": ("Market1501/mgn_R50-ibn.yml", ["INPUT.SIZE_TRAIN", "[48, 16]", "INPUT.SIZE_TEST", "[48, 16]",
                                                   "SOLVER.FREEZE_ITERS", "2"] + K16_BATCH),
     "osm_center_market": ("Market1501/bagtricks_R50_osm_center.yml", R18 + SIZE_64x32 + K4_BATCH),
+    # the zoo's other backbones (tests/configs/host: the zoo's files, written the same way):
+    # IBN-a blocks (ResNet-18 here: the host builds IBN into BasicBlock as into Bottleneck), and
+    # on DukeMTMC; ResNeSt-50 (the host's resnest has no depth below 50x) and ResNet-101 + IBN
+    # at their own depths
+    "ibn_duke": ("DukeMTMC/bagtricks_R50-ibn.yml", R18 + SIZE_64x32 + K4_BATCH),
+    "s50_market": ("Market1501/bagtricks_S50.yml", SIZE_64x32 + K4_BATCH),
+    "r101_ibn_market": ("Market1501/bagtricks_R101-ibn.yml", SIZE_64x32 + K4_BATCH),
     # a plugin meta-architecture on a host image dataset (train items with keypoints.json)
     "mgre_market": (REPO / "projects/MGRe/configs/market1501_mgre.yml", R18 + SIZE_64x32 + K4_BATCH),
 }
@@ -138,32 +147,43 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
+class _Runs:
+    """``runs[name]``: ``(config path, opts, output dir, warnings, results returned by
+    tools/train_net.py)`` of the config ``RUNS[name]``, trained once, when a test first asks for
+    it (a test selected alone trains only what it needs)."""
+
+    def __init__(self, train_net, root: Path, configs: Path, out_root: Path):
+        self._train_net, self._root, self._configs, self._out_root = train_net, root, configs, out_root
+        self._done = {}
+
+    def __getitem__(self, name):
+        if name not in self._done:
+            self._done[name] = self._train(name)
+        return self._done[name]
+
+    def _train(self, name):
+        rel, opts = RUNS[name]
+        out = self._out_root / name
+        records = _Records()
+        watched = logging.getLogger("fastreid_ext.engine.train_loop")
+        watched.addHandler(records)
+        old = os.environ.get("FASTREID_DATASETS")
+        os.environ["FASTREID_DATASETS"] = str(self._root)
+        try:
+            res = self._train_net.cli(["--config-file", str(self._configs / rel), *COMMON, *opts, "OUTPUT_DIR", str(out)])
+        finally:
+            watched.removeHandler(records)
+            if old is None:
+                os.environ.pop("FASTREID_DATASETS", None)
+            else:
+                os.environ["FASTREID_DATASETS"] = old
+        return self._configs / rel, COMMON + opts, out, [r.getMessage() for r in records.records], res
+
+
 @pytest.fixture(scope="module")
 def runs(host_tree, train_net, tmp_path_factory):
-    """Train every config of ``RUNS`` once; ``{name: (config path, opts, output dir, warnings,
-    results returned by tools/train_net.py)}``."""
     root, configs = host_tree
-    out_root = tmp_path_factory.mktemp("runs")
-    old = os.environ.get("FASTREID_DATASETS")
-    os.environ["FASTREID_DATASETS"] = str(root)
-    done = {}
-    try:
-        for name, (rel, opts) in RUNS.items():
-            out = out_root / name
-            records = _Records()
-            watched = logging.getLogger("fastreid_ext.engine.train_loop")
-            watched.addHandler(records)
-            try:
-                res = train_net.cli(["--config-file", str(configs / rel), *COMMON, *opts, "OUTPUT_DIR", str(out)])
-            finally:
-                watched.removeHandler(records)
-            done[name] = (configs / rel, COMMON + opts, out, [r.getMessage() for r in records.records], res)
-    finally:
-        if old is None:
-            os.environ.pop("FASTREID_DATASETS", None)
-        else:
-            os.environ["FASTREID_DATASETS"] = old
-    return done
+    return _Runs(train_net, root, configs, tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture()
@@ -241,7 +261,7 @@ def _results(returned, out: Path) -> dict:
     """The metrics ``tools/train_net.py`` returned; ``OUTPUT_DIR/results.json`` holds the same."""
     res = dict(returned)
     saved = json.loads((out / "results.json").read_text())
-    assert saved["dataset"] in ("Market1501", "MSMT17")
+    assert saved["dataset"] in ("Market1501", "MSMT17", "DukeMTMC")
     for k, v in res.items():
         assert saved[k] == pytest.approx(float(v), abs=1e-9), k
     return res
@@ -352,6 +372,28 @@ def test_sbs_recipe_behaves_as_in_the_host(runs, datasets_root_env):
         batch = next(it)
         _, counts = torch.unique(batch["targets"], return_counts=True)
         assert batch["images"].shape == (32, 3, 64, 32) and counts.tolist() == [16, 16]
+
+
+@pytest.mark.parametrize("name", ["ibn_duke", "s50_market", "r101_ibn_market"])
+def test_zoo_backbones_are_the_hosts(runs, name, datasets_root_env):
+    """The trained checkpoint is the network the host's own ``build_model`` makes from the same
+    config (same parameter and buffer names and shapes), with the backbone the config names."""
+    from fastreid.layers import IBN
+    from fastreid.modeling import build_model as host_build_model
+    from fastreid.modeling.backbones.resnest import ResNeSt
+
+    _, _, out, _, _ = runs[name]
+    cfg = _trained_cfg(out)
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    host = host_build_model(cfg)
+    ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert {k: tuple(v.shape) for k, v in ckpt.items()} == {k: tuple(v.shape) for k, v in host.state_dict().items()}
+    if name == "s50_market":
+        assert isinstance(host.backbone, ResNeSt) and len(host.backbone.layer3) == 6
+    else:
+        assert sum(isinstance(m, IBN) for m in host.modules()) > 0  # WITH_IBN: IBN-a blocks
+        assert len(host.backbone.layer3) == (23 if name == "r101_ibn_market" else 2)
 
 
 def test_host_baseline_with_plugin_losses(runs, datasets_root_env):
