@@ -110,8 +110,8 @@ def _market_as(market: Path, base: Path, dirs, name) -> None:
 
 @pytest.fixture(scope="module")
 def host_tree(tmp_path_factory):
-    """``(datasets root, config folder)``: Market-1501-v15.09.15 + MSMT17_V2 trees and the host
-    configs with ours next to them."""
+    """``(datasets root, config folder)``: Market-1501-v15.09.15 (and its images as MSMT17_V2,
+    DukeMTMC-reID and VeRi) + vehicleid trees and the host configs with ours next to them."""
     from fastreid_ext.data.synthetic import generate
 
     tmp = tmp_path_factory.mktemp("host")
@@ -124,6 +124,9 @@ def host_tree(tmp_path_factory):
                lambda pid, cam, k: f"{pid:04d}_c{cam}_f{k:07d}.jpg")
     _market_as(market, root / "veri", zip(market_dirs, ("image_train", "image_query", "image_test")),
                lambda pid, cam, k: f"{pid:04d}_c{cam:03d}_{k:08d}_0.jpg")
+    # 30 test vehicles: >= 10 in the Small list (the host's Rank-10 needs 10 gallery images)
+    generate("vehicleid", str(root / "vehicleid"), 60, seed=0, cameras=3, frame_size=(64, 32), min_len=1, max_len=1,
+             workers=1)
     configs = tmp / "configs"
     shutil.copytree(HOST_CONFIGS, configs)
     shutil.copytree(OWN_CONFIGS, configs, dirs_exist_ok=True)
@@ -503,6 +506,46 @@ def test_other_host_image_datasets_are_images_with_the_host_keys(dataset, datase
     res = Trainer.test(cfg, model)
     assert list(res) == HOST_KEYS
     feats, pids, camids, Q = _features_of(model, cfg)
+    _assert_host_metrics(dict(res), build_dist(feats[:Q], feats[Q:], cfg.TEST.METRIC), pids, camids, Q)
+
+
+@pytest.mark.parametrize("test_set", ["SmallVehicleID", "LargeVehicleID"])
+def test_vehicleid_layout_is_read_by_the_host_and_evaluates_like_it(test_set, datasets_root_env, tmp_path):
+    """The generator's ``vehicleid`` layout (``image/`` + ``train_test_split`` lists) through the
+    host's ``VehicleID`` datasets: image batches from the train list; the test list's images
+    split by the host into one gallery image per vehicle and the rest queries; an evaluation
+    with the host's keys equal to the host's evaluator."""
+    import random
+
+    from fastreid.utils.compute_dist import build_dist
+    from fastreid_ext.data.build import build_reid_test_loader
+    from fastreid_ext.engine import Trainer
+
+    root, configs = datasets_root_env
+    n_list = {"SmallVehicleID": 800, "LargeVehicleID": 2400}[test_set]
+    lines = (root / "vehicleid" / "train_test_split" / f"test_list_{n_list}.txt").read_text().split()
+    listed = dict(zip(lines[::2], (int(v) for v in lines[1::2])))  # image id -> vehicle id
+    cfg = _cfg(configs / "Base-bagtricks.yml",
+               COMMON + R18 + SIZE_64x32 + K4_BATCH + [
+                   "DATASETS.NAMES", '("VehicleID",)', "DATASETS.TESTS", f'("{test_set}",)',
+                   "MODEL.HEADS.NUM_CLASSES", "8", "OUTPUT_DIR", str(tmp_path)])
+    batch = next(iter(Trainer.build_train_loader(cfg)))
+    assert batch["images"].shape == (8, 3, 64, 32)
+    random.seed(0)  # the host's VehicleID shuffles the test list before splitting it
+    loader, num_query, _ = build_reid_test_loader(cfg, test_set)
+    items = loader.dataset.items
+    assert sorted(Path(it[0]).stem for it in items) == sorted(listed)
+    assert all(listed[Path(it[0]).stem] == it[1] for it in items)
+    gallery_pids = [it[1] for it in items[num_query:]]
+    assert sorted(gallery_pids) == sorted(set(listed.values()))  # one gallery image per vehicle
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    random.seed(0)
+    res = Trainer.test(cfg, model)
+    assert list(res) == HOST_KEYS
+    random.seed(0)
+    feats, pids, camids, Q = _features_of(model, cfg)
+    assert Q == num_query and pids.tolist() == [it[1] for it in items]
     _assert_host_metrics(dict(res), build_dist(feats[:Q], feats[Q:], cfg.TEST.METRIC), pids, camids, Q)
 
 

@@ -44,6 +44,7 @@ def trees(tmp_path_factory):
         "market1501": dict(ids=12),
         "cuhk01": dict(ids=8),
         "fgpr": dict(ids=8, min_len=3, max_len=4),
+        "vehicleid": dict(ids=8),
     }
     out, counts = {}, {}
     for layout, kw in args.items():
@@ -270,3 +271,21 @@ def test_occluded_joints_are_marked_hidden():
             else:
                 hidden_tracks += bool(np.any(kps[:, core, 2] == 0))
     assert hidden_tracks >= 10
+
+
+def test_vehicleid_layout(trees):
+    """``image/<7 digits>.jpg`` + the host's lists: train and test vehicles disjoint, every image
+    listed once, the Small / Medium / Large test lists nested, the 13164 list all test vehicles."""
+    root, counts = trees[0]["vehicleid"], trees[1]["vehicleid"]
+    split = osp.join(root, "train_test_split")
+
+    def read(name):
+        pairs = [line.split() for line in open(osp.join(split, name)).read().splitlines()]
+        return {img: int(vid) for img, vid in pairs}
+
+    train, tests = read("train_list.txt"), {n: read(f"test_list_{n}.txt") for n in (800, 1600, 2400, 13164)}
+    images = sorted(f[:-4] for f in os.listdir(osp.join(root, "image")))
+    assert all(re.fullmatch(r"\d{7}", i) for i in images) and sorted({**train, **tests[13164]}) == images
+    assert not set(train.values()) & set(tests[13164].values())
+    assert set(tests[800].items()) < set(tests[1600].items()) < set(tests[2400].items()) == set(tests[13164].items())
+    assert len(set(train.values())) == counts["train_ids"] and len(set(tests[13164].values())) == counts["test_ids"]

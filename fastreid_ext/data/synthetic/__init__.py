@@ -129,14 +129,17 @@ def generate(layout: str, out: str, ids: int, seed: int = 0, cameras: Optional[i
 
     Args:
         layout: one of :data:`LAYOUTS` (``mars``, ``ilidsvid``, ``prid2011``, ``market1501``,
-            ``cuhk01``, ``fgpr``); anything else raises ``ValueError``.
-        out: the dataset folder itself (e.g. ``<root>/Market-1501-v15.09.15`` for market1501).
+            ``cuhk01``, ``fgpr``, ``vehicleid``); anything else raises ``ValueError``.
+        out: the dataset folder itself (e.g. ``<root>/Market-1501-v15.09.15`` for market1501,
+            ``<root>/vehicleid`` for vehicleid).
         ids: total identities; split half / half into train and test where the layout has a
             fixed split (prid2011: 15% of them appear in cam_a only).
         seed: the output bytes are a function of the arguments (worker count excluded).
-        cameras: defaults 6 (mars, market1501) or 2 (the two-camera layouts).
+        cameras: defaults 6 (mars, market1501) or 2 (the two-camera layouts; vehicleid: views
+            per vehicle, not in its file names).
         frame_size: ``(H, W)`` of every frame.
-        min_len, max_len: frames per tracklet (market1501: images per id and camera).
+        min_len, max_len: frames per tracklet (market1501: images per id and camera; vehicleid:
+            per id and view).
         opts: ``groups`` (uniform groups, default 6), ``occlusion`` (fraction of occluded
             tracklets, 0.15), ``distractors`` / ``junk`` (pid 0 / -1 tracklets as a fraction of
             the test tracklets, 0.2 / 0.1; mars and market1501), ``workers`` (processes, default

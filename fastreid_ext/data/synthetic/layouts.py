@@ -43,6 +43,7 @@ DEFAULT_CAMERAS: Dict[str, Tuple[int, Tuple[int, int]]] = {
     "market1501": (6, (2, 6)),  # the host Market1501 asserts 1 <= camid <= 6
     "cuhk01": (2, (2, 2)),
     "fgpr": (5, (5, 5)),  # blue 1-2, white 2-3, green 4-5
+    "vehicleid": (2, (1, 6)),  # no camera in the layout: views of a vehicle, for rendering only
 }
 # layout -> default (min_len, max_len): frames per tracklet (market1501: images per id and camera)
 DEFAULT_LENGTHS: Dict[str, Tuple[int, int]] = {
@@ -52,6 +53,7 @@ DEFAULT_LENGTHS: Dict[str, Tuple[int, int]] = {
     "market1501": (2, 7),
     "cuhk01": (2, 2),
     "fgpr": (20, 40),  # the real sequences have >= 150 frames; short by default for CPU runs
+    "vehicleid": (2, 4),  # images per id and view
 }
 # layout -> (max ids, max frames per tracklet) allowed by the name formats
 _LIMITS: Dict[str, Tuple[int, int]] = {
@@ -61,6 +63,7 @@ _LIMITS: Dict[str, Tuple[int, int]] = {
     "market1501": (1501, 99),
     "cuhk01": (9999, 2),
     "fgpr": (9999, 99999),
+    "vehicleid": (99999, 99),
 }
 LAYOUTS: Tuple[str, ...] = tuple(DEFAULT_CAMERAS)
 # The paths a layout owns inside its dataset folder (removed before a regeneration).
@@ -71,6 +74,7 @@ OWNED_PATHS: Dict[str, Tuple[str, ...]] = {
     "market1501": ("bounding_box_train", "bounding_box_test", "query"),
     "cuhk01": ("campus",),
     "fgpr": ("blue", "white", "green", "splits_fgpr.json"),
+    "vehicleid": ("image", "train_test_split"),
 }
 _LAYOUT_CODE = {name: i + 1 for i, name in enumerate(LAYOUTS)}
 
@@ -434,6 +438,46 @@ def _cuhk01(a: LayoutArgs, out: str, workers: int) -> dict:
     return {"ids": len(pids), "images": 4 * len(pids), "frames": 4 * len(pids), "groups": _group_counts(groups)}
 
 
+# ----------------------------------------------------------------------------- VehicleID
+#: VehicleID's test lists (``train_test_split/test_list_<n>.txt``, n = the real list's ids): the
+#: Small / Medium / Large lists are nested subsets of the test ids, the 13164 list holds them all
+VEHICLEID_TEST_LISTS: Tuple[Tuple[int, float], ...] = ((800, 1 / 3), (1600, 2 / 3), (2400, 1.0), (13164, 1.0))
+
+
+def _vehicleid(a: LayoutArgs, out: str, workers: int) -> dict:
+    """``image/<imgid7>.jpg`` and ``train_test_split/{train_list,test_list_<n>}.txt`` with lines
+    ``<imgid> <vid>`` (the host's ``vehicleid.py``): half the ids train, the others test; the host
+    draws query / gallery from a test list itself (one gallery image per id)."""
+    code = _LAYOUT_CODE["vehicleid"]
+    pids = list(range(1, a.ids + 1))
+    idents = make_identities(pids, a.seed, a.groups)
+    train_pids, test_pids = _split_half(a, pids)
+    tracks, lines, next_img = [], {}, 1
+    for pid in pids:
+        r = rng_for(a.seed, KIND_LAYOUT, code, pid)
+        for cam in range(a.cameras):
+            n = int(r.integers(a.min_len, a.max_len + 1))
+            names = [f"{next_img + i:07d}" for i in range(n)]
+            next_img += n
+            lines.setdefault(pid, []).extend(f"{name} {pid}\n" for name in names)
+            tracks.append(_spec(a, out, idents[pid], cam, [f"image/{name}.jpg" for name in names], (pid, cam, 1),
+                                frame_step=3.0))
+    kps = _render_all(tracks, a, workers)
+    split = osp.join(out, "train_test_split")
+    os.makedirs(split, exist_ok=True)
+    lists = {"train_list.txt": train_pids}
+    for n, frac in VEHICLEID_TEST_LISTS:
+        lists[f"test_list_{n}.txt"] = test_pids[:max(1, int(np.ceil(frac * len(test_pids))))]
+    for name, ids in lists.items():
+        with open(osp.join(split, name), "w") as f:
+            f.write("".join(line for pid in sorted(ids) for line in lines[pid]))
+    groups = {pid: idents[pid].group for pid in pids}
+    _write_side_files(out, tracks, kps, groups)
+    return {"train_ids": len(train_pids), "test_ids": len(test_pids),
+            "test_list_ids": {n: len(lists[f"test_list_{n}.txt"]) for n, _ in VEHICLEID_TEST_LISTS},
+            "frames": next_img - 1, "groups": _group_counts(groups)}
+
+
 # ----------------------------------------------------------------------------- FGPR
 #: FGPR's groups (Yin et al., IJCV 2020, section 3): (uniform, 0-based cameras, ids in the real
 #: dataset, test ids per split in the real protocol)
@@ -517,7 +561,7 @@ def _fgpr(a: LayoutArgs, out: str, workers: int) -> dict:
 
 _WRITERS: Dict[str, Callable[[LayoutArgs, str, int], dict]] = {
     "mars": _mars, "ilidsvid": _ilidsvid, "prid2011": _prid2011, "market1501": _market1501, "cuhk01": _cuhk01,
-    "fgpr": _fgpr,
+    "fgpr": _fgpr, "vehicleid": _vehicleid,
 }
 
 
