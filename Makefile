@@ -28,7 +28,7 @@ demo: install
 	    --config-file configs/Video-Baseline/synthetic_cpu.yml OUTPUT_DIR $(DEMO_OUT)
 	$(PY) tools/show_results.py $(DEMO_OUT)/results.json
 
-test: install
+test: install lint
 	$(PY) -m pytest -q tests
 
 # pyflakes + isort (pyproject.toml [tool.ruff]); `make lint-fix` applies the safe fixes

@@ -31,13 +31,13 @@ import os
 import time
 from typing import Dict, List
 
-import fastreid_ext  # noqa: F401  (compat shims first)
 import torch
+from common import ensure_synthetic, train_and_test
+
+import fastreid_ext  # noqa: F401  (compat shims first)
+import fgreid  # noqa: F401
 from fastreid.modeling import build_model
 from fastreid.utils.events import EventStorage
-
-import fgreid  # noqa: F401
-from common import ensure_synthetic, train_and_test
 from fastreid_ext.config import build_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,8 +112,8 @@ def run_throughput(args) -> None:
     print(f"\nThroughput on {dev}: ResNet-{args.depth[:-1]}, {args.size[0]}x{args.size[1]}, T={args.t}, "
           f"train P x K = {args.pk[0]} x {args.pk[1]}, eval batch {args.test_batch} clips, "
           f"{args.clips_per_tracklet} clips/tracklet, {args.iters} timed iterations")
-    print(f"| model | params (M) | train clips/s | eval tracklets/s | train rel. | eval rel. |")
-    print(f"|---|---|---|---|---|---|")
+    print("| model | params (M) | train clips/s | eval tracklets/s | train rel. | eval rel. |")
+    print("|---|---|---|---|---|---|")
     for name, n, r in rows:
         print(f"| {name} | {n / 1e6:.2f} | {r['train_clips_s']:.2f} | {r['eval_tracklets_s']:.2f} | "
               f"{r['train_clips_s'] / base['train_clips_s']:.2f}x | "

@@ -18,10 +18,10 @@ import os
 import tempfile
 
 import torch
+from common import ensure_synthetic, train_and_test
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgrafa  # noqa: F401
-from common import ensure_synthetic, train_and_test
 from fastreid_ext.config import build_config
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "projects", "MGRAFA", "configs", "synthetic_cpu.yml")

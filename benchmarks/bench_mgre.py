@@ -25,10 +25,10 @@ import os
 import tempfile
 
 import torch
+from common import ensure_synthetic, train_and_test
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgre  # noqa: F401
-from common import ensure_synthetic, train_and_test
 from fastreid_ext.config import build_config
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projects", "MGRe", "configs")

@@ -11,7 +11,6 @@ from typing import Dict, Optional, Tuple
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 from fastreid.utils.env import seed_all_rng
-
 from fastreid_ext.data.synthetic import DONE_FILE, generate
 from fastreid_ext.engine import Trainer
 

@@ -16,8 +16,10 @@ __version__ = "0.1.0"
 
 def _register_all() -> None:
     # Importing the sub-packages runs their registry decorators.
-    from . import data  # noqa: F401
-    from . import modeling  # noqa: F401
+    from . import (
+        data,  # noqa: F401
+        modeling,  # noqa: F401
+    )
 
 
 _register_all()

@@ -54,3 +54,15 @@ def check_topk_ranking(indices, ref_dist, atol: float) -> None:
 def assert_topk_ranking():
     """:func:`check_topk_ranking` for tests comparing rankings across computation orders."""
     return check_topk_ranking
+
+
+def shipped_meta_architectures() -> set:
+    """Names of the registered meta-architectures that ship (host, plugin, installed projects),
+    without toy ones that test modules register for themselves (their classes live in a
+    ``test_*`` module), so the set does not depend on which tests ran first."""
+    from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+    from fastreid_ext.config import build_config
+
+    build_config()  # imports every project: their meta-archs are registered
+    return {name for name, cls in META_ARCH_REGISTRY._obj_map.items()
+            if not cls.__module__.rpartition(".")[2].startswith("test_")}

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import textwrap
 
-import fastreid_ext
 from fastreid_ext import compat
 
 

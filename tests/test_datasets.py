@@ -16,8 +16,8 @@ from fastreid_ext.data.datasets import (
     MARS,
     PRID2011,
     SyntheticCUHK01,
-    SyntheticMARS,
     SyntheticMarket1501,
+    SyntheticMARS,
     TrackletDataset,
     iLIDSVID,
 )

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 import torch
-from fastreid.utils.events import EventStorage
 from torch import nn
 
+from fastreid.utils.events import EventStorage
 from fastreid_ext.config import build_config
 from fastreid_ext.modeling.losses import build_losses
 from fastreid_ext.modeling.losses.gather import check_identities_per_rank

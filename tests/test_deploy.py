@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 from torch import nn
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid_ext.config import build_config
-from fastreid_ext.deploy import (ConfigHashMismatch, FeaturesFile, GalleryIndex, collect_inputs,
-                                 config_hash, load_features, save_features)
+from fastreid_ext.deploy import (
+    ConfigHashMismatch,
+    FeaturesFile,
+    GalleryIndex,
+    collect_inputs,
+    config_hash,
+    load_features,
+    save_features,
+)
 from fastreid_ext.deploy.extractor import FeatureExtractor
 
 TINY = os.path.join(REPO, "tests", "configs", "tiny_video.yml")

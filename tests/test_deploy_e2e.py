@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid_ext.config import build_config
 from fastreid_ext.deploy import load_features
 from fastreid_ext.deploy.cli import build_index_main, extract_main, search_main
@@ -116,8 +116,8 @@ def test_extract_index_search_gives_the_evaluators_rank1(trained, datasets_env, 
 
 
 def test_search_refuses_a_model_other_than_the_index(trained, datasets_env, tmp_path):
-    from fastreid_ext.deploy import ConfigHashMismatch
     from fastreid_ext.data.build import get_dataset
+    from fastreid_ext.deploy import ConfigHashMismatch
 
     cfg = build_config(TINY)
     data = get_dataset(cfg, "SyntheticMARS")

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid_ext.config import build_config
 
 TINY = os.path.join(REPO, "tests", "configs", "tiny_video.yml")

@@ -5,12 +5,11 @@ import os
 
 import pytest
 import torch
+from conftest import REPO
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from fastreid.utils.events import EventStorage
-
-from conftest import REPO
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer
 from fastreid_ext.engine.train_loop import DIAG_PREFIX, DeviceTrainer, collect_diagnostics

@@ -8,10 +8,10 @@
 import numpy as np
 import pytest
 import torch
-from fastreid.modeling import build_model
-from fastreid.utils.events import EventStorage
 
 import fastreid_ext
+from fastreid.modeling import build_model
+from fastreid.utils.events import EventStorage
 from fastreid_ext.data.synthetic.identity import make_identities
 from fastreid_ext.data.synthetic.render import TrackletSpec, render_tracklet
 

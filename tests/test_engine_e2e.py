@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import REPO
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid_ext.config import build_config
 from fastreid_ext.deploy import FeaturesFile, GalleryIndex, load_features
 from fastreid_ext.deploy.extractor import FeatureExtractor
@@ -29,11 +29,16 @@ TINY = os.path.join(REPO, "tests", "configs", "tiny_video.yml")
 CTX = mp.get_context("fork")
 
 
-def _run_and_kill(target, args, delay):
-    """Run ``target(*args)`` in a forked process, ``SIGKILL`` it after ``delay`` seconds; returns
-    its exit code (``-9`` when it was killed, ``0`` when it finished first)."""
+def _run_and_kill(target, args, delay, ready=None, timeout=300.0):
+    """Run ``target(*args)`` in a forked process, ``SIGKILL`` it ``delay`` seconds after
+    ``ready()`` first returns true (at once when ``ready`` is None); returns its exit code
+    (``-9`` when it was killed, ``0`` when it finished first). Waiting on a progress condition
+    rather than on wall time keeps the kills mid-work on a fast and on a loaded machine alike."""
     p = CTX.Process(target=target, args=args)
     p.start()
+    start = time.time()
+    while ready is not None and p.is_alive() and not ready() and time.time() - start < timeout:
+        time.sleep(0.01)
     p.join(delay)
     if p.is_alive():
         os.kill(p.pid, signal.SIGKILL)
@@ -77,6 +82,17 @@ def _train(out, max_epoch):
     trainer.train()
 
 
+def _checkpoint_epoch(out) -> int:
+    """Epoch named by ``last_checkpoint`` (-1 when there is none); no loading, for polling."""
+    tag = os.path.join(out, "last_checkpoint")
+    try:
+        name = open(tag).read().strip()
+    except OSError:
+        return -1
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return int(digits) if name.startswith("model_") and digits else -1
+
+
 def _checkpoint_state(out):
     """``(epoch of the checkpoint named by last_checkpoint, best metric)``; each file a reader
     finds must load."""
@@ -96,10 +112,13 @@ def test_training_killed_at_random_points_resumes_and_keeps_its_results(tiny_dat
     out = str(tmp_path / "run")
     os.makedirs(out)
     rng = np.random.default_rng(17)
-    max_epoch, last_epoch, last_best, killed = 8, -1, None, 0
+    max_epoch, last_epoch, last_best, killed = 10, -1, None, 0
     for _ in range(6):
-        delay = float(rng.uniform(1.5, 5.0))
-        code = _run_and_kill(_child(_train), (out, max_epoch), delay)
+        # kill at a random point shortly after the run has checkpointed one more epoch
+        delay = float(rng.uniform(0.0, 0.15))
+        target_epoch = last_epoch + 1
+        code = _run_and_kill(_child(_train), (out, max_epoch), delay,
+                             ready=lambda: _checkpoint_epoch(out) >= target_epoch)
         assert code in (0, -signal.SIGKILL), f"training failed with exit code {code}: {_errors()}"
         killed += code == -signal.SIGKILL
         epoch, best = _checkpoint_state(out)

@@ -4,15 +4,20 @@ follow the keypoints through the clip transform's crop and flip."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy.ndimage import correlate
 
 import fgpose  # noqa: F401  (registers the project; the core loader also does through entry points)
-from fgpose.attention import MotionAttention, apply_masks, refine_masks
-from fgpose.joints import PAPER_JOINTS, PARTS, crop_boxes, paper16_from_coco, part_boxes, part_images
-from fgpose.motion import OFFUnit, SOBEL_X, SOBEL_Y, sobel, temporal_difference
-
 from fastreid_ext.data.transforms import ClipParams, ClipTrainTransform, transform_keypoints
+from fgpose.attention import MotionAttention, apply_masks, refine_masks
+from fgpose.joints import (
+    PAPER_JOINTS,
+    PARTS,
+    crop_boxes,
+    paper16_from_coco,
+    part_boxes,
+    part_images,
+)
+from fgpose.motion import SOBEL_X, SOBEL_Y, OFFUnit, sobel, temporal_difference
 
 
 # ----------------------------------------------------------------------------- motion (OFF)

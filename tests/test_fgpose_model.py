@@ -5,9 +5,9 @@ import os.path as osp
 
 import pytest
 import torch
-from fastreid.modeling import build_model
 
 import fgpose  # noqa: F401  (registers FGPose; the core loader also does through entry points)
+from fastreid.modeling import build_model
 from fastreid_ext.config import build_config
 
 CONFIGS = osp.join(osp.dirname(__file__), "..", "projects", "FGPose", "configs")

@@ -9,7 +9,6 @@ import torch
 
 import fgpose  # noqa: F401
 from fastreid.modeling import build_model
-
 from fastreid_ext.config import build_config
 from fastreid_ext.data.synthetic import generate
 

@@ -12,7 +12,12 @@ from PIL import Image
 import fastreid_ext  # noqa: F401
 from fastreid_ext.data.datasets.fgpr import FGPR, FGPR_GROUP_CAMERAS, SyntheticFGPR
 from fastreid_ext.data.synthetic import generate
-from fastreid_ext.data.synthetic.identity import GAIT_FIELDS, gait_only, group_template, make_identity
+from fastreid_ext.data.synthetic.identity import (
+    GAIT_FIELDS,
+    gait_only,
+    group_template,
+    make_identity,
+)
 from fastreid_ext.data.synthetic.layouts import fgpr_group_sizes, fgpr_splits, fgpr_test_counts
 
 GROUP_CAMS = {"blue": (1, 2), "white": (2, 3), "green": (4, 5)}

@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from fastreid_ext.evaluation.two_direction import (evaluate_tracklets, evaluate_two_direction, part_distance,
-                                                   two_direction_results)
+from fastreid_ext.evaluation.two_direction import (
+    evaluate_tracklets,
+    evaluate_two_direction,
+    part_distance,
+    two_direction_results,
+)
 
 
 def test_part_distance_is_the_sum_of_per_part_norms():

@@ -6,8 +6,13 @@ import pytest
 import torch
 
 import fgreid  # noqa: F401
-from fgreid.layers import (QKNonLocal, attentive_pooling, channel_weights, fine_grained_attention,
-                           shift_to_nonnegative)
+from fgreid.layers import (
+    QKNonLocal,
+    attentive_pooling,
+    channel_weights,
+    fine_grained_attention,
+    shift_to_nonnegative,
+)
 
 
 def _eq1_to_3_loops(f, t, scope):

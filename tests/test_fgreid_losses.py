@@ -8,7 +8,12 @@ import fastreid_ext
 import fgreid
 from fastreid.utils.events import EventStorage
 from fastreid_ext.modeling.losses import build_losses
-from fgreid.losses import averaged_cross_entropy, kl_consistency, satisfied_rank, variance_regularization
+from fgreid.losses import (
+    averaged_cross_entropy,
+    kl_consistency,
+    satisfied_rank,
+    variance_regularization,
+)
 
 LOG = torch.log
 

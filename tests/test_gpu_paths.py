@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, shipped_meta_architectures
 from torch import nn
 
-from conftest import REPO
 from fastreid_ext.engine.checkpoint import AtomicCheckpointer, ScalerCheckpointable
 from fastreid_ext.engine.precise_bn import PreciseBN, update_bn_stats
 
@@ -159,14 +159,14 @@ def test_precise_bn_with_a_short_loader_raises():
         update_bn_stats(_BNNet().train(), iter(_bn_batches(2)), 3)
 
 
-def test_trainer_precise_bn_hook_runs_on_the_video_baseline(datasets_env):
+def test_trainer_precise_bn_hook_runs_on_the_video_baseline(datasets_env, tmp_path):
     from fastreid_ext.engine.trainer import Trainer
 
     cfg = _cfg()
     cfg.TEST.PRECISE_BN.ENABLED = True
     cfg.TEST.PRECISE_BN.DATASET = "SyntheticMARS"
     cfg.TEST.PRECISE_BN.NUM_ITER = 2
-    cfg.OUTPUT_DIR = ""
+    cfg.OUTPUT_DIR = str(tmp_path)
     cfg.freeze()
     trainer = Trainer(cfg)
     hooks = [h for h in trainer._hooks if isinstance(h, PreciseBN)]
@@ -260,10 +260,6 @@ def test_gpu_selftest_without_cuda_prints_a_skipped_table_and_exits_0():
     import subprocess
     import sys
 
-    from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
-
-    from fastreid_ext.config import build_config
-
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "gpu_selftest.py")],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -273,8 +269,7 @@ def test_gpu_selftest_without_cuda_prints_a_skipped_table_and_exits_0():
     assert rows and all("SKIP" in r and "no CUDA device: skipped" in r for r in rows)
     # every meta-arch the projects register (found through their entry points), and the host's
     # Baseline and MGN, has an AMP row for both half types
-    build_config()
-    expected = set(META_ARCH_REGISTRY._obj_map) - {"Distiller", "MoCo"}
+    expected = shipped_meta_architectures() - {"Distiller", "MoCo"}
     for dtype in ("float16", "bfloat16"):
         trained = {r.split()[3] for r in rows if r.startswith(f"train AMP {dtype} ")}
         assert trained == expected

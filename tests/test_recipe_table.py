@@ -135,4 +135,4 @@ def test_recipe_strings_hand_value():
     r = recipe(cfg)
     assert r["P x K"] == "8 x 4" and r["T"] == "4" and r["input"] == "224x112"
     assert r["losses"].startswith("CE 1; center 0.0005; OSM 1 (a 2.844, s 0.9048, l 0.5873)")
-    assert r["schedule"] == "warm-up 780 it from x0.01; x0.3283 at 30, 60"
+    assert r["schedule"] == "warm-up 780 it from x0.01; x0.3283 at 31, 61"

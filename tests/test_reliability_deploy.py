@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid_ext.config import build_config
 from fastreid_ext.deploy import FeaturesFile, GalleryIndex, load_features, save_features
 from fastreid_ext.deploy.cli import build_index_main, run_cli

@@ -14,10 +14,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from torch import nn
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from conftest import REPO
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer
 from fastreid_ext.engine.checkpoint import AtomicCheckpointer

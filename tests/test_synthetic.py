@@ -12,13 +12,13 @@ import os
 import os.path as osp
 import re
 
-import fastreid_ext  # noqa: F401  (compat shims before fastreid.data)
 import numpy as np
 import pytest
-from fastreid.data.datasets.market1501 import Market1501
 from scipy.io import loadmat
 
-from fastreid_ext.data.synthetic import COCO_JOINTS, DONE_FILE, PARTIAL_FILE, LAYOUTS, generate
+import fastreid_ext  # noqa: F401  (compat shims before fastreid.data)
+from fastreid.data.datasets.market1501 import Market1501
+from fastreid_ext.data.synthetic import COCO_JOINTS, DONE_FILE, LAYOUTS, PARTIAL_FILE, generate
 from fastreid_ext.data.synthetic.__main__ import main as cli_main
 from fastreid_ext.data.synthetic.identity import UNIFORM_NAMES, make_identities
 

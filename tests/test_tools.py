@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-
 from conftest import REPO
 
 
@@ -37,3 +36,20 @@ def test_show_results_table(tmp_path, capsys):
     assert "41.23" in out and "| X " in out and "mINP" in out
     with pytest.raises(SystemExit):
         show.main([])
+
+
+def test_show_results_image_and_video_sets(tmp_path, capsys):
+    """An image set reports the host's keys (no Rank-20): its cell is '-', never 'nan', and a
+    column nobody reports is left out."""
+    show = _load("show_results")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"Market1501": {"Rank-1": 60.0, "Rank-5": 80.0, "Rank-10": 85.0, "mAP": 40.0},
+                                "MARS": {"Rank-1": 50.0, "Rank-5": 70.0, "Rank-10": 75.0, "Rank-20": 90.0,
+                                         "mAP": 30.0},
+                                "complete": True}))
+    show.main([str(path)])
+    out = capsys.readouterr().out
+    assert "nan" not in out and "mINP" not in out and "Rank-20" in out
+    market = next(line for line in out.splitlines() if "Market1501" in line)
+    assert [c.strip() for c in market.strip("|").split("|")] == ["Market1501", "60.00", "80.00", "85.00", "-",
+                                                                   "40.00"]

@@ -135,7 +135,6 @@ def _empty_missing_weights(cfg) -> None:
 def _ensure_synthetic(cfg, root: str) -> None:
     """Generate the tiny synthetic dataset(s) ``cfg.DATASETS.NAMES`` name under ``root``."""
     from fastreid.data.datasets import DATASET_REGISTRY
-
     from fastreid_ext.data.synthetic import generate
 
     for name in cfg.DATASETS.NAMES:
@@ -183,7 +182,6 @@ class _FirstFrame:
 def train_steps(cfg, steps: int, image_model: bool = False) -> str:
     """``steps`` AMP steps of ``DeviceTrainer``; returns the losses; raises on a non-finite one."""
     from fastreid.utils.events import EventStorage
-
     from fastreid_ext.data.build import build_video_train_loader
     from fastreid_ext.engine.train_loop import DeviceTrainer
     from fastreid_ext.engine.trainer import Trainer
@@ -269,7 +267,6 @@ def check_rerank() -> str:
 
 def _tiny_video_model(root: str):
     from fastreid.modeling import build_model
-
     from fastreid_ext.config import build_config
 
     cfg = build_config(os.path.join(REPO, "configs", "Video-Baseline", "synthetic_cpu.yml"), freeze=False)
@@ -301,7 +298,8 @@ def check_extraction(root: str) -> str:
 
 
 def check_onnx(root: str, out_dir: str) -> str:
-    from fastreid_ext.deploy.onnx_export import check_onnx as run_check, export_onnx
+    from fastreid_ext.deploy.onnx_export import check_onnx as run_check
+    from fastreid_ext.deploy.onnx_export import export_onnx
 
     if importlib.util.find_spec("onnx") is None:
         raise Skip("the onnx package is not installed (pip install onnx onnxruntime)")
@@ -319,9 +317,9 @@ def check_onnx(root: str, out_dir: str) -> str:
 def _nccl_worker(out_dir: str, device: str) -> None:
     import torch.distributed as dist
 
+    from fastreid.utils.events import EventStorage
     from fastreid_ext.config import build_config
     from fastreid_ext.modeling.losses import build_losses
-    from fastreid.utils.events import EventStorage
 
     rank = dist.get_rank()
     cfg = build_config(freeze=False)
@@ -357,7 +355,6 @@ def check_nccl(out_dir: str) -> str:
 def throughput(path: str, iters: int) -> str:
     """Inference clips/s at the config's input size and clip length, fp32 vs AMP float16."""
     from fastreid.modeling import build_model
-
     from fastreid_ext.config import build_config
 
     cfg = build_config(path, freeze=False)

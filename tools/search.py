@@ -11,7 +11,7 @@ See ``fastreid_ext/deploy/query.py``.
 """
 import sys
 
-from fastreid_ext.deploy.cli import search_main, run_cli
+from fastreid_ext.deploy.cli import run_cli, search_main
 
 if __name__ == "__main__":
     sys.exit(run_cli(search_main))

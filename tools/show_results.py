@@ -11,12 +11,16 @@ KEYS = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")
 
 
 def table(results: dict) -> str:
+    """One row per test set; the columns are the :data:`KEYS` that some test set reports (image
+    datasets report the host's keys, without Rank-20); a metric a set lacks shows as ``-``."""
     results = {k: v for k, v in results.items() if k != "complete"}  # the trainer's finished-run marker
     if all(isinstance(v, dict) for v in results.values()):
-        rows = [[name] + [f"{r.get(k, float('nan')):.2f}" for k in KEYS] for name, r in results.items()]
+        named = list(results.items())
     else:
-        rows = [[results.get("dataset", "test")] + [f"{results.get(k, float('nan')):.2f}" for k in KEYS]]
-    return tabulate(rows, headers=["dataset", *KEYS], tablefmt="github")
+        named = [(results.get("dataset", "test"), results)]
+    keys = [k for k in KEYS if any(k in r for _, r in named)]
+    rows = [[name] + [f"{r[k]:.2f}" if k in r else "-" for k in keys] for name, r in named]
+    return tabulate(rows, headers=["dataset", *keys], tablefmt="github", disable_numparse=True)
 
 
 def main(argv=None) -> None:

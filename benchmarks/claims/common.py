@@ -91,7 +91,6 @@ def train_and_test(cfg, seed: int):
     """Train ``cfg`` with the plugin's :class:`Trainer`, evaluate once at the end; returns
     ``(results, seconds, model)`` with the unwrapped model in eval mode."""
     from fastreid.utils.env import seed_all_rng
-
     from fastreid_ext.engine import Trainer
 
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)

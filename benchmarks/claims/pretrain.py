@@ -15,8 +15,19 @@ import os
 import time
 from typing import Dict, Optional
 
-from .common import (REPO, cache_dir, cpu_seconds, ensure_dataset, key_of, opts_list, read_json,
-                     remove_checkpoints, threads, train_and_test, write_json_atomic)
+from .common import (
+    REPO,
+    cache_dir,
+    cpu_seconds,
+    ensure_dataset,
+    key_of,
+    opts_list,
+    read_json,
+    remove_checkpoints,
+    threads,
+    train_and_test,
+    write_json_atomic,
+)
 
 #: everything that changes the pre-trained weights
 SETTINGS: Dict = dict(

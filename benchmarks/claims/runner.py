@@ -7,11 +7,22 @@ import json
 import os
 import shutil
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from .claims import Claim, Row
-from .common import (LAYOUT_DIRS, REPO, check_backbone_loaded, cpu_seconds, ensure_dataset, key_of,
-                     last_diagnostics, opts_list, read_json, remove_checkpoints, write_json_atomic)
+from .common import (
+    LAYOUT_DIRS,
+    REPO,
+    check_backbone_loaded,
+    cpu_seconds,
+    ensure_dataset,
+    key_of,
+    last_diagnostics,
+    opts_list,
+    read_json,
+    remove_checkpoints,
+    write_json_atomic,
+)
 
 #: the claims' training budget, the same for every row of a claim (``quick``: the short one)
 BUDGETS: Dict[str, Dict] = {
@@ -182,8 +193,9 @@ def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, 
 
 def train_and_check(cfg, seed: int, backbone: str):
     """Build once to check the pre-trained backbone is in the model, then train + test."""
-    from .common import train_and_test
     from fastreid_ext.engine import Trainer
+
+    from .common import train_and_test
 
     if backbone:
         probe = cfg.clone()

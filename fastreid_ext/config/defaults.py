@@ -6,6 +6,7 @@ Every key has a comment; the README lists them. Projects add theirs with
 from __future__ import annotations
 
 import torch
+
 from fastreid.config import CfgNode as CN
 from fastreid.config import get_cfg as _host_get_cfg
 

@@ -17,9 +17,10 @@ from collections import defaultdict
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
+from torch.utils.data import Sampler
+
 from fastreid.data.samplers import InferenceSampler  # noqa: F401  (re-exported for test loaders)
 from fastreid.utils import comm
-from torch.utils.data import Sampler
 
 
 class IdentityBalancedSampler(Sampler):

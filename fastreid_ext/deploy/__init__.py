@@ -3,8 +3,14 @@
 Tools: ``tools/extract_features.py``, ``tools/build_index.py``, ``tools/search.py``,
 ``tools/export_onnx.py``.
 """
-from .features_file import ConfigHashMismatch, FeaturesFile, config_hash, load_features, save_features
 from .extractor import ExtractionResult, FeatureExtractor
+from .features_file import (
+    ConfigHashMismatch,
+    FeaturesFile,
+    config_hash,
+    load_features,
+    save_features,
+)
 from .gallery_index import GalleryIndex, SearchResult
 from .inputs import InputItem, collect_inputs
 

@@ -61,6 +61,7 @@ def extract_parser() -> argparse.ArgumentParser:
 
 def extract_main(argv: Optional[Sequence[str]] = None):
     import fastreid_ext  # noqa: F401  (compat shims + registrations)
+
     from .extractor import FeatureExtractor
     from .inputs import collect_inputs
 
@@ -179,6 +180,7 @@ def search_parser() -> argparse.ArgumentParser:
 
 def search_main(argv: Optional[Sequence[str]] = None):
     import fastreid_ext  # noqa: F401
+
     from .gallery_index import GalleryIndex
     from .query import draw_query_rank_lists, format_table, query_features, results_as_json
 

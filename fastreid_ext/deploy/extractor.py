@@ -40,11 +40,16 @@ from tqdm import tqdm
 from fastreid_ext.data.frame_io import FrameReadError
 from fastreid_ext.data.transforms import build_clip_transforms
 from fastreid_ext.data.video_dataset import VideoTestDataset, collate_video_batch
-
 from fastreid_ext.engine.safe_io import file_lock
 
-from .features_file import (FeaturesFile, config_hash, embedding_settings, load_features, save_features,
-                            source_signature)
+from .features_file import (
+    FeaturesFile,
+    config_hash,
+    embedding_settings,
+    load_features,
+    save_features,
+    source_signature,
+)
 from .inputs import InputItem
 
 __all__ = ["ExtractionResult", "FeatureExtractor", "build_extraction_model"]
@@ -138,7 +143,6 @@ class FeatureExtractor:
     def from_files(cls, config_file: str, weights: str, opts: Sequence[str] = ()) -> "FeatureExtractor":
         """Config file + ``KEY VALUE`` overrides + weights file -> extractor."""
         from fastreid_ext.config import build_config
-
         from fastreid_ext.engine import build_inference_model
 
         if not weights or not os.path.isfile(weights):

@@ -8,7 +8,6 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-
 from .features_file import FeaturesFile, check_hash, load_features
 from .gallery_index import GalleryIndex, SearchResult
 from .inputs import collect_inputs

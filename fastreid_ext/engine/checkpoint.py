@@ -25,7 +25,12 @@ import os
 from typing import Any, Dict, List, Optional
 
 import torch
-from fastreid.utils.checkpoint import Checkpointer, _filter_reused_missing_keys, _strip_prefix_if_present
+
+from fastreid.utils.checkpoint import (
+    Checkpointer,
+    _filter_reused_missing_keys,
+    _strip_prefix_if_present,
+)
 
 from .safe_io import atomic_write
 

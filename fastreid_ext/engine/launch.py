@@ -19,6 +19,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
 from fastreid.utils import comm
 
 logger = logging.getLogger(__name__)

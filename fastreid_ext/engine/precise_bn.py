@@ -16,6 +16,7 @@ import itertools
 import logging
 
 import torch
+
 from fastreid.engine import hooks
 from fastreid.utils.events import EventStorage
 from fastreid.utils.precision_bn import get_bn_modules

@@ -13,10 +13,11 @@ import time
 from typing import Dict, List, Tuple
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
 from fastreid.engine.train_loop import SimpleTrainer
 from fastreid.utils import comm
 from fastreid.utils.events import get_event_storage
-from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
 

@@ -29,29 +29,32 @@ What changes against ``fastreid/engine/defaults.py`` and why:
 """
 from __future__ import annotations
 
-import inspect
 import contextlib
+import inspect
 import json
 import logging
 import os
 from collections import OrderedDict
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
 from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import TrainerBase
 from fastreid.evaluation.testing import print_csv_format
-from fastreid.solver.build import get_default_optimizer_params, maybe_add_freeze_layer, \
-    maybe_add_gradient_clipping
+from fastreid.solver.build import (
+    get_default_optimizer_params,
+    maybe_add_freeze_layer,
+    maybe_add_gradient_clipping,
+)
 from fastreid.utils import comm
 from fastreid.utils.events import CommonMetricPrinter, get_event_storage
 from fastreid.utils.logger import setup_logger
-from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, atomic_write
-from .train_loop import DeviceTrainer, own_optimizers
-from .checkpoint import read_best_metric
+from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, atomic_write, read_best_metric
 from .safe_io import file_lock
+from .train_loop import DeviceTrainer, own_optimizers
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +370,6 @@ def validate_training_config(cfg) -> None:
     nothing) after training: unknown test sets, bad ``TEST.*`` values, fewer than 2 identities
     per batch with a pairwise loss (triplet: no negative, ``loss_triplet`` stays 0)."""
     from fastreid.data.datasets import DATASET_REGISTRY
-
     from fastreid_ext.evaluation.rank import PROTOCOLS
 
     known = sorted(DATASET_REGISTRY._obj_map)

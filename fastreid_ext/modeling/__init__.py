@@ -1,3 +1,5 @@
 """Losses, layers and meta-architectures of the plugin (registered on import)."""
-from . import losses  # noqa: F401
-from . import meta_arch  # noqa: F401
+from . import (
+    losses,  # noqa: F401
+    meta_arch,  # noqa: F401
+)

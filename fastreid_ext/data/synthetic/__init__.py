@@ -25,8 +25,19 @@ import time
 from typing import Optional, Sequence
 
 from .identity import APPEARANCE_MODES, UNIFORMS
-from .layouts import (DEFAULT_LENGTHS, GROUPS_FILE, KEYPOINTS_FILE, KNOBS, LAYOUTS, MARKS_FILE, OWNED_PATHS,
-                      LayoutArgs, check_cameras, limits, write_layout)
+from .layouts import (
+    DEFAULT_LENGTHS,
+    GROUPS_FILE,
+    KEYPOINTS_FILE,
+    KNOBS,
+    LAYOUTS,
+    MARKS_FILE,
+    OWNED_PATHS,
+    LayoutArgs,
+    check_cameras,
+    limits,
+    write_layout,
+)
 from .render import COCO_JOINTS
 
 __all__ = ["generate", "LAYOUTS", "COCO_JOINTS", "DONE_FILE", "PARTIAL_FILE", "MARKS_FILE", "KNOBS",

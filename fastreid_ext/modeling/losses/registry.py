@@ -29,8 +29,9 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
-from fastreid.utils.registry import Registry
 from torch import nn
+
+from fastreid.utils.registry import Registry
 
 LOSS_REGISTRY = Registry("LOSS")
 LOSS_REGISTRY.__doc__ = """Registry for ReID losses, chosen by name in ``MODEL.LOSSES.NAME``."""
