@@ -44,3 +44,59 @@ def test_mgrafa_classifiers_are_the_bnneck_classifier():
     head = MGRAFAHead(aggregation=agg, num_classes=3)
     assert isinstance(head.classifier, BNNeckClassifier)
     assert all(isinstance(c, BNNeckClassifier) for c in head.group_classifiers)
+
+
+def test_fgpose_stream_heads_are_the_bnneck_classifier_and_read_old_checkpoints():
+    from fgpose.meta_arch import StreamHead
+
+    torch.manual_seed(0)
+    trained = StreamHead(6, 5)
+    assert isinstance(trained.classifier, BNNeckClassifier)
+    trained.classifier.bnneck.running_mean.normal_()
+    trained.classifier.bnneck.weight.data.uniform_(0.5, 1.5)
+    state = trained.state_dict()
+    # the keys of the head before the move: bn.* (BatchNorm1d) and classifier.weight (nn.Linear)
+    old = {k.replace("classifier.bnneck.", "bn."): v.clone() for k, v in state.items()}
+    assert "bn.running_var" in old and "classifier.weight" in old
+    torch.manual_seed(1)
+    fresh = StreamHead(6, 5)
+    fresh.load_state_dict(old, strict=True)
+    for k, v in state.items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    # train mode: BN with the batch's statistics (weight, bias 0), then the bias-free classifier
+    feat = torch.randn(4, 6)
+    trained.train()
+    bn_feat, logits = trained(feat)
+    bn = trained.classifier.bnneck
+    f64 = feat.double()
+    ref = (f64 - f64.mean(0)) / torch.sqrt(f64.var(0, unbiased=False) + bn.eps) * bn.weight.double()
+    torch.testing.assert_close(bn_feat.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits.double(), ref @ trained.classifier.weight.double().t(), rtol=1e-5, atol=1e-5)
+    # eval mode: the stored running statistics
+    trained.eval()
+    rm, rv = bn.running_mean.double(), bn.running_var.double()
+    ref = (f64 - rm) / torch.sqrt(rv + bn.eps) * bn.weight.double()
+    torch.testing.assert_close(trained.neck(feat).double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fgpose_is_a_reid_meta_arch_and_reads_old_model_checkpoints():
+    import os.path as osp
+
+    import fgpose  # noqa: F401
+    from fastreid.modeling import build_model
+    from fastreid_ext.config import build_config
+    from fastreid_ext.modeling.meta_arch import ReidMetaArch
+
+    config = osp.join(osp.dirname(__file__), "..", "projects", "FGPose", "configs", "synthetic_cpu.yml")
+    cfg = build_config(config, ["MODEL.HEADS.NUM_CLASSES", "5"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert isinstance(model, ReidMetaArch)
+    state = model.state_dict()
+    old = {k.replace(".classifier.bnneck.", ".bn."): v for k, v in state.items()}
+    assert any(k.startswith("heads.") and ".bn." in k for k in old)
+    torch.manual_seed(1)
+    fresh = build_model(cfg)
+    fresh.load_state_dict(old, strict=True)
+    for k, v in state.items():
+        assert torch.equal(fresh.state_dict()[k], v), k

@@ -12,7 +12,8 @@ section 4, Fig. 7): global appearance, motion, motion-attentive and joint-specif
              on f_g; feature = concat_i GAP(f_i)
     js:      four part images per frame of segment t (head, body, hands, legs) -> FG-FN
              -> FG-ULN -> averaged over T
-    each stream: BatchNorm1d -> Linear classifier (softmax cross-entropy)
+    each stream: BNNeck -> bias-free classifier (softmax cross-entropy), the core's
+             :class:`fastreid_ext.modeling.heads.BNNeckClassifier`
 
 Training loss Eq. (5): ``loss_global + W1 (loss_JS + loss_MA) + W2 loss_motion`` over the
 streams in ``TRAIN_STREAMS`` (the others are frozen: section 5.1's steps), returned as named
@@ -31,11 +32,13 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from fastreid.config import configurable
-from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from torch import nn
 
-from fastreid_ext.modeling.video_utils import build_backbone_offline, preprocess_clip
+from fastreid.config import configurable
+from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+from fastreid_ext.modeling.heads import BNNeckClassifier
+from fastreid_ext.modeling.meta_arch import ReidMetaArch
+from fastreid_ext.modeling.video_utils import build_backbone_offline
 
 from .attention import MotionAttention
 from .config import ATTENTION_NETS, ATTENTION_ORDERS, ATTENTION_SOURCES, MOTION_BACKBONES, STREAMS
@@ -74,23 +77,35 @@ def _check_backbone(backbone: nn.Module) -> None:
         raise ValueError("FGPose reads the backbone's levels directly; MODEL.BACKBONE.WITH_NL is not supported")
 
 
+def _rename_old_bn_keys(module, state_dict, prefix, *args) -> None:
+    """Checkpoints written before the BNNeck moved into ``classifier`` hold it as ``bn.*``:
+    read them under the new names (``classifier.bnneck.*``; ``classifier.weight`` kept its name)."""
+    for key in [k for k in state_dict if k.startswith(prefix + "bn.")]:
+        state_dict[prefix + "classifier.bnneck." + key[len(prefix) + 3:]] = state_dict.pop(key)
+
+
 class StreamHead(nn.Module):
-    """BatchNorm1d (BNNeck, bias frozen) + bias-free Linear classifier."""
+    """One stream's BNNeck (bias frozen) + bias-free classifier, weight ``N(0, 0.001^2)``
+    (:class:`fastreid_ext.modeling.heads.BNNeckClassifier`, drawn after ``nn.Linear``'s draw:
+    the random stream this head has always had)."""
 
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
-        self.bn = nn.BatchNorm1d(dim)
-        self.bn.bias.requires_grad_(False)
-        self.classifier = nn.Linear(dim, num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.classifier = BNNeckClassifier(dim, num_classes, init_std=0.001, weight_init="linear_then_normal")
+        self.register_load_state_dict_pre_hook(_rename_old_bn_keys)
+
+    def neck(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D) -> (B, D)``: the BN feature (the test embedding's part)."""
+        return self.classifier.neck(x)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        f = self.bn(x)
-        return f, self.classifier(f)
+        """``(B, D)`` -> (BN feature ``(B, D)``, logits ``(B, num_classes)``)."""
+        out = self.classifier(x)
+        return out["neck_features"], out["pred_class_logits"]
 
 
 @META_ARCH_REGISTRY.register()
-class FGPose(nn.Module):
+class FGPose(ReidMetaArch):
     """FGPose (see the module docstring). ``forward(batched_inputs)``: ``images``
     ``(B, L, 3, H, W)`` (0..255, never modified), ``targets`` (training), ``keypoints``
     ``(B, L, 17, 3)`` when the ``js`` stream is built."""
@@ -106,7 +121,7 @@ class FGPose(nn.Module):
                  part_size: int = 224, fn_width: int = 32, js_dim: int = 512, part_margin: float = 0.04,
                  w1: float = 1.0, w2: float = 1.0, ce_epsilon: float = 0.0, eval_norm: bool = True,
                  dist_weights: Sequence[float] = ()):
-        super().__init__()
+        super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
         streams = [str(s) for s in streams]
         for name, values in (("STREAMS", streams), ("TRAIN_STREAMS", train_streams), ("TEST_STREAMS", test_streams)):
             unknown = [s for s in values if s not in STREAMS]
@@ -143,8 +158,6 @@ class FGPose(nn.Module):
         self.w1, self.w2, self.ce_epsilon = float(w1), float(w2), float(ce_epsilon)
         self.eval_norm = bool(eval_norm)
         self.dist_weights = [float(w) for w in dist_weights] or None
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, -1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(1, -1, 1, 1), False)
 
         shapes = self._level_shapes(backbone, input_size)  # 5 x (C, h, w)
         chans = [s[0] for s in shapes]
@@ -183,13 +196,11 @@ class FGPose(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> Dict:
         m = cfg.MODEL.FGPOSE
-        num_classes = cfg.MODEL.HEADS.NUM_CLASSES
-        if num_classes <= 0:
-            raise ValueError("MODEL.HEADS.NUM_CLASSES must be > 0 (the trainer sets it from the training data)")
+        num_classes = ReidMetaArch.num_classes_of(cfg)
         for key in ("INPUT.VIDEO.SEQ_LEN", "TEST.VIDEO.SEQ_LEN"):
-            node, leaf = cfg, None
+            node = cfg
             for part in key.split("."):
-                node, leaf = node[part], part
+                node = node[part]
             need = m.SEGMENT_LEN + m.DELTA_T
             if int(node) != need:
                 raise ValueError(f"{key} must be MODEL.FGPOSE.SEGMENT_LEN + DELTA_T = {need} (segment t and "
@@ -201,8 +212,7 @@ class FGPose(nn.Module):
             "motion_backbone": build_backbone_offline(cfg) if separate else None,
             "num_classes": num_classes,
             "input_size": tuple(cfg.INPUT.SIZE_TRAIN),
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
+            **ReidMetaArch.pixel_config(cfg),
             "streams": streams,
             "train_streams": list(m.TRAIN_STREAMS),
             "test_streams": list(m.TEST_STREAMS),
@@ -251,10 +261,6 @@ class FGPose(nn.Module):
         return self
 
     @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    @property
     def distance_parts(self) -> Tuple[int, ...]:
         """Sizes of the test embedding's per-stream parts (the evaluator sums their Euclidean
         distances: Eq. (4), (6))."""
@@ -277,15 +283,7 @@ class FGPose(nn.Module):
         return contextlib.nullcontext() if self._trainable(stream) else torch.no_grad()
 
     def _clips(self, batched_inputs) -> torch.Tensor:
-        if isinstance(batched_inputs, torch.Tensor):
-            images = batched_inputs
-        elif isinstance(batched_inputs, dict):
-            if "images" not in batched_inputs:
-                raise KeyError(f"batched_inputs has no 'images' (keys: {sorted(batched_inputs)})")
-            images = batched_inputs["images"]
-        else:
-            raise TypeError(f"batched_inputs must be a dict or a tensor, got {type(batched_inputs)}")
-        clips = preprocess_clip(images.to(self.device), self.pixel_mean, self.pixel_std)  # (B, L, C, H, W)
+        clips = self.preprocess(batched_inputs)  # (B, L, C, H, W), normalised
         need = self.segment_len + self.delta_t
         if clips.shape[1] != need:
             raise ValueError(f"FGPose needs clips of SEGMENT_LEN + DELTA_T = {need} consecutive frames, "
@@ -345,13 +343,11 @@ class FGPose(nn.Module):
         if not self.training:
             parts = []
             for s in self.test_streams:
-                f, _ = self.heads[s](feats[s])
+                f = self.heads[s].neck(feats[s])
                 parts.append(F.normalize(f, dim=1) if self.eval_norm else f)
             return torch.cat(parts, dim=1)
 
-        if not isinstance(batched_inputs, dict) or "targets" not in batched_inputs:
-            raise KeyError("training needs batched_inputs['targets'] (person ids)")
-        targets = batched_inputs["targets"].to(self.device)
+        targets = self.batch_targets(batched_inputs)
         weight = {"global": 1.0, "js": self.w1, "ma": self.w1, "motion": self.w2}  # Eq. (5)
         losses = {}
         for s in self.train_streams:
