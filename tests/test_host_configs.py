@@ -108,6 +108,78 @@ def _market_as(market: Path, base: Path, dirs, name) -> None:
                 os.link(src, base / dst_dir / name(pid, cam, k))
 
 
+def _market_as_cuhk03(market: Path, base: Path) -> dict:
+    """The Market images (identities > 0) as the raw CUHK03 release the host's ``cuhk03.py``
+    unpacks: ``cuhk03_release/cuhk-03.mat`` (MATLAB v7.3 = HDF5: ``detected`` / ``labeled`` hold a
+    reference per camera pair to an (identities, 10) grid of image references, images 1-5 from the
+    first view, 6-10 from the second, stored transposed as MATLAB does; ``testsets`` the classic
+    test (camera pair, identity) lists) and the new protocol's
+    ``cuhk03_new_protocol_config_{detected,labeled}.mat`` (``filelist``, ``labels``, 1-based
+    ``train_idx`` / ``query_idx`` / ``gallery_idx``). One camera pair; each identity's first
+    Market camera is view 1, its other cameras view 2; train / test identities as in Market;
+    the query is the first image of each view of a test identity, the rest the gallery.
+    Returns ``{image name: (Market source, identity, view)}``."""
+    import h5py
+    from PIL import Image
+    from scipy.io import savemat
+
+    by_pid = {}
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        for src in sorted((market / folder).glob("*.jpg")):
+            pid, cam = int(src.name.split("_")[0]), int(src.name.split("_c")[1][0])
+            if pid > 0:
+                by_pid.setdefault(pid, {"train": folder == "bounding_box_train", "cams": {}})["cams"].setdefault(
+                    cam, []).append(src)
+    pids = sorted(by_pid)
+    grids, files, labels, train_idx, query_idx, gallery_idx, sources = [], [], [], [], [], [], {}
+    for p, pid in enumerate(pids, start=1):
+        cams = sorted(by_pid[pid]["cams"])
+        views = [by_pid[pid]["cams"][cams[0]][:5], [f for c in cams[1:] for f in by_pid[pid]["cams"][c]][:5]]
+        grid = [None] * 10
+        for v, imgs in enumerate(views):
+            for i, src in enumerate(imgs):
+                grid[5 * v + i] = np.asarray(Image.open(src).convert("RGB"))
+                files.append(f"1_{p:03d}_{v + 1}_{5 * v + i + 1:02d}.png")
+                sources[files[-1]] = (src, p, v + 1)
+                labels.append(p)
+                k = len(files)  # 1-based index into filelist
+                (train_idx if by_pid[pid]["train"] else query_idx if i == 0 else gallery_idx).append(k)
+        grids.append(grid)
+    (base / "cuhk03_release").mkdir(parents=True)
+    with h5py.File(base / "cuhk03_release" / "cuhk-03.mat", "w") as mat:
+        refs = mat.create_group("#refs#")
+
+        def put(arr):
+            return refs.create_dataset(str(len(refs)), data=arr).ref
+
+        for kind in ("detected", "labeled"):
+            cells = np.empty((10, len(pids)), dtype=h5py.ref_dtype)  # transposed (identities, 10)
+            for p, grid in enumerate(grids):
+                for j, img in enumerate(grid):  # an empty cell is MATLAB's [] (a 2-vector of zeros)
+                    cells[j, p] = put(np.zeros(2, np.uint64) if img is None else img.transpose(2, 1, 0))
+            mat.create_dataset(kind, data=np.array([[put(cells)]], dtype=h5py.ref_dtype))
+        test = [[1, p] for p, pid in enumerate(pids, start=1) if not by_pid[pid]["train"]]
+        mat.create_dataset("testsets", data=np.array([[put(np.asarray(test, np.float64).T)]], dtype=h5py.ref_dtype))
+    filelist = np.empty((len(files), 1), dtype=object)
+    filelist[:, 0] = [np.array([f]) for f in files]
+    for kind in ("detected", "labeled"):
+        savemat(str(base / f"cuhk03_new_protocol_config_{kind}.mat"),
+                {"filelist": filelist, "labels": np.asarray(labels, np.int32)[:, None],
+                 "train_idx": np.asarray(train_idx, np.int32)[:, None],
+                 "query_idx": np.asarray(query_idx, np.int32)[:, None],
+                 "gallery_idx": np.asarray(gallery_idx, np.int32)[:, None]})
+    return sources
+
+
+@pytest.fixture(scope="module")
+def cuhk03_tree(host_tree):
+    """The host tree with ``cuhk03/`` (needs h5py to write MATLAB v7.3 files and imageio, with
+    which the host's ``cuhk03.py`` unpacks them)."""
+    pytest.importorskip("h5py")
+    pytest.importorskip("imageio")
+    return _market_as_cuhk03(host_tree[0] / "Market-1501-v15.09.15", host_tree[0] / "cuhk03")
+
+
 @pytest.fixture(scope="module")
 def host_tree(tmp_path_factory):
     """``(datasets root, config folder)``: Market-1501-v15.09.15 (and its images as MSMT17_V2,
@@ -242,8 +314,11 @@ def _host_metrics(dist, pids, camids, num_query):
     from fastreid.evaluation.rank import eval_market1501
 
     Q = num_query
+    # max_rank 10: the keys need ranks <= 10 and mAP / mINP do not depend on it; the host's 50
+    # needs every query to keep >= 50 gallery items after the same-camera removal (else its CMC
+    # rows have different lengths, rank.py:156), more than the CUHK03 tree below has
     cmc, all_ap, all_inp = eval_market1501(np.asarray(dist, dtype=np.float64), pids[:Q], pids[Q:],
-                                           camids[:Q], camids[Q:], 50)
+                                           camids[:Q], camids[Q:], 10)
     mAP, mINP = float(np.mean(all_ap)), float(np.mean(all_inp))
     return {"Rank-1": cmc[0] * 100, "Rank-5": cmc[4] * 100, "Rank-10": cmc[9] * 100, "mAP": mAP * 100,
             "mINP": mINP * 100, "metric": (mAP + cmc[0]) / 2 * 100}
@@ -488,13 +563,14 @@ def test_image_batches_are_images_whatever_the_video_keys(datasets_root_env):
     assert len(test_loader.dataset) == len(dataset.query) + len(dataset.gallery) and num_query == len(dataset.query)
 
 
-@pytest.mark.parametrize("dataset", ["DukeMTMC", "VeRi"])
-def test_other_host_image_datasets_are_images_with_the_host_keys(dataset, datasets_root_env, tmp_path):
+@pytest.mark.parametrize("dataset", ["DukeMTMC", "VeRi", "CUHK03"])
+def test_other_host_image_datasets_are_images_with_the_host_keys(dataset, datasets_root_env, tmp_path, request):
     """More of the host's image datasets (their layouts made from the same images): image
     batches, and an evaluation with the host's keys equal to the host's evaluator."""
     from fastreid.utils.compute_dist import build_dist
     from fastreid_ext.engine import Trainer
 
+    sources = request.getfixturevalue("cuhk03_tree") if dataset == "CUHK03" else None
     _, configs = datasets_root_env
     cfg = _cfg(configs / "Market1501/AGW_R50.yml", COMMON + R18 + SIZE_64x32 + K4_BATCH + [
         "DATASETS.NAMES", f'("{dataset}",)', "DATASETS.TESTS", f'("{dataset}",)', "MODEL.HEADS.NUM_CLASSES", "8",
@@ -507,6 +583,15 @@ def test_other_host_image_datasets_are_images_with_the_host_keys(dataset, datase
     assert list(res) == HOST_KEYS
     feats, pids, camids, Q = _features_of(model, cfg)
     _assert_host_metrics(dict(res), build_dist(feats[:Q], feats[Q:], cfg.TEST.METRIC), pids, camids, Q)
+    if sources is not None:  # the host unpacked the .mat images and the new-protocol split
+        from PIL import Image
+
+        items = Trainer.build_test_loader(cfg, dataset)[0].dataset.items
+        assert len(items) == sum(1 for src, p, v in sources.values() if "bounding_box_train" not in src.parent.name)
+        for path, pid, camid in items:
+            src, p, view = sources[Path(path).name]
+            assert (pid, camid) == (p, view - 1)
+            assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(src).convert("RGB")))
 
 
 @pytest.mark.parametrize("test_set", ["SmallVehicleID", "LargeVehicleID"])
