@@ -5,9 +5,10 @@ widths ``MODEL.FGPOSE.TINY_WIDTH x (1, 2, 4, 8)``, stride 2 in layers 2-4 (layer
 ``MODEL.BACKBONE.LAST_STRIDE``)."""
 from __future__ import annotations
 
+from torch import nn
+
 from fastreid.modeling.backbones import BACKBONE_REGISTRY
 from fastreid.modeling.backbones.resnet import BasicBlock
-from torch import nn
 
 __all__ = ["TinyResNet", "build_fgpose_tiny_backbone"]
 

@@ -39,7 +39,6 @@ Table 11 distance weights a1, a2            DIST_WEIGHTS (per TEST_STREAMS entry
 from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
-
 from fastreid_ext.config import exclude_from_embedding_hash
 
 __all__ = ["add_fgpose_config", "STREAMS", "ATTENTION_ORDERS", "ATTENTION_NETS", "ATTENTION_SOURCES"]

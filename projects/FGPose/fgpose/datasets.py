@@ -10,7 +10,6 @@ from __future__ import annotations
 import os.path as osp
 
 from fastreid.data.datasets import DATASET_REGISTRY
-
 from fastreid_ext.data.datasets.mars import MARS
 
 __all__ = ["MARSPose"]

@@ -23,7 +23,6 @@ import torch
 
 import fgpose  # noqa: F401
 from fastreid.data.datasets import DATASET_REGISTRY
-
 from fastreid_ext.config import build_config
 from fastreid_ext.data.datasets import datasets_root
 from fastreid_ext.evaluation.two_direction import evaluate_tracklets
