@@ -1,6 +1,7 @@
 """One writer per on-disk layout; each reproduces the official files of the real dataset.
 
-The facts about the layouts are in ``shared/reference/video-reid-protocols.md``. A writer plans
+Each writer's docstring states the official layout it reproduces (folders, file names, index
+and split files of the real dataset). A writer plans
 its tracklets (who, which camera, how long, where each frame goes), renders them (in worker
 processes when ``workers > 1``: every tracklet has its own seeded generator, so the bytes do not
 depend on scheduling), then writes the index files (name lists, ``.mat`` / ``.json`` splits),
@@ -20,8 +21,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy.io import savemat
 
-from .identity import (KIND_LAYOUT, KIND_SPLIT, KIND_TRACKLET, UNIFORM_NAMES, Identity, gait_only, group_template,
-                       make_identities, make_identity, make_stranger, rng_for)
+from .identity import (
+    KIND_LAYOUT,
+    KIND_SPLIT,
+    KIND_TRACKLET,
+    UNIFORM_NAMES,
+    Identity,
+    gait_only,
+    group_template,
+    make_identities,
+    make_identity,
+    make_stranger,
+    rng_for,
+)
 from .render import TrackletSpec, render_and_write
 
 __all__ = ["LAYOUTS", "LayoutArgs", "OWNED_PATHS", "DEFAULT_LENGTHS", "DEFAULT_CAMERAS", "write_layout"]
