@@ -141,6 +141,22 @@ def test_eval_only_of_a_run_keeps_its_config_and_results(finished_run, tiny_data
     assert abs(ev["mAP"] - json.loads(files["results.json"])["mAP"]) < 1e-6
 
 
+def test_rank_pictures_of_a_run_keep_its_config_and_results(finished_run, datasets_env, tmp_path):
+    """tools/visualize_ranks.py on a run's own folder draws into <run>/eval/ and leaves the
+    run's config.yaml and results.json (read by run_splits --skip-done) as they were, also
+    when it draws an untrained model (no MODEL.WEIGHTS), whose metrics differ."""
+    import runpy
+
+    out = _copy_run(finished_run[0], tmp_path / "copy")
+    files = {n: open(os.path.join(out, n), "rb").read() for n in ("config.yaml", "results.json")}
+    tool = runpy.run_path(os.path.join(REPO, "tools", "visualize_ranks.py"))
+    tool["main"](["--config-file", os.path.join(out, "config.yaml"), "--num-queries", "2", "--topk", "3",
+                  "MODEL.WEIGHTS", "", "OUTPUT_DIR", out])
+    for n, content in files.items():
+        assert open(os.path.join(out, n), "rb").read() == content, f"{n} of the run was overwritten"
+    assert os.listdir(os.path.join(out, "eval", "rank_lists"))
+
+
 @pytest.mark.parametrize("opts, error, words", [
     (["DATASETS.TESTS", '("SyntheticMAR",)'], KeyError, "SyntheticMAR"),
     (["TEST.METRIC", "cosin"], ValueError, "TEST.METRIC"),
@@ -157,6 +173,19 @@ def test_bad_settings_fail_before_training(opts, error, words, datasets_env, tmp
     monkeypatch.setattr(Trainer, "build_train_loader", classmethod(no_training))
     with pytest.raises(error, match=words):
         Trainer(_cfg(tmp_path / "bad", *opts))
+
+
+def test_one_identity_per_rank_is_left_to_the_gather_check(datasets_env, tmp_path, monkeypatch):
+    """The early check counts the identities of the whole batch: 2 identities over 2 processes
+    (1 per rank) pass it, since MODEL.LOSSES.GATHER lets the metric losses see the whole batch;
+    the per-rank rule (refuse without gathering, warn with it) is check_identities_per_rank's."""
+    from fastreid.utils import comm
+    from fastreid_ext.engine.trainer import validate_training_config
+
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    validate_training_config(_cfg(tmp_path / "a", "SOLVER.IMS_PER_BATCH", "4"))  # K = 2: P = 2, 1 per rank
+    with pytest.raises(ValueError, match="P = 1"):
+        validate_training_config(_cfg(tmp_path / "b", "SOLVER.IMS_PER_BATCH", "2"))
 
 
 @pytest.fixture(scope="module")

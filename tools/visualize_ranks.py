@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Rank-list pictures of a trained model: one PNG row per query (the query's frame strip, then
 its top-k gallery items with green / red borders for correct / wrong and the distance under
-each), written to ``OUTPUT_DIR/rank_lists/``.
+each), written to ``OUTPUT_DIR/rank_lists/`` (``OUTPUT_DIR/eval/rank_lists/`` when
+``OUTPUT_DIR`` holds a training run, whose ``config.yaml`` and ``results.json`` stay as they are).
 
     python tools/visualize_ranks.py --config-file configs/Video-Baseline/synthetic_cpu.yml \\
         --num-queries 8 --topk 10 MODEL.WEIGHTS logs/x/model_final.pth OUTPUT_DIR /tmp/vis
@@ -19,6 +20,7 @@ import fastreid_ext  # noqa: F401  (compat shims + registrations first)
 from fastreid.utils.logger import setup_logger
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer, build_inference_model
+from fastreid_ext.engine.trainer import eval_output_dir
 
 
 def parse_args(argv=None):
@@ -41,6 +43,11 @@ def main(argv=None):
     setup_logger(name="fastreid_ext")
     if not cfg.OUTPUT_DIR:
         raise ValueError("Set OUTPUT_DIR: the pictures go to OUTPUT_DIR/rank_lists/")
+    out = eval_output_dir(cfg.OUTPUT_DIR)  # a run's folder: its config.yaml / results.json stay
+    if out != cfg.OUTPUT_DIR:
+        cfg.defrost()
+        cfg.OUTPUT_DIR = out
+        cfg.freeze()
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     if not cfg.MODEL.WEIGHTS:
         logging.getLogger(__name__).warning("No MODEL.WEIGHTS: drawing the rank lists of an untrained model")

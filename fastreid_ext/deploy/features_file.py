@@ -74,15 +74,6 @@ def _pop_dotted(node: Dict[str, Any], parts: List[str]) -> None:
     node.pop(parts[-1], None)
 
 
-def _pop_dotted(node: Dict[str, Any], parts: List[str]) -> None:
-    """Remove ``node[parts[0]][parts[1]]...`` when present."""
-    for part in parts[:-1]:
-        node = node.get(part)
-        if not isinstance(node, dict):
-            return
-    node.pop(parts[-1], None)
-
-
 def embedding_settings(cfg) -> Dict[str, Any]:
     """The config parts that decide the embedding of an input: ``MODEL`` (without training /
     bookkeeping keys such as ``DEVICE``, ``WEIGHTS``, ``LOSSES``, ``HEADS.NUM_CLASSES``),

@@ -361,10 +361,6 @@ class _OncePerIterPrinter(CommonMetricPrinter):
         super().write()
 
 
-_PAIRWISE_LOSSES = ("TripletLoss", "CircleLoss", "Cosface", "OSMLoss")
-_IDENTITY_SAMPLERS = ("NaiveIdentitySampler", "IdentityBalancedSampler")
-
-
 def validate_training_config(cfg) -> None:
     """Raise ``ValueError`` / ``KeyError`` on settings that would only fail (or silently do
     nothing) after training: unknown test sets, bad ``TEST.*`` values, fewer than 2 identities
@@ -416,16 +412,19 @@ def validate_training_config(cfg) -> None:
     if errors:
         raise ValueError("bad test settings (checked before training):\n  " + "\n  ".join(errors))
 
-    pairwise = [n for n in cfg.MODEL.LOSSES.NAME if n in _PAIRWISE_LOSSES]
-    if pairwise and cfg.DATALOADER.SAMPLER_TRAIN in _IDENTITY_SAMPLERS and cfg.DATALOADER.NUM_INSTANCE >= 1:
-        p = cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE // max(1, comm.get_world_size())
+    # P identities in the whole batch (one process's share is checked, honouring
+    # MODEL.LOSSES.GATHER, by check_identities_per_rank when the model is wrapped for DDP)
+    from fastreid_ext.modeling.losses.registry import LOSS_REGISTRY
+
+    pairwise = [n for n in cfg.MODEL.LOSSES.NAME if getattr(LOSS_REGISTRY._obj_map.get(n), "pairwise", False)]
+    if pairwise and "Identity" in str(cfg.DATALOADER.SAMPLER_TRAIN) and cfg.DATALOADER.NUM_INSTANCE >= 1:
+        p = cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE
         if p < 2:
             raise ValueError(
-                f"{pairwise} need at least 2 identities per batch (per process), but SOLVER.IMS_PER_BATCH "
-                f"{cfg.SOLVER.IMS_PER_BATCH} / DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE}"
-                f"{f' / {comm.get_world_size()} processes' if comm.get_world_size() > 1 else ''} gives P = {p}: "
-                f"with one identity there is no negative and the loss is 0. Raise SOLVER.IMS_PER_BATCH or "
-                f"lower DATALOADER.NUM_INSTANCE.")
+                f"{pairwise} need at least 2 identities per batch, but SOLVER.IMS_PER_BATCH "
+                f"{cfg.SOLVER.IMS_PER_BATCH} / DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE} "
+                f"gives P = {p}: with one identity there is no negative and the loss is 0. Raise "
+                f"SOLVER.IMS_PER_BATCH or lower DATALOADER.NUM_INSTANCE.")
 
 
 def model_device_for(device: str) -> torch.device:

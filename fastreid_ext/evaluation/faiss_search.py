@@ -271,9 +271,14 @@ def build_index(
     if kind == "flat":
         index = flat_index(dim, metric)
     elif kind == "ivf":
+        n_train = min(g.shape[0], train_size or max(40 * nlist, 50000))
+        if nlist > n_train:  # faiss's k-means needs at least one training point per list
+            fitted = max(1, n_train // 39)  # faiss asks for >= 39 points per centroid
+            warnings.warn(f"IVF with nlist={nlist} on {n_train} training vectors: nlist lowered "
+                          f"to {fitted} (faiss k-means needs more points than lists)")
+            nlist = fitted
         quantizer = flat_index(dim, metric)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
-        n_train = min(g.shape[0], train_size or max(40 * nlist, 50000))
         rng = np.random.default_rng(seed)
         rows = torch.from_numpy(np.sort(rng.choice(g.shape[0], n_train, replace=False)))
         index.train(to_faiss_array(g[rows], metric))
