@@ -311,3 +311,31 @@ def test_a_second_training_in_the_same_folder_refuses(datasets_env, tmp_path):
         release.set()
         other.join(60)
     assert not (out / "model_final.pth").exists()
+
+
+def test_a_second_train_net_in_a_live_runs_folder_touches_none_of_its_files(tiny_datasets_root, tmp_path):
+    """tools/train_net.py takes the folder's training lock before the host's default_setup
+    writes config.yaml / log.txt, so a second run started in the folder of a live one refuses
+    without rewriting them."""
+    import multiprocessing as mp
+
+    out = tmp_path / "live"
+    out.mkdir()
+    files = {"config.yaml": b"the live run's config\n", "log.txt": b"the live run's log\n"}
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+    ctx = mp.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    live = ctx.Process(target=_hold_lock, args=(str(out / "training"), ready, release))
+    live.start()
+    try:
+        assert ready.wait(60)
+        env = dict(os.environ, FASTREID_DATASETS=tiny_datasets_root, OMP_NUM_THREADS="1")
+        proc = subprocess.run([sys.executable, TRAIN_NET, "--config-file", TINY, "OUTPUT_DIR", str(out)],
+                              env=env, capture_output=True, text=True, timeout=600, cwd="/")
+    finally:
+        release.set()
+        live.join(60)
+    assert proc.returncode != 0 and "in use by another process" in proc.stderr, proc.stderr[-2000:]
+    for name, content in files.items():
+        assert (out / name).read_bytes() == content, f"{name} of the live run was rewritten"

@@ -11,6 +11,7 @@ its package; works from any working directory.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -21,11 +22,20 @@ from fastreid.utils.env import seed_all_rng
 from fastreid.utils.logger import setup_logger
 from fastreid_ext.config import build_config, project_entry_points
 from fastreid_ext.engine import Trainer, build_inference_model, launch
+from fastreid_ext.engine.safe_io import file_lock
 from fastreid_ext.engine.trainer import eval_output_dir
 
 
-def setup(args):
+def setup(args, stack: contextlib.ExitStack = None):
+    """The run's config, logging and seed. A training run (``stack`` given) first takes its
+    output folder's training lock into ``stack``, before ``default_setup`` writes
+    ``config.yaml`` / ``log.txt`` there: a second run started by mistake in the folder of a live
+    one refuses (``LockBusy``) before touching its files. ``Trainer.train`` takes the same lock
+    again (re-entrant in one process)."""
     cfg = build_config(args.config_file, args.opts)
+    if stack is not None and not args.eval_only and cfg.OUTPUT_DIR and comm.is_main_process():
+        stack.enter_context(file_lock(os.path.join(cfg.OUTPUT_DIR, "training"), blocking=False,
+                                      what=f"training output folder {cfg.OUTPUT_DIR}"))
     if args.eval_only and eval_output_dir(cfg.OUTPUT_DIR) != cfg.OUTPUT_DIR:
         # evaluating a run from its own folder: keep that run's config.yaml / results.json
         cfg.defrost()
@@ -43,7 +53,11 @@ def setup(args):
 
 
 def main(args):
-    cfg = setup(args)
+    with contextlib.ExitStack() as stack:
+        return _run(args, setup(args, stack))
+
+
+def _run(args, cfg):
     if args.eval_only:
         if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
             raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS to name a checkpoint file; "
