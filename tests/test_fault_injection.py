@@ -159,6 +159,14 @@ def extractor(tmp_path_factory):
     return FeatureExtractor.from_files(TINY, str(path), [])
 
 
+def _items_in(path) -> int:
+    """Items in the features file (0 while there is none); for polling."""
+    try:
+        return len(load_features(path)) if os.path.exists(path) else 0
+    except Exception:  # noqa: BLE001  (a reader racing the writer's replace: poll again)
+        return 0
+
+
 def _extract(extractor, items, out):
     # the output is rewritten after every item: many writes for the kills to land in
     extractor.extract(items, out, flush_every=1, flush_seconds=3600, progress=False, batch_size=2, num_workers=0)
@@ -173,10 +181,15 @@ def test_extraction_killed_at_random_points_resumes_without_losing_items(extract
     ref, _ = extractor.embed(items)
     ref_by_name = dict(zip(ref.names, ref.embeddings))
     out = str(tmp_path / "feats.npz")
-    delays = np.random.default_rng(18).uniform(0.05, 1.0, size=7)
+    rng = np.random.default_rng(18)
     done = 0
-    for delay in delays:
-        code = _run_and_kill(_child(_extract), (extractor, items, out), float(delay))
+    for _ in range(7):
+        # kill as soon as the file holds a random number of items more than before (it is
+        # rewritten after every item), so the kills land mid-extraction on any CPU speed
+        target = done + int(rng.integers(1, 6))  # 7 kills of 1-5 items each stay below the 48
+        delay = float(rng.uniform(0.0, 0.01))
+        code = _run_and_kill(_child(_extract), (extractor, items, out), delay,
+                             ready=lambda: _items_in(out) >= target)
         assert code in (0, -signal.SIGKILL), _errors()
         print(f"[fault] extract   kill after {delay:.2f} s: exit {code}, items in the file "
               f"{len(load_features(out)) if os.path.exists(out) else 0} of {len(items)}")
@@ -204,6 +217,14 @@ def _chunks():
             for i in range(0, 60, 6)]
 
 
+def _indexed(folder) -> int:
+    """Items in the committed index; for polling."""
+    try:
+        return len(GalleryIndex.load(folder))
+    except Exception:  # noqa: BLE001  (a reader racing the writer's commit: poll again)
+        return 0
+
+
 def _add_all(folder, chunks):
     for c in chunks:
         GalleryIndex.add_to_folder(folder, [c])
@@ -215,10 +236,14 @@ def test_index_building_killed_at_random_points_keeps_a_consistent_index(tmp_pat
     folder = str(tmp_path / "idx")
     GalleryIndex.build(chunks[0], "flat").save(folder)
     all_names = [n for c in chunks for n in c.names]
-    delays = np.random.default_rng(19).uniform(0.01, 0.4, size=7)
+    rng = np.random.default_rng(19)
     count = len(chunks[0])
-    for delay in delays:
-        code = _run_and_kill(_child(_add_all), (folder, chunks[1:]), float(delay))
+    for _ in range(7):
+        # kill at a random point right after the index has grown by one more chunk
+        target = count + 6
+        delay = float(rng.uniform(0.0, 0.02))
+        code = _run_and_kill(_child(_add_all), (folder, chunks[1:]), delay,
+                             ready=lambda: _indexed(folder) >= target)
         assert code in (0, -signal.SIGKILL), _errors()
         index = GalleryIndex.load(folder)  # loads: index file and names match
         print(f"[fault] index add kill after {delay:.2f} s: exit {code}, items indexed {len(index)} of 60")
