@@ -88,3 +88,72 @@ def test_saved_results_are_skipped_and_stale_ones_redone(tmp_path, monkeypatch):
     runner.run_one(claim, row, 1, "quick", out, str(tmp_path), str(backbone))
     assert calls == [1, 1]
     assert not os.path.exists(path + ".tmp")
+
+
+def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_path):
+    """The MG-RAFA check's plumbing: test clips, their frames' marks and the node grid line up.
+    Every occluded frame is repainted black inside its occluder box and white elsewhere, and a
+    stand-in attention weighs each node by its brightness: the measure must then put much
+    less than uniform weight on the occluded nodes; the real model's uniform start must give exactly 1."""
+    import dataclasses
+
+    import cv2
+    import torch
+    import torch.nn.functional as F
+
+    import fastreid_ext
+    import mgrafa
+    from fastreid.modeling import build_model
+    from fastreid_ext.data.synthetic import generate
+
+    claim = get_claim("mgrafa")
+    data = dict(claim.data, ids=6, cameras=2, min_len=4, max_len=5, part_occlusion=0.5, misalign=0.0)
+    claim = dataclasses.replace(claim, data=data)
+    root = tmp_path / "root"
+    gen = dict(data)
+    layout = gen.pop("layout")
+    folder = os.path.join(str(root), runner.LAYOUT_DIRS[layout])
+    generate(layout, folder, seed=0, **gen)
+    with open(os.path.join(folder, "frame_marks.json")) as f:
+        marks = json.load(f)
+    occluded = {k: v["occluder"] for k, v in marks.items() if "occluder" in v and not v.get("corrupted")}
+    assert occluded
+    for rel, (x0, y0, x1, y1) in occluded.items():
+        path = os.path.join(folder, rel)
+        img = cv2.imread(path)
+        img[:] = 255
+        img[y0:y1, x0:x1] = 0
+        cv2.imwrite(path, img)
+
+    cfg = fastreid_ext.get_cfg()
+    mgrafa.add_mgrafa_config(cfg)
+    cfg.merge_from_list([
+        "MODEL.META_ARCHITECTURE", "MGRAFANet", "MODEL.HEADS.NAME", "MGRAFAHead",
+        "MODEL.BACKBONE.DEPTH", "18x", "MODEL.BACKBONE.FEAT_DIM", 512, "MODEL.BACKBONE.PRETRAIN", False,
+        "MODEL.HEADS.NUM_CLASSES", 4, "MODEL.DEVICE", "cpu", "MODEL.MGRAFA.ATT_INIT", "uniform",
+        "INPUT.SIZE_TRAIN", [64, 32], "INPUT.SIZE_TEST", [64, 32], "INPUT.VIDEO.SEQ_LEN", 4,
+        "TEST.VIDEO.SEQ_LEN", 4, "TEST.VIDEO.MAX_CLIPS", 2, "DATASETS.ROOT", str(root),
+        "DATASETS.TESTS", '("SyntheticMARS",)', "DATALOADER.NUM_WORKERS_TEST", 0])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    real = runner.occluded_node_attention(model, cfg, str(root), claim)
+    assert real["att_occluded_clips"] > 0
+    assert real["att_occluded_nodes_g1"] == pytest.approx(1.0, abs=1e-6)
+
+    def brightness_attention(images):  # (B, T, C, H, W) -> per group (B, 1, T, H_m, W_m)
+        b, t = images.shape[:2]
+        light = images.float().mean(dim=2)  # (B, T, H, W)
+        out = []
+        for hm, wm in model.heads.aggregation.sizes:
+            cells = F.adaptive_avg_pool2d(light, (hm, wm)) + 1e-3  # (B, T, H_m, W_m)
+            out.append((cells / cells.sum(dim=(1, 2, 3), keepdim=True))[:, None])
+        return out
+
+    model.frame_maps = lambda inputs: inputs["images"]
+    model.heads.attention_maps = brightness_attention
+    fake = runner.occluded_node_attention(model, cfg, str(root), claim)
+    assert fake["att_occluded_clips"] == real["att_occluded_clips"]
+    # a node counts as occluded when its cell centre is in the box, so its cell may be partly
+    # white (a 25-50 % occluder over a 2-column map): well below 1, not 0; misaligned marks
+    # would give about 1
+    assert fake["att_occluded_nodes_g1"] < 0.5 and fake["att_visible_nodes_g1"] > 1.0

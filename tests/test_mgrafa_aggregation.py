@@ -319,3 +319,31 @@ def test_flop_count_matches_the_equations_and_mg_is_cheap():
     expected_mg4 = sum(rafa_macs(512, h * w, 8 * h * w, 8) for h, w in [(16, 8), (8, 4), (4, 2), (2, 1)])
     assert f_mg4 == 2 * expected_mg4
     assert f_mg4 / f_sg1 < 0.12  # the paper: 9.2 %
+
+
+@pytest.mark.parametrize("attention", ["rafa", "afa"])
+def test_near_uniform_start_is_close_to_the_average_and_every_layer_learns_at_once(attention):
+    """ATT_INIT near_uniform (theta's BN gamma 0.1, beta 1): the weights start within ~exp(+-0.1 *
+    |BN output|) of uniform, no score is dead, and unlike gamma 0 every attention parameter
+    (phi, psi, mu, nu, theta's conv) gets a gradient from the first backward."""
+    torch.manual_seed(0)
+    agg = build(attention, 4, "multi", att_init="near_uniform").train()
+    x = clip()
+    out = agg(x)
+    d = agg.diagnostics()
+    assert d["att_dead_frac"] == 0.0
+    assert all(d[f"att_entropy_g{m}"] > 0.99 for m in range(1, 5))
+    assert 0.0 < d["att_spread_g1"] < 1.0  # not exactly uniform, not far from it
+    out["v"].square().sum().backward()
+    for name, p in agg.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # the gamma-0 start: the layers below theta's BN get nothing at first
+    torch.manual_seed(0)
+    flat = build(attention, 4, "multi", att_init="uniform").train()
+    flat(x)["v"].square().sum().backward()
+    assert all(float(b.phi[0].weight.grad.abs().sum()) == 0.0 for b in flat.blocks)
+
+
+def test_unknown_attention_start_raises():
+    with pytest.raises(KeyError, match="ATT_INIT"):
+        build("rafa", 4, "multi", att_init="zeros")

@@ -67,3 +67,20 @@ def test_marked_frames_are_outlined_in_red():
     image = attention_grid(frames, [torch.full((1, 2, 2, 1), 0.25)], marked=[1])
     assert image[0, 4:].tolist() == [[0, 0, 255]] * 4  # frame 1's top edge (BGR red)
     assert image[0, :4].sum() == 0
+
+
+def test_occluded_node_weights_hand_worked():
+    """Two frames of a 2x2 map, one channel; frame 0's occluder covers its left column (cell
+    centres x = 2 of a 4-wide frame): 2 occluded nodes out of K = 8."""
+    from mgrafa.visualize import occluded_node_weights
+
+    w = torch.tensor([[[[0.05, 0.20], [0.05, 0.20]], [[0.10, 0.15], [0.10, 0.15]]]])  # (1, 2, 2, 2), sums to 1
+    occ, vis = occluded_node_weights(w, [[0, 0, 3, 8], None], (8, 4))
+    assert occ == pytest.approx([0.4, 0.4])  # 0.05 x 8
+    assert sorted(vis) == pytest.approx(sorted([1.6, 1.6, 0.8, 1.2, 0.8, 1.2]))
+    # uniform weights give exactly 1 everywhere; the mean over channels is taken before x K
+    u = torch.full((3, 2, 2, 2), 1 / 8)
+    occ, vis = occluded_node_weights(u, [None, [2, 4, 4, 8]], (8, 4))
+    assert occ == pytest.approx([1.0]) and vis == pytest.approx([1.0] * 7)
+    with pytest.raises(ValueError, match="boxes"):
+        occluded_node_weights(u, [None], (8, 4))

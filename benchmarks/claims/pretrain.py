@@ -31,10 +31,10 @@ from .common import (
 
 #: everything that changes the pre-trained weights
 SETTINGS: Dict = dict(
-    data=dict(layout="market1501", ids=200, cameras=6, frame_size=(64, 32), min_len=2, max_len=5,
+    data=dict(layout="market1501", ids=300, cameras=6, frame_size=(64, 32), min_len=2, max_len=5,
               distractors=0.0, junk=0.0),
     data_seed=1000,  # not the claims' seed 0: other identities and cameras
-    depth="18x", size=(64, 32), epochs=6, batch=64, instances=4, lr=0.00035, seed=0,
+    depth="18x", size=(64, 32), epochs=30, batch=64, instances=4, lr=0.00035, seed=0,
 )
 
 

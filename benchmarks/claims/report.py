@@ -86,9 +86,16 @@ def markdown(verdicts: List[Dict], unavailable: Dict[str, str], mode: str, wall:
                 extra.append(f"att. on corrupted {sum(vals) / len(vals):.3f} vs 1/T "
                              f"{c['extra'][0].get('uniform_weight', float('nan')):.3f} "
                              f"({sum(c['per_seed'])}/{len(c['per_seed'])} seeds below)")
+            occ = [e["att_occluded_nodes_g1"] for e in c["extra"] if "att_occluded_nodes_g1" in e]
+            vis = [e["att_visible_nodes_g1"] for e in c["extra"] if "att_visible_nodes_g1" in e]
+            if occ:
+                extra.append(f"G-1 node weight x K on occluded nodes {sum(occ) / len(occ):.3f}"
+                             + (f" / visible {sum(vis) / len(vis):.3f}" if vis else "")
+                             + f" (1 = uniform; {sum(c['per_seed'])}/{len(c['per_seed'])} seeds below 1)")
         for row, r in v["rows"].items():
             for k, ms in r["diagnostics"].items():
-                if k.startswith("region_iou") or k in ("att_dead_frac", "region_offmap_frac", "att_spread"):
+                if (k.startswith("region_iou") or k.startswith("att_spread_g")
+                        or k in ("att_dead_frac", "region_offmap_frac", "att_spread")):
                     extra.append(f"{row} {k} {ms['mean']:.2f}")
         word = "**holds**" if v["holds"] else ("not decided: " + v["not_decided"] if v["not_decided"]
                                               else "**does not hold**")

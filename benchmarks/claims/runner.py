@@ -93,36 +93,47 @@ def budget_opts(claim: Claim, mode: str, seed: int, root: str, backbone: str, ou
 
 
 # ----------------------------------------------------------------------------- extra checks
+def marked_test_clips(model, cfg, root: str, claim: Claim, batch: int = 64):
+    """The evaluation's dense test clips with the generator's marks of their frames: yields
+    ``(images (B, T, C, H, W) on the model's device, marks)`` with ``marks[b][t]`` the
+    ``frame_marks.json`` entry of frame ``t`` of clip ``b`` (``{}`` for an unmarked frame)."""
+    import torch
+
+    from fastreid_ext.data.build import build_video_test_loader
+
+    folder = os.path.join(root, LAYOUT_DIRS[claim.data["layout"]])
+    marks = read_json(os.path.join(folder, "frame_marks.json"))
+    loader, _, _ = build_video_test_loader(cfg, claim.dataset)
+    ds = loader.dataset
+    for start in range(0, len(ds), batch):
+        idx = list(range(start, min(len(ds), start + batch)))
+        clip_marks = []
+        for i in idx:
+            k, frames = ds.clips[i]
+            paths = ds.items[k][0]
+            clip_marks.append([marks.get(os.path.relpath(paths[f], folder), {}) for f in frames])
+        images = torch.stack([ds[i]["images"] for i in idx]).to(model.device)  # (B, T, C, H, W)
+        yield images, clip_marks
+
+
 def corrupted_attention(model, cfg, root: str, claim: Claim) -> Dict[str, float]:
     """Mean temporal-attention weight on corrupted test frames, over the test clips holding
     both corrupted and clean frames (the frames are the evaluation's dense clips)."""
     import torch
 
-    from fastreid_ext.data.build import build_video_test_loader
     from fastreid_ext.modeling.video_utils import frame_features, preprocess_clip
 
     if getattr(model, "temporal_attention", None) is None:
         return {}
-    folder = os.path.join(root, LAYOUT_DIRS[claim.data["layout"]])
-    marks = read_json(os.path.join(folder, "frame_marks.json"))
-    loader, _, _ = build_video_test_loader(cfg, claim.dataset)
-    ds = loader.dataset
     on_bad, n_clips, n_bad, t_len = 0.0, 0, 0, None
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(ds), 64):
-            idx = list(range(start, min(len(ds), start + 64)))
-            items = [ds[i] for i in idx]
-            flags = []
-            for i in idx:
-                k, frames = ds.clips[i]
-                paths = ds.items[k][0]
-                flags.append([bool(marks.get(os.path.relpath(paths[f], folder), {}).get("corrupted")) for f in frames])
-            images = torch.stack([it["images"] for it in items]).to(model.device)  # (B, T, C, H, W)
+        for images, clip_marks in marked_test_clips(model, cfg, root, claim):
             clips = preprocess_clip(images, model.pixel_mean, model.pixel_std)
             weights = model.aggregate(frame_features(model.backbone, clips))["frame_weights"]  # (B, T)
             t_len = weights.shape[1]
-            for wrow, frow in zip(weights.tolist(), flags):
+            for wrow, mrow in zip(weights.tolist(), clip_marks):
+                frow = [bool(m.get("corrupted")) for m in mrow]
                 if any(frow) and not all(frow):
                     n_clips += 1
                     for wv, fv in zip(wrow, frow):
@@ -134,12 +145,54 @@ def corrupted_attention(model, cfg, root: str, claim: Claim) -> Dict[str, float]
     return {"att_on_corrupted": on_bad / n_bad, "uniform_weight": 1.0 / t_len, "att_corrupt_clips": n_clips}
 
 
+def occluded_node_attention(model, cfg, root: str, claim: Claim) -> Dict[str, float]:
+    """MG-RAFA's node attention on occluded test nodes, per granularity: the channel-mean
+    softmax weight x K of the nodes whose cell centre lies inside their frame's occluder box
+    (``frame_marks.json``), and of the other nodes, over the test clips with an occluder
+    (1 = uniform = average pooling; < 1 = attended less). The check reads the finest
+    granularity (G-1: the only one with more than 2 nodes per frame at 64x32)."""
+    import torch
+
+    from mgrafa.visualize import occluded_node_weights
+
+    heads = getattr(model, "heads", None)
+    if not hasattr(heads, "attention_maps") or not hasattr(model, "frame_maps"):
+        return {}
+    frame_size = tuple(claim.data["frame_size"])
+    occluded, visible = {}, {}
+    n_clips = 0
+    model.eval()
+    with torch.no_grad():
+        for images, clip_marks in marked_test_clips(model, cfg, root, claim):
+            groups = heads.attention_maps(model.frame_maps({"images": images}))  # N x (B, C/N, T, H_m, W_m)
+            for b, mrow in enumerate(clip_marks):
+                boxes = [m.get("occluder") if not m.get("corrupted") else None for m in mrow]
+                if all(box is None for box in boxes):
+                    continue
+                n_clips += 1
+                for g, w in enumerate(groups, start=1):
+                    occ, vis = occluded_node_weights(w[b], boxes, frame_size)
+                    occluded.setdefault(g, []).extend(occ)
+                    visible.setdefault(g, []).extend(vis)
+    out: Dict[str, float] = {"att_occluded_clips": n_clips}
+    for g in sorted(occluded):
+        if occluded[g]:
+            out[f"att_occluded_nodes_g{g}"] = sum(occluded[g]) / len(occluded[g])
+        if visible[g]:
+            out[f"att_visible_nodes_g{g}"] = sum(visible[g]) / len(visible[g])
+    return out
+
+
 EXTRA_CHECKS = {
     # name: (row it applies to, measure, passes(extra) -> bool, description)
     "corrupted_attention_below_uniform": (
         "attention", corrupted_attention,
         lambda e: "att_on_corrupted" in e and e["att_on_corrupted"] < e["uniform_weight"],
         "mean attention weight on corrupted test frames < 1/T"),
+    "occluded_nodes_below_uniform": (
+        "mg_rafa", occluded_node_attention,
+        lambda e: "att_occluded_nodes_g1" in e and e["att_occluded_nodes_g1"] < 1.0,
+        "mean G-1 node weight x K on occluded test nodes < 1 (uniform)"),
 }
 
 
@@ -158,7 +211,7 @@ def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, 
     root = ensure_dataset(dict(claim.data), cache)
     run_dir = os.path.join(out, mode, claim.name, row.name, f"seed{seed}_run")
     opts = list(row.opts) + budget_opts(claim, mode, seed, root, backbone, run_dir)
-    ident = key_of([claim.name, row.name, config_path(row), opts[:-2], os.path.getsize(backbone)])
+    ident = key_of([claim.name, row.name, config_path(row), opts[:-2], os.path.basename(backbone), os.path.getsize(backbone)])
     if os.path.isfile(path):
         done = read_json(path)
         if done.get("key") == ident:

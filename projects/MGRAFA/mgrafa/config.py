@@ -42,7 +42,9 @@ def add_mgrafa_config(cfg: CN) -> CN:
     # spatio-temporal average; single group)
     _C.MODEL.MGRAFA.ATTENTION = "rafa"
     # start of the rafa / afa attention: "uniform" (theta's last BN gamma 0, beta 1: uniform
-    # softmax = the average baseline, gradient flowing) or "random" (BN defaults gamma 1, beta 0)
+    # softmax = the average baseline, gradient flowing), "near_uniform" (gamma 0.1, beta 1: within
+    # ~10 % of the average, every attention layer learns from the first step) or "random" (BN
+    # defaults gamma 1, beta 0)
     _C.MODEL.MGRAFA.ATT_INIT = "uniform"
     # number of channel groups: N granularities ("multi") or S splits ("single")
     _C.MODEL.MGRAFA.NUM_GROUPS = 4
