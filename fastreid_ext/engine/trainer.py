@@ -20,8 +20,10 @@ What changes against ``fastreid/engine/defaults.py`` and why:
 - ``OUTPUT_DIR/results.json`` holds the last evaluation results, with ``"complete": true`` only
   once the run has finished (a killed run's intermediate results say ``false``);
 - the config is checked before training (:func:`validate_training_config`: test set names,
-  ``TEST.*`` values, P >= 2 identities per batch for pairwise losses) and the test sets are
-  built, so a typo fails in seconds, not after training;
+  ``TEST.*`` values, P >= 2 identities per batch for pairwise losses), the test sets are
+  built and their evaluators given the model's per-part distance (``TEST.*`` options the
+  ``fgpr`` / per-part evaluation does not apply raise there), so a typo fails in seconds,
+  not after training;
 - ``--resume`` keeps the best metric (``model_best.pth`` is not overwritten by a worse model),
   a finished run or ``MAX_EPOCH 0`` evaluates instead of crashing (the host's hooks read
   ``trainer.epoch``, never set when no epoch runs, ``fastreid/engine/hooks.py:380``), and the
@@ -100,11 +102,13 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
         validate_training_config(cfg)
-        for dataset_name in cfg.DATASETS.TESTS:  # bad test sets / protocols fail now, not after training
-            self.build_evaluator(cfg, dataset_name)
+        # bad test sets / protocols fail now, not after training
+        evaluators = [self.build_evaluator(cfg, dataset_name)[1] for dataset_name in cfg.DATASETS.TESTS]
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
         model = self.build_model(cfg)
+        for evaluator in evaluators:  # the model's per-part distance against the TEST.* options
+            set_distance_parts(evaluator, model)
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
 
         if comm.get_world_size() > 1:
@@ -243,10 +247,7 @@ class Trainer(DefaultTrainer):
         for dataset_name in cfg.DATASETS.TESTS:
             logging.getLogger(__name__).info(f"Prepare testing set {dataset_name}")
             data_loader, evaluator = cls.build_evaluator(cfg, dataset_name)
-            if hasattr(evaluator, "distance_parts"):  # a meta-arch's per-part distance (e.g. one per stream)
-                bare = model.module if hasattr(model, "module") else model
-                evaluator.distance_parts = getattr(bare, "distance_parts", None)
-                evaluator.distance_weights = getattr(bare, "distance_weights", None)
+            set_distance_parts(evaluator, model)
             results_i = inference_on_dataset(model, data_loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
             results[dataset_name] = results_i
             if comm.is_main_process():
@@ -425,6 +426,17 @@ def validate_training_config(cfg) -> None:
                 f"{cfg.SOLVER.IMS_PER_BATCH} / DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE} "
                 f"gives P = {p}: with one identity there is no negative and the loss is 0. Raise "
                 f"SOLVER.IMS_PER_BATCH or lower DATALOADER.NUM_INSTANCE.")
+
+
+def set_distance_parts(evaluator, model: torch.nn.Module) -> None:
+    """Give ``evaluator`` (when it takes them) the model's per-part distance: the meta-arch's
+    ``distance_parts`` / ``distance_weights`` (e.g. one part per stream, FGPose), ``None``
+    without. :class:`~fastreid_ext.evaluation.video_evaluator.VideoClipEvaluator` raises
+    ``ValueError`` here on ``TEST.*`` options that evaluation does not apply."""
+    if hasattr(evaluator, "distance_parts"):
+        bare = model.module if hasattr(model, "module") else model
+        evaluator.distance_parts = getattr(bare, "distance_parts", None)
+        evaluator.distance_weights = getattr(bare, "distance_weights", None)
 
 
 def model_device_for(device: str) -> torch.device:
