@@ -102,12 +102,14 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
         validate_training_config(cfg)
-        # bad test sets / protocols fail now, not after training
-        evaluators = [self.build_evaluator(cfg, dataset_name)[1] for dataset_name in cfg.DATASETS.TESTS]
+        # bad test sets / protocols fail now, not after training; the first evaluation uses them
+        # (then they are dropped: later evaluations build their own, as the host does)
+        self._startup_test_sets = OrderedDict(
+            (dataset_name, self.build_evaluator(cfg, dataset_name)) for dataset_name in cfg.DATASETS.TESTS)
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
         model = self.build_model(cfg)
-        for evaluator in evaluators:  # the model's per-part distance against the TEST.* options
+        for _, evaluator in self._startup_test_sets.values():  # the model's per-part distance vs TEST.*
             set_distance_parts(evaluator, model)
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
 
@@ -239,14 +241,20 @@ class Trainer(DefaultTrainer):
         return loader, evaluator
 
     @classmethod
-    def test(cls, cfg, model):
+    def test(cls, cfg, model, prebuilt=None):
+        """Evaluate ``model`` on every ``DATASETS.TESTS`` set. ``prebuilt``: ``{dataset_name:
+        (loader, evaluator)}`` already built (the trainer's, from ``__init__``); each entry is
+        used once and removed from the dict, the other sets are built here."""
         from fastreid_ext.evaluation.inference import inference_on_dataset
 
         sync_buffers(model)  # DDP: every rank evaluates with rank 0's BN statistics
         results = OrderedDict()
         for dataset_name in cfg.DATASETS.TESTS:
             logging.getLogger(__name__).info(f"Prepare testing set {dataset_name}")
-            data_loader, evaluator = cls.build_evaluator(cfg, dataset_name)
+            if prebuilt and dataset_name in prebuilt:
+                data_loader, evaluator = prebuilt.pop(dataset_name)
+            else:
+                data_loader, evaluator = cls.build_evaluator(cfg, dataset_name)
             set_distance_parts(evaluator, model)
             results_i = inference_on_dataset(model, data_loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
             results[dataset_name] = results_i
@@ -261,13 +269,24 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self):
         """The host's hooks, with :class:`~fastreid_ext.engine.precise_bn.PreciseBN` (real
-        labels, batches on the model's device) in place of the host's precise-BN hook."""
+        labels, batches on the model's device) in place of the host's precise-BN hook, and the
+        evaluation hook's first run using the test sets ``__init__`` built (not built twice)."""
         from fastreid.engine import hooks
 
         from .precise_bn import PreciseBN
 
-        return [PreciseBN.from_host(h) if type(h) is hooks.PreciseBN else h
-                for h in super().build_hooks()]
+        def test_and_save_results():  # the host's (defaults.py:302), with the test sets of __init__
+            self._last_eval_results = self.test(self.cfg, self.model, prebuilt=self._startup_test_sets)
+            return self._last_eval_results
+
+        def ours(h):
+            if type(h) is hooks.PreciseBN:
+                return PreciseBN.from_host(h)
+            if type(h) is hooks.EvalHook:  # same period as the host's (defaults.py:308)
+                return hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, test_and_save_results)
+            return h
+
+        return [ours(h) for h in super().build_hooks()]
 
     def build_writers(self):
         """The host's writers; the console printer skips a second write at the same iteration
@@ -296,7 +315,8 @@ class Trainer(DefaultTrainer):
             logger.warning(f"Nothing to train: start epoch {self.start_epoch} >= SOLVER.MAX_EPOCH "
                            f"{self.max_epoch} (a finished run? raise SOLVER.MAX_EPOCH to train longer). "
                            f"Evaluating the loaded model.")
-            results = self.test(self.cfg, self.model) if self.cfg.DATASETS.TESTS else None
+            results = (self.test(self.cfg, self.model, prebuilt=self._startup_test_sets)
+                       if self.cfg.DATASETS.TESTS else None)
             return results if comm.is_main_process() else None
         main = comm.is_main_process() and bool(out)
         with (file_lock(os.path.join(out, "training"), blocking=False, what=f"training output folder {out}")
