@@ -1,5 +1,7 @@
 """FGPR evaluation: summed per-part distances (FGPose Eq. 4 / 6) and the two-direction
 (gallery / probe swapped) protocol, pooled and per group, against hand-worked cases."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -134,3 +136,92 @@ def test_fgpr_is_an_accepted_test_protocol():
     validate_training_config(build_config("", ["TEST.PROTOCOL", "fgpr"]))
     with pytest.raises(ValueError, match="TEST.PROTOCOL"):
         validate_training_config(build_config("", ["TEST.PROTOCOL", "fgpr2"]))
+
+
+# ---------------------------------------------------------------- options the fgpr / per-part path does not apply
+UNSUPPORTED = [("TEST.AQE.ENABLED", "True"), ("TEST.RERANK.ENABLED", "True"), ("TEST.ROC.ENABLED", "True"),
+               ("TEST.RETRIEVAL.APPROX", "ivf"), ("TEST.VIS.ENABLED", "True")]
+
+
+def _evaluator(protocol, *opts):
+    from fastreid_ext.config import build_config
+    from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
+
+    cfg = build_config("", ["TEST.METRIC", "euclidean", *opts])
+    return VideoClipEvaluator(cfg, num_query=4, num_tracklets=8, pids=[1, 2, 3, 4] * 2, camids=[0] * 4 + [1] * 4,
+                              groups=["a", "a", "b", "b"] * 2, protocol=protocol)
+
+
+@pytest.mark.parametrize("key,value", UNSUPPORTED)
+def test_fgpr_protocol_refuses_options_it_would_skip(key, value):
+    # before: built fine, the option silently skipped (AQE / RERANK / VIS with a warning, ROC / APPROX without)
+    with pytest.raises(ValueError, match=key.replace(".", r"\.") + ".*TEST.PROTOCOL 'fgpr'"):
+        _evaluator("fgpr", key, value)
+    _evaluator("cross_camera", key, value)  # the usual path honours it: no error
+
+
+@pytest.mark.parametrize("key,value", UNSUPPORTED)
+def test_per_part_distances_refuse_options_they_would_skip(key, value):
+    ev = _evaluator("cross_camera", key, value)
+    with pytest.raises(ValueError, match=key.replace(".", r"\.") + ".*distance_parts=\\(2, 3\\)"):
+        ev.distance_parts = (2, 3)
+    assert ev.distance_parts is None
+    ev.distance_parts = None  # no parts: nothing to refuse
+
+
+def test_per_part_distances_need_the_euclidean_metric():
+    ev = _evaluator("cross_camera", "TEST.METRIC", "cosine")
+    with pytest.raises(ValueError, match="TEST.METRIC='cosine'.*set TEST.METRIC euclidean"):
+        ev.distance_parts = (2, 3)
+    ev_fgpr = _evaluator("fgpr", "TEST.METRIC", "cosine")  # fgpr alone supports cosine
+    with pytest.raises(ValueError, match="TEST.METRIC='cosine'"):
+        ev_fgpr.distance_parts = (2, 3)
+    ev_ok = _evaluator("fgpr")
+    ev_ok.distance_parts = (2, 3)  # the supported combination
+    assert ev_ok.distance_parts == (2, 3)
+
+
+def test_all_bad_options_are_named_together():
+    from fastreid_ext.config import build_config
+    from fastreid_ext.evaluation.video_evaluator import check_two_direction_options
+
+    cfg = build_config("", ["TEST.METRIC", "cosine", "TEST.AQE.ENABLED", "True", "TEST.ROC.ENABLED", "True"])
+    with pytest.raises(ValueError) as e:
+        check_two_direction_options(cfg, "cross_camera", (4, 4))
+    msg = str(e.value)
+    assert "TEST.AQE.ENABLED=True" in msg and "TEST.ROC.ENABLED=True" in msg and "TEST.METRIC='cosine'" in msg
+    check_two_direction_options(cfg, "cross_camera", None)  # the usual path: nothing to refuse
+
+
+@pytest.fixture(scope="module")
+def fgpose_root(tmp_path_factory):
+    from fastreid_ext.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("fgpose_root")
+    generate("fgpr", str(root / "synthetic" / "fgpr"), ids=6, seed=0, min_len=6, max_len=7,
+             frame_size=(64, 32), workers=1)
+    return str(root)
+
+
+@pytest.mark.parametrize("opts,match", [
+    (["TEST.AQE.ENABLED", "True"], r"TEST\.AQE\.ENABLED=True.*TEST\.PROTOCOL 'fgpr'"),  # the dataset's protocol
+    (["TEST.ROC.ENABLED", "True", "TEST.PROTOCOL", "cross_camera"], r"TEST\.ROC\.ENABLED=True.*distance_parts"),
+    # the model's per-part distances with the cosine metric: failed only at the first evaluation, after training
+    (["TEST.METRIC", "cosine", "TEST.PROTOCOL", "cross_camera"], r"TEST\.METRIC='cosine'"),
+])
+def test_fgpose_trainer_refuses_unsupported_test_options_before_training(fgpose_root, tmp_path, opts, match):
+    """``Trainer(cfg)`` (before any iteration) raises; the old code built it and failed or
+    silently skipped the option at the first evaluation, after training."""
+    import fgpose  # noqa: F401  (registers FGPose)
+    from fastreid_ext.config import build_config
+    from fastreid_ext.engine.trainer import Trainer
+
+    cfg_file = os.path.join(os.path.dirname(__file__), "..", "projects", "FGPose", "configs", "synthetic_cpu.yml")
+    base = ["DATASETS.ROOT", fgpose_root, "DATALOADER.NUM_WORKERS", "0", "DATALOADER.NUM_WORKERS_TEST", "0",
+            "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_EPOCH", "1", "OUTPUT_DIR", str(tmp_path / "out")]
+    os.makedirs(tmp_path / "out")  # as default_setup does
+    with pytest.raises(ValueError, match=match):
+        Trainer(build_config(cfg_file, [*base, *opts]))
+    if opts[0] == "TEST.AQE.ENABLED":
+        trainer = Trainer(build_config(cfg_file, base))  # the shipped settings build
+        assert trainer.start_epoch == 0 and trainer.max_epoch == 1

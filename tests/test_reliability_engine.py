@@ -93,6 +93,30 @@ def test_max_epoch_zero_evaluates_the_initial_model(datasets_env, tmp_path):
     assert not os.path.exists(tmp_path / "z" / "model_final.pth")
 
 
+@pytest.mark.parametrize("epochs,evaluations,builds", [("2", 2, 2), ("0", 1, 1)])
+def test_the_test_sets_built_at_startup_serve_the_first_evaluation(datasets_env, tmp_path, monkeypatch,
+                                                                   epochs, evaluations, builds):
+    """The trainer builds the test sets at startup (bad ones fail before training); the first
+    evaluation uses those instead of building them again (before: startup + every evaluation);
+    MAX_EPOCH 0 evaluates the initial model with them too."""
+    from fastreid_ext.data import build
+    from fastreid_ext.evaluation import inference
+
+    built, evaluated = [], []
+    real_build, real_inference = build.build_reid_test_loader, inference.inference_on_dataset
+    monkeypatch.setattr(build, "build_reid_test_loader", lambda cfg, name: built.append(name) or real_build(cfg, name))
+    monkeypatch.setattr(inference, "inference_on_dataset",
+                        lambda model, loader, ev, **kw: evaluated.append(ev) or real_inference(model, loader, ev, **kw))
+    trainer = Trainer(_cfg(tmp_path / "run", "SOLVER.MAX_EPOCH", epochs))  # TEST.EVAL_PERIOD 1
+    startup = list(trainer._startup_test_sets.values())
+    assert built == ["SyntheticMARS"] and len(startup) == 1
+    trainer.resume_or_load(resume=False)
+    results = trainer.train()
+    assert 0.0 <= results["mAP"] <= 100.0
+    assert len(evaluated) == evaluations and evaluated[0] is startup[0][1]
+    assert len(built) == builds and not trainer._startup_test_sets  # used once, then dropped
+
+
 def test_truncated_last_checkpoint_falls_back_to_the_previous_one(finished_run, datasets_env, tmp_path, caplog):
     out = _copy_run(finished_run[0], tmp_path / "copy")
     assert open(os.path.join(out, "last_checkpoint")).read() == "model_final.pth"

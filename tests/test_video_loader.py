@@ -216,6 +216,27 @@ def test_image_items_are_one_frame_tracklets(tmp_path):
     assert VideoTrainDataset(items, ClipTestTransform((H, W)), evenly, seq_len=1)[1]["images"].shape == (1, 3, H, W)
 
 
+def test_relabel_ids_is_the_train_sets_relabelling():
+    from fastreid_ext.data.image_dataset import ImageTrainDataset
+    from fastreid_ext.data.video_dataset import relabel_ids
+
+    items = [(("a.jpg",), "m_7", "c2"), ("b.jpg", "m_3", "c0", {"group": "x"}), (("c.jpg", "d.jpg"), "m_7", "c0")]
+    before = [tuple(i) for i in items]
+    pids, cams, pid_dict, cam_dict = relabel_ids(items)
+    assert pids == ["m_3", "m_7"] and cams == ["c0", "c2"]  # sorted, distinct
+    assert pid_dict == {"m_3": 0, "m_7": 1} and cam_dict == {"c0": 0, "c2": 1}
+    assert [tuple(i) for i in items] == before  # pure
+    assert relabel_ids([(("x.jpg",), 5, 1), (("y.jpg",), 2, 1)])[2:] == ({2: 0, 5: 1}, {1: 0})
+    assert relabel_ids([]) == ([], [], {}, {})
+    # both train sets use it: the same maps; relabel=False keeps the raw ids and no maps
+    video = VideoTrainDataset(items, ClipTestTransform((H, W)), evenly, seq_len=1)
+    image = ImageTrainDataset([("a.jpg", "m_7", "c2"), ("b.jpg", "m_3", "c0"), ("c.jpg", "m_7", "c0")], lambda im: im)
+    for ds in (video, image):
+        assert (ds.pids, ds.cams, ds.pid_dict, ds.cam_dict) == (pids, cams, pid_dict, cam_dict)
+    raw = VideoTrainDataset(items, ClipTestTransform((H, W)), evenly, seq_len=1, relabel=False)
+    assert raw.pids == pids and not hasattr(raw, "pid_dict")
+
+
 def test_train_dataset_keypoints(tiny_root):
     data = TinyVideoLoaderTest(root=tiny_root)
     ds = VideoTrainDataset(data.train, ClipTestTransform((H, W)), evenly, seq_len=2)

@@ -45,6 +45,7 @@ from .video_dataset import (
     clip_keypoints,
     extras_of,
     load_item,
+    relabel_ids,
     stack_tensors,
     worker_rng,
 )
@@ -160,11 +161,9 @@ class ImageTrainDataset(_ImageSet):
         if keypoint_transform is None and any(_has_keypoints(i) for i in self.items):
             raise ValueError("items carry keypoints: a keypoint_transform is needed to move them with the image")
         self.relabel = relabel
-        self.pids = sorted({i[1] for i in self.items})
-        self.cams = sorted({i[2] for i in self.items})
+        self.pids, self.cams, pid_dict, cam_dict = relabel_ids(self.items)
         if relabel:
-            self.pid_dict = {p: k for k, p in enumerate(self.pids)}
-            self.cam_dict = {c: k for k, c in enumerate(self.cams)}
+            self.pid_dict, self.cam_dict = pid_dict, cam_dict
 
     @property
     def num_classes(self) -> int:

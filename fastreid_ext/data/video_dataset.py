@@ -45,6 +45,15 @@ def as_tracklet(item: Sequence) -> Tuple:
     return (paths,) + tuple(item[1:])
 
 
+def relabel_ids(items: Sequence) -> Tuple[List, List, Dict, Dict]:
+    """``(pids, cams, pid_dict, cam_dict)`` of train items ``(frames, pid, camid[, extras])``:
+    the sorted distinct pids and camids and their labels ``0..N-1`` in that order (the host's
+    ``CommDataset`` relabelling). Pure: ``items`` is not modified."""
+    pids = sorted({i[1] for i in items})
+    cams = sorted({i[2] for i in items})
+    return pids, cams, {p: k for k, p in enumerate(pids)}, {c: k for k, c in enumerate(cams)}
+
+
 def extras_of(item: Tuple) -> dict:
     """The extras dict of an item (4th element), ``{}`` when it has none."""
     return item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
@@ -133,11 +142,9 @@ class VideoTrainDataset(Dataset):
         self.sampler_fn = sampler_fn
         self.seq_len = int(seq_len)
         self.relabel = relabel
-        self.pids = sorted({i[1] for i in self.items})
-        self.cams = sorted({i[2] for i in self.items})
+        self.pids, self.cams, pid_dict, cam_dict = relabel_ids(self.items)
         if relabel:
-            self.pid_dict = {p: k for k, p in enumerate(self.pids)}
-            self.cam_dict = {c: k for k, c in enumerate(self.cams)}
+            self.pid_dict, self.cam_dict = pid_dict, cam_dict
 
     @property
     def img_items(self) -> List[Tuple]:

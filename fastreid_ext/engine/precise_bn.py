@@ -20,8 +20,9 @@ import torch
 from fastreid.engine import hooks
 from fastreid.utils.events import EventStorage
 from fastreid.utils.precision_bn import get_bn_modules
+from fastreid_ext.utils.modules import model_device, unwrap
 
-from .train_loop import model_device, move_batch, unwrap
+from .train_loop import move_batch
 
 __all__ = ["update_bn_stats", "PreciseBN"]
 

@@ -13,11 +13,11 @@ import time
 from typing import Dict, List, Tuple
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from fastreid.engine.train_loop import SimpleTrainer
 from fastreid.utils import comm
 from fastreid.utils.events import get_event_storage
+from fastreid_ext.utils.modules import model_device, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +27,6 @@ DIAG_PREFIX = "diag/"
 #: ``fastreid/engine/defaults.py:313``); the last iteration of every epoch is read too, because
 #: the writers also write after each epoch
 DIAG_PERIOD = 200
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def move_batch(batch, device: torch.device):

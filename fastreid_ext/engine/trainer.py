@@ -20,8 +20,10 @@ What changes against ``fastreid/engine/defaults.py`` and why:
 - ``OUTPUT_DIR/results.json`` holds the last evaluation results, with ``"complete": true`` only
   once the run has finished (a killed run's intermediate results say ``false``);
 - the config is checked before training (:func:`validate_training_config`: test set names,
-  ``TEST.*`` values, P >= 2 identities per batch for pairwise losses) and the test sets are
-  built, so a typo fails in seconds, not after training;
+  ``TEST.*`` values, P >= 2 identities per batch for pairwise losses), the test sets are
+  built and their evaluators given the model's per-part distance (``TEST.*`` options the
+  ``fgpr`` / per-part evaluation does not apply raise there), so a typo fails in seconds,
+  not after training;
 - ``--resume`` keeps the best metric (``model_best.pth`` is not overwritten by a worse model),
   a finished run or ``MAX_EPOCH 0`` evaluates instead of crashing (the host's hooks read
   ``trainer.epoch``, never set when no epoch runs, ``fastreid/engine/hooks.py:380``), and the
@@ -100,11 +102,15 @@ class Trainer(DefaultTrainer):
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
         validate_training_config(cfg)
-        for dataset_name in cfg.DATASETS.TESTS:  # bad test sets / protocols fail now, not after training
-            self.build_evaluator(cfg, dataset_name)
+        # bad test sets / protocols fail now, not after training; the first evaluation uses them
+        # (then they are dropped: later evaluations build their own, as the host does)
+        self._startup_test_sets = OrderedDict(
+            (dataset_name, self.build_evaluator(cfg, dataset_name)) for dataset_name in cfg.DATASETS.TESTS)
         data_loader = self.build_train_loader(cfg)
         cfg = self.auto_scale_hyperparams(cfg, data_loader.dataset.num_classes)
         model = self.build_model(cfg)
+        for _, evaluator in self._startup_test_sets.values():  # the model's per-part distance vs TEST.*
+            set_distance_parts(evaluator, model)
         optimizer, param_wrapper = self.build_optimizer(cfg, model)
 
         if comm.get_world_size() > 1:
@@ -235,18 +241,21 @@ class Trainer(DefaultTrainer):
         return loader, evaluator
 
     @classmethod
-    def test(cls, cfg, model):
+    def test(cls, cfg, model, prebuilt=None):
+        """Evaluate ``model`` on every ``DATASETS.TESTS`` set. ``prebuilt``: ``{dataset_name:
+        (loader, evaluator)}`` already built (the trainer's, from ``__init__``); each entry is
+        used once and removed from the dict, the other sets are built here."""
         from fastreid_ext.evaluation.inference import inference_on_dataset
 
         sync_buffers(model)  # DDP: every rank evaluates with rank 0's BN statistics
         results = OrderedDict()
         for dataset_name in cfg.DATASETS.TESTS:
             logging.getLogger(__name__).info(f"Prepare testing set {dataset_name}")
-            data_loader, evaluator = cls.build_evaluator(cfg, dataset_name)
-            if hasattr(evaluator, "distance_parts"):  # a meta-arch's per-part distance (e.g. one per stream)
-                bare = model.module if hasattr(model, "module") else model
-                evaluator.distance_parts = getattr(bare, "distance_parts", None)
-                evaluator.distance_weights = getattr(bare, "distance_weights", None)
+            if prebuilt and dataset_name in prebuilt:
+                data_loader, evaluator = prebuilt.pop(dataset_name)
+            else:
+                data_loader, evaluator = cls.build_evaluator(cfg, dataset_name)
+            set_distance_parts(evaluator, model)
             results_i = inference_on_dataset(model, data_loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
             results[dataset_name] = results_i
             if comm.is_main_process():
@@ -260,13 +269,24 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self):
         """The host's hooks, with :class:`~fastreid_ext.engine.precise_bn.PreciseBN` (real
-        labels, batches on the model's device) in place of the host's precise-BN hook."""
+        labels, batches on the model's device) in place of the host's precise-BN hook, and the
+        evaluation hook's first run using the test sets ``__init__`` built (not built twice)."""
         from fastreid.engine import hooks
 
         from .precise_bn import PreciseBN
 
-        return [PreciseBN.from_host(h) if type(h) is hooks.PreciseBN else h
-                for h in super().build_hooks()]
+        def test_and_save_results():  # the host's (defaults.py:302), with the test sets of __init__
+            self._last_eval_results = self.test(self.cfg, self.model, prebuilt=self._startup_test_sets)
+            return self._last_eval_results
+
+        def ours(h):
+            if type(h) is hooks.PreciseBN:
+                return PreciseBN.from_host(h)
+            if type(h) is hooks.EvalHook:  # same period as the host's (defaults.py:308)
+                return hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, test_and_save_results)
+            return h
+
+        return [ours(h) for h in super().build_hooks()]
 
     def build_writers(self):
         """The host's writers; the console printer skips a second write at the same iteration
@@ -295,7 +315,8 @@ class Trainer(DefaultTrainer):
             logger.warning(f"Nothing to train: start epoch {self.start_epoch} >= SOLVER.MAX_EPOCH "
                            f"{self.max_epoch} (a finished run? raise SOLVER.MAX_EPOCH to train longer). "
                            f"Evaluating the loaded model.")
-            results = self.test(self.cfg, self.model) if self.cfg.DATASETS.TESTS else None
+            results = (self.test(self.cfg, self.model, prebuilt=self._startup_test_sets)
+                       if self.cfg.DATASETS.TESTS else None)
             return results if comm.is_main_process() else None
         main = comm.is_main_process() and bool(out)
         with (file_lock(os.path.join(out, "training"), blocking=False, what=f"training output folder {out}")
@@ -425,6 +446,17 @@ def validate_training_config(cfg) -> None:
                 f"{cfg.SOLVER.IMS_PER_BATCH} / DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE} "
                 f"gives P = {p}: with one identity there is no negative and the loss is 0. Raise "
                 f"SOLVER.IMS_PER_BATCH or lower DATALOADER.NUM_INSTANCE.")
+
+
+def set_distance_parts(evaluator, model: torch.nn.Module) -> None:
+    """Give ``evaluator`` (when it takes them) the model's per-part distance: the meta-arch's
+    ``distance_parts`` / ``distance_weights`` (e.g. one part per stream, FGPose), ``None``
+    without. :class:`~fastreid_ext.evaluation.video_evaluator.VideoClipEvaluator` raises
+    ``ValueError`` here on ``TEST.*`` options that evaluation does not apply."""
+    if hasattr(evaluator, "distance_parts"):
+        bare = model.module if hasattr(model, "module") else model
+        evaluator.distance_parts = getattr(bare, "distance_parts", None)
+        evaluator.distance_weights = getattr(bare, "distance_weights", None)
 
 
 def model_device_for(device: str) -> torch.device:

@@ -27,26 +27,11 @@ from tqdm import tqdm
 
 from fastreid.evaluation.evaluator import inference_context
 from fastreid.utils import comm
+from fastreid_ext.utils.modules import model_device, unwrap
 
 __all__ = ["inference_on_dataset", "flip_images", "flip_keypoints", "model_device"]
 
 logger = logging.getLogger(__name__)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter (or buffer); CPU for a model without either."""
-    model = _unwrap(model)
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def flip_images(images: torch.Tensor) -> torch.Tensor:
@@ -102,7 +87,7 @@ def inference_on_dataset(model: nn.Module, data_loader, evaluator, flip_test: bo
     ``(f(x) + f(flip(x))) / 2``. ``progress=None`` shows a bar only on an interactive main
     process.
     """
-    model = _unwrap(model)  # a DDP wrapper would only add collective syncs at test time
+    model = unwrap(model)  # a DDP wrapper would only add collective syncs at test time
     device = model_device(model)
     total = len(data_loader)
     logger.info("Start inference on %d batches", total)

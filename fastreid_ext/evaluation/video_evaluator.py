@@ -26,6 +26,10 @@ per tracklet (per process), and at ``evaluate()``:
 6. optional rank-list PNGs (``TEST.VIS``) into ``output_dir``.
 
 Images are the same thing with one clip per item (``track_idx`` = the item's index).
+
+Protocol ``fgpr`` and a model's per-part distances take another path
+(:func:`.two_direction.evaluate_tracklets`) without steps 3, 6, ROC and approximate search;
+asking for those there raises ``ValueError`` early (:func:`check_two_direction_options`).
 """
 from __future__ import annotations
 
@@ -51,11 +55,46 @@ from .rerank import k_reciprocal_rerank
 from .retrieval import search
 from .validation import validate_features
 
-__all__ = ["VideoClipEvaluator"]
+__all__ = ["VideoClipEvaluator", "check_two_direction_options"]
 
 logger = logging.getLogger(__name__)
 
 RANKS = (1, 5, 10, 20)
+
+
+def check_two_direction_options(cfg, protocol: str, distance_parts=None) -> None:
+    """Raise ``ValueError`` when ``cfg`` asks for an evaluation option that protocol ``fgpr``
+    or a model's per-part distances (``distance_parts``) would not apply.
+
+    That evaluation (:func:`.two_direction.evaluate_tracklets`) computes its own whole
+    ``(Q, G)`` distance matrix (summed per-part Euclidean distances, two directions per group)
+    and has no query expansion (``TEST.AQE.ENABLED``), re-ranking (``TEST.RERANK.ENABLED``),
+    ROC (``TEST.ROC.ENABLED``), approximate search (``TEST.RETRIEVAL.APPROX``) nor rank-list
+    pictures (``TEST.VIS.ENABLED``); summed per-part distances are Euclidean, so
+    ``distance_parts`` also needs ``TEST.METRIC euclidean``. No-op for any other protocol
+    without ``distance_parts``.
+    """
+    if not distance_parts and protocol != "fgpr":
+        return
+    why = " and ".join(w for w, on in (("TEST.PROTOCOL 'fgpr'", protocol == "fgpr"),
+                                       (f"the model's per-part distances (distance_parts={tuple(distance_parts or ())})",
+                                        bool(distance_parts))) if on)
+    t = cfg.TEST
+    unsupported = [f"{key}={value!r}" for key, value in (
+        ("TEST.AQE.ENABLED", t.AQE.ENABLED), ("TEST.RERANK.ENABLED", t.RERANK.ENABLED),
+        ("TEST.ROC.ENABLED", t.ROC.ENABLED), ("TEST.RETRIEVAL.APPROX", t.RETRIEVAL.APPROX),
+        ("TEST.VIS.ENABLED", t.VIS.ENABLED)) if value]
+    errors = []
+    if unsupported:
+        errors.append(f"{', '.join(unsupported)}: not supported with {why}; that evaluation "
+                      "(evaluation/two_direction.py) applies no query expansion, re-ranking, ROC, "
+                      "approximate search or rank-list pictures. Turn them off (False / '').")
+    if distance_parts and t.METRIC != "euclidean":
+        errors.append(f"TEST.METRIC={t.METRIC!r}: the model's per-part distances "
+                      f"(distance_parts={tuple(distance_parts)}) are summed Euclidean distances; "
+                      "set TEST.METRIC euclidean.")
+    if errors:
+        raise ValueError("bad test settings for this evaluation:\n  " + "\n  ".join(errors))
 
 
 class VideoClipEvaluator(DatasetEvaluator):
@@ -73,12 +112,15 @@ class VideoClipEvaluator(DatasetEvaluator):
         host_keys: return exactly the host ``ReidEvaluator``'s result keys (image datasets).
 
     Protocol ``fgpr`` (FGPR's two cases, gallery / probe swapped, all-group and per-group) and
-    a model's ``distance_parts`` (set here by ``Trainer.test``: per-part embedding sizes, the
+    a model's ``distance_parts`` (set by ``Trainer``: per-part embedding sizes, the
     distance then being the sum of the parts' Euclidean distances) are evaluated by
-    :func:`.two_direction.evaluate_tracklets` on the whole ``(Q, G)`` matrix.
+    :func:`.two_direction.evaluate_tracklets` on the whole ``(Q, G)`` matrix, which applies
+    none of ``TEST.AQE``, ``TEST.RERANK``, ``TEST.ROC``, ``TEST.RETRIEVAL.APPROX``,
+    ``TEST.VIS``: those (and ``TEST.METRIC cosine`` with ``distance_parts``) raise
+    ``ValueError`` when the evaluator is built (``fgpr``) or ``distance_parts`` is set
+    (:func:`check_two_direction_options`).
     """
 
-    distance_parts = None  # e.g. (D_global, D_motion, ...): summed per-part Euclidean distances
     distance_weights = None  # one weight per part (default 1)
 
     def __init__(
@@ -115,11 +157,25 @@ class VideoClipEvaluator(DatasetEvaluator):
             raise ValueError(f"items has {len(items)} entries, expected {self._num_tracklets}")
         if cfg.TEST.METRIC not in ("cosine", "euclidean"):
             raise ValueError(f"Unknown TEST.METRIC {cfg.TEST.METRIC!r}; expected 'cosine' or 'euclidean'")
+        check_two_direction_options(cfg, protocol)
         self._protocol = protocol
+        self._distance_parts = None
         self._output_dir = output_dir
         self._items = items
         self._max_clips = int(cfg.TEST.VIDEO.MAX_CLIPS)
         self.reset()
+
+    @property
+    def distance_parts(self):
+        """e.g. ``(D_global, D_motion, ...)``: the distance is the sum of the parts' Euclidean
+        distances; ``None`` (default): the plain ``TEST.METRIC`` distance. Setting it checks the
+        config (:func:`check_two_direction_options`)."""
+        return self._distance_parts
+
+    @distance_parts.setter
+    def distance_parts(self, parts) -> None:
+        check_two_direction_options(self.cfg, self._protocol, parts)
+        self._distance_parts = parts
 
     # ------------------------------------------------------------------ accumulation
     def reset(self) -> None:
@@ -204,9 +260,7 @@ class VideoClipEvaluator(DatasetEvaluator):
         if self.distance_parts or self._protocol == "fgpr":
             from .two_direction import evaluate_tracklets
 
-            if self.cfg.TEST.AQE.ENABLED or self.cfg.TEST.RERANK.ENABLED or self.cfg.TEST.VIS.ENABLED:
-                logger.warning("TEST.AQE / TEST.RERANK / TEST.VIS are not applied with protocol %r or "
-                               "per-part distances", self._protocol)
+            check_two_direction_options(self.cfg, self._protocol, self.distance_parts)  # cfg may have changed
             return evaluate_tracklets(feats, self._num_query, self._pids, self._camids, self._groups,
                                       self._protocol, self.cfg.TEST.METRIC, self.distance_parts,
                                       self.distance_weights)
