@@ -157,3 +157,44 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
     # white (a 25-50 % occluder over a 2-column map): well below 1, not 0; misaligned marks
     # would give about 1
     assert fake["att_occluded_nodes_g1"] < 0.5 and fake["att_visible_nodes_g1"] > 1.0
+
+
+def test_backbone_check_refuses_a_second_backbone_left_cold(tmp_path):
+    """A row whose model holds a second complete backbone (FGReID's CNN_MARS) that did not get
+    the pre-trained weights does not start as the others do: the check must refuse it."""
+    import torch
+    from torch import nn
+
+    from benchmarks.claims.common import check_backbone_loaded
+
+    def resnetish():
+        block = nn.Module()
+        block.conv1, block.conv2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+        net = nn.Module()
+        net.layer1 = nn.Sequential(block)
+        return net
+
+    pre = resnetish()
+    path = str(tmp_path / "bb.pth")
+    torch.save(pre.state_dict(), path)
+
+    class TwoBackbones(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone, self.backbone_mars, self.head = resnetish(), resnetish(), nn.Linear(4, 2)
+
+    m = TwoBackbones()
+    with pytest.raises(RuntimeError, match="none of"):
+        check_backbone_loaded(m, path)
+    m.backbone.load_state_dict(pre.state_dict())
+    with pytest.raises(RuntimeError, match="backbone_mars"):
+        check_backbone_loaded(m, path)
+    m.backbone_mars.load_state_dict(pre.state_dict())
+    assert check_backbone_loaded(m, path) == 4
+    # a partial copy (one block of the backbone's shape elsewhere, e.g. MGRe's FE module) is not a cold backbone
+    one = nn.Module()
+    one.backbone = resnetish()
+    one.backbone.load_state_dict(pre.state_dict())
+    one.fe = nn.Module()
+    one.fe.conv1 = nn.Conv2d(3, 4, 3)
+    assert check_backbone_loaded(one, path) == 2

@@ -84,3 +84,64 @@ def test_occluded_node_weights_hand_worked():
     assert occ == pytest.approx([1.0]) and vis == pytest.approx([1.0] * 7)
     with pytest.raises(ValueError, match="boxes"):
         occluded_node_weights(u, [None], (8, 4))
+
+
+def test_visualize_tool_summary_reads_the_occluders(tmp_path, capsys):
+    """``tools/visualize_attention.py --marks``: every frame is repainted white, and the occluded
+    ones black inside their occluder box; with a stand-in attention that weighs each node by its
+    brightness, the printed node weight x K on occluded nodes must be far below 1 and above 1
+    on the others, and the occluded frames' share below 1 (misread marks would give about 1)."""
+    import json
+    import os
+    import re
+    import types
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    import torch.nn.functional as F
+
+    import mgrafa
+    from fastreid_ext.data.synthetic import generate
+
+    root = tmp_path / "root"
+    folder = os.path.join(str(root), "synthetic", "mars")
+    generate("mars", folder, ids=6, cameras=2, seed=0, frame_size=(64, 32), min_len=4, max_len=5,
+             part_occlusion=0.5)
+    marks_path = os.path.join(folder, "frame_marks.json")
+    with open(marks_path) as f:
+        marks = json.load(f)
+    frames = [os.path.relpath(os.path.join(d, n), folder) for d, _, names in os.walk(folder)
+              for n in names if n.endswith(".jpg")]
+    for rel in frames:  # every frame white, the occluders black
+        path = os.path.join(folder, rel)
+        img = cv2.imread(path)
+        img[:] = 255
+        if "occluder" in marks.get(rel, {}):
+            x0, y0, x1, y1 = marks[rel]["occluder"]
+            img[y0:y1, x0:x1] = 0
+        cv2.imwrite(path, img)
+
+    tool = os.path.join(os.path.dirname(mgrafa.__file__), "..", "tools", "visualize_attention.py")
+    spec = spec_from_file_location("mgrafa_visualize_attention", tool)
+    mod = module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sizes = [(4, 2), (2, 1), (1, 1), (1, 1)]
+
+    def brightness_attention(images):  # (B, T, C, H, W) -> per group (B, 1, T, H_m, W_m)
+        light = images.float().mean(dim=2) + 1e-3
+        cells = [F.adaptive_avg_pool2d(light, s) for s in sizes]
+        return [(c / c.sum(dim=(1, 2, 3), keepdim=True))[:, None] for c in cells]
+
+    fake = types.SimpleNamespace(frame_maps=lambda inputs: inputs["images"],
+                                 heads=types.SimpleNamespace(attention_maps=brightness_attention))
+    mod.build_inference_model = lambda cfg, allow_untrained=False: (fake, cfg)
+    config = os.path.join(os.path.dirname(mgrafa.__file__), "..", "configs", "synthetic_cpu.yml")
+    mod.main(["--config-file", config, "--tracklets", "all", "--marks", marks_path, "--pictures", "1",
+              "--out", str(tmp_path / "vis"), "DATASETS.ROOT", str(root), "INPUT.SIZE_TEST", "[64, 32]"])
+    out = capsys.readouterr().out
+    line = [s for s in out.splitlines() if s.startswith("G-1:")][0]
+    occ = float(re.search(r"occluded nodes ([0-9.]+) \((\d+)\)", line).group(1))
+    other = float(re.search(r"other nodes ([0-9.]+)", line).group(1))
+    frames = re.search(r"occluded frames ([0-9.]+) \((\d+)\)", line)
+    assert int(frames.group(2)) > 0 and float(frames.group(1)) < 1.0  # dark frames get less
+    assert occ < 0.5 and other > 1.0
+    assert len(os.listdir(tmp_path / "vis")) == 1

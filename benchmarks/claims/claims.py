@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Optional, Tuple
 
-__all__ = ["Row", "Claim", "CLAIMS", "HOLDS_RULE", "get_claim"]
+__all__ = ["Row", "Claim", "CLAIMS", "HOLDS_RULE", "BACKBONE_TOKEN", "get_claim"]
 
 HOLDS_RULE = ("holds only if, for every comparison (method row minus reference row, test mAP, "
               "paired by seed), the difference is > 0 in every seed (at least 3 seeds), and every "
@@ -50,6 +50,9 @@ class Claim:
     backbone: str = "shared"  # "shared": the pre-trained ResNet-18; "own": the method's own backbone and clip recipe
     epoch_factor: int = 1  # epochs = budget epochs x this, for every row of the claim (small data sets)
 
+
+#: in a row's opts, replaced by the path of the shared pre-trained backbone file
+BACKBONE_TOKEN = "{backbone}"
 
 _AVG_LOSSES = '("CrossEntropyLoss", "CenterLoss", "OSMLoss")'
 
@@ -88,7 +91,10 @@ CLAIMS: Tuple[Claim, ...] = (
         dataset="SyntheticMARS",
         rows=(
             Row("video_baseline", "fgreid", "Synthetic/stage1_video_baseline.yml", (), "video baseline"),
-            Row("fgreid", "fgreid", "Synthetic/fgreid.yml", ("MODEL.FGREID.MARS_WEIGHTS", '""'), "FGReID"),
+            # both of FGReID's ResNets (CNN_ImageNet, CNN_MARS) start from the shared pre-trained
+            # backbone, as the baseline's one ResNet does ("same start as the baseline")
+            Row("fgreid", "fgreid", "Synthetic/fgreid.yml",
+                ("MODEL.FGREID.MARS_WEIGHTS", BACKBONE_TOKEN, "MODEL.FGREID.MARS_PREFIX", '""'), "FGReID"),
         ),
         compare=(("fgreid", "video_baseline"),),
         protocol="groupwise",

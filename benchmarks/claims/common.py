@@ -113,21 +113,28 @@ def remove_checkpoints(output_dir: str) -> None:
 
 
 def check_backbone_loaded(model: torch.nn.Module, backbone_path: str) -> int:
-    """Number of backbone tensors of ``model`` equal to the pre-trained file's (raises if none:
-    a row that silently trained from scratch would break the protocol)."""
+    """Number of backbone tensors of ``model`` equal to the pre-trained file's. Raises if none
+    (a row that silently trained from scratch would break the protocol) and if the model holds
+    another complete copy of the backbone (every conv of the file under one prefix, e.g.
+    FGReID's second ResNet ``backbone_mars.``) that did not get the weights: the row would
+    start partly from scratch while the others start pre-trained."""
     ref = torch.load(backbone_path, map_location="cpu")
+    convs = {n: v for n, v in ref.items() if n.endswith("conv1.weight") or n.endswith("conv2.weight")}
     own = model.state_dict()
-    matched = 0
-    for name, value in ref.items():
-        if not name.endswith("conv1.weight") and not name.endswith("conv2.weight"):
-            continue
-        for k, v in own.items():
-            if k.endswith(name) and v.shape == value.shape and torch.equal(v.cpu(), value):
-                matched += 1
-                break
+    copies: Dict[str, Dict[str, bool]] = {}  # prefix -> {conv name: equal to the file's}
+    for k, v in own.items():
+        for name, value in convs.items():
+            if (k == name or k.endswith("." + name)) and v.shape == value.shape:
+                copies.setdefault(k[: len(k) - len(name)], {})[name] = torch.equal(v.cpu(), value)
+    matched = sum(sum(c.values()) for c in copies.values())
     if matched == 0:
         raise RuntimeError(f"the model holds none of the pre-trained backbone's weights ({backbone_path}); "
                            "its backbone did not load MODEL.BACKBONE.PRETRAIN_PATH")
+    cold = [p or "(top level)" for p, c in copies.items() if len(c) == len(convs) and not any(c.values())]
+    if cold:
+        raise RuntimeError(f"the model holds {len(cold)} complete backbone copy(ies) without the pre-trained "
+                           f"weights ({', '.join(cold)}): load {backbone_path} into them too, or the row "
+                           "does not start from the same weights as the others")
     return matched
 
 

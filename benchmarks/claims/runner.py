@@ -9,7 +9,7 @@ import shutil
 import time
 from typing import Dict, List, Tuple
 
-from .claims import Claim, Row
+from .claims import BACKBONE_TOKEN, Claim, Row
 from .common import (
     LAYOUT_DIRS,
     REPO,
@@ -210,7 +210,8 @@ def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, 
     path = result_path(out, mode, claim, row, seed)
     root = ensure_dataset(dict(claim.data), cache)
     run_dir = os.path.join(out, mode, claim.name, row.name, f"seed{seed}_run")
-    opts = list(row.opts) + budget_opts(claim, mode, seed, root, backbone, run_dir)
+    opts = [backbone if o == BACKBONE_TOKEN else o for o in row.opts] + \
+        budget_opts(claim, mode, seed, root, backbone, run_dir)
     ident = key_of([claim.name, row.name, config_path(row), opts[:-2], os.path.basename(backbone), os.path.getsize(backbone)])
     if os.path.isfile(path):
         done = read_json(path)

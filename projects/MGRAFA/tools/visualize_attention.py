@@ -11,10 +11,12 @@ dataset (``--tracklets``: query indices) or taken from ``--images``; each clip g
 
 ``--marks <frame_marks.json>`` (written by the synthetic generator's ``corrupt`` /
 ``part_occlusion`` knobs): corrupted frames are outlined in red, and the tool prints, over all
-drawn clips, each granularity's attention share of the corrupted frames and of the clean ones
-(x T: 1 = uniform) and the weight of the finest nodes inside the occluder boxes relative to the
-rest of their frame (1 = no difference). ``--tracklets all`` uses every query (PNGs for the
-first ``--pictures``).
+drawn clips, each granularity's attention share of the corrupted frames, of the (partially)
+occluded ones and of the clean ones (x T: 1 = uniform), the weight of the finest nodes inside
+the occluder boxes relative to the rest of their frame (1 = no difference), and per granularity
+the mean node weight x K on the occluded nodes and on the others (1 = uniform; the claims
+benchmark's ``occluded_nodes_below_uniform`` measure). ``--tracklets all`` uses every query
+(PNGs for the first ``--pictures``).
 """
 from __future__ import annotations
 
@@ -33,7 +35,12 @@ from fastreid_ext.config import build_config
 from fastreid_ext.data.clip_sampler import evenly
 from fastreid_ext.data.frame_io import load_clip, read_frame
 from fastreid_ext.engine import build_inference_model
-from mgrafa.visualize import box_attention_ratio, frame_attention_mass, save_attention_grid
+from mgrafa.visualize import (
+    box_attention_ratio,
+    frame_attention_mass,
+    occluded_node_weights,
+    save_attention_grid,
+)
 
 
 def clip_tensor(frames, size) -> torch.Tensor:
@@ -88,7 +95,8 @@ def main(argv=None) -> None:
     model, cfg = build_inference_model(cfg, allow_untrained=True)
     os.makedirs(args.out, exist_ok=True)
     marks = load_marks(args.marks) if args.marks else {}
-    shares = defaultdict(list)  # (granularity, "corrupted" | "clean") -> frame share x T
+    shares = defaultdict(list)  # (granularity, "corrupted" | "occluded" | "clean") -> frame share x T
+    node_weights = defaultdict(list)  # (granularity, "occluded" | "visible") -> node weight x K
     box_ratios = []
     written = 0
     for name, frames, paths, frame_size in clips_from_args(args, cfg):
@@ -97,11 +105,17 @@ def main(argv=None) -> None:
             weights = [w[0] for w in model.heads.attention_maps(maps)]
         clip_marks = [marks.get(os.path.normpath(os.path.abspath(p)), {}) for p in paths]
         corrupted = [t for t, m in enumerate(clip_marks) if m.get("corrupted")]
+        boxes = [m.get("occluder") if not m.get("corrupted") else None for m in clip_marks]
         t_len = frames.shape[0]
         for g, w in enumerate(weights, start=1):
             mass = frame_attention_mass(w) * t_len
             for t in range(t_len):
-                shares[(g, "corrupted" if t in corrupted else "clean")].append(float(mass[t]))
+                kind = "corrupted" if t in corrupted else ("occluded" if boxes[t] is not None else "clean")
+                shares[(g, kind)].append(float(mass[t]))
+            if any(b is not None for b in boxes):
+                occ, vis = occluded_node_weights(w, boxes, frame_size)
+                node_weights[(g, "occluded")].extend(occ)
+                node_weights[(g, "visible")].extend(vis)
         for t, m in enumerate(clip_marks):
             if "occluder" in m and not m.get("corrupted"):
                 r = box_attention_ratio(weights[0], t, m["occluder"], frame_size)
@@ -113,10 +127,14 @@ def main(argv=None) -> None:
             written += 1
             print(f"wrote {path} ({image.shape[1]}x{image.shape[0]})")
     if marks:
+        def mean(v):
+            return f"{np.mean(v) if v else float('nan'):.3f} ({len(v)})"
+
         for g in sorted({k[0] for k in shares}):
-            c, k = shares[(g, "corrupted")], shares[(g, "clean")]
-            print(f"G-{g}: attention share x T, corrupted frames {np.mean(c) if c else float('nan'):.3f} "
-                  f"({len(c)}), clean frames {np.mean(k) if k else float('nan'):.3f} ({len(k)})")
+            print(f"G-{g}: attention share x T, corrupted frames {mean(shares[(g, 'corrupted')])}, "
+                  f"occluded frames {mean(shares[(g, 'occluded')])}, clean frames {mean(shares[(g, 'clean')])}; "
+                  f"node weight x K, occluded nodes {mean(node_weights[(g, 'occluded')])}, "
+                  f"other nodes {mean(node_weights[(g, 'visible')])}")
         if box_ratios:
             print(f"G-1 nodes inside occluder boxes / rest of their frame: mean {np.mean(box_ratios):.3f}, "
                   f"median {np.median(box_ratios):.3f} ({len(box_ratios)} frames)")
