@@ -169,3 +169,29 @@ def test_default_generation_writes_an_empty_marks_file(tmp_path):
 def test_out_of_range_knobs_are_errors(tmp_path, knob, value):
     with pytest.raises(ValueError, match=knob):
         generate("mars", str(tmp_path / "x"), ids=4, **{knob: value})
+
+
+def test_occluder_clothes_paints_two_garment_colours_in_the_same_boxes():
+    """``occluder_clothes``: the same frames and boxes as the grey occluders (its draws come
+    from their own stream), the box now holds two differently coloured bands, the rest of the
+    frame and the other frames are unchanged, and the marks say which occluders are clothes."""
+    grey, _, grey_marks = _render(part_occlusion=0.5)
+    cloth, _, marks = _render(part_occlusion=0.5, occluder_clothes=1.0)
+    assert [m and m.get("occluder") for m in marks] == [m and m.get("occluder") for m in grey_marks]
+    occluded = [t for t, m in enumerate(marks) if m]
+    assert occluded and all(marks[t].get("occluder_clothes") for t in occluded)
+    for t, (a, b) in enumerate(zip(grey, cloth)):
+        if t not in occluded:
+            assert np.array_equal(a, b)
+            continue
+        x0, y0, x1, y1 = marks[t]["occluder"]
+        far = np.ones((H, W), bool)  # beyond the camera blur's reach of the box
+        far[max(0, y0 - 8):y1 + 8, max(0, x0 - 8):x1 + 8] = False
+        assert np.array_equal(a[far], b[far])
+        box = b[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3).astype(float)
+        grey_box = a[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3).astype(float)
+        # grey: R > G > B in fixed ratios, one colour; clothes: the colour spread across the box
+        assert box.std(axis=0).max() > grey_box.std(axis=0).max() + 5.0
+    none, _, none_marks = _render(part_occlusion=0.5, occluder_clothes=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(grey, none))
+    assert not any(m and m.get("occluder_clothes") for m in none_marks)

@@ -89,8 +89,8 @@ def markdown(verdicts: List[Dict], unavailable: Dict[str, str], mode: str, wall:
             occ = [e["att_occluded_nodes_g1"] for e in c["extra"] if "att_occluded_nodes_g1" in e]
             vis = [e["att_visible_nodes_g1"] for e in c["extra"] if "att_visible_nodes_g1" in e]
             if occ:
-                extra.append(f"G-1 node weight x K on occluded nodes {sum(occ) / len(occ):.3f}"
-                             + (f" / visible {sum(vis) / len(vis):.3f}" if vis else "")
+                extra.append(f"G-1 node weight x K on occluded nodes {sum(occ) / len(occ):.4f}"
+                             + (f" / visible {sum(vis) / len(vis):.4f}" if vis else "")
                              + f" (1 = uniform; {sum(c['per_seed'])}/{len(c['per_seed'])} seeds below 1)")
         for row, r in v["rows"].items():
             for k, ms in r["diagnostics"].items():

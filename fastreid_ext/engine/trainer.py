@@ -450,7 +450,7 @@ def validate_training_config(cfg) -> None:
 
 def set_distance_parts(evaluator, model: torch.nn.Module) -> None:
     """Give ``evaluator`` (when it takes them) the model's per-part distance: the meta-arch's
-    ``distance_parts`` / ``distance_weights`` (e.g. one part per stream, FGPose), ``None``
+    ``distance_parts`` / ``distance_weights`` (e.g. one part per stream of a multi-stream model), ``None``
     without. :class:`~fastreid_ext.evaluation.video_evaluator.VideoClipEvaluator` raises
     ``ValueError`` here on ``TEST.*`` options that evaluation does not apply."""
     if hasattr(evaluator, "distance_parts"):

@@ -90,7 +90,7 @@ def _resolve(layout: str, ids: int, seed: int, cameras: Optional[int], frame_siz
     knobs = {k: float((knobs or {}).get(k) or 0.0) for k in KNOBS}
     for name, v in (("occlusion", occlusion), ("distractors", distractors), ("junk", junk),
                     ("corrupt", knobs["corrupt"]), ("part_occlusion", knobs["part_occlusion"]),
-                    ("pose_var", knobs["pose_var"])):
+                    ("pose_var", knobs["pose_var"]), ("occluder_clothes", knobs["occluder_clothes"])):
         if not 0.0 <= float(v) <= 1.0:
             raise ValueError(f"{name} must be a fraction in [0, 1], got {v}")
     for name, top in (("misalign", 0.25), ("scale_var", 1.0)):
@@ -162,7 +162,9 @@ def generate(layout: str, out: str, ids: int, seed: int = 0, cameras: Optional[i
             60-90% of the frame), ``part_occlusion`` (fraction of frames with an occluder over
             25-50% of one side), ``misalign`` (per-frame position / scale jitter std, fraction
             of the frame, <= 0.25), ``scale_var`` (per-tracklet scale factor exp(U(-s, s)) and
-            placement, <= 1), ``pose_var`` (per-tracklet yaw offset U(-pi, pi) * pose_var); the
+            placement, <= 1), ``pose_var`` (per-tracklet yaw offset U(-pi, pi) * pose_var),
+            ``occluder_clothes`` (fraction of the ``part_occlusion`` occluders drawn as a
+            passer-by's clothes, two saturated garment colours, instead of a grey block); the
             frames they change are listed in ``frame_marks.json``. Unknown keys raise ``TypeError``.
 
     Returns:

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--misalign", type=float, default=0.0, help="per-frame position/scale jitter (frame fraction)")
     p.add_argument("--scale-var", type=float, default=0.0, help="per-tracklet scale variation exp(U(-s, s))")
     p.add_argument("--pose-var", type=float, default=0.0, help="per-tracklet yaw offset U(-pi, pi) * value")
+    p.add_argument("--occluder-clothes", type=float, default=0.0,
+                   help="fraction of the partial occluders drawn as a passer-by's clothes")
     p.add_argument("--workers", type=int, default=default_workers())
     p.add_argument("--force", action="store_true", help="regenerate even if DIR already holds a dataset")
     return p
@@ -44,6 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       groups=args.groups, occlusion=args.occlusion, distractors=args.distractors, junk=args.junk,
                       appearance=args.appearance, corrupt=args.corrupt, part_occlusion=args.part_occlusion,
                       misalign=args.misalign, scale_var=args.scale_var, pose_var=args.pose_var,
+                      occluder_clothes=args.occluder_clothes,
                       workers=args.workers, force=args.force)
     state = "already complete, skipped (use --force to regenerate)" if counts.get("skipped") else "written"
     print(f"synthetic {args.layout} -> {args.out}: {state} in {time.perf_counter() - t0:.1f} s "

@@ -45,7 +45,7 @@ GROUPS_FILE = "groups.json"
 MARKS_FILE = "frame_marks.json"
 #: generator knobs that isolate a mechanism; 0 = off (the marker's args omit knobs that are off,
 #: so datasets made before the knobs existed are still recognised)
-KNOBS: Tuple[str, ...] = ("corrupt", "part_occlusion", "misalign", "scale_var", "pose_var")
+KNOBS: Tuple[str, ...] = ("corrupt", "part_occlusion", "misalign", "scale_var", "pose_var", "occluder_clothes")
 
 # layout -> (default cameras, allowed cameras)
 DEFAULT_CAMERAS: Dict[str, Tuple[int, Tuple[int, int]]] = {
@@ -112,6 +112,7 @@ class LayoutArgs:
     misalign: float = 0.0
     scale_var: float = 0.0
     pose_var: float = 0.0
+    occluder_clothes: float = 0.0
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -140,7 +141,8 @@ def _spec(a: LayoutArgs, out: str, ident: Identity, cam: int, rel: Sequence[str]
     spec = TrackletSpec(identity=ident, camera=cam, n_frames=len(rel), key=(a.seed, KIND_TRACKLET) + key,
                         paths=paths, kind=kind, frame_step=frame_step, occlusion=a.occlusion,
                         corrupt=0.0 if is_train else a.corrupt, part_occlusion=a.part_occlusion,
-                        misalign=a.misalign, scale_var=a.scale_var, pose_var=a.pose_var)
+                        misalign=a.misalign, scale_var=a.scale_var, pose_var=a.pose_var,
+                        occluder_clothes=a.occluder_clothes)
     return _Track(spec, list(rel))
 
 

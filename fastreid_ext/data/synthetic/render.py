@@ -59,6 +59,7 @@ class TrackletSpec:
     misalign: float = 0.0  # per-frame position / scale jitter (std, fraction of the frame)
     scale_var: float = 0.0  # per-tracklet person scale factor exp(U(-s, s)) and placement
     pose_var: float = 0.0  # per-tracklet yaw offset U(-pi, pi) * pose_var
+    occluder_clothes: float = 0.0  # fraction of the partial occluders drawn as a passer-by's clothes
 
 
 #: the seed-tuple tail of the knobs' own random stream
@@ -67,6 +68,11 @@ _KNOB_STREAM = 7_000_003
 
 def knob_rng(spec: TrackletSpec) -> np.random.Generator:
     return rng_for(*spec.key, _KNOB_STREAM)
+
+
+def clothes_rng(spec: TrackletSpec) -> np.random.Generator:
+    """The ``occluder_clothes`` knob's own stream (the other knobs' draws do not move)."""
+    return rng_for(*spec.key, _KNOB_STREAM + 1)
 
 
 def knob_frames(r: np.random.Generator, frac: float, n: int) -> np.ndarray:
@@ -356,6 +362,8 @@ def render_tracklet_marked(spec: TrackletSpec, seed: int, h: int, w: int
     occ_at = set(knob_frames(kr, spec.part_occlusion, n).tolist()) if spec.part_occlusion > 0 else set()
     mis = kr.normal(0.0, 1.0, size=(n, 3)) * spec.misalign
     part = kr.uniform(0.0, 1.0, size=(n, 6))  # occluder side / extent / colour; corrupted block
+    # which occluders are clothes, their two garment colours and where the garments meet
+    clothes = clothes_rng(spec).uniform(0.0, 1.0, size=(n, 8)) if spec.occluder_clothes > 0 else None
     marks: List[Optional[dict]] = [None] * n
     omega = 2 * math.pi * ident.gait_freq * spec.frame_step
     # background slides when the walker moves sideways in the image
@@ -411,10 +419,21 @@ def render_tracklet_marked(spec: TrackletSpec, seed: int, h: int, w: int
                               (0, 0, ext * w, h), ((1 - ext) * w, 0, w, h))[side]
             x0, y0, x1, y1 = (int(round(v)) for v in (x0, y0, x1, y1))
             grey = int(40 + 170 * part[t, 2])
-            cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (grey, int(0.9 * grey), int(0.8 * grey)), -1)
+            if clothes is not None and clothes[t, 0] < spec.occluder_clothes:
+                # a passer-by's top and trousers: two saturated garment colours that the ReID
+                # features respond to, unlike a grey block
+                top = tuple(int(v) for v in 25 + 210 * clothes[t, 1:4])
+                low = tuple(int(v) for v in 25 + 210 * clothes[t, 4:7])
+                ym = int(round(y0 + (y1 - y0) * (0.35 + 0.3 * clothes[t, 7])))
+                cv2.rectangle(img, (x0, y0), (x1 - 1, max(y0, ym - 1)), top, -1)
+                cv2.rectangle(img, (x0, ym), (x1 - 1, y1 - 1), low, -1)
+            else:
+                cv2.rectangle(img, (x0, y0), (x1 - 1, y1 - 1), (grey, int(0.9 * grey), int(0.8 * grey)), -1)
             hidden = (kp[:, 0] >= x0) & (kp[:, 0] < x1) & (kp[:, 1] >= y0) & (kp[:, 1] < y1)
             kp[hidden, 2] = 0.0
             marks[t] = dict(marks[t] or {}, occluder=[x0, y0, x1, y1])
+            if clothes is not None and clothes[t, 0] < spec.occluder_clothes:
+                marks[t]["occluder_clothes"] = True
         outside = (kp[:, 0] < 0) | (kp[:, 0] > w - 1) | (kp[:, 1] < 0) | (kp[:, 1] > h - 1)
         kp[outside, 2] = 0.0
         kp[:, 0] = np.clip(kp[:, 0], 0, w - 1)
