@@ -174,3 +174,41 @@ def test_model_diagnostics_report_the_attention_start(init, uniform):
         assert d["att_dead_frac"] == 0.0 and d["att_spread_g1"] == pytest.approx(0.0, abs=1e-5)
     else:
         assert d["att_dead_frac"] > 0.2 and d["att_spread_g1"] > 0.1
+
+
+def test_score_offsets_get_no_weight_decay_and_keep_the_relu_alive():
+    """theta's BN bias (the scores' offset: the softmax ignores it, only the ReLU needs it) is
+    built without weight decay; every other parameter keeps the configured decay. With Adam +
+    L2 and no loss gradient, a decayed offset would sink by about the learning rate per step
+    (1.0 -> 0.62 in a 1,200-iteration run before this), taking the scores into the dead ReLU."""
+    from fastreid_ext.engine import Trainer
+
+    cfg = tiny_cfg(ATT_INIT="near_uniform")
+    cfg.SOLVER.OPT = "Adam"
+    cfg.SOLVER.BASE_LR = 0.01
+    cfg.SOLVER.WEIGHT_DECAY = 0.0005
+    cfg.SOLVER.WEIGHT_DECAY_NORM = 0.0005
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    optimizer, groups = Trainer.build_optimizer(cfg, model)
+    offsets = {id(b.theta[1].bias) for b in model.heads.aggregation.blocks}
+    assert len(offsets) == 4
+    for g in optimizer.param_groups:
+        p = g["params"][0]
+        if id(p) in offsets:
+            assert g["weight_decay"] == 0.0
+        elif p.requires_grad:
+            assert g["weight_decay"] > 0.0
+    # only weight decay acting (zero loss gradient): the offsets stay, another BN bias sinks
+    other = model.heads.aggregation.blocks[0].phi[1].bias
+    with torch.no_grad():
+        other.fill_(1.0)
+    for _ in range(20):
+        optimizer.zero_grad()
+        for g in optimizer.param_groups:
+            for p in g["params"]:
+                p.grad = torch.zeros_like(p)
+        optimizer.step()
+    assert all(torch.equal(b.theta[1].bias, torch.ones_like(b.theta[1].bias))
+               for b in model.heads.aggregation.blocks)
+    assert float(other.max()) < 1.0 - 0.1  # 20 Adam steps of ~lr = 0.01 each

@@ -56,6 +56,20 @@ BACKBONE_TOKEN = "{backbone}"
 
 _AVG_LOSSES = '("CrossEntropyLoss", "CenterLoss", "OSMLoss")'
 
+#: the MG-RAFA claims' data: half of the frames partially occluded, every frame misaligned
+_MGRAFA_DATA = dict(layout="mars", ids=64, cameras=3, frame_size=(64, 32), min_len=8, max_len=16,
+                    occlusion=0.0, part_occlusion=0.5, misalign=0.05)
+#: the MG-RAFA claims' rows: Table 2's Baseline, SG-RAFA (S=1) and MG-RAFA (N=4)
+_MGRAFA_ROWS = (
+    Row("avg", "mgrafa", "synthetic_cpu_baseline.yml", (), "average pooling"),
+    Row("sg_rafa", "mgrafa", "synthetic_cpu.yml",
+        ("MODEL.MGRAFA.ATTENTION", "rafa", "MODEL.MGRAFA.NUM_GROUPS", "1",
+         "MODEL.MGRAFA.GRANULARITY", "single"), "SG-RAFA (S=1)"),
+    Row("mg_rafa", "mgrafa", "synthetic_cpu.yml",
+        ("MODEL.MGRAFA.ATTENTION", "rafa", "MODEL.MGRAFA.NUM_GROUPS", "4",
+         "MODEL.MGRAFA.GRANULARITY", "multi"), "MG-RAFA (N=4)"),
+)
+
 CLAIMS: Tuple[Claim, ...] = (
     Claim(
         name="video_baseline",
@@ -109,18 +123,9 @@ CLAIMS: Tuple[Claim, ...] = (
                    "and its mean node weight on the occluded test nodes (finest granularity) is "
                    "below uniform."),
         requires=("mgrafa",),
-        data=dict(layout="mars", ids=64, cameras=3, frame_size=(64, 32), min_len=8, max_len=16,
-                  occlusion=0.0, part_occlusion=0.5, misalign=0.05),
+        data=_MGRAFA_DATA,
         dataset="SyntheticMARS",
-        rows=(
-            Row("avg", "mgrafa", "synthetic_cpu_baseline.yml", (), "average pooling"),
-            Row("sg_rafa", "mgrafa", "synthetic_cpu.yml",
-                ("MODEL.MGRAFA.ATTENTION", "rafa", "MODEL.MGRAFA.NUM_GROUPS", "1",
-                 "MODEL.MGRAFA.GRANULARITY", "single"), "SG-RAFA (S=1)"),
-            Row("mg_rafa", "mgrafa", "synthetic_cpu.yml",
-                ("MODEL.MGRAFA.ATTENTION", "rafa", "MODEL.MGRAFA.NUM_GROUPS", "4",
-                 "MODEL.MGRAFA.GRANULARITY", "multi"), "MG-RAFA (N=4)"),
-        ),
+        rows=_MGRAFA_ROWS,
         compare=(("mg_rafa", "avg"), ("mg_rafa", "sg_rafa")),
         checks=("occluded_nodes_below_uniform",),
         readme="projects/MGRAFA/README.md",
@@ -136,18 +141,9 @@ CLAIMS: Tuple[Claim, ...] = (
                    "SG-RAFA (S=1) in test mAP, and its mean node weight on the occluded test "
                    "nodes (finest granularity) is below uniform."),
         requires=("mgrafa",),
-        data=dict(layout="mars", ids=64, cameras=3, frame_size=(64, 32), min_len=8, max_len=16,
-                  occlusion=0.0, part_occlusion=0.5, misalign=0.05, occluder_clothes=1.0),
+        data=dict(_MGRAFA_DATA, occluder_clothes=1.0),
         dataset="SyntheticMARS",
-        rows=(
-            Row("avg", "mgrafa", "synthetic_cpu_baseline.yml", (), "average pooling"),
-            Row("sg_rafa", "mgrafa", "synthetic_cpu.yml",
-                ("MODEL.MGRAFA.ATTENTION", "rafa", "MODEL.MGRAFA.NUM_GROUPS", "1",
-                 "MODEL.MGRAFA.GRANULARITY", "single"), "SG-RAFA (S=1)"),
-            Row("mg_rafa", "mgrafa", "synthetic_cpu.yml",
-                ("MODEL.MGRAFA.ATTENTION", "rafa", "MODEL.MGRAFA.NUM_GROUPS", "4",
-                 "MODEL.MGRAFA.GRANULARITY", "multi"), "MG-RAFA (N=4)"),
-        ),
+        rows=_MGRAFA_ROWS,
         compare=(("mg_rafa", "avg"), ("mg_rafa", "sg_rafa")),
         checks=("occluded_nodes_below_uniform",),
         readme="projects/MGRAFA/README.md",

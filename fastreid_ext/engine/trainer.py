@@ -181,7 +181,9 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
         """The host's optimizer recipe (``fastreid/solver/build.py:180``) over every parameter
-        except those of losses that step their own optimizer (e.g. center-loss centers)."""
+        except those of losses that step their own optimizer (e.g. center-loss centers), with
+        weight decay 0 for the parameters a module lists in ``no_weight_decay_params()``
+        (:func:`no_weight_decay_ids`)."""
         excluded = set()
         for loss, _ in own_optimizers(model):
             excluded.update(id(p) for p in loss.parameters())
@@ -191,6 +193,10 @@ class Trainer(DefaultTrainer):
             heads_lr_factor=cfg.SOLVER.HEADS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
             freeze_layers=cfg.MODEL.FREEZE_LAYERS if cfg.SOLVER.FREEZE_ITERS > 0 else [])
         params = [g for g in params if id(g["params"][0]) not in excluded]
+        no_decay = no_weight_decay_ids(model)
+        for g in params:
+            if id(g["params"][0]) in no_decay:
+                g["weight_decay"] = 0.0
         opt_name = cfg.SOLVER.OPT
         if not hasattr(torch.optim, opt_name):
             raise ValueError(f"Unknown SOLVER.OPT {opt_name!r}")
@@ -446,6 +452,20 @@ def validate_training_config(cfg) -> None:
                 f"{cfg.SOLVER.IMS_PER_BATCH} / DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE} "
                 f"gives P = {p}: with one identity there is no negative and the loss is 0. Raise "
                 f"SOLVER.IMS_PER_BATCH or lower DATALOADER.NUM_INSTANCE.")
+
+
+def no_weight_decay_ids(model: torch.nn.Module) -> set:
+    """``id`` of every parameter that a submodule of ``model`` lists in its
+    ``no_weight_decay_params()`` (an opt-in hook, as timm's ``no_weight_decay``): parameters the
+    loss gives no gradient, so that weight decay would be the only force on them (e.g. a
+    per-channel offset in front of a softmax, which the softmax ignores: under Adam + L2 the
+    decay then moves it by about the learning rate every step)."""
+    ids = set()
+    for module in model.modules():
+        hook = getattr(module, "no_weight_decay_params", None)
+        if callable(hook):
+            ids.update(id(p) for p in hook())
+    return ids
 
 
 def set_distance_parts(evaluator, model: torch.nn.Module) -> None:

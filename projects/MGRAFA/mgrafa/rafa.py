@@ -74,7 +74,21 @@ class ConvBNReLU(nn.Sequential):
         nn.init.kaiming_normal_(self[0].weight, mode="fan_out", nonlinearity="relu")
 
 
-class ReferenceAidedAttention(nn.Module):
+class ScoreModule(nn.Module):
+    """Base of the attention-score modules: their scores end in ``theta`` = ConvBNReLU."""
+
+    theta: "ConvBNReLU"
+
+    def no_weight_decay_params(self):
+        """theta's BN bias: a per-channel offset of the scores, which the softmax of Eq. (4)
+        ignores (no loss gradient while the ReLU is active); it only keeps the ReLU active, so
+        weight decay would be the only force on it and, under Adam + L2, would move it towards
+        0 (and the scores into the dead ReLU) by about the learning rate per step. Read by the
+        trainer (``fastreid_ext.engine.trainer.no_weight_decay_ids``)."""
+        return [self.theta[1].bias]
+
+
+class ReferenceAidedAttention(ScoreModule):
     """Attention scores of Eq. (3), ``a_i = theta([phi(x_i), psi(r_i)])``.
 
     - Eq. (1): ``r_ij = mu(x_i)^T nu(y_j)`` with ``mu, nu: C -> C/s``;
@@ -112,7 +126,7 @@ class ReferenceAidedAttention(nn.Module):
         return self.theta(joint)  # (B, C, K)
 
 
-class AppearanceAttention(nn.Module):
+class AppearanceAttention(ScoreModule):
     """MG-AFA of Table 2: attention inferred from the appearance alone, ``a_i = theta(phi(x_i))``
     (Eq. (3) without the relation branch; no reference set is used)."""
 
