@@ -54,6 +54,7 @@ from fastreid.utils import comm
 from fastreid.utils.events import CommonMetricPrinter, get_event_storage
 from fastreid.utils.logger import setup_logger
 
+from ..utils.modules import unwrap
 from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, atomic_write, read_best_metric
 from .safe_io import file_lock
 from .train_loop import DeviceTrainer, own_optimizers
@@ -470,11 +471,11 @@ def no_weight_decay_ids(model: torch.nn.Module) -> set:
 
 def set_distance_parts(evaluator, model: torch.nn.Module) -> None:
     """Give ``evaluator`` (when it takes them) the model's per-part distance: the meta-arch's
-    ``distance_parts`` / ``distance_weights`` (e.g. one part per stream of a multi-stream model), ``None``
-    without. :class:`~fastreid_ext.evaluation.video_evaluator.VideoClipEvaluator` raises
+    ``distance_parts`` / ``distance_weights`` (e.g. one part per stream of a multi-stream
+    model), ``None`` without. :class:`~fastreid_ext.evaluation.video_evaluator.VideoClipEvaluator` raises
     ``ValueError`` here on ``TEST.*`` options that evaluation does not apply."""
     if hasattr(evaluator, "distance_parts"):
-        bare = model.module if hasattr(model, "module") else model
+        bare = unwrap(model)
         evaluator.distance_parts = getattr(bare, "distance_parts", None)
         evaluator.distance_weights = getattr(bare, "distance_weights", None)
 
