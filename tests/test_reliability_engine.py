@@ -363,3 +363,28 @@ def test_a_second_train_net_in_a_live_runs_folder_touches_none_of_its_files(tiny
     assert proc.returncode != 0 and "in use by another process" in proc.stderr, proc.stderr[-2000:]
     for name, content in files.items():
         assert (out / name).read_bytes() == content, f"{name} of the live run was rewritten"
+
+
+def test_a_bnneck_inside_a_classifier_module_is_not_skipped_when_missing(tmp_path):
+    """Only identity-sized tensors may be missing: the BNNeck of a ``classifier`` module (sized by
+    the feature dimension; the ``after``-BN test embedding) must be in the checkpoint."""
+    from fastreid_ext.engine.checkpoint import CheckpointMismatch, class_count_key
+    from fastreid_ext.modeling.heads.bnneck import BNNeckClassifier
+
+    class Head(torch.nn.Module):
+        def __init__(self, num_classes):
+            super().__init__()
+            self.embed = torch.nn.Linear(4, 6)
+            self.classifier = BNNeckClassifier(6, num_classes)
+
+    model = Head(5)
+    neck = [k for k in model.state_dict() if k.startswith("classifier.") and not class_count_key(k, model)]
+    assert neck and all(".neck" in k or "bn" in k for k in neck)  # the BN tensors, not the FC
+    state = {k: v for k, v in Head(7).state_dict().items() if k not in neck}  # other identity count
+    path = tmp_path / "no_neck.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointMismatch, match="missing"):
+        AtomicCheckpointer(model).load(str(path))
+    full = tmp_path / "full.pth"
+    torch.save({"model": Head(7).state_dict()}, full)
+    AtomicCheckpointer(model).load(str(full))  # only the 7-identity FC differs: skipped, loads

@@ -11,8 +11,9 @@ Loading is strict (the host's ``_load_model``, ``checkpoint.py:230-262``, skips 
 another shape with a warning and leaves missing ones random, so weights of another depth or
 meta-arch "load" with rc 0): a shape mismatch or a missing tensor raises
 :class:`CheckpointMismatch`, except the tensors whose first dimension is the number of training
-identities (the classifier ``heads.weight`` / ``*classifier*``, ``losses.*`` such as center-loss
-centers), which are skipped with a warning because they take no part in the embedding.
+identities (the classifier ``heads.weight`` / ``*classifier*`` except normalisation layers,
+``losses.*`` such as center-loss centers), which are skipped with a warning because they take no
+part in the embedding.
 ``partial_load=True`` (config ``MODEL.PARTIAL_LOAD``) restores the host's skip-and-warn.
 
 ``resume_or_load`` with ``resume=True`` falls back to the newest readable checkpoint, with a
@@ -44,11 +45,22 @@ class CheckpointMismatch(ValueError):
     """Checkpoint tensors that do not fit the model (shape mismatches / missing tensors)."""
 
 
-def class_count_key(name: str) -> bool:
+def class_count_key(name: str, model: Optional[torch.nn.Module] = None) -> bool:
     """Tensors sized by the number of training identities: the head's classifier
-    (``heads.weight``, ``*classifier*``) and the losses' state (``losses.*``, e.g. centers)."""
+    (``heads.weight``, ``*classifier*``) and the losses' state (``losses.*``, e.g. centers).
+
+    With ``model``, a tensor of a normalisation layer is never one, whatever its name: a BNNeck
+    inside a module called ``classifier`` (e.g. MG-RAFA's ``classifier.bnneck``) is sized by
+    the feature dimension and defines the ``after``-BN test embedding, so a checkpoint without it
+    must not load silently."""
     parts = name.split(".")
-    return name.endswith("heads.weight") or any("classifier" in p for p in parts) or parts[0] == "losses"
+    if not (name.endswith("heads.weight") or any("classifier" in p for p in parts) or parts[0] == "losses"):
+        return False
+    if model is not None:
+        owner = dict(model.named_modules()).get(".".join(parts[:-1]))
+        if isinstance(owner, (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)):
+            return False
+    return True
 
 
 def read_best_metric(path: str) -> Optional[float]:
@@ -113,12 +125,12 @@ class AtomicCheckpointer(Checkpointer):
             a, b = tuple(v.shape), tuple(own[k].shape)
             if a == b:
                 continue
-            if class_count_key(k) and len(a) == len(b) and a[1:] == b[1:]:
+            if class_count_key(k, self.model) and len(a) == len(b) and a[1:] == b[1:]:
                 self.logger.warning("not loading %r: %d identities in the checkpoint, %d in the model "
                                     "(the classifier takes no part in the embedding)", k, a[0], b[0])
                 continue
             problems.append(f"{k}: {a} in the checkpoint, {b} in the model")
-        missing = [k for k in own if k not in state and not class_count_key(k)]
+        missing = [k for k in own if k not in state and not class_count_key(k, self.model)]
         missing = sorted(_filter_reused_missing_keys(self.model, missing)) if missing else []
         if missing:
             problems.append(f"{len(missing)} tensor(s) of the model missing from the checkpoint: "
