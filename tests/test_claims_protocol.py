@@ -3,6 +3,7 @@ resumability (a saved (claim, row, seed) is not trained again), without training
 import json
 import math
 import os
+import shutil
 
 import pytest
 
@@ -88,6 +89,18 @@ def test_saved_results_are_skipped_and_stale_ones_redone(tmp_path, monkeypatch):
     runner.run_one(claim, row, 1, "quick", out, str(tmp_path), str(backbone))
     assert calls == [1, 1]
     assert not os.path.exists(path + ".tmp")
+    # an edited config file (same path, same overrides): stale too
+    configs = tmp_path / "configs"
+    shutil.copytree(os.path.dirname(os.path.dirname(runner.config_path(row))), configs)
+    monkeypatch.setattr(runner, "REPO", str(tmp_path))
+    runner.run_one(claim, row, 1, "quick", out, str(tmp_path), str(backbone))
+    assert calls == [1, 1]  # the copy is the same config: the saved result is reused
+    edited = configs / row.config
+    text = edited.read_text()
+    assert "  GAMMA: 0.1\n" in text
+    edited.write_text(text.replace("  GAMMA: 0.1\n", "  GAMMA: 0.2\n"))
+    runner.run_one(claim, row, 1, "quick", out, str(tmp_path), str(backbone))
+    assert calls == [1, 1, 1]
 
 
 def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_path):

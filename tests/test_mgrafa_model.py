@@ -212,3 +212,45 @@ def test_score_offsets_get_no_weight_decay_and_keep_the_relu_alive():
     assert all(torch.equal(b.theta[1].bias, torch.ones_like(b.theta[1].bias))
                for b in model.heads.aggregation.blocks)
     assert float(other.max()) < 1.0 - 0.1  # 20 Adam steps of ~lr = 0.01 each
+
+
+def test_attention_learning_rate_factor_reaches_only_the_aggregation_and_the_schedule():
+    """``MODEL.MGRAFA.ATT_LR_FACTOR``: the aggregation's parameters (mu, nu, phi, psi, theta)
+    train at factor x the rate every other parameter trains at, and the warm-up / step schedule
+    scales both alike; factor 1 leaves every group as the host builds it; a factor <= 0 raises."""
+    from fastreid_ext.engine import Trainer
+    from fastreid_ext.engine.trainer import lr_factors
+
+    def build(factor):
+        cfg = tiny_cfg(ATT_INIT="near_uniform", ATT_LR_FACTOR=factor)
+        cfg.SOLVER.OPT = "Adam"
+        cfg.SOLVER.BASE_LR = 0.001
+        cfg.SOLVER.BIAS_LR_FACTOR = 1.0
+        cfg.SOLVER.HEADS_LR_FACTOR = 1.0
+        cfg.SOLVER.WARMUP_ITERS = 10
+        cfg.SOLVER.WARMUP_FACTOR = 0.1
+        cfg.SOLVER.STEPS = [2]
+        cfg.SOLVER.MAX_EPOCH = 4
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        optimizer, _ = Trainer.build_optimizer(cfg, model)
+        return cfg, model, optimizer
+
+    cfg, model, optimizer = build(10.0)
+    attention = {id(p) for p in model.heads.aggregation.blocks.parameters()}
+    assert set(lr_factors(model)) == attention and len(attention) > 20
+    seen = 0
+    for g in optimizer.param_groups:
+        expected = 0.01 if id(g["params"][0]) in attention else 0.001
+        assert g["lr"] == pytest.approx(expected)
+        seen += id(g["params"][0]) in attention
+    assert seen == len(attention)
+    Trainer.build_lr_scheduler(cfg, optimizer, iters_per_epoch=5)  # sets the warm-up's first rate
+    first = {id(g["params"][0]): g["lr"] for g in optimizer.param_groups}  # warm-up start
+    for id_p, lr in first.items():
+        assert lr == pytest.approx((0.01 if id_p in attention else 0.001) * 0.1)
+    _, model1, optimizer1 = build(1.0)
+    assert lr_factors(model1) == {}
+    assert all(g["lr"] == pytest.approx(0.001) for g in optimizer1.param_groups)
+    with pytest.raises(ValueError, match="ATT_LR_FACTOR"):
+        build(0.0)

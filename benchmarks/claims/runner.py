@@ -201,6 +201,16 @@ def result_path(out: str, mode: str, claim: Claim, row: Row, seed: int) -> str:
     return os.path.join(out, mode, claim.name, row.name, f"seed{seed}.json")
 
 
+def run_key(claim: Claim, row: Row, cfg, backbone: str) -> str:
+    """Resume key of one (claim, row, seed): the claim and row names, the whole resolved config
+    (so an edited config file or a changed default reruns the row; ``OUTPUT_DIR`` left out) and
+    the backbone's identity (file name = hash of its settings, and size)."""
+    resolved = cfg.clone()
+    resolved.defrost()
+    resolved.OUTPUT_DIR = ""
+    return key_of([claim.name, row.name, resolved.dump(), os.path.basename(backbone), os.path.getsize(backbone)])
+
+
 def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, backbone: str,
             keep_logs: bool = False) -> Dict:
     """Train + test one (row, seed) unless its result is already saved; return the result."""
@@ -212,7 +222,8 @@ def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, 
     run_dir = os.path.join(out, mode, claim.name, row.name, f"seed{seed}_run")
     opts = [backbone if o == BACKBONE_TOKEN else o for o in row.opts] + \
         budget_opts(claim, mode, seed, root, backbone, run_dir)
-    ident = key_of([claim.name, row.name, config_path(row), opts[:-2], os.path.basename(backbone), os.path.getsize(backbone)])
+    cfg = build_config(config_path(row), opts)
+    ident = run_key(claim, row, cfg, backbone)
     if os.path.isfile(path):
         done = read_json(path)
         if done.get("key") == ident:
@@ -220,7 +231,6 @@ def run_one(claim: Claim, row: Row, seed: int, mode: str, out: str, cache: str, 
         print(f"[claims] {path} was made with other settings: running it again", flush=True)
     if os.path.isdir(run_dir):
         shutil.rmtree(run_dir)  # an interrupted run: start it over
-    cfg = build_config(config_path(row), opts)
     t0, c0 = time.perf_counter(), cpu_seconds()
     results, train_test_s, model = train_and_check(cfg, seed, backbone if claim.backbone == "shared" else "")
     extra: Dict[str, float] = {}

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
+from typing import Dict
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -184,7 +185,9 @@ class Trainer(DefaultTrainer):
         """The host's optimizer recipe (``fastreid/solver/build.py:180``) over every parameter
         except those of losses that step their own optimizer (e.g. center-loss centers), with
         weight decay 0 for the parameters a module lists in ``no_weight_decay_params()``
-        (:func:`no_weight_decay_ids`)."""
+        (:func:`no_weight_decay_ids`) and the learning rate multiplied by the factor a module
+        gives in ``lr_factor_params()`` (:func:`lr_factors`; the schedulers scale each group's
+        own starting rate)."""
         excluded = set()
         for loss, _ in own_optimizers(model):
             excluded.update(id(p) for p in loss.parameters())
@@ -194,10 +197,12 @@ class Trainer(DefaultTrainer):
             heads_lr_factor=cfg.SOLVER.HEADS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
             freeze_layers=cfg.MODEL.FREEZE_LAYERS if cfg.SOLVER.FREEZE_ITERS > 0 else [])
         params = [g for g in params if id(g["params"][0]) not in excluded]
-        no_decay = no_weight_decay_ids(model)
+        no_decay, factors = no_weight_decay_ids(model), lr_factors(model)
         for g in params:
             if id(g["params"][0]) in no_decay:
                 g["weight_decay"] = 0.0
+            if id(g["params"][0]) in factors:
+                g["lr"] = g["lr"] * factors[id(g["params"][0])]
         opt_name = cfg.SOLVER.OPT
         if not hasattr(torch.optim, opt_name):
             raise ValueError(f"Unknown SOLVER.OPT {opt_name!r}")
@@ -467,6 +472,21 @@ def no_weight_decay_ids(model: torch.nn.Module) -> set:
         if callable(hook):
             ids.update(id(p) for p in hook())
     return ids
+
+
+def lr_factors(model: torch.nn.Module) -> Dict[int, float]:
+    """``{id(parameter): factor}`` from every submodule's ``lr_factor_params()`` (an opt-in hook
+    returning ``(parameter, factor)`` pairs, e.g. an attention that needs a larger learning rate
+    than the backbone). A parameter named twice with different factors is an error."""
+    out: Dict[int, float] = {}
+    for module in model.modules():
+        hook = getattr(module, "lr_factor_params", None)
+        if callable(hook):
+            for p, factor in hook():
+                if out.get(id(p), factor) != factor:
+                    raise ValueError(f"a parameter has two learning-rate factors: {out[id(p)]} and {factor}")
+                out[id(p)] = float(factor)
+    return out
 
 
 def set_distance_parts(evaluator, model: torch.nn.Module) -> None:

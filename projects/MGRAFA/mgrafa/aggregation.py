@@ -61,14 +61,19 @@ class MultiGranularityAggregation(nn.Module):
         reduction: ``s`` of Eq. (1)-(3) (and of the SE / CBAM MLPs).
         reference, ref_spatial_size, ref_temporal_size: the S-RFN strategy (Table 3).
         att_init: ``uniform`` (rafa / afa start at the average baseline) or ``random``.
+        lr_factor: learning-rate factor of the aggregation's own parameters (the attention;
+            ``MODEL.MGRAFA.ATT_LR_FACTOR``), read by the trainer through :meth:`lr_factor_params`.
     """
 
     def __init__(self, channels: int, feat_size: Sequence[int], num_frames: int = 8,
                  attention: str = "rafa", num_groups: int = 4, granularity: str = "multi",
                  reduction: int = 8, reference: str = "temporal_avg",
                  ref_spatial_size: Sequence[int] = (8, 2), ref_temporal_size: int = 2,
-                 att_init: str = "uniform"):
+                 att_init: str = "uniform", lr_factor: float = 1.0):
         super().__init__()
+        if not lr_factor > 0:
+            raise ValueError(f"MODEL.MGRAFA.ATT_LR_FACTOR must be > 0, got {lr_factor}")
+        self.lr_factor = float(lr_factor)
         if att_init not in ATTENTION_INITS:
             raise KeyError(f"unknown MODEL.MGRAFA.ATT_INIT {att_init!r}; known: {ATTENTION_INITS}")
         if attention not in ATTENTIONS:
@@ -106,6 +111,13 @@ class MultiGranularityAggregation(nn.Module):
                 blocks.append(GatedAverage(CBAMGate(c_g, reduction)))
         self.blocks = nn.ModuleList(blocks)
         self.last_scores: List[torch.Tensor] = []  # detached pre-softmax scores of the last training forward
+
+    def lr_factor_params(self):
+        """``(parameter, factor)`` for the aggregation's parameters (an opt-in hook read by
+        ``fastreid_ext.engine.trainer.lr_factors``): the scores' contrast is bounded by theta's BN
+        gamma, which Adam moves by about the learning rate per step, so at the backbone's
+        learning rate the attention needs thousands of steps to leave the average (README)."""
+        return [(p, self.lr_factor) for p in self.blocks.parameters()] if self.lr_factor != 1.0 else []
 
     @property
     def reference_depends_on_t(self) -> bool:

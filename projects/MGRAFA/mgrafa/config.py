@@ -46,6 +46,10 @@ def add_mgrafa_config(cfg: CN) -> CN:
     # ~10 % of the average, every attention layer learns from the first step) or "random" (BN
     # defaults gamma 1, beta 0)
     _C.MODEL.MGRAFA.ATT_INIT = "uniform"
+    # learning-rate factor of the aggregation's parameters (mu, nu, phi, psi, theta) over
+    # SOLVER.BASE_LR; not in the paper (README: with Adam the attention's contrast grows by about
+    # the learning rate per step)
+    _C.MODEL.MGRAFA.ATT_LR_FACTOR = 1.0
     # number of channel groups: N granularities ("multi") or S splits ("single")
     _C.MODEL.MGRAFA.NUM_GROUPS = 4
     # "multi": group m is spatially average-pooled by 2^(m-1) (section 3.3);

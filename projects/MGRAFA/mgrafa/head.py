@@ -73,7 +73,8 @@ class MGRAFAHead(nn.Module):
             channels=int(feat_shape[0]), feat_size=feat_shape[1:], num_frames=num_frames,
             attention=m.ATTENTION, num_groups=m.NUM_GROUPS, granularity=m.GRANULARITY,
             reduction=m.REDUCTION, reference=m.REFERENCE, ref_spatial_size=m.REF_SPATIAL_SIZE,
-            ref_temporal_size=m.REF_TEMPORAL_SIZE, att_init=m.ATT_INIT)
+            ref_temporal_size=m.REF_TEMPORAL_SIZE, att_init=m.ATT_INIT,
+            lr_factor=m.ATT_LR_FACTOR)
         return {
             "aggregation": aggregation,
             "num_classes": cfg.MODEL.HEADS.NUM_CLASSES,
