@@ -38,6 +38,7 @@ from fastreid.config import configurable
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from fastreid_ext.modeling.heads import BNNeckClassifier
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
+from fastreid_ext.modeling.resnet_levels import missing_resnet_parts, resnet_levels
 from fastreid_ext.modeling.video_utils import build_backbone_offline
 
 from .attention import MotionAttention
@@ -59,17 +60,11 @@ MAKE_KEYPOINTS_HINT = (
 
 def backbone_levels(backbone: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     """The five levels of a host-style ResNet: stem (conv1, bn1, relu, maxpool), layer1..4."""
-    x = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))
-    outs = [x]
-    for name in ("layer1", "layer2", "layer3", "layer4"):
-        x = getattr(backbone, name)(x)
-        outs.append(x)
-    return outs
+    return resnet_levels(backbone, x)
 
 
 def _check_backbone(backbone: nn.Module) -> None:
-    needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    missing = [n for n in needed if not hasattr(backbone, n)]
+    missing = missing_resnet_parts(backbone)
     if missing:
         raise ValueError(f"FGPose needs a ResNet-style backbone (build_resnet_backbone or "
                          f"build_fgpose_tiny_backbone); {type(backbone).__name__} lacks {missing}")

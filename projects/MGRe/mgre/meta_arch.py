@@ -29,6 +29,7 @@ from fastreid.config import configurable
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
 from fastreid_ext.modeling.losses import LossSet, build_losses
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
+from fastreid_ext.modeling.resnet_levels import missing_resnet_parts, resnet_levels
 from fastreid_ext.modeling.video_utils import build_backbone_offline
 
 from .config import FE_MODULES, MGRE_MODES
@@ -59,12 +60,7 @@ MAKE_KEYPOINTS_HINT = (
 def backbone_stages(backbone: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     """Outputs of the four residual stages of the host ResNet
     (``fastreid/modeling/backbones/resnet.py``: conv1, bn1, relu, maxpool, layer1..layer4)."""
-    x = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))
-    outs = []
-    for name in ("layer1", "layer2", "layer3", "layer4"):
-        x = getattr(backbone, name)(x)
-        outs.append(x)
-    return outs
+    return resnet_levels(backbone, x)[1:]
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -90,8 +86,7 @@ def _num_blocks(module: nn.Module) -> int:
 
 
 def _check_backbone(backbone: nn.Module) -> None:
-    needed = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    missing = [n for n in needed if not hasattr(backbone, n)]
+    missing = missing_resnet_parts(backbone)
     if missing:
         raise ValueError(f"MGRe needs a host ResNet backbone (build_resnet_backbone); "
                          f"{type(backbone).__name__} lacks {missing}")
