@@ -50,7 +50,7 @@ def class_count_key(name: str, model: Optional[torch.nn.Module] = None) -> bool:
     (``heads.weight``, ``*classifier*``) and the losses' state (``losses.*``, e.g. centers).
 
     With ``model``, a tensor of a normalisation layer is never one, whatever its name: a BNNeck
-    inside a module called ``classifier`` (e.g. MG-RAFA's ``classifier.bnneck``) is sized by
+    inside a module called ``classifier`` (e.g. ``heads.classifier.neck``) is sized by
     the feature dimension and defines the ``after``-BN test embedding, so a checkpoint without it
     must not load silently."""
     parts = name.split(".")

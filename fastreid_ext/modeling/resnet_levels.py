@@ -1,6 +1,6 @@
 """The levels of a host-style ResNet (``fastreid/modeling/backbones/resnet.py``): the stem
 (conv1, bn1, relu, maxpool) and the four residual stages, for methods that read intermediate
-maps (MGRe's multi-granularity regions, FGPose's motion / joint streams)."""
+maps (multi-granularity regions, motion or joint streams)."""
 from __future__ import annotations
 
 from typing import List
