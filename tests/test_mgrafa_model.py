@@ -254,3 +254,17 @@ def test_attention_learning_rate_factor_reaches_only_the_aggregation_and_the_sch
     assert all(g["lr"] == pytest.approx(0.001) for g in optimizer1.param_groups)
     with pytest.raises(ValueError, match="ATT_LR_FACTOR"):
         build(0.0)
+
+
+def test_score_input_reaches_the_aggregation_and_changes_only_the_scores():
+    """``MODEL.MGRAFA.SCORE_INPUT temporal_residual`` reaches the aggregation and, with the same
+    parameters (same seed), gives other attention weights, hence another embedding."""
+    outs = {}
+    for score_input in ("node", "temporal_residual"):
+        torch.manual_seed(0)
+        model = build_model(tiny_cfg(ATT_INIT="random", SCORE_INPUT=score_input)).eval()
+        assert model.heads.aggregation.score_input == score_input
+        with torch.no_grad():
+            outs[score_input] = model(batch())
+    assert outs["node"].shape == outs["temporal_residual"].shape
+    assert not torch.allclose(outs["node"], outs["temporal_residual"], atol=1e-4)

@@ -149,6 +149,28 @@ CLAIMS: Tuple[Claim, ...] = (
         readme="projects/MGRAFA/README.md",
     ),
     Claim(
+        name="mgrafa_residual",
+        method="MG-RAFA, scores from the temporal residual (ours)",
+        statement=("Registered in session 4, before any run of this claim, after two exploratory "
+                   "1,450-iteration runs on a 300-identity clothes-occluder set (one seed): with "
+                   "scores from the nodes (Eq. (3)) the spatial granularities stayed uniform, with "
+                   "scores from the temporal residual (`SCORE_INPUT temporal_residual`: each node "
+                   "minus the temporal mean at its position) the occluded G-2 nodes got 0.90 of "
+                   "uniform. On the `mgrafa_clothes` data and budget, with both attention rows "
+                   "scored from the temporal residual, MG-RAFA (N=4) beats average pooling and "
+                   "SG-RAFA (S=1) in test mAP, and its mean node weight on the occluded test nodes "
+                   "at G-2 (the 2x1 granularity at 64x32) is below uniform."),
+        requires=("mgrafa",),
+        data=dict(_MGRAFA_DATA, occluder_clothes=1.0),
+        dataset="SyntheticMARS",
+        rows=(_MGRAFA_ROWS[0],) + tuple(
+            dataclasses.replace(r, opts=r.opts + ("MODEL.MGRAFA.SCORE_INPUT", "temporal_residual"))
+            for r in _MGRAFA_ROWS[1:]),
+        compare=(("mg_rafa", "avg"), ("mg_rafa", "sg_rafa")),
+        checks=("occluded_g2_nodes_below_uniform",),
+        readme="projects/MGRAFA/README.md",
+    ),
+    Claim(
         name="mgre",
         method="MGRe",
         statement=("With pose and scale variation (per-tracklet yaw offset U(-pi, pi) x 0.5, "

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 
 from .claims import HOLDS_RULE, Claim
 from .common import write_json_atomic
-from .runner import EXTRA_CHECKS
+from .runner import CHECK_GRANULARITY, EXTRA_CHECKS
 
 MIN_SEEDS = 3
 
@@ -86,10 +86,11 @@ def markdown(verdicts: List[Dict], unavailable: Dict[str, str], mode: str, wall:
                 extra.append(f"att. on corrupted {sum(vals) / len(vals):.3f} vs 1/T "
                              f"{c['extra'][0].get('uniform_weight', float('nan')):.3f} "
                              f"({sum(c['per_seed'])}/{len(c['per_seed'])} seeds below)")
-            occ = [e["att_occluded_nodes_g1"] for e in c["extra"] if "att_occluded_nodes_g1" in e]
-            vis = [e["att_visible_nodes_g1"] for e in c["extra"] if "att_visible_nodes_g1" in e]
-            if occ:
-                extra.append(f"G-1 node weight x K on occluded nodes {sum(occ) / len(occ):.4f}"
+            g = CHECK_GRANULARITY.get(c["check"])
+            occ = [e[f"att_occluded_nodes_g{g}"] for e in c["extra"] if f"att_occluded_nodes_g{g}" in e]
+            vis = [e[f"att_visible_nodes_g{g}"] for e in c["extra"] if f"att_visible_nodes_g{g}" in e]
+            if g is not None and occ:
+                extra.append(f"G-{g} node weight x K on occluded nodes {sum(occ) / len(occ):.4f}"
                              + (f" / visible {sum(vis) / len(vis):.4f}" if vis else "")
                              + f" (1 = uniform; {sum(c['per_seed'])}/{len(c['per_seed'])} seeds below 1)")
         for row, r in v["rows"].items():

@@ -193,7 +193,14 @@ EXTRA_CHECKS = {
         "mg_rafa", occluded_node_attention,
         lambda e: "att_occluded_nodes_g1" in e and e["att_occluded_nodes_g1"] < 1.0,
         "mean G-1 node weight x K on occluded test nodes < 1 (uniform)"),
+    "occluded_g2_nodes_below_uniform": (
+        "mg_rafa", occluded_node_attention,
+        lambda e: "att_occluded_nodes_g2" in e and e["att_occluded_nodes_g2"] < 1.0,
+        "mean G-2 node weight x K on occluded test nodes < 1 (uniform)"),
 }
+
+#: the granularity whose occluded-node weight a check reads (for the report)
+CHECK_GRANULARITY = {"occluded_nodes_below_uniform": 1, "occluded_g2_nodes_below_uniform": 2}
 
 
 # ----------------------------------------------------------------------------- one run

@@ -27,10 +27,13 @@ from .nodes import (
     pool_spatial,
     reference_nodes,
     softmax_aggregate,
+    temporal_residual_nodes,
     to_nodes,
 )
 from .rafa import ATTENTION_INITS, AppearanceAttention, ReferenceAidedAttention
 
+#: ``MODEL.MGRAFA.SCORE_INPUT``: what the attention scores are computed from
+SCORE_INPUTS = ("node", "temporal_residual")
 ATTENTIONS = ("avg", "rafa", "afa", "se", "cbam", "rga_sc", "nl_s", "nl_st")
 #: attentions that refine the full maps and then average (single group)
 _SINGLE_GROUP = ("avg", "nl_s", "nl_st")
@@ -61,6 +64,10 @@ class MultiGranularityAggregation(nn.Module):
         reduction: ``s`` of Eq. (1)-(3) (and of the SE / CBAM MLPs).
         reference, ref_spatial_size, ref_temporal_size: the S-RFN strategy (Table 3).
         att_init: ``uniform`` (rafa / afa start at the average baseline) or ``random``.
+        score_input: ``node`` (Eq. (1)-(3): the scores of node ``x_i`` are computed from
+            ``x_i``) or ``temporal_residual`` (ours: from ``x_i`` minus the temporal mean at its
+            position, :func:`mgrafa.nodes.temporal_residual_nodes`; the aggregation of Eq. (4)
+            still sums the nodes themselves).
         lr_factor: learning-rate factor of the aggregation's own parameters (the attention;
             ``MODEL.MGRAFA.ATT_LR_FACTOR``), read by the trainer through :meth:`lr_factor_params`.
     """
@@ -69,8 +76,11 @@ class MultiGranularityAggregation(nn.Module):
                  attention: str = "rafa", num_groups: int = 4, granularity: str = "multi",
                  reduction: int = 8, reference: str = "temporal_avg",
                  ref_spatial_size: Sequence[int] = (8, 2), ref_temporal_size: int = 2,
-                 att_init: str = "uniform", lr_factor: float = 1.0):
+                 att_init: str = "uniform", lr_factor: float = 1.0, score_input: str = "node"):
         super().__init__()
+        if score_input not in SCORE_INPUTS:
+            raise KeyError(f"unknown MODEL.MGRAFA.SCORE_INPUT {score_input!r}; known: {SCORE_INPUTS}")
+        self.score_input = score_input
         if not lr_factor > 0:
             raise ValueError(f"MODEL.MGRAFA.ATT_LR_FACTOR must be > 0, got {lr_factor}")
         self.lr_factor = float(lr_factor)
@@ -168,7 +178,8 @@ class MultiGranularityAggregation(nn.Module):
                 ref = (reference_nodes(x_m, self.reference, self.ref_spatial_size,
                                        self.ref_temporal_size)
                        if self.attention == "rafa" else None)  # (B, C/N, D_m)
-                scores = block(nodes, ref)  # (B, C/N, K_m)
+                score_nodes = temporal_residual_nodes(x_m) if self.score_input == "temporal_residual" else nodes
+                scores = block(score_nodes, ref)  # (B, C/N, K_m)
                 if self.training:
                     scores_kept.append(scores.detach())
                 v_m, w_m = softmax_aggregate(scores, nodes)

@@ -50,6 +50,10 @@ def add_mgrafa_config(cfg: CN) -> CN:
     # SOLVER.BASE_LR; not in the paper (README: with Adam the attention's contrast grows by about
     # the learning rate per step)
     _C.MODEL.MGRAFA.ATT_LR_FACTOR = 1.0
+    # what the rafa / afa scores are computed from: "node" (Eq. (1)-(3), x_i itself) or
+    # "temporal_residual" (ours: x_i minus the temporal mean at its position, so a pattern every
+    # frame shares at a position cancels; the aggregation still sums x_i)
+    _C.MODEL.MGRAFA.SCORE_INPUT = "node"
     # number of channel groups: N granularities ("multi") or S splits ("single")
     _C.MODEL.MGRAFA.NUM_GROUPS = 4
     # "multi": group m is spatially average-pooled by 2^(m-1) (section 3.3);

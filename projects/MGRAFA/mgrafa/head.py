@@ -74,7 +74,7 @@ class MGRAFAHead(nn.Module):
             attention=m.ATTENTION, num_groups=m.NUM_GROUPS, granularity=m.GRANULARITY,
             reduction=m.REDUCTION, reference=m.REFERENCE, ref_spatial_size=m.REF_SPATIAL_SIZE,
             ref_temporal_size=m.REF_TEMPORAL_SIZE, att_init=m.ATT_INIT,
-            lr_factor=m.ATT_LR_FACTOR)
+            lr_factor=m.ATT_LR_FACTOR, score_input=m.SCORE_INPUT)
         return {
             "aggregation": aggregation,
             "num_classes": cfg.MODEL.HEADS.NUM_CLASSES,

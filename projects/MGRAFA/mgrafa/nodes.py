@@ -26,6 +26,16 @@ def to_nodes(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 1, 3, 4).reshape(b, c, t * h * w)
 
 
+def temporal_residual_nodes(x: torch.Tensor) -> torch.Tensor:
+    """``(B, T, C, H, W) -> (B, C, T*H*W)``: every node minus the temporal mean of its own
+    position (for the ``temporal_avg`` reference that is the reference node at the same
+    position). A pattern that every frame shares at a position (background, body layout,
+    padding) cancels; what differs between frames (an occluder, a blurred frame) stays.
+    ``MODEL.MGRAFA.SCORE_INPUT temporal_residual`` feeds it to the attention (ours)."""
+    check_clip(x)
+    return to_nodes(x - x.mean(dim=1, keepdim=True))
+
+
 def from_nodes(nodes: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
     """Inverse of :func:`to_nodes`: ``(B, C, T*H*W) -> (B, T, C, H, W)``."""
     b, c, k = nodes.shape
