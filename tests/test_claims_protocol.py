@@ -101,13 +101,25 @@ def test_saved_results_are_skipped_and_stale_ones_redone(tmp_path, monkeypatch):
     edited.write_text(text.replace("  GAMMA: 0.1\n", "  GAMMA: 0.2\n"))
     runner.run_one(claim, row, 1, "quick", out, str(tmp_path), str(backbone))
     assert calls == [1, 1, 1]
+    # a new config key at its default (e.g. a project adds an option): not stale
+    from fastreid_ext.config import setup
+
+    adders = setup.register_projects()
+
+    def add_new_key(cfg):
+        cfg.MODEL.SOME_NEW_OPTION = 0.5
+
+    monkeypatch.setattr(setup, "register_projects", lambda: list(adders) + [add_new_key])
+    runner.run_one(claim, row, 1, "quick", out, str(tmp_path), str(backbone))
+    assert calls == [1, 1, 1]
 
 
 def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_path):
     """The MG-RAFA check's plumbing: test clips, their frames' marks and the node grid line up.
     Every occluded frame is repainted black inside its occluder box and white elsewhere, and a
     stand-in attention weighs each node by its brightness: the measure must then put much
-    less than uniform weight on the occluded nodes; the real model's uniform start must give exactly 1."""
+    less than uniform weight on the occluded nodes and frames; the real model's uniform start
+    must give exactly 1."""
     import dataclasses
 
     import cv2
@@ -137,6 +149,16 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
         img[:] = 255
         img[y0:y1, x0:x1] = 0
         cv2.imwrite(path, img)
+    painted = 0
+    for dirpath, _, files in os.walk(folder):  # every other frame all white
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if name.endswith((".jpg", ".png")) and os.path.relpath(path, folder) not in occluded:
+                img = cv2.imread(path)
+                img[:] = 255
+                cv2.imwrite(path, img)
+                painted += 1
+    assert painted
 
     cfg = fastreid_ext.get_cfg()
     mgrafa.add_mgrafa_config(cfg)
@@ -170,6 +192,12 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
     # white (a 25-50 % occluder over a 2-column map): well below 1, not 0; misaligned marks
     # would give about 1
     assert fake["att_occluded_nodes_g1"] < 0.5 and fake["att_visible_nodes_g1"] > 1.0
+    # frame level: a frame with a black box is darker than a clean (all white) one, at every
+    # granularity, the 1x1 ones included; the uniform start gives exactly 1 to both
+    last = len(model.heads.aggregation.sizes)
+    for g in (1, last):
+        assert fake[f"att_occluded_frames_g{g}"] < 1.0 < fake[f"att_clean_frames_g{g}"]
+        assert real[f"att_occluded_frames_g{g}"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_backbone_check_refuses_a_second_backbone_left_cold(tmp_path):
