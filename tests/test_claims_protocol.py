@@ -58,6 +58,9 @@ def test_every_claim_is_well_formed():
         assert len(names) == len(c.rows)
         assert all(a in names and b in names for a, b in c.compare)
         assert all(ch in runner.EXTRA_CHECKS and runner.EXTRA_CHECKS[ch][0] in names for ch in c.checks)
+        # the report names the granularity of every occluded-node check
+        assert all(ch in runner.CHECK_GRANULARITY for ch in c.checks
+                   if runner.EXTRA_CHECKS[ch][1] is runner.occluded_node_attention)
         assert c.statement and c.data["layout"]
 
 

@@ -245,6 +245,17 @@ def test_attention_learning_rate_factor_reaches_only_the_aggregation_and_the_sch
         assert g["lr"] == pytest.approx(expected)
         seen += id(g["params"][0]) in attention
     assert seen == len(attention)
+    # on top of the host's own factors: HEADS_LR_FACTOR 2 gives the head's other parameters
+    # 2 x base and the attention (inside the head) 2 x 10 x base; the backbone stays at base
+    cfg2 = cfg.clone()
+    cfg2.defrost()
+    cfg2.SOLVER.HEADS_LR_FACTOR = 2.0
+    opt2, _ = Trainer.build_optimizer(cfg2, model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for g in opt2.param_groups:
+        id_p = id(g["params"][0])
+        expected = 0.001 * (20.0 if id_p in attention else 2.0 if "heads" in names[id_p] else 1.0)
+        assert g["lr"] == pytest.approx(expected), names[id_p]
     Trainer.build_lr_scheduler(cfg, optimizer, iters_per_epoch=5)  # sets the warm-up's first rate
     first = {id(g["params"][0]): g["lr"] for g in optimizer.param_groups}  # warm-up start
     for id_p, lr in first.items():

@@ -46,9 +46,12 @@ def add_mgrafa_config(cfg: CN) -> CN:
     # ~10 % of the average, every attention layer learns from the first step) or "random" (BN
     # defaults gamma 1, beta 0)
     _C.MODEL.MGRAFA.ATT_INIT = "uniform"
-    # learning-rate factor of the aggregation's parameters (mu, nu, phi, psi, theta) over
-    # SOLVER.BASE_LR; not in the paper (README: with Adam the attention's contrast grows by about
-    # the learning rate per step)
+    # learning-rate factor of the aggregation's parameters (rafa / afa: mu, nu, phi, psi, theta;
+    # the SE / CBAM / RGA-SC / non-local blocks of the comparison rows alike), applied on top of
+    # the host's SOLVER.HEADS_LR_FACTOR / BIAS_LR_FACTOR; the schedule scales it like every rate
+    # (SOLVER.ETA_MIN_LR of the cosine schedule is not scaled); a resumed run keeps the rates
+    # saved in its optimizer state. Not in the paper (README: with Adam the attention's contrast
+    # grows by about the learning rate per step)
     _C.MODEL.MGRAFA.ATT_LR_FACTOR = 1.0
     # what the rafa / afa scores are computed from: "node" (Eq. (1)-(3), x_i itself) or
     # "temporal_residual" (ours: x_i minus the temporal mean at its position, so a pattern every
