@@ -382,8 +382,8 @@ def node_weight_on(weights: torch.Tensor, mask: torch.Tensor) -> Tuple[float, fl
 
 
 def train_on_occluded_clips(attention: str, n: int, granularity: str, seed: int, position: float = 0.0,
-                            score_input: str = "node", steps: int = 300) -> Tuple[float, float]:
-    """Train the aggregation + a linear classifier (CE, Adam 1e-2, ``near_uniform`` start) on
+                            score_input: str = "node", steps: int = 300, lr: float = 1e-2) -> Tuple[float, float]:
+    """Train the aggregation + a linear classifier (CE, Adam ``lr``, ``near_uniform`` start) on
     :func:`occluded_clips` plus ``position`` x a fixed pattern per position (the same in every
     clip and frame, as a CNN's background / body layout / padding); return the finest group's
     node weight x K on the occluded and on the other test nodes."""
@@ -396,7 +396,7 @@ def train_on_occluded_clips(attention: str, n: int, granularity: str, seed: int,
                                       granularity=granularity, reduction=4, att_init="near_uniform",
                                       score_input=score_input)
     fc = torch.nn.Linear(c, n_ids)
-    opt = torch.optim.Adam(list(agg.parameters()) + list(fc.parameters()), lr=1e-2)
+    opt = torch.optim.Adam(list(agg.parameters()) + list(fc.parameters()), lr=lr)
     gen = torch.Generator().manual_seed(200 + seed)
     for _ in range(steps):
         x, ids, _ = occluded_clips(32, prototypes, occluder, gen)

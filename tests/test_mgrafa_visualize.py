@@ -145,3 +145,29 @@ def test_visualize_tool_summary_reads_the_occluders(tmp_path, capsys):
     assert int(frames.group(2)) > 0 and float(frames.group(1)) < 1.0  # dark frames get less
     assert occ < 0.5 and other > 1.0
     assert len(os.listdir(tmp_path / "vis")) == 1
+
+
+def test_log_weight_variance_separates_frames_from_positions():
+    """Hand-built weights (N, C, T, H, W): uniform -> all 0; a per-frame factor only -> between
+    frames > 0 and no position part; the same position pattern in every clip -> all of it in
+    the shared part and nothing between frames."""
+    from mgrafa.visualize import log_weight_variance
+
+    n, c, t, h, w = 3, 2, 4, 2, 2
+
+    def normalised(logits):
+        return torch.softmax(logits.double().flatten(2), dim=-1).reshape(logits.shape)
+
+    uniform = log_weight_variance(normalised(torch.zeros(n, c, t, h, w)))
+    assert all(abs(v) < 1e-12 for v in uniform.values())
+    frame_logits = torch.tensor([0.0, 1.0, 0.0, -1.0]).view(1, 1, t, 1, 1).expand(n, c, t, h, w)
+    frames = log_weight_variance(normalised(frame_logits))
+    assert abs(frames["frames"] - 2.0 / 3.0) < 1e-9  # sample variance of (0, 1, 0, -1)
+    assert frames["positions"] < 1e-12 and frames["shared"] < 1e-12
+    pos_logits = torch.tensor([[1.0, -1.0], [0.0, 0.0]]).view(1, 1, 1, h, w).expand(n, c, t, h, w)
+    pos = log_weight_variance(normalised(pos_logits))
+    assert pos["frames"] < 1e-12
+    assert abs(pos["positions"] - 2.0 / 3.0) < 1e-9  # (1, -1, 0, 0) over 4 positions
+    assert abs(pos["shared"] - 4.0 / 7.0) < 1e-9  # the same 4 values in both channels: 8 values
+    single = log_weight_variance(normalised(torch.zeros(n, c, t, 1, 1)))
+    assert single["positions"] != single["positions"]  # nan for 1x1 maps

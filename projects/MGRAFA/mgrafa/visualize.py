@@ -7,7 +7,7 @@ row per granularity, ``T`` columns.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -79,6 +79,28 @@ def occluded_node_weights(weights: torch.Tensor, boxes: Sequence[Optional[Sequen
         if box is not None:
             mask[t] = nodes_in_box(hm, wm, box, frame_size)
     return node[mask].tolist(), node[~mask].tolist()
+
+
+def log_weight_variance(weights: torch.Tensor) -> Dict[str, float]:
+    """Where the attention of one granularity varies: ``weights`` ``(N, C, T, H_m, W_m)`` node
+    weights of N clips -> sample variance of the log weights (centred per clip and channel):
+    ``total`` (over each clip's nodes, mean over clips and channels), ``frames`` (of the
+    per-frame means: between frames), ``positions`` (of the per-position temporal means: a
+    spatial pattern) and ``shared`` (of the per-channel, per-position means over all clips: a
+    pattern the same in every clip). 0 = uniform; ``positions`` / ``shared`` are nan for 1x1
+    maps."""
+    if weights.dim() != 5:
+        raise ValueError(f"weights must be (N, C, T, H_m, W_m), got {tuple(weights.shape)}")
+    lw = weights.detach().double().clamp_min(1e-30).log()
+    lw = lw - lw.mean(dim=(2, 3, 4), keepdim=True)
+    pos = lw.mean(dim=2)  # (N, C, H_m, W_m)
+    single = pos.shape[-2] * pos.shape[-1] == 1
+    return {
+        "total": float(lw.flatten(2).var(dim=2).mean()),
+        "frames": float(lw.mean(dim=(3, 4)).var(dim=2).mean()),
+        "positions": float("nan") if single else float(pos.flatten(2).var(dim=2).mean()),
+        "shared": float("nan") if single else float(pos.mean(dim=0).var()),
+    }
 
 
 def attention_grid(frames: torch.Tensor, weights: List[torch.Tensor], alpha: float = 0.5,

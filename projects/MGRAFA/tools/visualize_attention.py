@@ -38,6 +38,7 @@ from fastreid_ext.engine import build_inference_model
 from mgrafa.visualize import (
     box_attention_ratio,
     frame_attention_mass,
+    log_weight_variance,
     occluded_node_weights,
     save_attention_grid,
 )
@@ -85,6 +86,8 @@ def main(argv=None) -> None:
     parser.add_argument("--marks", default=None, help="frame_marks.json of a synthetic dataset")
     parser.add_argument("--pictures", type=int, default=4, help="PNGs written at most (the summary uses every clip)")
     parser.add_argument("--images", nargs="+", default=None, help="frame files of one clip")
+    parser.add_argument("--stats", action="store_true",
+                        help="print where the log weights vary (frames / positions) and theta's BN gamma per granularity")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     cfg = build_config(args.config_file, args.opts)
@@ -98,6 +101,7 @@ def main(argv=None) -> None:
     shares = defaultdict(list)  # (granularity, "corrupted" | "occluded" | "clean") -> frame share x T
     node_weights = defaultdict(list)  # (granularity, "occluded" | "visible") -> node weight x K
     box_ratios = []
+    all_weights = defaultdict(list)  # granularity -> per clip (C/N, T, H_m, W_m), for --stats
     written = 0
     for name, frames, paths, frame_size in clips_from_args(args, cfg):
         with torch.no_grad():
@@ -107,6 +111,9 @@ def main(argv=None) -> None:
         corrupted = [t for t, m in enumerate(clip_marks) if m.get("corrupted")]
         boxes = [m.get("occluder") if not m.get("corrupted") else None for m in clip_marks]
         t_len = frames.shape[0]
+        if args.stats:
+            for g, w in enumerate(weights, start=1):
+                all_weights[g].append(w)
         for g, w in enumerate(weights, start=1):
             mass = frame_attention_mass(w) * t_len
             for t in range(t_len):
@@ -138,6 +145,14 @@ def main(argv=None) -> None:
         if box_ratios:
             print(f"G-1 nodes inside occluder boxes / rest of their frame: mean {np.mean(box_ratios):.3f}, "
                   f"median {np.median(box_ratios):.3f} ({len(box_ratios)} frames)")
+    if args.stats:
+        blocks = model.heads.aggregation.blocks
+        for g in sorted(all_weights):
+            v = log_weight_variance(torch.stack(all_weights[g]))
+            theta = getattr(blocks[g - 1], "theta", None) if g <= len(blocks) else None
+            gamma = f"; theta BN gamma mean {float(theta[1].weight.mean()):.3f}" if theta is not None else ""
+            print(f"G-{g}: log-weight variance total {v['total']:.4f}, between frames {v['frames']:.4f}, "
+                  f"positions {v['positions']:.4f} (shared by every clip {v['shared']:.4f}){gamma}")
 
 
 if __name__ == "__main__":
