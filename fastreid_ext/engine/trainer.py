@@ -460,18 +460,22 @@ def validate_training_config(cfg) -> None:
                 f"SOLVER.IMS_PER_BATCH or lower DATALOADER.NUM_INSTANCE.")
 
 
+def _opt_in(model: torch.nn.Module, hook_name: str):
+    """Everything the submodules of ``model`` that define the opt-in hook ``hook_name()``
+    return, in module order."""
+    for module in model.modules():
+        hook = getattr(module, hook_name, None)
+        if callable(hook):
+            yield from hook()
+
+
 def no_weight_decay_ids(model: torch.nn.Module) -> set:
     """``id`` of every parameter that a submodule of ``model`` lists in its
     ``no_weight_decay_params()`` (an opt-in hook, as timm's ``no_weight_decay``): parameters the
     loss gives no gradient, so that weight decay would be the only force on them (e.g. a
     per-channel offset in front of a softmax, which the softmax ignores: under Adam + L2 the
     decay then moves it by about the learning rate every step)."""
-    ids = set()
-    for module in model.modules():
-        hook = getattr(module, "no_weight_decay_params", None)
-        if callable(hook):
-            ids.update(id(p) for p in hook())
-    return ids
+    return {id(p) for p in _opt_in(model, "no_weight_decay_params")}
 
 
 def lr_factors(model: torch.nn.Module) -> Dict[int, float]:
@@ -479,13 +483,10 @@ def lr_factors(model: torch.nn.Module) -> Dict[int, float]:
     returning ``(parameter, factor)`` pairs, e.g. an attention that needs a larger learning rate
     than the backbone). A parameter named twice with different factors is an error."""
     out: Dict[int, float] = {}
-    for module in model.modules():
-        hook = getattr(module, "lr_factor_params", None)
-        if callable(hook):
-            for p, factor in hook():
-                if out.get(id(p), factor) != factor:
-                    raise ValueError(f"a parameter has two learning-rate factors: {out[id(p)]} and {factor}")
-                out[id(p)] = float(factor)
+    for p, factor in _opt_in(model, "lr_factor_params"):
+        if out.get(id(p), factor) != factor:
+            raise ValueError(f"a parameter has two learning-rate factors: {out[id(p)]} and {factor}")
+        out[id(p)] = float(factor)
     return out
 
 

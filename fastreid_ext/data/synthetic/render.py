@@ -419,7 +419,8 @@ def render_tracklet_marked(spec: TrackletSpec, seed: int, h: int, w: int
                               (0, 0, ext * w, h), ((1 - ext) * w, 0, w, h))[side]
             x0, y0, x1, y1 = (int(round(v)) for v in (x0, y0, x1, y1))
             grey = int(40 + 170 * part[t, 2])
-            if clothes is not None and clothes[t, 0] < spec.occluder_clothes:
+            is_clothes = clothes is not None and clothes[t, 0] < spec.occluder_clothes
+            if is_clothes:
                 # a passer-by's top and trousers: two saturated garment colours that the ReID
                 # features respond to, unlike a grey block
                 top = tuple(int(v) for v in 25 + 210 * clothes[t, 1:4])
@@ -432,7 +433,7 @@ def render_tracklet_marked(spec: TrackletSpec, seed: int, h: int, w: int
             hidden = (kp[:, 0] >= x0) & (kp[:, 0] < x1) & (kp[:, 1] >= y0) & (kp[:, 1] < y1)
             kp[hidden, 2] = 0.0
             marks[t] = dict(marks[t] or {}, occluder=[x0, y0, x1, y1])
-            if clothes is not None and clothes[t, 0] < spec.occluder_clothes:
+            if is_clothes:
                 marks[t]["occluder_clothes"] = True
         outside = (kp[:, 0] < 0) | (kp[:, 0] > w - 1) | (kp[:, 1] < 0) | (kp[:, 1] > h - 1)
         kp[outside, 2] = 0.0
