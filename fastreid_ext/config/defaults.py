@@ -37,7 +37,9 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.TEMPORAL = CN()
     _C.MODEL.TEMPORAL.AGG = "avg"          # "avg" | "attention" (the video-baseline paper / Gao & Nevatia)
     _C.MODEL.TEMPORAL.ATT_DIM = 256        # hidden width of the temporal attention conv
-    _C.MODEL.TEMPORAL.ATT_INIT = "fan_out"  # conv init: "fan_out" (public code's kaiming) | "fan_in" (variance-preserving)
+    # conv init: "fan_out" (the host's weights_init_kaiming) | "fan_in" (the video-baseline public
+    # code: kaiming_normal_(mode='fan_in'), tools/helplayer.py:12-15; set by configs/Video-Baseline)
+    _C.MODEL.TEMPORAL.ATT_INIT = "fan_out"
     _C.MODEL.TEMPORAL.ATT_SCORE_ACT = "relu"  # score activation: "relu" (Gao & Nevatia, public code) | "none" (cannot die)
 
     # ---- losses added through the plugin's registry (MODEL.LOSSES.NAME picks them)
@@ -62,7 +64,11 @@ def add_ext_config(cfg: CN) -> CN:
     # ---- video input
     _C.INPUT.VIDEO = CN()
     _C.INPUT.VIDEO.SEQ_LEN = 4             # T frames per training clip
-    _C.INPUT.VIDEO.SAMPLER = "restricted_random"  # | "random_consecutive" | "evenly"
+    # "restricted_random" | "random" (the video-baseline public code) | "random_consecutive" | "evenly"
+    _C.INPUT.VIDEO.SAMPLER = "restricted_random"
+    # crop / flip / INPUT.REA drawn once per "clip" (all frames alike) or per "frame" (public codes)
+    _C.INPUT.VIDEO.AUG_GRANULARITY = "clip"
+    _C.INPUT.VIDEO.REA_SPARE_ONE = False   # frame REA hit every frame of a clip: leave the last clean (FGReID code)
     _C.INPUT.VIDEO.FRAME_ERASE = CN({"ENABLED": False})
     _C.INPUT.VIDEO.FRAME_ERASE.PROB = 0.5  # per-frame random erasing; returns which frames
 

@@ -7,10 +7,13 @@ public video ReID code bases named below:
   ``n // T`` frames, the last chunk running to the end, and draw one random frame from each.
 - ``random_consecutive`` (jiyanggao Video-Person-ReID): ``T`` consecutive frames from a random
   start.
+- ``random`` (the video-baseline public code, ``--sampling random``): ``T`` consecutive frames
+  from a start drawn in ``[0, max(0, n - T - 1)]``, short tracklets padded with their last frame
+  (``tools/video_loader.py:58-67``).
 - ``evenly`` (deep-person-reid): ``T`` frames at the fixed stride ``n // T`` from frame 0.
 - ``dense_clips`` (test): all frames in non-overlapping clips of ``T``.
 
-Padding rule (one rule everywhere): when a tracklet (or the last dense clip) has fewer than
+Padding rule (every sampler but ``random``, which ports its public code as it is): when a tracklet (or the last dense clip) has fewer than
 ``T`` frames, its frames are **cycled in order** until there are ``T`` of them:
 ``n = 3, T = 8 -> [0, 1, 2, 0, 1, 2, 0, 1]`` (:func:`loop_pad`). This is the "loop frames"
 convention of jiyanggao / deep-person-reid, so a short clip keeps its frames' order inside each
@@ -70,6 +73,21 @@ def random_consecutive(n: int, T: int, rng: Optional[np.random.Generator] = None
     return list(range(start, start + T))
 
 
+def random_public(n: int, T: int, rng: Optional[np.random.Generator] = None) -> List[int]:
+    """The video-baseline public code's ``random`` sampling (``tools/video_loader.py:58-67`` of
+    Video-Person-Re-ID-Fantastic-Techniques): ``begin ~ U{0, ..., max(0, n - T - 1)}``, frames
+    ``begin .. min(begin + T, n) - 1``, then the last frame repeated up to ``T``.
+
+    Its range is one start shorter than :func:`random_consecutive`'s (for ``n > T`` the last
+    frame is never the end of a clip), as the public code's ``rand_end = n - T - 1``.
+    """
+    _check(n, T)
+    rng = rng if rng is not None else np.random.default_rng()
+    begin = int(rng.integers(0, max(0, n - T - 1) + 1))
+    indices = list(range(begin, min(begin + T, n)))
+    return indices + [indices[-1]] * (T - len(indices))
+
+
 def evenly(n: int, T: int, rng: Optional[np.random.Generator] = None) -> List[int]:
     """``T`` frames at the fixed stride ``n // T`` from frame 0 (deterministic; ``rng`` is
     accepted for a uniform signature and ignored). ``n < T``: :func:`loop_pad`."""
@@ -104,6 +122,7 @@ def dense_clips(n: int, T: int, max_clips: int = 0) -> List[List[int]]:
 _TRAIN_SAMPLERS: Dict[str, ClipSampler] = {
     "restricted_random": restricted_random,
     "random_consecutive": random_consecutive,
+    "random": random_public,
     "evenly": evenly,
 }
 
