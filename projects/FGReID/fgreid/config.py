@@ -43,7 +43,9 @@ def add_fgreid_config(cfg: CN) -> CN:
     _C.TEST.ST = CN({"ENABLED": False})
     _C.TEST.ST.INTERVAL = 100.0            # frames per histogram bin
     _C.TEST.ST.MAX_HIST = 5000             # bins
-    _C.TEST.ST.SIGMA = 50.0                # Gaussian smoothing over bins
+    _C.TEST.ST.SIGMA = 50.0                # Gaussian smoothing over bins (then re-normalised, public order)
+    # Market1501: add the per-sequence frame offsets (public generate_seq_market.py); False: raw frames
+    _C.TEST.ST.SEQ_OFFSETS = True
     _C.TEST.ST.ALPHA = 5.0                 # joint score: 1/(1+e^(-a s)) * 1/(1+lam e^(-a p_st))
     _C.TEST.ST.LAMBDA = 2.0
 
