@@ -85,6 +85,9 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
     _C.TEST.VIDEO.MAX_CLIPS = 32           # clips per tracklet at most (features averaged)
     _C.TEST.VIDEO.FRAME_CHUNK = 0          # frames per backbone call at test time (0: all; bounds memory)
+    # images: rank per-identity means of the query / gallery embeddings (FGReID paper 4.3; not the
+    # standard protocol, evaluation/average_per_id.py); AVERAGE_KEY "id" (paper) | "id_camera"
+    _C.TEST.IMAGE = CN({"AVERAGE_PER_ID": False, "AVERAGE_KEY": "id"})
     _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "cuhk03_sgs" | "groupwise" | "fgpr"
     _C.TEST.RETRIEVAL = CN()
     _C.TEST.RETRIEVAL.BACKEND = "auto"     # exact kNN search: "auto" | "faiss" | "torch" (evaluation.retrieval)

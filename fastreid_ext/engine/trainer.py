@@ -233,7 +233,8 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
         """``(loader, VideoClipEvaluator)``; image datasets are evaluated with the host's result
-        keys (``host_keys``)."""
+        keys (``host_keys``), on per-identity means with ``TEST.IMAGE.AVERAGE_PER_ID``
+        (:class:`~fastreid_ext.evaluation.average_per_id.IdAveragedEvaluator`)."""
         from fastreid_ext.data.build import build_reid_test_loader, is_image_test_loader
         from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
 
@@ -245,7 +246,12 @@ class Trainer(DefaultTrainer):
         groups = None  # only the groupwise protocol takes groups (metrics_from_features.py:221 refuses others)
         if protocol in ("groupwise", "fgpr") and all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
             groups = [it[3]["group"] for it in items]
-        evaluator = VideoClipEvaluator(
+        evaluator_cls = VideoClipEvaluator
+        if cfg.TEST.IMAGE.AVERAGE_PER_ID:  # the FGReID paper's image test (not the standard protocol)
+            if not is_image_test_loader(loader):
+                raise ValueError(f"TEST.IMAGE.AVERAGE_PER_ID needs an image test set; {dataset_name} is a video set")
+            from fastreid_ext.evaluation.average_per_id import IdAveragedEvaluator as evaluator_cls
+        evaluator = evaluator_cls(
             cfg, num_query=num_query, num_tracklets=len(items),
             pids=[it[1] for it in items], camids=[it[2] for it in items], groups=groups,
             protocol=protocol, output_dir=output_dir or cfg.OUTPUT_DIR, items=items,
