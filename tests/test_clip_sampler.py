@@ -110,7 +110,7 @@ def test_bad_counts_raise():
         cs.dense_clips(5, 0)
 
 
-@pytest.mark.parametrize("sampler", [cs.restricted_random, cs.random_consecutive, cs.evenly])
+@pytest.mark.parametrize("sampler", [cs.restricted_random, cs.random_consecutive, cs.random_public, cs.evenly])
 def test_short_tracklet_padding_conventions(sampler):
     """n < T: "cycle" repeats the frames in order (jiyanggao), "repeat_last" repeats the last
     frame (deep-person-reid's evenly)."""
@@ -130,3 +130,41 @@ def test_dense_last_clip_padding_conventions():
     assert cs.pad_frames([7], 3, "repeat_last") == [7, 7, 7]
     with pytest.raises(ValueError, match="unknown padding"):
         cs.pad_frames([1, 2], 4, "mirror")
+
+
+def _public_random(num, seq_len, begin_index):
+    """Port of the video-baseline public code's ``sample == 'random'`` branch
+    (``tools/video_loader.py:58-67`` of Video-Person-Re-ID-Fantastic-Techniques) with its random
+    start given: returns ``(indices, rand_end)``."""
+    frame_indices = range(num)
+    rand_end = max(0, len(frame_indices) - seq_len - 1)
+    end_index = min(begin_index + seq_len, len(frame_indices))
+    indices = frame_indices[begin_index:end_index]
+    if len(indices) < seq_len:
+        indices = np.array(indices)
+        indices = np.append(indices, [indices[-1] for i in range(seq_len - len(indices))])
+    else:
+        indices = np.array(indices)
+    return [int(i) for i in indices], rand_end
+
+
+@pytest.mark.parametrize("n,T", CASES + [(5, 4), (2, 4)])
+def test_random_public_is_the_public_code(n, T):
+    rng = np.random.default_rng(3)
+    starts = set()
+    for _ in range(3000):
+        idx = cs.build_train_clip_sampler("random", "repeat_last")(n, T, rng)
+        expected, rand_end = _public_random(n, T, idx[0])
+        assert idx == expected
+        starts.add(idx[0])
+    # every start of the public range [0, rand_end] (random.randint is inclusive), no other
+    assert starts == set(range(rand_end + 1))
+
+
+def test_random_public_differs_from_random_consecutive_at_the_end():
+    # n = 7, T = 4: the public range stops one start short (never frames 3..6); its padding
+    # (the last frame repeated) is SHORT_PAD repeat_last
+    rng = np.random.default_rng(4)
+    assert {cs.random_public(7, 4, rng)[0] for _ in range(300)} == {0, 1, 2}
+    assert cs.random_public(3, 8, rng, pad="repeat_last") == [0, 1, 2, 2, 2, 2, 2, 2]
+    assert cs.random_consecutive(3, 8, rng) == [0, 1, 2, 0, 1, 2, 0, 1]

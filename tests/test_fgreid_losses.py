@@ -12,6 +12,7 @@ from fgreid.losses import (
     averaged_cross_entropy,
     kl_consistency,
     satisfied_rank,
+    satisfied_rank_can_rank,
     variance_regularization,
 )
 
@@ -51,6 +52,47 @@ def test_satisfied_rank_hand_worked():
     assert satisfied_rank(y1, y2, t, 2.0, 1.0).item() == pytest.approx((0.75 + 1.3) / 2, rel=1e-6)
     # small rank margin: sample 0 L_r = relu(.5 - .75 + .1) = 0
     assert satisfied_rank(y1[:1], y2[:1], t[:1], 0.1, 1.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def _true_class_probs(y, t):
+    return y.double().softmax(dim=1).gather(1, t.view(-1, 1)).squeeze(1)
+
+
+def test_satisfied_rank_term_inactive_at_the_papers_margins():
+    # m_r = 2, m_s = 1: L_r = p1 - p2 + 2 >= 1 and L_s = 2 - p1 - p2, L_s - L_r = -2 p1 <= 0, so
+    # the min is always L_s: loss and gradient are those of mean(2 - p1 - p2) (float64 reference)
+    g = torch.Generator().manual_seed(0)
+    y1 = (3 * torch.randn(2000, 7, generator=g)).requires_grad_()
+    y2 = (3 * torch.randn(2000, 7, generator=g)).requires_grad_()
+    t = torch.randint(0, 7, (2000,), generator=g)
+    loss = satisfied_rank(y1, y2, t, 2.0, 1.0)
+    ref = (2 - _true_class_probs(y1, t) - _true_class_probs(y2, t)).mean()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    g1, g2 = torch.autograd.grad(loss, (y1, y2))
+    r1, r2 = torch.autograd.grad(ref, (y1, y2))
+    torch.testing.assert_close(g1, r1, rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close(g2, r2, rtol=1e-4, atol=1e-8)
+    assert not satisfied_rank_can_rank(2.0, 1.0)
+
+
+def test_satisfied_rank_term_acts_where_it_can():
+    # m_r = 0.5, m_s = 1: L_r < L_s exactly when p1 < m_s - m_r / 2 = 0.75
+    g = torch.Generator().manual_seed(1)
+    y1 = (3 * torch.randn(2000, 7, generator=g)).requires_grad_()
+    y2 = (3 * torch.randn(2000, 7, generator=g)).requires_grad_()
+    t = torch.randint(0, 7, (2000,), generator=g)
+    p1, p2 = _true_class_probs(y1, t), _true_class_probs(y2, t)
+    rank = p1 < 0.75
+    assert 100 < int(rank.sum()) < 1900  # both cases occur
+    ref = torch.where(rank, torch.relu(p1 - p2 + 0.5), 2 - p1 - p2).mean()
+    loss = satisfied_rank(y1, y2, t, 0.5, 1.0)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    # where the rank term acts (and is positive) it pushes p1 down, unlike the limit term
+    (d1,) = torch.autograd.grad(loss, (y1,))
+    on = rank & (p1 - p2 + 0.5 > 0)
+    dp1 = d1.double().gather(1, t.view(-1, 1)).squeeze(1)
+    assert bool((dp1[on] > 0).all()) and bool((dp1[~rank] < 0).all())
+    assert satisfied_rank_can_rank(0.5, 1.0)
 
 
 def test_averaged_cross_entropy_hand_worked():

@@ -250,3 +250,32 @@ def test_a_few_steps_fit_a_fixed_batch():
             sum(losses.values()).backward()
             opt.step()
     assert history[-1] < history[0]
+
+
+@pytest.mark.parametrize("init", ["host", "public"])
+def test_init_public_is_the_authors_code(init):
+    """MODEL.FGREID.INIT public: fan-in reductions (std sqrt(2 / 512) = 0.0625 with the
+    ResNet-18's 512 channels; fan-out: sqrt(2 / 16) = 0.354), PyTorch-default classifier
+    (uniform within 1 / sqrt(16) = 0.25; host: N(0, 0.001)) and theta (uniform within
+    1 / sqrt(16))."""
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(INIT=init))
+    w = torch.cat([m.reduce_imagenet.weight.flatten(), m.reduce_mars.weight.flatten()])
+    std_red = (2 / 512) ** 0.5 if init == "public" else (2 / 16) ** 0.5
+    assert w.std().item() == pytest.approx(std_red, rel=0.05)
+    assert not m.reduce_imagenet.bias.any() and not m.non_local.w_z.weight.any()
+    c = m.classifier.weight
+    if init == "public":
+        assert c.abs().max().item() <= 0.25 and c.std().item() > 0.1
+        assert m.non_local.theta.weight.abs().max().item() <= 0.25
+    else:
+        assert c.std().item() < 0.01
+
+
+def test_base_config_uses_the_public_init():
+    cfg = fastreid_ext.get_cfg()
+    fgreid.add_fgreid_config(cfg)
+    cfg.merge_from_file(os.path.join(CONFIGS, "Base-FGReID.yml"))
+    assert cfg.MODEL.FGREID.INIT == "public"
+    with pytest.raises(ValueError, match="MODEL.FGREID.INIT"):
+        build_model(tiny_cfg(INIT="xavier"))

@@ -5,6 +5,7 @@ import pytest
 
 from fgreid.st_reid import (
     joint_distance,
+    market_sequence_offsets,
     parse_frame,
     smooth_distribution,
     st_distribution,
@@ -18,6 +19,85 @@ def test_parse_frame_market_and_veri():
     assert parse_frame("0001_c014_00016450_0.jpg") == (14, 16450)
     with pytest.raises(ValueError, match="camera and frame"):
         parse_frame("0001001.png")
+
+
+def _public_offsets_and_frame(names, name):
+    """Port of the public tools/generate_seq_market.py: lines 19-35 (largest frame per
+    camera * 10 + sequence over the names) and parse_frame (lines 86-101)."""
+    largest = {10 * i + j: 0 for i in range(7) for j in range(9)}
+    for n in names:
+        cam, seq, frame = int(n.split("_")[1][1]), int(n.split("_")[1][3]), int(n.split("_")[2])
+        largest[int(str(cam) + str(seq))] = max(largest[int(str(cam) + str(seq))], frame)
+    cam, seq, frame = int(name.split("_")[1][1]), int(name.split("_")[1][3]), int(name.split("_")[2])
+    re_ = 0
+    for i in range(1, seq):
+        re_ = re_ + largest[int(str(cam) + str(i))]
+    return re_ + frame
+
+
+def test_market_sequence_offsets_hand_value_and_public_port():
+    names = ["0001_c1s1_000100_00.jpg", "0001_c1s1_000040_01.jpg", "0002_c1s2_000050_00.jpg",
+             "0003_c1s3_000030_00.jpg", "0004_c2s2_000070_00.jpg", "0004_c2s3_000005_00.jpg"]
+    off = market_sequence_offsets(["x/" + n for n in names] + ["0001_c003_00016450_0.jpg"])  # VeRi skipped
+    # camera 1: s1 up to 100, s2 up to 50 -> s2 starts after 100, s3 after 150;
+    # camera 2: s1 never seen (0), s2 up to 70 -> s3 after 70
+    assert off == {(1, 1): 0, (1, 2): 100, (1, 3): 150, (2, 2): 0, (2, 3): 70}
+    for n in names:
+        assert parse_frame(n, off)[1] == _public_offsets_and_frame(names, n)
+    assert parse_frame("0002_c1s2_000050_00.jpg") == (1, 50)  # no offsets: the raw number
+    assert parse_frame("0001_c014_00016450_0.jpg", off) == (14, 16450)  # VeRi: no sequences
+    with pytest.raises(ValueError, match="camera 4 sequence 1"):
+        parse_frame("0001_c4s1_000100_00.jpg", off)
+
+
+def test_sequence_offsets_make_cross_sequence_gaps_real():
+    # identity seen in camera 1 early in sequence 2 and in camera 2 at frame 90 of sequence 1:
+    # raw frames say camera 1 came first (10 < 90); with camera 1's sequence 1 lasting 500
+    # frames its frame is 510, 420 frames after camera 2
+    names = ["0009_c1s1_000500_00.jpg", "0001_c1s2_000010_00.jpg", "0001_c2s1_000090_00.jpg"]
+    off = market_sequence_offsets(names)
+    cf = [parse_frame(n, off) for n in names[1:]]
+    d = st_distribution([c for c, _ in cf], ["a", "a"], [f for _, f in cf], num_cams=2, interval=100, max_hist=8)
+    assert d[0, 1, 4] == 1.0 and d.sum() == 1.0  # (later camera 1, earlier camera 2, bin 420 // 100)
+    raw = [parse_frame(n) for n in names[1:]]
+    d_raw = st_distribution([c for c, _ in raw], ["a", "a"], [f for _, f in raw], num_cams=2, interval=100, max_hist=8)
+    assert d_raw[1, 0, 0] == 1.0
+
+
+def _public_smooth_then_normalise(hist, o):
+    """Port of the public tools/image_eval.py gauss_smooth2 (lines 18-42) and the division of
+    load_distribution (lines 66-71) for one camera pair."""
+    n = len(hist)
+    vect = np.arange(n, dtype=np.float64).reshape(n, 1)
+    g = 1.0 / (o * np.sqrt(2 * np.pi)) * np.exp(-(vect ** 2) / (2 * o ** 2))
+    matrix = np.zeros((n, n))
+    for i in range(n):
+        k = 0
+        for j in range(i, n):
+            if k > 3 * o:
+                continue
+            matrix[i][j] = g[j - i, 0]
+            k = k + 1
+    matrix = matrix + matrix.T
+    for i in range(n):
+        matrix[i][i] = matrix[i][i] / 2
+    out = matrix @ hist
+    return out / (out.sum() + 1e-7)
+
+
+def test_smoothing_then_normalising_is_the_public_order():
+    # a hand-made pair histogram with mass at the edge: smoothing loses the part of the Gaussian
+    # that falls outside the bins, the second normalisation restores sum 1
+    counts = np.zeros(12)
+    counts[0], counts[1], counts[6] = 3.0, 1.0, 2.0
+    d = np.zeros((2, 2, 12))
+    d[1, 0] = counts / counts.sum()
+    out = smooth_distribution(d, sigma=1.5)
+    np.testing.assert_allclose(out[1, 0], _public_smooth_then_normalise(counts / counts.sum(), 1.5), rtol=1e-6)
+    assert out[1, 0].sum() == pytest.approx(1.0)
+    assert not out[0].any() and not out[1, 1].any()  # empty pairs stay 0
+    only_smoothed = smooth_distribution(d, sigma=1.5, normalise=False)[1, 0]
+    assert only_smoothed.sum() < 0.9  # the normalise-then-smooth order leaves the pair short of 1
 
 
 def test_distribution_hand_value():
@@ -42,7 +122,7 @@ def test_distribution_hand_value():
 def test_smoothing_is_a_gaussian_over_bins_and_joint_distance_orders_by_both():
     d = np.zeros((1, 1, 41))
     d[0, 0, 20] = 1.0
-    s = smooth_distribution(d, sigma=2.0)[0, 0]
+    s = smooth_distribution(d, sigma=2.0, normalise=False)[0, 0]
     x = np.arange(41) - 20
     want = np.where(np.abs(x) <= 6, np.exp(-x ** 2 / 8) / (2 * np.sqrt(2 * np.pi)), 0.0)  # truncated at 3 sigma
     np.testing.assert_allclose(s, want, atol=1e-12)

@@ -1,11 +1,12 @@
-"""Every shipped config of the video baseline and FGReID matches its row in the README recipe
-tables (columns paper / public code / ours / why): input size, T, P x K, optimizer, schedule,
-epochs, loss weights and test metric. A config changed without its table (or a table edited
-without its config) fails here.
+"""Every shipped config of the video baseline and FGReID matches its row in the recipe tables
+(columns paper / public code / ours / why): input size, T, P x K, optimizer, schedule, epochs,
+loss weights, clip sampling, augmentation, initialisation and test metric. A config changed
+without its table (or a table edited without its config) fails here. Every ``public code`` cell
+that describes the public code cites the file and line it was read from (``file.py:N``).
 
-Tables: README.md "Recipes" (configs/Video-Baseline) and projects/FGReID/README.md "Recipes".
-Each table follows a heading ``#### `<config path>`[, `<config path>` ...]`` (paths from the
-repository root) and has the rows of :data:`FIELDS`; the ``ours`` cell is
+Tables: docs/video-baseline.md "Recipes" (configs/Video-Baseline) and projects/FGReID/README.md
+"Recipes". Each table follows a heading ``#### `<config path>`[, `<config path>` ...]`` (paths
+from the repository root) and has the rows of :data:`FIELDS`; the ``ours`` cell is
 :func:`recipe` of every config named in the heading.
 """
 import os
@@ -19,9 +20,12 @@ from conftest import REPO
 import fastreid_ext
 import fgreid
 
-READMES = ("README.md", osp.join("projects", "FGReID", "README.md"))
+READMES = (osp.join("docs", "video-baseline.md"), osp.join("projects", "FGReID", "README.md"))
 CONFIG_DIRS = (osp.join("configs", "Video-Baseline"), osp.join("projects", "FGReID", "configs"))
-FIELDS = ("input", "T", "P x K", "optimizer", "schedule", "epochs", "losses", "metric")
+FIELDS = ("input", "T", "P x K", "optimizer", "schedule", "epochs", "losses", "clips", "augmentation",
+          "init", "metric")
+# a public-code cell that describes the public code names a file and line: `tools/x.py:12-15`
+CITATION = re.compile(r"[\w./-]+\.(py|conf|md):\d+")
 _SHORT = {"CrossEntropyLoss": "CE", "AveragedCrossEntropyLoss": "CE-avg", "CenterLoss": "center",
           "KLConsistencyLoss": "KL", "SatisfiedRankLoss": "SR"}
 
@@ -48,6 +52,33 @@ def _loss(cfg, name: str) -> str:
     return f"{_SHORT[name]} {node.SCALE:g}"
 
 
+def _clips(cfg) -> str:
+    v, t = cfg.INPUT.VIDEO, cfg.TEST.VIDEO
+    if v.SEQ_LEN == 1:
+        return "images"
+    return f"{v.SAMPLER}; test <= {t.MAX_CLIPS} dense clips of {t.SEQ_LEN}, spread"
+
+
+def _augmentation(cfg) -> str:
+    i, v = cfg.INPUT, cfg.INPUT.VIDEO
+    parts = [f"flip {i.FLIP.PROB:g}" if i.FLIP.ENABLED else "no flip"]
+    parts.append(f"pad {i.PADDING.SIZE} + crop" if i.PADDING.ENABLED else "no crop")
+    if i.REA.ENABLED:
+        parts.append(f"REA {i.REA.PROB:g}" + (" (spare one)" if v.REA_SPARE_ONE and v.SEQ_LEN > 1 else ""))
+    if v.FRAME_ERASE.ENABLED:
+        parts.append(f"labelled erase {v.FRAME_ERASE.PROB:g}")
+    level = "image" if v.SEQ_LEN == 1 else v.AUG_GRANULARITY
+    return f"{level}: " + ", ".join(parts)
+
+
+def _init(cfg) -> str:
+    if cfg.MODEL.META_ARCHITECTURE == "FGReID":
+        return f"FGREID.INIT {cfg.MODEL.FGREID.INIT}"
+    if cfg.MODEL.TEMPORAL.AGG == "attention" and cfg.INPUT.VIDEO.SEQ_LEN > 1:
+        return f"attention {cfg.MODEL.TEMPORAL.ATT_INIT}, score {cfg.MODEL.TEMPORAL.ATT_SCORE_ACT}"
+    return "host"
+
+
 def recipe(cfg) -> Dict[str, str]:
     """The recipe of a config as the strings of the README's ``ours`` column."""
     s, i = cfg.SOLVER, cfg.INPUT
@@ -65,6 +96,9 @@ def recipe(cfg) -> Dict[str, str]:
                     f"x{s.GAMMA:.4g} at {', '.join(str(x) for x in s.STEPS)}",
         "epochs": f"{s.MAX_EPOCH} ({cfg.DATALOADER.EPOCH_LENGTH})",
         "losses": "; ".join(_loss(cfg, n) for n in cfg.MODEL.LOSSES.NAME),
+        "clips": _clips(cfg),
+        "augmentation": _augmentation(cfg),
+        "init": _init(cfg),
         "metric": metric,
     }
 
@@ -83,7 +117,7 @@ def parse_tables(text: str) -> List[Tuple[List[str], Dict[str, Dict[str, str]]]]
         paths = re.findall(r"`([^`]+\.yml)`", line)
         if not paths:
             continue
-        rows = [r for r in lines[n + 1:n + 30]]
+        rows = [r for r in lines[n + 1:n + 40]]
         start = next(j for j, r in enumerate(rows) if r.startswith("|"))
         table = []
         for r in rows[start:]:
@@ -130,9 +164,34 @@ def test_recipe_table_matches_the_configs(paths, table):
             assert table[field]["ours"] == ours[field], (path, field)
 
 
+def _names_public_code(cell: str) -> bool:
+    """Cells that only say there is no public counterpart need no citation."""
+    return cell not in ("—", "") and not cell.startswith(("no ", "not "))
+
+
+@pytest.mark.parametrize("paths,table", all_tables(), ids=lambda v: v[0] if isinstance(v, list) else "")
+def test_public_code_cells_cite_file_and_line(paths, table):
+    uncited = [field for field, row in table.items()
+               if _names_public_code(row["public code"]) and not CITATION.search(row["public code"])]
+    assert not uncited, (paths, uncited)
+
+
+def test_citation_rule_hand_cases():
+    assert CITATION.search("Adam 0.00035 (main_scripts/Video.py:153, 228)")
+    assert CITATION.search("euclidean (tools/image_eval.py:60-71)")
+    assert not CITATION.search("Adam 0.00035 (config_trainer.py)")
+    assert not _names_public_code("—") and not _names_public_code("no VeRi command")
+    assert _names_public_code("224x112")
+
+
 def test_recipe_strings_hand_value():
     cfg = load(osp.join("configs", "Video-Baseline", "mars.yml"))
     r = recipe(cfg)
     assert r["P x K"] == "8 x 4" and r["T"] == "4" and r["input"] == "224x112"
     assert r["losses"].startswith("CE 1; center 0.0005; OSM 1 (a 2.844, s 0.9048, l 0.5873)")
     assert r["schedule"] == "warm-up 780 it from x0.01; x0.3283 at 31, 61"
+    assert r["clips"] == "random; test <= 32 dense clips of 4, spread"
+    assert r["augmentation"] == "frame: flip 0.5, pad 10 + crop, REA 0.5, labelled erase 0.5"
+    assert r["init"] == "attention fan_in, score none"
+    r = recipe(load(osp.join("projects", "FGReID", "configs", "CUHK01", "fgreid.yml")))
+    assert r["metric"] == "euclidean" and r["clips"] == "images" and r["init"] == "FGREID.INIT public"

@@ -17,7 +17,7 @@ def _cfg(*opts):
 
 def test_every_frame_is_the_default():
     cfg = _cfg()
-    assert cfg.TEST.VIDEO.MAX_CLIPS == 0 and cfg.INPUT.VIDEO.SHORT_PAD == "cycle"
+    assert cfg.TEST.VIDEO.MAX_CLIPS == 0 and cfg.INPUT.VIDEO.SHORT_PAD == cfg.TEST.VIDEO.SHORT_PAD == "cycle"
     lengths = [3, 8, 9, 300]
     ds = VideoTestDataset(_items(lengths), None, 4, cfg.TEST.VIDEO.MAX_CLIPS)
     d = describe_scoring(cfg, "mars_official", ds)
@@ -31,8 +31,8 @@ def test_every_frame_is_the_default():
 def test_clip_cap_counts_the_frames_left_out(n):
     """With at most 2 clips of T = 4, a tracklet of n > 8 frames keeps its first clip and its
     last (padded) clip: 4 + (n - 4 * (ceil(n / 4) - 1)) distinct frames."""
-    cfg = _cfg("TEST.VIDEO.MAX_CLIPS", "2", "INPUT.VIDEO.SHORT_PAD", "repeat_last")
-    ds = VideoTestDataset(_items([n, 5]), None, 4, 2, cfg.INPUT.VIDEO.SHORT_PAD)
+    cfg = _cfg("TEST.VIDEO.MAX_CLIPS", "2", "TEST.VIDEO.SHORT_PAD", "repeat_last")
+    ds = VideoTestDataset(_items([n, 5]), None, 4, 2, cfg.TEST.VIDEO.SHORT_PAD)
     last_real = n - 4 * (-(-n // 4) - 1)
     d = describe_scoring(cfg, "cross_camera", ds)
     assert d["frames_seen"]["max"] == 4 + last_real and d["frames_seen"]["min"] == 5
@@ -54,3 +54,5 @@ def test_max_clips_zero_accepted_and_bad_values_refused():
         validate_training_config(_cfg("TEST.VIDEO.MAX_CLIPS", "-1"))
     with pytest.raises(ValueError, match="SHORT_PAD"):
         validate_training_config(_cfg("INPUT.VIDEO.SHORT_PAD", "mirror"))
+    with pytest.raises(ValueError, match="TEST.VIDEO.SHORT_PAD"):
+        validate_training_config(_cfg("TEST.VIDEO.SHORT_PAD", "mirror"))

@@ -139,6 +139,57 @@ def test_test_transform_resizes_only():
     np.testing.assert_array_equal(same[1].numpy(), frames[1].transpose(2, 0, 1))
 
 
+def test_frame_granularity_draws_each_frame_its_own_crop_flip_and_erase():
+    # the public codes apply a torchvision transform to each frame in turn
+    tf = ClipTrainTransform((H, W), padding=4, flip_prob=0.5, rea_prob=0.5, rea_value=(-1.0, -1.0, -1.0),
+                            granularity="frame")
+    frames = _noise(7, t=6)
+    rng = np.random.default_rng(8)
+    differ = 0
+    for _ in range(20):
+        clip, p = tf(frames, rng)
+        assert len(p.frame_crops) == len(p.frame_flips) == len(p.frame_rea) == 6
+        for t in range(6):
+            exp = _expected(frames[t], 4, *p.frame_crops[t], p.frame_flips[t])
+            if p.frame_rea[t] is not None:
+                y, x, h, w = p.frame_rea[t]
+                exp[:, y:y + h, x:x + w] = -1.0
+            np.testing.assert_array_equal(clip[t].numpy(), exp)
+        differ += len(set(p.frame_crops)) > 1 and len(set(p.frame_flips)) > 1
+        assert not p.erased.any()  # REA is unlabelled at either granularity
+    assert differ > 10
+
+
+def test_rea_spare_one_leaves_the_last_frame_clean_only_when_all_were_hit():
+    frames = _noise(9) * 4
+    tf = ClipTrainTransform((H, W), rea_prob=1.0, granularity="frame", rea_spare_one=True)
+    for seed in range(10):
+        _, p = tf(frames, np.random.default_rng(seed))
+        assert all(r is not None for r in p.frame_rea[:3]) and p.frame_rea[3] is None
+    # T = 1 (images): the rule needs T > 1, the single frame stays erased
+    _, p = tf(frames[:1], np.random.default_rng(0))
+    assert p.frame_rea[0] is not None
+    # without the rule every frame is erased
+    tf = ClipTrainTransform((H, W), rea_prob=1.0, granularity="frame")
+    _, p = tf(frames, np.random.default_rng(0))
+    assert all(r is not None for r in p.frame_rea)
+
+
+def test_keypoints_follow_each_frames_own_crop_and_flip():
+    kp = np.random.default_rng(11).uniform(0, 10, (3, 17, 3))
+    crops, flips = ((1, 2), (5, 0), (3, 7)), (False, True, True)
+    p = ClipParams(out_size=(40, 20), in_sizes=((20, 10),) * 3, pad=4, frame_crops=crops, frame_flips=flips)
+    out = transform_keypoints(kp, p)
+    for t in range(3):
+        one = ClipParams(out_size=(40, 20), in_sizes=((20, 10),), pad=4, crop=crops[t], flip=flips[t])
+        np.testing.assert_allclose(out[t], transform_keypoints(kp[t:t + 1], one)[0])
+
+
+def test_unknown_granularity_raises():
+    with pytest.raises(ValueError, match="AUG_GRANULARITY"):
+        ClipTrainTransform((H, W), granularity="tracklet")
+
+
 def test_torch_chw_input_matches_numpy():
     f = _noise(4)[0]
     a, _ = ClipTestTransform((H, W))([f])
@@ -158,6 +209,11 @@ def test_build_clip_transforms_from_cfg():
     cfg.INPUT.VIDEO.FRAME_ERASE.ENABLED = True
     tf = build_clip_transforms(cfg, is_train=True)
     assert (tf.padding, tf.flip_prob, tf.rea_prob, tf.frame_erase_prob) == (10, 0.5, 0.5, 0.5)
+    assert (tf.granularity, tf.rea_spare_one) == ("clip", False)
+    cfg.INPUT.VIDEO.AUG_GRANULARITY = "frame"
+    cfg.INPUT.VIDEO.REA_SPARE_ONE = True
+    tf = build_clip_transforms(cfg, is_train=True)
+    assert (tf.granularity, tf.rea_spare_one) == ("frame", True)
     assert isinstance(build_clip_transforms(cfg, is_train=False), ClipTestTransform)
     cfg.INPUT.CJ.ENABLED = True
     with pytest.raises(ValueError, match="CJ"):

@@ -25,6 +25,18 @@ REAL = {
     "projects/FGReID/configs/MARS/fgreid.yml": 625,
     "projects/FGReID/configs/iLIDSVID/fgreid.yml": 150,
     "projects/FGReID/configs/PRID2011/fgreid.yml": 89,
+    "projects/FGReID/configs/MARS/stage1_video_baseline.yml": 625,
+    "projects/FGReID/configs/MARS/fgreid_rerank.yml": 625,
+    "projects/FGReID/configs/Market1501/fgreid.yml": 751,
+    "projects/FGReID/configs/Market1501/fgreid_star.yml": 751,
+    "projects/FGReID/configs/Market1501/fgreid_st.yml": 751,
+    "projects/FGReID/configs/CUHK01/fgreid.yml": 485,          # p486: 486 test / 485 train ids
+    "projects/FGReID/configs/CUHK01/fgreid_star.yml": 485,
+    "projects/FGReID/configs/CUHK01/fgreid_p100.yml": 871,     # p100: 100 test / 871 train ids
+    "projects/FGReID/configs/CUHK01/fgreid_star_p100.yml": 871,
+    "projects/FGReID/configs/VeRi/fgreid.yml": 576,
+    "projects/FGReID/configs/VeRi/fgreid_st.yml": 576,
+    "projects/FGReID/configs/VeRi/stage1_vehicleid_baseline.yml": 13164,
 }
 
 

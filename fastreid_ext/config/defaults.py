@@ -37,7 +37,9 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.TEMPORAL = CN()
     _C.MODEL.TEMPORAL.AGG = "avg"          # "avg" | "attention" (the video-baseline paper / Gao & Nevatia)
     _C.MODEL.TEMPORAL.ATT_DIM = 256        # hidden width of the temporal attention conv
-    _C.MODEL.TEMPORAL.ATT_INIT = "fan_out"  # conv init: "fan_out" (public code's kaiming) | "fan_in" (variance-preserving)
+    # conv init: "fan_out" (the host's weights_init_kaiming) | "fan_in" (the video-baseline public
+    # code: kaiming_normal_(mode='fan_in'), tools/helplayer.py:12-15; set by configs/Video-Baseline)
+    _C.MODEL.TEMPORAL.ATT_INIT = "fan_out"
     _C.MODEL.TEMPORAL.ATT_SCORE_ACT = "relu"  # score activation: "relu" (Gao & Nevatia, public code) | "none" (cannot die)
 
     # ---- losses added through the plugin's registry (MODEL.LOSSES.NAME picks them)
@@ -62,8 +64,14 @@ def add_ext_config(cfg: CN) -> CN:
     # ---- video input
     _C.INPUT.VIDEO = CN()
     _C.INPUT.VIDEO.SEQ_LEN = 4             # T frames per training clip
-    _C.INPUT.VIDEO.SAMPLER = "restricted_random"  # | "random_consecutive" | "evenly"
-    _C.INPUT.VIDEO.SHORT_PAD = "cycle"     # tracklets / last test clips shorter than T: "cycle" (jiyanggao) | "repeat_last" (deep-person-reid)
+    # "restricted_random" | "random" (the video-baseline public code) | "random_consecutive" | "evenly"
+    _C.INPUT.VIDEO.SAMPLER = "restricted_random"
+    # training clips of tracklets shorter than T: "cycle" (jiyanggao) | "repeat_last" (deep-person-reid,
+    # the video-baseline public code's "random"); docs/scoring.md
+    _C.INPUT.VIDEO.SHORT_PAD = "cycle"
+    # crop / flip / INPUT.REA drawn once per "clip" (all frames alike) or per "frame" (public codes)
+    _C.INPUT.VIDEO.AUG_GRANULARITY = "clip"
+    _C.INPUT.VIDEO.REA_SPARE_ONE = False   # frame REA hit every frame of a clip: leave the last clean (FGReID code)
     _C.INPUT.VIDEO.FRAME_ERASE = CN({"ENABLED": False})
     _C.INPUT.VIDEO.FRAME_ERASE.PROB = 0.5  # per-frame random erasing; returns which frames
 
@@ -79,7 +87,11 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.VIDEO = CN()
     _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
     _C.TEST.VIDEO.MAX_CLIPS = 0            # 0: every clip, every frame (the papers' test); N > 0: at most N clips spread over the tracklet
+    _C.TEST.VIDEO.SHORT_PAD = "cycle"      # last test clip / short tracklets: "cycle" (jiyanggao dense) | "repeat_last"
     _C.TEST.VIDEO.FRAME_CHUNK = 0          # frames per backbone call at test time (0: all; bounds memory)
+    # images: rank per-identity means of the query / gallery embeddings (FGReID paper 4.3; not the
+    # standard protocol, evaluation/average_per_id.py); AVERAGE_KEY "id" (paper) | "id_camera"
+    _C.TEST.IMAGE = CN({"AVERAGE_PER_ID": False, "AVERAGE_KEY": "id"})
     _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "mars_official_noninterp" | "cuhk03_sgs" | "groupwise" | "fgpr" (docs/scoring.md)
     _C.TEST.RETRIEVAL = CN()
     _C.TEST.RETRIEVAL.BACKEND = "auto"     # exact kNN search: "auto" | "faiss" | "torch" (evaluation.retrieval)

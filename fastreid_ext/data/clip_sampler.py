@@ -7,19 +7,23 @@ public video ReID code bases named below:
   ``n // T`` frames, the last chunk running to the end, and draw one random frame from each.
 - ``random_consecutive`` (jiyanggao Video-Person-ReID): ``T`` consecutive frames from a random
   start.
+- ``random`` (the video-baseline public code, ``--sampling random``): ``T`` consecutive frames
+  from a start drawn in ``[0, max(0, n - T - 1)]``, short tracklets padded with their last frame
+  (``tools/video_loader.py:58-67``).
 - ``evenly`` (deep-person-reid): ``T`` frames at the fixed stride ``n // T`` from frame 0.
 - ``dense_clips`` (test): all frames in non-overlapping clips of ``T``.
 
-Short tracklets (``INPUT.VIDEO.SHORT_PAD``, one rule for training and test clips): when a
-tracklet (or the last dense clip) has fewer than ``T`` frames, it is padded to ``T`` by
-:func:`pad_frames`:
+Short tracklets (``INPUT.VIDEO.SHORT_PAD`` for training clips, ``TEST.VIDEO.SHORT_PAD`` for
+test clips): when a tracklet (or the last dense clip) has fewer than ``T`` frames, it is padded
+to ``T`` by :func:`pad_frames`:
 
 - ``"cycle"`` (default): the frames are repeated in order, ``n = 3, T = 8 ->
   [0, 1, 2, 0, 1, 2, 0, 1]``: jiyanggao Video-Person-ReID's ``random`` and ``dense`` modes
   (the code the video baseline's and FGReID's public code build on). Every frame appears
   ``floor(T / n)`` or ``ceil(T / n)`` times, so a short clip's average weighs its frames evenly.
 - ``"repeat_last"``: the last frame is repeated, ``[0, 1, 2, 2, 2, 2, 2, 2]``:
-  deep-person-reid's ``evenly`` mode.
+  deep-person-reid's ``evenly`` mode and the video baseline's public ``random`` sampler
+  (``configs/Video-Baseline/mars.yml`` sets it with ``SAMPLER random``).
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ def pad_frames(indices: Sequence[int], T: int, mode: str = "cycle") -> List[int]
         return (idx * -(-T // len(idx)))[:T]
     if mode == "repeat_last":
         return (idx + [idx[-1]] * max(0, T - len(idx)))[:T]
-    raise ValueError(f"unknown padding {mode!r} (INPUT.VIDEO.SHORT_PAD); expected one of {PAD_MODES}")
+    raise ValueError(f"unknown padding {mode!r} (INPUT / TEST.VIDEO.SHORT_PAD); expected one of {PAD_MODES}")
 
 
 def restricted_random(n: int, T: int, rng: Optional[np.random.Generator] = None, pad: str = "cycle") -> List[int]:
@@ -82,6 +86,21 @@ def random_consecutive(n: int, T: int, rng: Optional[np.random.Generator] = None
     rng = rng if rng is not None else np.random.default_rng()
     start = int(rng.integers(0, n - T + 1))
     return list(range(start, start + T))
+
+
+def random_public(n: int, T: int, rng: Optional[np.random.Generator] = None, pad: str = "cycle") -> List[int]:
+    """The video-baseline public code's ``random`` sampling (``tools/video_loader.py:58-67`` of
+    Video-Person-Re-ID-Fantastic-Techniques): ``begin ~ U{0, ..., max(0, n - T - 1)}``, frames
+    ``begin .. min(begin + T, n) - 1``, padded to ``T`` by :func:`pad_frames` (the public code
+    repeats the last frame: ``pad="repeat_last"``, ``INPUT.VIDEO.SHORT_PAD repeat_last``).
+
+    Its range is one start shorter than :func:`random_consecutive`'s (for ``n > T`` the last
+    frame is never the end of a clip), as the public code's ``rand_end = n - T - 1``.
+    """
+    _check(n, T)
+    rng = rng if rng is not None else np.random.default_rng()
+    begin = int(rng.integers(0, max(0, n - T - 1) + 1))
+    return pad_frames(range(begin, min(begin + T, n)), T, pad)
 
 
 def evenly(n: int, T: int, rng: Optional[np.random.Generator] = None, pad: str = "cycle") -> List[int]:
@@ -120,6 +139,7 @@ def dense_clips(n: int, T: int, max_clips: int = 0, pad: str = "cycle") -> List[
 _TRAIN_SAMPLERS: Dict[str, ClipSampler] = {
     "restricted_random": restricted_random,
     "random_consecutive": random_consecutive,
+    "random": random_public,
     "evenly": evenly,
 }
 

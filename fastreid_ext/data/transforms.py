@@ -1,14 +1,23 @@
-"""Sequence-consistent clip transforms (one set of random parameters per clip).
+"""Clip transforms: one set of random parameters per clip, or per frame.
 
-Sequence-level augmentation (the same crop / flip / erase for every frame of a clip) beats
-frame-level augmentation (Zhang et al., "Multi-Granularity Reference-Aided Attentive Feature
-Aggregation for Video-based Person Re-identification", CVPR 2020, section 4.2). The train transform draws, per clip:
-resize to ``INPUT.SIZE_TRAIN``, pad ``INPUT.PADDING.SIZE`` + random crop back to the size,
-horizontal flip (``INPUT.FLIP``), random erasing (``INPUT.REA``, Zhong et al., Alg. 1 with
-``sl=0.02, sh=0.4, r1=0.3``; one rectangle for all frames), and optionally per-frame random
-erasing (``INPUT.VIDEO.FRAME_ERASE``: each frame independently, its own rectangle), whose
-frames are labelled for the attention loss of the video-baseline paper ("randomly erased frames are labelled
-1, otherwise 0"). The test transform only resizes to ``INPUT.SIZE_TEST``.
+Granularity (``INPUT.VIDEO.AUG_GRANULARITY``):
+
+- ``clip`` (default): the same crop / flip / erase for every frame of a clip. Sequence-level
+  augmentation beats frame-level augmentation (Zhang et al., "Multi-Granularity Reference-Aided
+  Attentive Feature Aggregation for Video-based Person Re-identification", CVPR 2020, 4.2).
+- ``frame``: every frame draws its own crop, flip and random-erasing rectangle, as a torchvision
+  ``transform`` applied to each frame in turn does (the public codes of both Pathak et al.
+  papers: ``tools/video_loader.py`` applies ``self.transform(img)`` frame by frame).
+
+The train transform draws: resize to ``INPUT.SIZE_TRAIN``, pad ``INPUT.PADDING.SIZE`` + random
+crop back to the size, horizontal flip (``INPUT.FLIP``), random erasing (``INPUT.REA``, Zhong
+et al., Alg. 1 with ``sl=0.02, sh=0.4, r1=0.3``; unlabelled), and optionally labelled per-frame
+random erasing (``INPUT.VIDEO.FRAME_ERASE``: each frame independently, its own rectangle,
+whatever the granularity), whose frames are labelled for the attention loss of the
+video-baseline paper ("randomly erased frames are labelled 1, otherwise 0").
+``INPUT.VIDEO.REA_SPARE_ONE`` (FGReID's public ``tools/video_loader.py:228-234``): when the
+per-frame REA hit every frame of a clip of ``T > 1`` frames, the last frame is left clean.
+The test transform only resizes to ``INPUT.SIZE_TEST``.
 
 Input: a sequence of ``T`` RGB ``uint8`` ``(H, W, 3)`` numpy frames (or torch ``uint8``
 ``(H, W, 3)`` / ``(3, H, W)`` tensors). Output: float32 ``(T, C, H, W)`` with values 0..255
@@ -42,9 +51,14 @@ _PAD_MODES = {
 }
 
 
+GRANULARITIES = ("clip", "frame")
+
+
 @dataclass(frozen=True)
 class ClipParams:
-    """The parameters one clip was transformed with (shared by all its frames)."""
+    """The parameters one clip was transformed with: ``crop`` / ``flip`` / ``erase`` shared by
+    all frames, or, at frame granularity, ``frame_crops`` / ``frame_flips`` / ``frame_rea``
+    (one entry per frame; when given they replace the shared ones)."""
 
     out_size: Tuple[int, int]  # (H, W) of the output frames
     in_sizes: Tuple[Tuple[int, int], ...]  # (H_in, W_in) of each input frame
@@ -52,11 +66,23 @@ class ClipParams:
     crop: Tuple[int, int] = (0, 0)  # (oy, ox) of the crop in the padded frame
     flip: bool = False
     erase: Optional[Rect] = None  # clip-level random erasing, same rectangle in every frame
-    frame_erase: Tuple[Optional[Rect], ...] = ()  # per-frame erasing (empty: off)
+    frame_erase: Tuple[Optional[Rect], ...] = ()  # labelled per-frame erasing (empty: off)
+    frame_crops: Tuple[Tuple[int, int], ...] = ()  # frame granularity: (oy, ox) of each frame
+    frame_flips: Tuple[bool, ...] = ()  # frame granularity: flip of each frame
+    frame_rea: Tuple[Optional[Rect], ...] = ()  # frame granularity: unlabelled REA of each frame
 
     @property
     def num_frames(self) -> int:
         return len(self.in_sizes)
+
+    def crop_at(self, t: int) -> Tuple[int, int]:
+        return self.frame_crops[t] if self.frame_crops else self.crop
+
+    def flip_at(self, t: int) -> bool:
+        return self.frame_flips[t] if self.frame_flips else self.flip
+
+    def rea_at(self, t: int) -> Optional[Rect]:
+        return self.frame_rea[t] if self.frame_rea else self.erase
 
     @property
     def scales(self) -> np.ndarray:
@@ -149,9 +175,13 @@ class ClipTrainTransform:
         rea_sl: float = 0.02,
         rea_sh: float = 0.4,
         rea_r1: float = 0.3,
+        granularity: str = "clip",
+        rea_spare_one: bool = False,
     ):
         if len(size) != 2:
             raise ValueError(f"size must be (H, W), got {size}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"INPUT.VIDEO.AUG_GRANULARITY must be one of {GRANULARITIES}, got {granularity!r}")
         if pad_mode not in _PAD_MODES:
             raise ValueError(f"unknown padding mode {pad_mode!r}; known: {sorted(_PAD_MODES)}")
         if padding < 0:
@@ -164,9 +194,11 @@ class ClipTrainTransform:
         self.rea_value = np.asarray(rea_value, dtype=np.float32).reshape(-1, 1, 1)
         self.frame_erase_prob = float(frame_erase_prob)
         self.rea_args = dict(sl=rea_sl, sh=rea_sh, r1=rea_r1)
+        self.granularity = granularity
+        self.rea_spare_one = bool(rea_spare_one)
 
-    def sample_params(self, in_sizes: Sequence[Tuple[int, int]], rng: np.random.Generator) -> ClipParams:
-        """Draw the parameters of one clip (``T = len(in_sizes)`` frames)."""
+    def _draw_crop_flip_rea(self, rng: np.random.Generator):
+        """One draw of ``((oy, ox), flip, REA rectangle or None)``."""
         p = self.padding
         oy = int(rng.integers(0, 2 * p + 1)) if p else 0
         ox = int(rng.integers(0, 2 * p + 1)) if p else 0
@@ -174,6 +206,19 @@ class ClipTrainTransform:
         erase = None
         if self.rea_prob > 0 and rng.random() < self.rea_prob:
             erase = sample_erase_rect(self.size, rng, **self.rea_args)
+        return (oy, ox), flip, erase
+
+    def sample_params(self, in_sizes: Sequence[Tuple[int, int]], rng: np.random.Generator) -> ClipParams:
+        """Draw the parameters of one clip (``T = len(in_sizes)`` frames)."""
+        per_frame = {}
+        crop, flip, erase = self._draw_crop_flip_rea(rng)
+        if self.granularity == "frame":
+            draws = [(crop, flip, erase)] + [self._draw_crop_flip_rea(rng) for _ in in_sizes[1:]]
+            rea = [d[2] for d in draws]
+            if self.rea_spare_one and len(rea) > 1 and all(r is not None for r in rea):
+                rea[-1] = None
+            per_frame = dict(frame_crops=tuple(d[0] for d in draws),
+                             frame_flips=tuple(d[1] for d in draws), frame_rea=tuple(rea))
         frame_erase: Tuple[Optional[Rect], ...] = ()
         if self.frame_erase_prob > 0:
             frame_erase = tuple(
@@ -181,31 +226,31 @@ class ClipTrainTransform:
                 for _ in in_sizes
             )
         return ClipParams(
-            out_size=self.size, in_sizes=tuple((int(h), int(w)) for h, w in in_sizes), pad=p,
-            crop=(oy, ox), flip=flip, erase=erase, frame_erase=frame_erase,
+            out_size=self.size, in_sizes=tuple((int(h), int(w)) for h, w in in_sizes),
+            pad=self.padding, crop=crop, flip=flip, erase=erase, frame_erase=frame_erase,
+            **per_frame,
         )
 
     def apply(self, frames: Sequence, params: ClipParams) -> torch.Tensor:
         """Apply ``params`` to every frame: ``T`` frames -> float32 ``(T, C, H, W)``."""
         H, W = params.out_size
-        p, (oy, ox) = params.pad, params.crop
+        p = params.pad
         out = []
-        for f in frames:
+        for t, f in enumerate(frames):
             f = _resize(_to_hwc_uint8(f), (H, W))
             if p:
+                oy, ox = params.crop_at(t)
                 f = cv2.copyMakeBorder(f, p, p, p, p, _PAD_MODES[self.pad_mode], value=(0, 0, 0))
                 f = f[oy:oy + H, ox:ox + W]
-            if params.flip:
+            if params.flip_at(t):
                 f = f[:, ::-1]
             out.append(f)
         clip = _stack(out)  # (T, C, H, W)
-        if params.erase is not None:
-            y, x, h, w = params.erase
-            clip[:, :, y:y + h, x:x + w] = self.rea_value
-        for t, rect in enumerate(params.frame_erase):
-            if rect is not None:
-                y, x, h, w = rect
-                clip[t, :, y:y + h, x:x + w] = self.rea_value
+        for t in range(len(out)):
+            for rect in (params.rea_at(t), params.frame_erase[t] if params.frame_erase else None):
+                if rect is not None:
+                    y, x, h, w = rect
+                    clip[t, :, y:y + h, x:x + w] = self.rea_value
         return torch.from_numpy(clip)
 
     def __call__(self, frames: Sequence, rng: Optional[np.random.Generator] = None):
@@ -216,7 +261,8 @@ class ClipTrainTransform:
 
     def __repr__(self) -> str:
         return (f"ClipTrainTransform(size={self.size}, padding={self.padding}, pad_mode={self.pad_mode!r}, "
-                f"flip_prob={self.flip_prob}, rea_prob={self.rea_prob}, frame_erase_prob={self.frame_erase_prob})")
+                f"flip_prob={self.flip_prob}, rea_prob={self.rea_prob}, frame_erase_prob={self.frame_erase_prob}, "
+                f"granularity={self.granularity!r}, rea_spare_one={self.rea_spare_one})")
 
 
 class ClipTestTransform:
@@ -246,21 +292,24 @@ def transform_keypoints(keypoints: np.ndarray, params: ClipParams) -> np.ndarray
     Returns:
         float32 ``(T, 17, 3)``: ``x, y`` in ``[0, 1]`` of the output frame
         (``x' = (s_x x + pad - o_x) / W``, mirrored ``1 - x'`` with left/right joints swapped
-        when flipped); ``v`` set to 0 for joints the crop moved outside the frame.
+        when flipped; each frame with its own crop / flip at frame granularity); ``v`` set to 0 for joints the crop moved outside the frame.
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     if kp.shape != (params.num_frames, 17, 3):
         raise ValueError(f"keypoints must be ({params.num_frames}, 17, 3), got {kp.shape}")
     H, W = params.out_size
     s = params.scales  # (T, 2) = (sy, sx)
-    oy, ox = params.crop
+    T = params.num_frames
+    oy = np.array([params.crop_at(t)[0] for t in range(T)], dtype=np.float64)[:, None]
+    ox = np.array([params.crop_at(t)[1] for t in range(T)], dtype=np.float64)[:, None]
     x = (kp[..., 0] * s[:, 1:2] + params.pad - ox) / W
     y = (kp[..., 1] * s[:, 0:1] + params.pad - oy) / H
     v = kp[..., 2].copy()
-    if params.flip:
-        x = 1.0 - x
+    flips = np.array([params.flip_at(t) for t in range(T)], dtype=bool)
+    if flips.any():
         perm = list(COCO_FLIP_PERM)
-        x, y, v = x[:, perm], y[:, perm], v[:, perm]
+        x[flips] = 1.0 - x[flips]
+        x[flips], y[flips], v[flips] = x[flips][:, perm], y[flips][:, perm], v[flips][:, perm]
     outside = (x < 0) | (x > 1) | (y < 0) | (y > 1)
     v[outside] = 0.0
     return np.stack([x, y, v], axis=-1).astype(np.float32)
@@ -281,6 +330,7 @@ def build_clip_transforms(cfg, is_train: bool = True):
             f"INPUT.{enabled[0]}.ENABLED is not supported by the video clip transforms "
             f"(supported: SIZE_TRAIN, PADDING, FLIP, REA, VIDEO.FRAME_ERASE)"
         )
+    v = cfg.INPUT.VIDEO
     return ClipTrainTransform(
         size=tuple(cfg.INPUT.SIZE_TRAIN),
         padding=cfg.INPUT.PADDING.SIZE if cfg.INPUT.PADDING.ENABLED else 0,
@@ -288,5 +338,7 @@ def build_clip_transforms(cfg, is_train: bool = True):
         flip_prob=cfg.INPUT.FLIP.PROB if cfg.INPUT.FLIP.ENABLED else 0.0,
         rea_prob=cfg.INPUT.REA.PROB if cfg.INPUT.REA.ENABLED else 0.0,
         rea_value=tuple(cfg.INPUT.REA.VALUE),
-        frame_erase_prob=cfg.INPUT.VIDEO.FRAME_ERASE.PROB if cfg.INPUT.VIDEO.FRAME_ERASE.ENABLED else 0.0,
+        frame_erase_prob=v.FRAME_ERASE.PROB if v.FRAME_ERASE.ENABLED else 0.0,
+        granularity=v.AUG_GRANULARITY,
+        rea_spare_one=v.REA_SPARE_ONE,
     )

@@ -233,7 +233,8 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_dir=None):
         """``(loader, VideoClipEvaluator)``; image datasets are evaluated with the host's result
-        keys (``host_keys``)."""
+        keys (``host_keys``), on per-identity means with ``TEST.IMAGE.AVERAGE_PER_ID``
+        (:class:`~fastreid_ext.evaluation.average_per_id.IdAveragedEvaluator`)."""
         from fastreid_ext.data.build import build_reid_test_loader, is_image_test_loader
         from fastreid_ext.evaluation.scoring import describe_scoring
         from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
@@ -246,7 +247,12 @@ class Trainer(DefaultTrainer):
         groups = None  # only the groupwise protocol takes groups (metrics_from_features.py:221 refuses others)
         if protocol in ("groupwise", "fgpr") and all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
             groups = [it[3]["group"] for it in items]
-        evaluator = VideoClipEvaluator(
+        evaluator_cls = VideoClipEvaluator
+        if cfg.TEST.IMAGE.AVERAGE_PER_ID:  # the FGReID paper's image test (not the standard protocol)
+            if not is_image_test_loader(loader):
+                raise ValueError(f"TEST.IMAGE.AVERAGE_PER_ID needs an image test set; {dataset_name} is a video set")
+            from fastreid_ext.evaluation.average_per_id import IdAveragedEvaluator as evaluator_cls
+        evaluator = evaluator_cls(
             cfg, num_query=num_query, num_tracklets=len(items),
             pids=[it[1] for it in items], camids=[it[2] for it in items], groups=groups,
             protocol=protocol, output_dir=output_dir or cfg.OUTPUT_DIR, items=items,
@@ -435,8 +441,8 @@ def validate_training_config(cfg) -> None:
     need(positive_int(t.VIDEO.SEQ_LEN), f"TEST.VIDEO.SEQ_LEN must be an int >= 1, got {t.VIDEO.SEQ_LEN!r}")
     need(isinstance(t.VIDEO.MAX_CLIPS, int) and not isinstance(t.VIDEO.MAX_CLIPS, bool) and t.VIDEO.MAX_CLIPS >= 0,
          f"TEST.VIDEO.MAX_CLIPS must be an int >= 0 (0: every clip), got {t.VIDEO.MAX_CLIPS!r}")
-    need(cfg.INPUT.VIDEO.SHORT_PAD in PAD_MODES,
-         f"INPUT.VIDEO.SHORT_PAD must be one of {PAD_MODES}, got {cfg.INPUT.VIDEO.SHORT_PAD!r}")
+    for key, pad in (("INPUT", cfg.INPUT.VIDEO.SHORT_PAD), ("TEST", t.VIDEO.SHORT_PAD)):
+        need(pad in PAD_MODES, f"{key}.VIDEO.SHORT_PAD must be one of {PAD_MODES}, got {pad!r}")
     r = t.RETRIEVAL
     need(r.BACKEND in ("auto", "faiss", "torch"), f"TEST.RETRIEVAL.BACKEND must be auto, faiss or torch, got {r.BACKEND!r}")
     need(r.APPROX in ("", "ivf", "hnsw"), f"TEST.RETRIEVAL.APPROX must be '', 'ivf' or 'hnsw', got {r.APPROX!r}")

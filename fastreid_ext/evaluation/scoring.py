@@ -29,7 +29,7 @@ def describe_scoring(cfg, protocol: str, test_set: Optional[Any] = None) -> Dict
 
     Args:
         cfg: the run's config (``TEST.METRIC``, ``TEST.FLIP``, ``TEST.VIDEO``,
-            ``INPUT.VIDEO.SHORT_PAD``).
+            ``TEST.VIDEO.SHORT_PAD``).
         protocol: the resolved protocol (not ``"auto"``).
         test_set: the test dataset; a video one (with ``frames_seen()`` / ``frame_counts()``,
             :class:`~fastreid_ext.data.video_dataset.VideoTestDataset`) adds the sampling fields.

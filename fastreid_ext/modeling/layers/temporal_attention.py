@@ -17,7 +17,9 @@ from fastreid.layers.weight_init import weights_init_kaiming
 
 __all__ = ["TemporalAttention", "temporal_weighted_sum", "ATTENTION_INITS", "SCORE_ACTIVATIONS"]
 
-#: ``MODEL.TEMPORAL.ATT_INIT``: how the two convs are initialised
+#: ``MODEL.TEMPORAL.ATT_INIT``: how the two convs are initialised: ``fan_out`` (the host's
+#: ``weights_init_kaiming``) or ``fan_in`` (the video-baseline public code,
+#: ``tools/helplayer.py:12-15``: ``kaiming_normal_(mode='fan_in')``, zero bias)
 ATTENTION_INITS = ("fan_out", "fan_in")
 #: ``MODEL.TEMPORAL.ATT_SCORE_ACT``: activation of the temporal conv's output (the score)
 SCORE_ACTIVATIONS = ("relu", "none")

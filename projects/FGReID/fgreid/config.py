@@ -23,6 +23,9 @@ def add_fgreid_config(cfg: CN) -> CN:
     _C.MODEL.FGREID.REDUCED_DIM = 1024     # c*: output of both 1x1 reductions (f* = 2 c*)
     _C.MODEL.FGREID.NL_REDUCTION = 4       # c_bar = c* / NL_REDUCTION in the non-local block
     _C.MODEL.FGREID.MIN_SCOPE = "clip"     # Eq. 2 min over: "clip" (paper) | "batch" (authors' code)
+    # non-backbone init: "host" (fan-out reductions, classifier std 0.001) | "public" (the authors'
+    # code: fan-in reductions, PyTorch-default theta / g / classifier); Base-FGReID.yml: public
+    _C.MODEL.FGREID.INIT = "host"
     # ---- Table 8 ablation switches
     _C.MODEL.FGREID.S_CHANNEL = True       # False: uniform channel weights 1/c* ("w/o S_channel")
     _C.MODEL.FGREID.NON_LOCAL = True       # False: A2 = A1 ("w/o non-local block")
@@ -43,7 +46,9 @@ def add_fgreid_config(cfg: CN) -> CN:
     _C.TEST.ST = CN({"ENABLED": False})
     _C.TEST.ST.INTERVAL = 100.0            # frames per histogram bin
     _C.TEST.ST.MAX_HIST = 5000             # bins
-    _C.TEST.ST.SIGMA = 50.0                # Gaussian smoothing over bins
+    _C.TEST.ST.SIGMA = 50.0                # Gaussian smoothing over bins (then re-normalised, public order)
+    # Market1501: add the per-sequence frame offsets (public generate_seq_market.py); False: raw frames
+    _C.TEST.ST.SEQ_OFFSETS = True
     _C.TEST.ST.ALPHA = 5.0                 # joint score: 1/(1+e^(-a s)) * 1/(1+lam e^(-a p_st))
     _C.TEST.ST.LAMBDA = 2.0
 

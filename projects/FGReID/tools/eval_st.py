@@ -26,6 +26,7 @@ from fastreid_ext.evaluation.inference import inference_on_dataset
 from fastreid_ext.evaluation.rank import evaluate_rank
 from fgreid.st_reid import (
     joint_distance,
+    market_sequence_offsets,
     parse_frame,
     smooth_distribution,
     st_distribution,
@@ -51,14 +52,16 @@ def evaluate_with_st(cfg, model) -> Dict[str, Dict[str, float]]:
     data = get_dataset(cfg, name)
     q, g = list(data.query), list(data.gallery)
     train = [it for n in cfg.DATASETS.NAMES for it in get_dataset(cfg, n).train]
-    tq = [parse_frame(it[0][0]) for it in train]
-    num_cams = max(c for c, _ in tq + [parse_frame(it[0][0]) for it in q + g])
+    # Market1501: per-sequence frame offsets from every name (generate_seq_market.py:19-63)
+    offsets = market_sequence_offsets(p for it in train + q + g for p in it[0]) if st.SEQ_OFFSETS else None
+    tq = [parse_frame(it[0][0], offsets) for it in train]
+    qcf = [parse_frame(it[0][0], offsets) for it in q]
+    gcf = [parse_frame(it[0][0], offsets) for it in g]
+    num_cams = max(c for c, _ in tq + qcf + gcf)
     dist = st_distribution([c for c, _ in tq], [it[1] for it in train], [f for _, f in tq], num_cams,
                            st.INTERVAL, st.MAX_HIST)
     dist = smooth_distribution(dist, st.SIGMA)
     qf, gf = feats[:len(q)], feats[len(q):]
-    qcf = [parse_frame(it[0][0]) for it in q]
-    gcf = [parse_frame(it[0][0]) for it in g]
     p_st = st_probability(dist, [c for c, _ in qcf], [f for _, f in qcf], [c for c, _ in gcf],
                           [f for _, f in gcf], st.INTERVAL)
     sim = qf @ gf.T

@@ -9,6 +9,7 @@ from .functional import (
     averaged_cross_entropy,
     kl_consistency,
     satisfied_rank,
+    satisfied_rank_can_rank,
     variance_regularization,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "averaged_cross_entropy",
     "kl_consistency",
     "satisfied_rank",
+    "satisfied_rank_can_rank",
     "variance_regularization",
 ]

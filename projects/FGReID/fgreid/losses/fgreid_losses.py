@@ -5,6 +5,8 @@ logits), ``y2`` (context-branch logits), ``features`` (``f*``).
 """
 from __future__ import annotations
 
+import logging
+
 from fastreid.modeling.losses import log_accuracy
 from fastreid_ext.modeling.losses import LOSS_REGISTRY, ReIDLoss
 
@@ -13,9 +15,11 @@ from .functional import (
     averaged_cross_entropy,
     kl_consistency,
     satisfied_rank,
+    satisfied_rank_can_rank,
     variance_regularization,
 )
 
+logger = logging.getLogger(__name__)
 LOGIT_KEYS = ("y1", "y2")
 
 
@@ -94,7 +98,9 @@ class KLConsistencyLoss(ReIDLoss):
 @LOSS_REGISTRY.register()
 class SatisfiedRankLoss(ReIDLoss):
     """``L_sr`` between Y1 and Y2; ``MODEL.LOSSES.SR`` (``SCALE``, ``MARGIN_RANK``,
-    ``MARGIN_LIMIT``)."""
+    ``MARGIN_LIMIT``). With ``m_r >= 2 m_s`` (the paper's 2, 1) the rank term never acts and
+    the loss is ``mean(2 m_s - p1 - p2)`` (:func:`~fgreid.losses.functional.satisfied_rank`);
+    the log says so once."""
 
     output_name = "loss_sr"
     required_keys = ("y1", "y2")
@@ -102,6 +108,9 @@ class SatisfiedRankLoss(ReIDLoss):
     def __init__(self, margin_rank: float = 2.0, margin_limit: float = 1.0, scale: float = 1.0):
         super().__init__()
         self.margin_rank, self.margin_limit, self.scale = margin_rank, margin_limit, scale
+        if not satisfied_rank_can_rank(margin_rank, margin_limit):
+            logger.info("SatisfiedRankLoss: m_r = %g >= 2 m_s = %g, so its rank term never acts: "
+                        "L_sr = mean(2 m_s - p1 - p2)", margin_rank, 2 * margin_limit)
 
     @classmethod
     def from_config(cls, cfg, **ctx):

@@ -78,6 +78,13 @@ def satisfied_rank(y1: torch.Tensor, y2: torch.Tensor, targets: torch.Tensor,
     With ``p1, p2`` the true-class probabilities of Y1 and Y2:
     ``L_r = relu(p1 - p2 + m_r)`` (Y2 should rank above Y1) and
     ``L_s = relu(2 m_s - p1 - p2)`` (stop once both are confident).
+
+    Which term acts: ``L_r < L_s`` exactly when ``p1 < m_s - m_r / 2`` (for ``L_s > 0``). At the
+    paper's margins ``m_r = 2, m_s = 1`` that bound is 0, so the rank term never acts and
+    ``L_sr = mean(2 - p1 - p2)``: both branches are only pushed towards the true class, with no
+    ranking between them. The public code (``loss/loss.py:146-150``, ``Satisfied_Rank_loss2``,
+    ``mr=2, ms=1``) has the same property. The rank term can act when ``m_r < 2 m_s``, e.g.
+    ``m_r = 0.5, m_s = 1``: on samples with ``p1 < 0.75``.
     """
     idx = targets.view(-1, 1)
     p1 = y1.softmax(dim=1).gather(1, idx).squeeze(1)
@@ -85,3 +92,9 @@ def satisfied_rank(y1: torch.Tensor, y2: torch.Tensor, targets: torch.Tensor,
     l_rank = F.relu(p1 - p2 + margin_rank)
     l_limit = F.relu(2 * margin_limit - p1 - p2)
     return torch.minimum(l_rank, l_limit).mean()
+
+
+def satisfied_rank_can_rank(margin_rank: float, margin_limit: float) -> bool:
+    """Whether the rank term of :func:`satisfied_rank` can ever be the smaller one: some
+    ``p1 >= 0`` satisfies ``p1 < m_s - m_r / 2``, i.e. ``m_r < 2 m_s``."""
+    return margin_rank < 2 * margin_limit

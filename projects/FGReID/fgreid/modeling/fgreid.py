@@ -33,6 +33,25 @@ from .mars_init import load_mars_backbone, load_pretrained_fgreid
 
 logger = logging.getLogger(__name__)
 
+#: ``MODEL.FGREID.INIT``: how the non-backbone layers start
+INITS = ("host", "public")
+
+
+def apply_public_init(model: "FGReID") -> None:
+    """The FGReID public code's initialisation (``models/ResNet.py:41-55``): the two 1x1
+    reductions ``kaiming_normal_(mode='fan_in')`` with zero bias (``weights_init_kaiming``,
+    ``tools/helplayer.py:12-15``); theta, g (and a key conv) and the classifier with PyTorch's
+    default ``reset_parameters`` (the public code applies nothing to them); w_z stays zero."""
+    for conv in (model.reduce_imagenet, model.reduce_mars):
+        if conv is not None:
+            nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+            nn.init.zeros_(conv.bias)
+    if model.non_local is not None:
+        for conv in (model.non_local.theta, model.non_local.phi, model.non_local.g):
+            if conv is not None:
+                conv.reset_parameters()
+    model.classifier.reset_parameters()
+
 
 @META_ARCH_REGISTRY.register()
 class FGReID(ReidMetaArch):
@@ -48,7 +67,7 @@ class FGReID(ReidMetaArch):
                  pixel_mean: Sequence[float], pixel_std: Sequence[float], nl_reduction: int = 4,
                  min_scope: str = "clip", use_s_channel: bool = True, use_non_local: bool = True,
                  shared_qk: bool = True, use_gfm: bool = True, use_context: bool = True,
-                 use_fgm: bool = True, pretrained_model: str = ""):
+                 use_fgm: bool = True, pretrained_model: str = "", init: str = "host"):
         """
         Args:
             backbone_imagenet: ``CNN_ImageNet``, ``(N, 3, H, W) -> (N, feat_dim, h, w)``.
@@ -57,8 +76,13 @@ class FGReID(ReidMetaArch):
             losses: built by ``build_losses`` (``None``: the model can only run in eval mode).
             pretrained_model: FGReID* -- a whole FGReID checkpoint trained on MARS whose
                 weights (all but ``classifier.*`` / ``losses.*``) replace the initial ones.
+            init: ``host`` (the host's ``weights_init_kaiming``, fan-out, on the reductions;
+                fan-out theta / g; classifier ``N(0, 0.001)``, ``weights_init_classifier``) or
+                ``public`` (:func:`apply_public_init`).
         """
         super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
+        if init not in INITS:
+            raise ValueError(f"MODEL.FGREID.INIT must be one of {INITS}, got {init!r}")
         if min_scope not in MIN_SCOPES:
             raise ValueError(f"MODEL.FGREID.MIN_SCOPE must be one of {MIN_SCOPES}, got {min_scope!r}")
         if not (use_gfm or use_context):
@@ -89,6 +113,8 @@ class FGReID(ReidMetaArch):
                 bn.apply(weights_init_kaiming)
         self.classifier = nn.Linear(reduced_dim, num_classes, bias=False)  # shared: Y1 and Y2
         self.classifier.apply(weights_init_classifier)
+        if init == "public":
+            apply_public_init(self)
         self.losses = losses
         if pretrained_model:
             load_pretrained_fgreid(self, pretrained_model)
@@ -134,6 +160,7 @@ class FGReID(ReidMetaArch):
             "use_context": f.CONTEXT,
             "use_fgm": f.FGM,
             "pretrained_model": "" if cfg.MODEL.WEIGHTS else f.PRETRAINED_MODEL,
+            "init": f.INIT,
         }
 
     @property
