@@ -56,6 +56,8 @@ def _clips(cfg) -> str:
     v, t = cfg.INPUT.VIDEO, cfg.TEST.VIDEO
     if v.SEQ_LEN == 1:
         return "images"
+    if t.MAX_CLIPS == 0:
+        return f"{v.SAMPLER}; test every dense clip of {t.SEQ_LEN}"
     return f"{v.SAMPLER}; test <= {t.MAX_CLIPS} dense clips of {t.SEQ_LEN}, spread"
 
 
@@ -190,7 +192,7 @@ def test_recipe_strings_hand_value():
     assert r["P x K"] == "8 x 4" and r["T"] == "4" and r["input"] == "224x112"
     assert r["losses"].startswith("CE 1; center 0.0005; OSM 1 (a 2.844, s 0.9048, l 0.5873)")
     assert r["schedule"] == "warm-up 780 it from x0.01; x0.3283 at 31, 61"
-    assert r["clips"] == "random; test <= 32 dense clips of 4, spread"
+    assert r["clips"] == "random; test every dense clip of 4"
     assert r["augmentation"] == "frame: flip 0.5, pad 10 + crop, REA 0.5, labelled erase 0.5"
     assert r["init"] == "attention fan_in, score none"
     r = recipe(load(osp.join("projects", "FGReID", "configs", "CUHK01", "fgreid.yml")))
