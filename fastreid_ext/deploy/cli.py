@@ -92,8 +92,9 @@ def build_index_parser() -> argparse.ArgumentParser:
                    help="with --add: keep the indexed item when an item to add has an indexed name but comes "
                         "from another input (default: that is an error and nothing is added)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index in DIR")
-    p.add_argument("--kind", default="flat", choices=("flat", "ivf", "hnsw"),
-                   help="flat: exact; ivf: IVF-Flat (large galleries); hnsw: HNSW-Flat (CPU)")
+    p.add_argument("--kind", default="flat", metavar="SPEC",
+                   help="flat: exact; ivf: IVF-Flat (--nlist cells); hnsw: HNSW-Flat (CPU); or any faiss factory "
+                        "string, e.g. 'IVF4096,Flat', 'IVF16384_HNSW32,PQ32x8,Refine(Flat)' (docs/scaling.md)")
     p.add_argument("--metric", default=None, choices=("cosine", "euclidean"),
                    help="default: the metric the features were made for (TEST.METRIC)")
     p.add_argument("--nlist", type=int, default=1024, help="IVF cells")
@@ -102,7 +103,11 @@ def build_index_parser() -> argparse.ArgumentParser:
     p.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node")
     p.add_argument("--ef-construction", type=int, default=80, help="HNSW build beam")
     p.add_argument("--ef-search", type=int, default=128, help="HNSW search beam (default at search)")
-    p.add_argument("--seed", type=int, default=0, help="IVF training sample seed")
+    p.add_argument("--k-factor", type=int, default=0,
+                   help="Refine(...) indexes: k * K candidates re-ranked (default at search; 0: faiss's 1)")
+    p.add_argument("--train-seed", "--seed", dest="seed", type=int, default=0, help="training sample seed")
+    p.add_argument("--recall-sample", type=int, default=1000,
+                   help="items whose recall@10 against exact search is measured and stored (0: none)")
     return p
 
 
@@ -148,7 +153,8 @@ def _build_new_index(args):
         [x for f in feats for x in f.sources])
     index = GalleryIndex.build(first, args.kind, args.metric, nlist=args.nlist, nprobe=args.nprobe,
                                train_size=args.train_size, hnsw_m=args.hnsw_m,
-                               ef_construction=args.ef_construction, ef_search=args.ef_search, seed=args.seed)
+                               ef_construction=args.ef_construction, ef_search=args.ef_search, seed=args.seed,
+                               k_factor=args.k_factor, recall_sample=args.recall_sample)
     index.save(args.index)
     print(f"{index.describe()} -> {args.index}")
     return index
@@ -173,6 +179,7 @@ def search_parser() -> argparse.ArgumentParser:
                    help="regex whose group 1 is the identity in an item name (green/red borders in PNGs)")
     p.add_argument("--nprobe", type=int, default=None, help="IVF cells visited (default: the index's)")
     p.add_argument("--ef-search", type=int, default=None, help="HNSW beam (default: the index's)")
+    p.add_argument("--k-factor", type=int, default=None, help="Refine(...) re-ranking factor (default: the index's)")
     p.add_argument("--cpu", action="store_true", help="search on CPU even when faiss has GPUs")
     _model_args(p, required=False)
     return p
@@ -199,7 +206,7 @@ def search_main(argv: Optional[Sequence[str]] = None):
     for name, reason in failed:
         print(f"skipped unreadable query {name}: {reason}", file=sys.stderr)
     result = index.search(feats.embeddings, args.topk, use_gpu=False if args.cpu else None,
-                          nprobe=args.nprobe, ef_search=args.ef_search)
+                          nprobe=args.nprobe, ef_search=args.ef_search, k_factor=args.k_factor)
     if args.format == "json":
         text = results_as_json(feats.names, result, index=index.describe(),
                                skipped=[{"name": n, "reason": r} for n, r in failed])
