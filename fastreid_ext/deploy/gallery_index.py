@@ -264,7 +264,8 @@ class GalleryIndex:
             raise ValueError(f"k must be >= 1, got {k}")
         k = min(k, len(self))
         qt, _ = validation.validate_features(torch.from_numpy(q), torch.zeros(1, self.dim))
-        probes = nprobe if nprobe is not None else int(getattr(self.index, "nprobe", 0) or 0)
+        ivf = faiss_search.ivf_of(self.index)  # also inside Refine(...) / pre-transforms
+        probes = nprobe if nprobe is not None else (int(ivf.nprobe) if ivf is not None else 0)
         if k > faiss_search.GPU_MAX_K or probes > faiss_search.GPU_MAX_K:
             index = self.index  # faiss GPU indexes refuse k / nprobe > GPU_MAX_K: the CPU index
         else:
