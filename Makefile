@@ -50,7 +50,7 @@ bench-retrieval: install
 
 # out-of-core gallery (a 10 GB temporary vector file under /tmp, deleted at the end) and shard scaling
 bench-retrieval-10m: install
-	$(PY) benchmarks/bench_retrieval.py --scale 10M --queries 300
+	$(PY) benchmarks/bench_retrieval.py --scale 10M --queries 300 --index "IVF1024,PQ32x4fs,Refine(SQ6)|nprobe=16/32/64|k_factor=8"
 
 bench-shards: install
 	$(PY) benchmarks/bench_retrieval.py --shards 1 2 4 --gallery 500000 --ids 25000 --queries 200
