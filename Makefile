@@ -8,7 +8,7 @@ DATA ?= datasets
 DEMO_IDS ?= 120
 DEMO_OUT ?= logs/demo
 
-.PHONY: install demo test lint lint-fix bench bench-metrics bench-retrieval bench-loader bench-index bench-eval bench-projects claims claims-quick clean-demo
+.PHONY: install demo test lint lint-fix bench bench-metrics bench-retrieval bench-retrieval-10m bench-shards bench-loader bench-index bench-eval bench-projects claims claims-quick clean-demo
 
 install: $(STAMP)
 
@@ -47,6 +47,13 @@ bench-metrics: install
 
 bench-retrieval: install
 	$(PY) benchmarks/bench_retrieval.py
+
+# out-of-core gallery (a 10 GB temporary vector file under /tmp, deleted at the end) and shard scaling
+bench-retrieval-10m: install
+	$(PY) benchmarks/bench_retrieval.py --scale 10M --queries 300 --index "IVF1024,PQ32x4fs,Refine(SQ6)|nprobe=16/32/64|k_factor=8"
+
+bench-shards: install
+	$(PY) benchmarks/bench_retrieval.py --shards 1 2 4 --gallery 500000 --ids 25000 --queries 200
 
 bench-loader: install
 	$(PY) benchmarks/bench_loader.py --batches 20

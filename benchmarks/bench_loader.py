@@ -1,9 +1,13 @@
-"""Frames per second the video training loader sustains.
+"""Frames per second the video training loader sustains, and frames per CPU-second beside the
+rate of decoding alone.
 
-Writes a small tree of 128x64 JPEG tracklets to a temp dir (smooth random images, so JPEG
-sizes resemble real crops), builds the train loader (restricted-random clips, pad + crop,
-flip, random erasing, P x K identity sampler) and times batches after a warm-up. Prints the
-median of ``--runs`` runs per configuration.
+Writes small trees of JPEG tracklets (128x64 and 256x128 frames) to a temp dir (smooth random
+images, so JPEG sizes resemble real crops), builds the train loader (restricted-random clips,
+pad + crop, flip, random erasing, P x K identity sampler) and times batches after a warm-up.
+Prints the median of ``--runs`` runs per configuration. "decode only": the same frames through
+:func:`fastreid_ext.data.frame_io.read_frame` (JPEG decode + BGR -> RGB, the loader's decoder)
+per CPU-second of this process; "of decode": loader frames per CPU-second / that rate
+(workers 0 only: with workers the work is in other processes).
 
     .venv/bin/python benchmarks/bench_loader.py [--runs 3] [--batches 30]
 """
@@ -21,6 +25,7 @@ import numpy as np
 import fastreid_ext  # noqa: F401  (compat shims first)
 from fastreid_ext.data.build import build_video_train_loader
 from fastreid_ext.data.clip_sampler import build_train_clip_sampler
+from fastreid_ext.data.frame_io import read_frame
 from fastreid_ext.data.samplers import IdentityBalancedSampler
 from fastreid_ext.data.transforms import ClipTrainTransform
 from fastreid_ext.data.video_dataset import VideoTrainDataset
@@ -43,6 +48,17 @@ def write_tree(root: str, num_ids: int = 24, cams: int = 2, frames: int = 40, si
                 paths.append(p)
             items.append((tuple(paths), f"bench_{pid}", f"bench_{cam}"))
     return items
+
+
+def decode_rate(items, repeats: int = 2) -> float:
+    """Frames per CPU-second of decoding alone (every frame of ``items``, ``repeats`` times)."""
+    paths = [p for it in items for p in it[0]]
+    c0, n = time.process_time(), 0
+    for _ in range(repeats):
+        for p in paths:
+            read_frame(p)
+            n += 1
+    return n / (time.process_time() - c0)
 
 
 def measure(items, workers: int, T: int, out_size, batches: int, P: int = 4, K: int = 4):
@@ -70,20 +86,24 @@ def main():
     ap.add_argument("--batches", type=int, default=30)
     args = ap.parse_args()
     rows = []
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as root:
-        items = write_tree(root)
-        for workers, T, out in ((0, 8, (128, 64)), (0, 8, (256, 128)), (2, 4, (128, 64)), (2, 8, (128, 64)), (2, 8, (256, 128))):
-            res = [measure(items, workers, T, out, args.batches) for _ in range(args.runs)]
+        trees = {size: write_tree(os.path.join(root, f"{size[0]}x{size[1]}"), size=size)
+                 for size in ((128, 64), (256, 128))}
+        decode = {size: statistics.median(decode_rate(items) for _ in range(args.runs)) for size, items in trees.items()}
+        for workers, T, size in ((0, 8, (256, 128)), (0, 8, (128, 64)), (2, 8, (256, 128)), (2, 8, (128, 64))):
+            res = [measure(trees[size], workers, T, size, args.batches) for _ in range(args.runs)]
             fps = [r[0] for r in res]
             cpu = statistics.median(r[1] for r in res)
-            rows.append((workers, T, f"{out[0]}x{out[1]}", statistics.median(fps), min(fps), max(fps), cpu))
-    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}; cpu cores: {os.cpu_count()}, input frames 128x64 JPEG, batch P=4 x K=4 clips, "
-          f"{args.batches} timed batches, median of {args.runs} runs")
-    print(f"| {'workers':>7} | {'T':>2} | {'output':>7} | {'frames/s (median)':>17} | {'min':>7} | {'max':>7} | {'frames/CPU-s':>12} |")
-    print(f"|{'-' * 9}|{'-' * 4}|{'-' * 9}|{'-' * 19}|{'-' * 9}|{'-' * 9}|{'-' * 14}|")
-    for w, T, out, med, lo, hi, cpu in rows:
-        cpu_s = f"{cpu:12.0f}" if cpu == cpu else f"{'-':>12}"
-        print(f"| {w:>7} | {T:>2} | {out:>7} | {med:>17.0f} | {lo:>7.0f} | {hi:>7.0f} | {cpu_s} |")
+            rows.append((workers, T, f"{size[0]}x{size[1]}", statistics.median(fps), min(fps), max(fps), cpu,
+                         decode[size]))
+    print(f"load average (1 min) at the start / end: {load0:.1f} / {os.getloadavg()[0]:.1f}; cpu cores: {os.cpu_count()}; "
+          f"JPEG frames of the output size, batch P=4 x K=4 clips, {args.batches} timed batches, median of {args.runs} runs")
+    print("| workers | T | frames = output | frames/s (median) | min | max | frames/CPU-s | decode only (frames/CPU-s) | of decode |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for w, T, out, med, lo, hi, cpu, dec in rows:
+        cpu_s, ratio = (f"{cpu:.0f}", f"{cpu / dec:.2f}") if cpu == cpu else ("-", "-")
+        print(f"| {w} | {T} | {out} | {med:.0f} | {lo:.0f} | {hi:.0f} | {cpu_s} | {dec:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,38 @@
-"""Retrieval benchmark: memory-bounded exact search and approximate (IVF / HNSW) search.
+"""Retrieval benchmark: memory-bounded exact search and approximate search with any faiss index.
 
 Part A: exact kNN of ``--a-queries`` queries in a ``--a-gallery`` gallery under a memory budget
 (``memory_mb``): peak extra resident memory (Linux ``VmHWM`` after resetting it) against the
 size of the ``Q x G`` matrix that is never materialised.
 
 Part B: a clustered gallery (``--ids`` identities as Gaussian clusters on the unit sphere),
-``--queries`` queries of the same identities, cosine metric, k = 10: exact flat search (faiss
-and torch), faiss IVF-Flat and HNSW-Flat: build time, query time, recall@10 against the exact
-top-10, speed-up over the faster exact search. HNSW is built on its own ``--hnsw-gallery``-item
-gallery (same items per identity; 0 = the big gallery) because its build is the slow part on a
-small CPU (1M x 256, M=32, efConstruction=80: > 30 min on 2 cores); its exact reference is
-computed on that gallery.
+``--queries`` queries of the same identities, cosine metric, k = 10: exact search (chunked
+torch), then each index of ``--indexes`` (faiss factory strings, each with a sweep of
+search-time parameters, ``"SPEC|nprobe=16/32|k_factor=4"``): build time (training + adding),
+query time of all queries in one batch, recall@10 against the exact top-10, speed-up over the
+exact search, serialised bytes per item, IVF list imbalance; then whether recall@10 >= 0.95 at
+>= 20x and >= 0.99 at >= 8x were reached. HNSW-Flat is built on its own ``--hnsw-gallery``-item
+gallery (same items per identity) because its build is slow on a small CPU (1M x 256, M=32,
+efConstruction=80: > 30 min on 2 cores); its exact reference is computed on that gallery.
+``--threads`` (default 1) applies to torch and faiss.
 
-    python benchmarks/bench_retrieval.py --faiss-threads 1 --skip-faiss-exact   # README table
-    python benchmarks/bench_retrieval.py --gallery 100000 --a-gallery 20000   # quick
+Other modes: ``--scale 10M`` (``bench_scale.py``: a gallery in a memory-mapped file, compressed
+index, bounded memory) and ``--shards 1 2 4`` (``bench_shards.py``: shard-count scaling).
+
+    python benchmarks/bench_retrieval.py                    # make bench-retrieval (docs/performance.md)
+    python benchmarks/bench_retrieval.py --skip-a --gallery 100000 --ids 5000 --hnsw-gallery 0   # quick
 """
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 
 import numpy as np
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from fastreid_ext.evaluation.faiss_search import ApproximateSearch, recall_at_k
+from fastreid_ext.evaluation.faiss_search import ApproximateSearch, ivf_of, recall_at_k
 from fastreid_ext.evaluation.retrieval import search
 
 
@@ -117,104 +124,130 @@ def part_a(args, rng) -> None:
 
 
 # ----------------------------------------------------------------------------- part B
+#: indexes tried by default: "SPEC|param=v1/v2|param=v" (a sweep over the product of the values)
+DEFAULT_INDEXES = (
+    "IVF1024,Flat|nprobe=16/32/64",
+    "IVF1024,PQ32x4fs,Refine(Flat)|nprobe=16/32/64/128|k_factor=4",
+    "IVF1024,PQ32x4fs,Refine(SQ8)|nprobe=32/64|k_factor=4",
+    "IVF1024,SQ8|nprobe=32/64",
+)
+
+
+def parse_index_arg(text: str):
+    """``"SPEC|nprobe=16/32|k_factor=4"`` -> ``(SPEC, [{"nprobe": 16, "k_factor": 4}, ...])``."""
+    spec, *sweeps = text.split("|")
+    grid = [{}]
+    for sw in sweeps:
+        name, values = sw.split("=")
+        grid = [dict(g, **{name.strip(): int(v)}) for g in grid for v in values.split("/")]
+    return spec.strip(), grid
+
+
+def index_bytes(index) -> int:
+    """Bytes of the serialised index (written to a temp file: no second in-memory copy)."""
+    import faiss
+
+    fd, path = tempfile.mkstemp(suffix=".faiss")
+    os.close(fd)
+    try:
+        faiss.write_index(faiss.downcast_index(index), path)
+        return os.path.getsize(path)
+    finally:
+        os.remove(path)
+
+
+def _params_text(params: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
 def part_b(args, rng) -> None:
     G, Q, D, k = args.gallery, args.queries, args.dim, args.k
     print(f"\n## B. {G} x {D} clustered gallery ({args.ids} identities), {Q} queries, cosine, k={k}")
     centers = make_centers(args.ids, D, rng)
-    nuisance = None
-    if args.noise_rank:
-        nuisance = np.linalg.qr(rng.standard_normal((D, args.noise_rank)))[0].T.astype(np.float32)  # (r, D)
-        print(f"noise: rank-{args.noise_rank} nuisance subspace + 10 % isotropic")
-    else:
-        print("noise: isotropic")
-    (g, t_gen) = timed(clustered, G, centers, args.sigma, rng, nuisance=nuisance)
-    q = clustered(Q, centers, args.sigma, rng, nuisance=nuisance)
-    print(f"(generated in {t_gen:.0f} s; torch threads {torch.get_num_threads()})\n")
+    (g, t_gen) = timed(clustered, G, centers, args.sigma, rng)
+    q = clustered(Q, centers, args.sigma, rng)
+    print(f"(generated in {t_gen:.0f} s; torch threads {torch.get_num_threads()}, faiss threads "
+          f"{_faiss_threads()}; one batch of {Q} queries per row)\n")
     gt, qt = torch.from_numpy(g), torch.from_numpy(q)
 
-    print("speed-up: query time of the faster exact search (faiss or torch) on the same gallery / this query time")
-    print("| method | gallery | build (s) | query (s) | recall@10 | speed-up vs exact |")
-    print("|---|---|---|---|---|---|", flush=True)
-    best = {}
-
-    class Rows(list):
-        def append(self, row):  # print each row as soon as it is measured
-            name, gal, tb, tq, rec = row[:5]
-            gal = G if gal == "-" else int(gal)
-            t_exact = best.setdefault(gal, row[5] if len(row) > 5 else tq)
-            print(f"| {name} | {gal} | {tb:.1f} | {tq:.2f} | {rec:.4f} | {t_exact / tq:.1f}x |", flush=True)
-            super().append(row)
-
-    rows = Rows()
-    if args.only_hnsw:
-        exact_i, t_flat = None, None
-    elif args.skip_faiss_exact:
-        (exact_d, exact_i), t_flat = timed(search, qt, gt, k, "cosine", "torch", args.memory_mb)
-        rows.append(("exact (torch, chunked)", "-", 0.0, t_flat, 1.0, t_flat))
-    else:
-        (exact_d, exact_i), t_flat = timed(search, qt, gt, k, "cosine", "faiss", args.memory_mb)
-        rows.append(("exact flat (faiss)", "-", 0.0, t_flat, 1.0, t_flat))
-    if not args.skip_torch_exact and not args.skip_faiss_exact and not args.only_hnsw:
-        (_, ti), t_torch = timed(search, qt, gt, k, "cosine", "torch", args.memory_mb)
-        rows.append(("exact (torch, chunked)", "-", 0.0, t_torch, recall_at_k(ti, exact_i)))
-        t_flat = min(t_flat, t_torch)  # speed-ups are against the faster exact search
-        best[G] = t_flat
-
-    for nprobe in ([] if args.only_hnsw else args.nprobe):
-        if nprobe == args.nprobe[0]:
-            ivf, t_build = timed(
-                ApproximateSearch, gt, kind="ivf", metric="cosine", nlist=args.nlist, nprobe=nprobe,
-                train_size=args.train_size,
-            )
-        ivf.index.nprobe = nprobe
-        (_, ai), t_q = timed(ivf.search, qt, k)
-        rows.append(
-            (f"IVF-Flat nlist={args.nlist} nprobe={nprobe}", f"{G}", t_build if nprobe == args.nprobe[0] else 0.0,
-             t_q, recall_at_k(ai, exact_i))
-        )
-    if not args.only_hnsw:
-        del ivf
-
-    if args.hnsw_gallery >= 0:
-        Gh = G if args.hnsw_gallery == 0 else min(args.hnsw_gallery, G)
-        qh = qt
-        if Gh == G and exact_i is not None:
-            gh, ref_i, t_ref = gt, exact_i, t_flat
+    print("speed-up: query time of the exact search / this query time; memory: serialised index bytes per "
+          "item; imbalance: faiss's IVF list-size imbalance factor (1 = even)")
+    print("| index | search parameters | build (s) | query (s) | recall@10 | speed-up vs exact | bytes/item | imbalance |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+    (_, exact_i), t_exact = timed(search, qt, gt, k, "cosine", args.exact_backend, args.memory_mb)
+    print(f"| exact ({args.exact_backend}, chunked) | - | 0 | {t_exact:.2f} | 1.0000 | 1.0x | {4 * D} | - |",
+          flush=True)
+    best = {0.95: None, 0.99: None}
+    for text in args.indexes:
+        spec, grid = parse_index_arg(text)
+        ann, t_build = timed(ApproximateSearch, gt, kind=spec, metric="cosine", train_size=args.train_size,
+                             seed=args.seed)
+        per_item = index_bytes(ann.index) / G
+        ivf = ivf_of(ann.index)
+        imbalance = f"{ivf.invlists.imbalance_factor():.2f}" if ivf is not None else "-"
+        for j, params in enumerate(grid):
+            ann.set_params(**params)
+            (_, ai), t_q = timed(ann.search, qt, k)
+            rec = recall_at_k(ai, exact_i)
+            speed = t_exact / t_q
+            for target in best:
+                if rec >= target and (best[target] is None or speed > best[target][0]):
+                    best[target] = (speed, spec, _params_text(params))
+            build = f"{t_build:.1f}" if j == 0 else ""
+            print(f"| {spec} | {_params_text(params)} | {build} | {t_q:.3f} | {rec:.4f} | {speed:.1f}x | "
+                  f"{per_item:.0f} | {imbalance} |", flush=True)
+        del ann
+    print()
+    for target, want in ((0.95, 20), (0.99, 8)):
+        b = best[target]
+        if b is None:
+            print(f"recall@10 >= {target}: no index reached it (target >= {want}x)")
         else:
-            if Gh < G:
-                # a smaller gallery with the same identity density (items per identity), its
-                # own identities and queries: a prefix of the big one would leave ~G/ids*Gh/G
-                # items per identity and a top-10 of near-ties
-                ids_h = max(1, args.ids * Gh // G)
-                centers_h = make_centers(ids_h, D, rng)
-                gh = torch.from_numpy(clustered(Gh, centers_h, args.sigma, rng, nuisance=nuisance))
-                qh = torch.from_numpy(clustered(Q, centers_h, args.sigma, rng, nuisance=nuisance))
-                print(f"(HNSW: own {Gh}-item gallery, {ids_h} identities, {Q} queries)")
-            else:
-                gh = gt
-            exact_backend = "torch" if args.skip_faiss_exact else "faiss"
-            (_, ref_i), t_ref = timed(search, qh, gh, k, "cosine", exact_backend, args.memory_mb)
-            rows.append((f"exact ({exact_backend})", f"{Gh}", 0.0, t_ref, 1.0, t_ref))
-            if not args.skip_torch_exact and not args.skip_faiss_exact:
-                (_, ti), t_t = timed(search, qh, gh, k, "cosine", "torch", args.memory_mb)
-                rows.append(("exact (torch, chunked)", f"{Gh}", 0.0, t_t, recall_at_k(ti, ref_i), t_ref))
-                t_ref = min(t_ref, t_t)
-                best[Gh] = t_ref
-        hnsw, t_build = timed(
-            ApproximateSearch, gh, kind="hnsw", metric="cosine", hnsw_m=args.hnsw_m,
-            ef_construction=args.ef_construction, ef_search=args.ef_search[0],
-        )
-        for ef in args.ef_search:
-            hnsw.index.hnsw.efSearch = ef
-            (_, hi), t_q = timed(hnsw.search, qh, k)
-            rows.append(
-                (f"HNSW-Flat M={args.hnsw_m} efC={args.ef_construction} efS={ef}", f"{Gh}",
-                 t_build if ef == args.ef_search[0] else 0.0, t_q, recall_at_k(hi, ref_i), t_ref)
-            )
+            ok = "met" if b[0] >= want else "NOT met"
+            print(f"recall@10 >= {target}: best {b[0]:.1f}x ({b[1]}, {b[2]}); target >= {want}x {ok}")
+    if args.hnsw_gallery > 0:
+        part_b_hnsw(args, rng)
+
+
+def part_b_hnsw(args, rng) -> None:
+    """HNSW-Flat on its own smaller gallery (same items per identity) with its own exact reference."""
+    Gh, Q, D, k = args.hnsw_gallery, args.queries, args.dim, args.k
+    ids_h = max(1, args.ids * Gh // args.gallery)
+    centers = make_centers(ids_h, D, rng)
+    gh = torch.from_numpy(clustered(Gh, centers, args.sigma, rng))
+    qh = torch.from_numpy(clustered(Q, centers, args.sigma, rng))
+    print(f"\nHNSW on its own {Gh}-item gallery ({ids_h} identities, {Q} queries):\n")
+    print("| index | search parameters | build (s) | query (s) | recall@10 | speed-up vs exact | bytes/item |")
+    print("|---|---|---|---|---|---|---|", flush=True)
+    (_, ref_i), t_ref = timed(search, qh, gh, k, "cosine", args.exact_backend, args.memory_mb)
+    print(f"| exact ({args.exact_backend}, chunked) | - | 0 | {t_ref:.2f} | 1.0000 | 1.0x | {4 * D} |", flush=True)
+    spec = f"HNSW{args.hnsw_m},Flat"
+    hnsw, t_build = timed(ApproximateSearch, gh, kind=spec, metric="cosine", ef_construction=args.ef_construction)
+    per_item = index_bytes(hnsw.index) / Gh
+    for j, ef in enumerate(args.ef_search):
+        hnsw.set_params(ef_search=ef)
+        (_, hi), t_q = timed(hnsw.search, qh, k)
+        build = f"{t_build:.1f}" if j == 0 else ""
+        print(f"| {spec} (efConstruction={args.ef_construction}) | ef_search={ef} | {build} | {t_q:.3f} | "
+              f"{recall_at_k(hi, ref_i):.4f} | {t_ref / t_q:.1f}x | {per_item:.0f} |", flush=True)
+
+
+def _faiss_threads() -> int:
+    import faiss
+
+    return faiss.omp_get_max_threads()
+
+
+def parse_scale(text: str) -> int:
+    """``"10M"`` -> 10_000_000, ``"500k"`` -> 500_000, ``"2000"`` -> 2000."""
+    t = text.strip().lower()
+    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    return int(float(t[:-1] if mult > 1 else t) * mult)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--skip-a", action="store_true")
     p.add_argument("--skip-b", action="store_true")
     p.add_argument("--a-gallery", type=int, default=100_000)
@@ -228,31 +261,45 @@ def main() -> None:
                    help="per-dimension noise around a unit center (0.025: same-identity cosine ~0.86)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--memory-mb", type=float, default=1024)
-    p.add_argument("--skip-torch-exact", action="store_true")
-    p.add_argument("--only-hnsw", action="store_true", help="part B: only the HNSW rows")
-    p.add_argument("--skip-faiss-exact", action="store_true", help="exact reference by torch only")
-    p.add_argument("--noise-rank", type=int, default=0, help="0: isotropic noise; r: rank-r nuisance subspace")
-    p.add_argument("--faiss-threads", type=int, default=0, help="faiss OpenMP threads (0: faiss default)")
-    p.add_argument("--nlist", type=int, default=1024)
-    p.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64])
-    p.add_argument("--train-size", type=int, default=65_536)
+    p.add_argument("--exact-backend", default="torch", choices=("torch", "faiss"),
+                   help="exact search (reference of recall and of the speed-ups)")
+    p.add_argument("--threads", type=int, default=1, help="torch and faiss threads (0: their defaults)")
+    p.add_argument("--indexes", nargs="+", default=list(DEFAULT_INDEXES), metavar="SPEC|param=v1/v2",
+                   help="faiss factory strings with search-parameter sweeps (nprobe, ef_search, k_factor)")
+    p.add_argument("--train-size", type=int, default=65_536, help="training sample of every index")
     p.add_argument("--hnsw-gallery", type=int, default=100_000,
-                   help="HNSW on the first N items (0 = all, -1 = skip); a 1M HNSW build takes > 30 min on 2 cores")
+                   help="also HNSW-Flat on its own N-item gallery (0 = skip; a 1M HNSW build takes > 30 min on 2 cores)")
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--ef-construction", type=int, default=80)
     p.add_argument("--ef-search", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--scale", default="", help="out-of-core mode instead of parts A / B, e.g. 10M (bench_scale.py)")
+    p.add_argument("--shards", type=int, nargs="*", default=None,
+                   help="shard-count scaling instead of parts A / B, e.g. --shards 1 2 4 (bench_shards.py)")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    args, rest = p.parse_known_args()
     rng = np.random.default_rng(args.seed)
-    if args.faiss_threads:
+    if args.threads:
         import faiss
 
-        faiss.omp_set_num_threads(args.faiss_threads)
-    print(f"# bench_retrieval on {os.cpu_count()} CPU cores, torch {torch.__version__}")
+        faiss.omp_set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
+    print(f"# bench_retrieval on {os.cpu_count()} CPU cores, torch {torch.__version__}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.scale:
+        from bench_scale import run_scale
+
+        return run_scale(parse_scale(args.scale), args, rest)
+    if args.shards is not None:
+        from bench_shards import run_shards
+
+        return run_shards(args, rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     if not args.skip_a:
         part_a(args, rng)
     if not args.skip_b:
         part_b(args, rng)
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

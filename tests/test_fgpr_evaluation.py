@@ -140,7 +140,7 @@ def test_fgpr_is_an_accepted_test_protocol():
 
 # ---------------------------------------------------------------- options the fgpr / per-part path does not apply
 UNSUPPORTED = [("TEST.AQE.ENABLED", "True"), ("TEST.RERANK.ENABLED", "True"), ("TEST.ROC.ENABLED", "True"),
-               ("TEST.RETRIEVAL.APPROX", "ivf"), ("TEST.VIS.ENABLED", "True")]
+               ("TEST.RETRIEVAL.APPROX", "ivf"), ("TEST.RETRIEVAL.INDEX", "IVF4,Flat"), ("TEST.VIS.ENABLED", "True")]
 
 
 def _evaluator(protocol, *opts):

@@ -276,7 +276,7 @@ def test_train_loader_end_to_end(tiny_root, workers):
     it = iter(loader)
     for _ in range(3):
         batch = next(it)
-        assert batch["images"].shape == (4, 3, 3, H, W) and batch["images"].dtype == torch.float32
+        assert batch["images"].shape == (4, 3, 3, H, W) and batch["images"].dtype == torch.uint8
         assert batch["erased"].shape == (4, 3) and batch["erased"].dtype == torch.bool
         assert batch["keypoints"].shape == (4, 3, 17, 3)
         t = batch["targets"].tolist()

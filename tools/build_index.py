@@ -1,9 +1,12 @@
 #!/usr/bin/env python
-"""Build a persistent gallery index (faiss flat / IVF / HNSW) from features files, or extend one.
+"""Build a persistent gallery index (any faiss index; flat / ivf / hnsw shorthands) from
+features files, or extend one; ``--shard I/N`` builds one shard of a gallery searched as one.
 
     python tools/build_index.py --features gallery.npz --index gallery_index/ --kind flat
     python tools/build_index.py --features big.npz --index idx/ --kind ivf --nlist 4096 --nprobe 64
+    python tools/build_index.py --features big.npz --index idx/ --kind "IVF4096,PQ32x4fs,Refine(SQ8)" --k-factor 8
     python tools/build_index.py --features more.npz --index gallery_index/ --add
+    python tools/build_index.py --features big.npz --index gal/shard-0-of-4 --shard 0/4   # one per process
 
 See ``fastreid_ext/deploy/gallery_index.py``.
 """

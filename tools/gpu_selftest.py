@@ -176,7 +176,10 @@ class _FirstFrame:
     def __iter__(self):
         for batch in self.loader:
             images = batch["images"]
-            yield dict(batch, images=images[:, 0] if images.dim() == 5 else images)
+            images = images[:, 0] if images.dim() == 5 else images
+            # float: the host normalises in place (fastreid/modeling/meta_arch/baseline.py:130,
+            # images.sub_), which a uint8 train clip cannot hold
+            yield dict(batch, images=images.float())
 
 
 def train_steps(cfg, steps: int, image_model: bool = False) -> str:

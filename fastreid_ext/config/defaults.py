@@ -96,13 +96,15 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.RETRIEVAL = CN()
     _C.TEST.RETRIEVAL.BACKEND = "auto"     # exact kNN search: "auto" | "faiss" | "torch" (evaluation.retrieval)
     _C.TEST.RETRIEVAL.MEMORY_MB = 1024     # bound on any Q x G block materialised
-    _C.TEST.RETRIEVAL.APPROX = ""          # "" (exact) | "ivf" | "hnsw"
+    _C.TEST.RETRIEVAL.INDEX = ""           # approximate index: "" (none) | "ivf" | "hnsw" | a faiss factory string ("IVF4096,Flat", "IVF16384_HNSW32,PQ32x8,Refine(Flat)")
+    _C.TEST.RETRIEVAL.APPROX = ""          # older name of INDEX (read when INDEX is "")
     _C.TEST.RETRIEVAL.NLIST = 1024
     _C.TEST.RETRIEVAL.NPROBE = 32
     _C.TEST.RETRIEVAL.HNSW_M = 32
     _C.TEST.RETRIEVAL.EF_SEARCH = 128
     _C.TEST.RETRIEVAL.EF_CONSTRUCTION = 80  # HNSW build breadth
-    _C.TEST.RETRIEVAL.TRAIN_SIZE = 0       # IVF k-means sample (0: max(40 * NLIST, 50000) gallery rows)
+    _C.TEST.RETRIEVAL.TRAIN_SIZE = 0       # training sample (0: max(40 * nlist, 50000) gallery rows for an IVF, else 50000)
+    _C.TEST.RETRIEVAL.K_FACTOR = 0         # Refine(...) indexes: k * K_FACTOR candidates re-ranked (0: faiss's 1)
     _C.TEST.VIS = CN({"ENABLED": False})
     _C.TEST.VIS.NUM_QUERIES = 8
     _C.TEST.VIS.TOPK = 10

@@ -178,7 +178,8 @@ class ImageTrainDataset(_ImageSet):
         if _has_keypoints(item):
             # one frame through the keypoint-aware clip transform, (1, C, H, W) -> (C, H, W)
             clip = load_item(as_tracklet(item), [0], self.keypoint_transform, worker_rng())
-            out = {"images": clip["images"][0], "img_paths": item[0], "keypoints": clip["keypoints"][0]}
+            # float like the host transforms of the items without keypoints (the clip is uint8)
+            out = {"images": clip["images"][0].float(), "img_paths": item[0], "keypoints": clip["keypoints"][0]}
         else:
             out = {"images": self._image(item), "img_paths": item[0]}
         pid, camid = item[1], item[2]

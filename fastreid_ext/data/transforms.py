@@ -20,9 +20,16 @@ per-frame REA hit every frame of a clip of ``T > 1`` frames, the last frame is l
 The test transform only resizes to ``INPUT.SIZE_TEST``.
 
 Input: a sequence of ``T`` RGB ``uint8`` ``(H, W, 3)`` numpy frames (or torch ``uint8``
-``(H, W, 3)`` / ``(3, H, W)`` tensors). Output: float32 ``(T, C, H, W)`` with values 0..255
-(not normalised: the model normalises) and the :class:`ClipParams` that were applied, which
-:func:`transform_keypoints` uses to move per-frame COCO keypoints consistently.
+``(H, W, 3)`` / ``(3, H, W)`` tensors). Output: ``(T, C, H, W)`` with values 0..255, not
+normalised (the model converts and normalises on its device,
+:func:`fastreid_ext.modeling.video_utils.preprocess_clip`): ``uint8`` from the train transform
+(every step works on bytes: a quarter of the memory traffic of float32 through crop, erasing,
+collation and the host-to-device copy; the erasing fill ``INPUT.REA.VALUE`` is rounded to the
+nearest integer, e.g. the host's ``(123.675, 116.28, 103.53)`` -> ``(124, 116, 104)``, at most
+0.5 grey levels from the float fill), float32 from the test transform. With the fill rounded
+the train output converted to float equals the float pipeline's exactly. The
+:class:`ClipParams` that were applied let :func:`transform_keypoints` move per-frame COCO
+keypoints consistently.
 
 Coordinates are continuous pixels: pixel ``i`` covers ``[i, i + 1)``, so a resize by ``s``
 maps ``x -> s * x`` and a flip of a ``W``-wide frame maps ``x -> W - x``.
@@ -151,6 +158,34 @@ def _default_rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
 
+def _pad_crop(f: np.ndarray, pad: int, crop: Tuple[int, int], mode: str) -> np.ndarray:
+    """``f`` padded by ``pad`` on every side (``mode``) and cropped back to its size at
+    ``crop = (oy, ox)`` of the padded frame. Zero padding (``constant``) is a shifted copy into
+    a zeroed frame (no padded intermediate)."""
+    if not pad:
+        return f
+    H, W = f.shape[:2]
+    oy, ox = crop
+    if mode != "constant":
+        g = cv2.copyMakeBorder(f, pad, pad, pad, pad, _PAD_MODES[mode])
+        return g[oy:oy + H, ox:ox + W]
+    dy, dx = oy - pad, ox - pad  # output pixel (y, x) is input pixel (y + dy, x + dx)
+    out = np.zeros_like(f)
+    out[max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)] = \
+        f[max(0, dy):H - max(0, -dy), max(0, dx):W - max(0, -dx)]
+    return out
+
+
+def erase_fill(value: Sequence[float]) -> np.ndarray:
+    """``INPUT.REA.VALUE`` (0..255 scale) as the ``uint8`` ``(C, 1, 1)`` fill of the train
+    transform: each value rounded to the nearest integer; values outside 0..255 raise."""
+    v = np.asarray(value, dtype=np.float64).reshape(-1, 1, 1)
+    if v.size == 0 or (v < 0).any() or (v > 255).any():
+        raise ValueError(f"random-erasing fill INPUT.REA.VALUE must be values in 0..255 (pixel scale, "
+                         f"the train clips are uint8), got {tuple(np.ravel(value))}")
+    return np.rint(v).astype(np.uint8)
+
+
 def _stack(frames: Sequence[np.ndarray]) -> np.ndarray:
     """``T`` HWC uint8 frames -> float32 ``(T, C, H, W)`` (contiguous, values 0..255)."""
     h, w, c = frames[0].shape
@@ -191,7 +226,7 @@ class ClipTrainTransform:
         self.pad_mode = pad_mode
         self.flip_prob = float(flip_prob)
         self.rea_prob = float(rea_prob)
-        self.rea_value = np.asarray(rea_value, dtype=np.float32).reshape(-1, 1, 1)
+        self.rea_value = erase_fill(rea_value)  # uint8 (C, 1, 1)
         self.frame_erase_prob = float(frame_erase_prob)
         self.rea_args = dict(sl=rea_sl, sh=rea_sh, r1=rea_r1)
         self.granularity = granularity
@@ -232,21 +267,18 @@ class ClipTrainTransform:
         )
 
     def apply(self, frames: Sequence, params: ClipParams) -> torch.Tensor:
-        """Apply ``params`` to every frame: ``T`` frames -> float32 ``(T, C, H, W)``."""
+        """Apply ``params`` to every frame: ``T`` frames -> ``uint8`` ``(T, C, H, W)``; resize,
+        pad + crop, flip and erasing all on bytes, each frame written once into the clip."""
         H, W = params.out_size
-        p = params.pad
-        out = []
+        clip = None
         for t, f in enumerate(frames):
-            f = _resize(_to_hwc_uint8(f), (H, W))
-            if p:
-                oy, ox = params.crop_at(t)
-                f = cv2.copyMakeBorder(f, p, p, p, p, _PAD_MODES[self.pad_mode], value=(0, 0, 0))
-                f = f[oy:oy + H, ox:ox + W]
+            f = _pad_crop(_resize(_to_hwc_uint8(f), (H, W)), params.pad, params.crop_at(t), self.pad_mode)
             if params.flip_at(t):
                 f = f[:, ::-1]
-            out.append(f)
-        clip = _stack(out)  # (T, C, H, W)
-        for t in range(len(out)):
+            if clip is None:
+                clip = np.empty((len(frames), f.shape[2], H, W), dtype=np.uint8)
+            clip[t] = f.transpose(2, 0, 1)
+        for t in range(len(frames)):
             for rect in (params.rea_at(t), params.frame_erase[t] if params.frame_erase else None):
                 if rect is not None:
                     y, x, h, w = rect
@@ -254,7 +286,7 @@ class ClipTrainTransform:
         return torch.from_numpy(clip)
 
     def __call__(self, frames: Sequence, rng: Optional[np.random.Generator] = None):
-        """``frames`` -> ``(clip (T, C, H, W) float32, ClipParams)``."""
+        """``frames`` -> ``(clip (T, C, H, W) uint8, ClipParams)``."""
         frames = [_to_hwc_uint8(f) for f in frames]
         params = self.sample_params([f.shape[:2] for f in frames], _default_rng(rng))
         return self.apply(frames, params), params

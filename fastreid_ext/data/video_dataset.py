@@ -224,7 +224,7 @@ class VideoTestDataset(Dataset):
 
 def collate_video_batch(batch: List[dict]) -> dict:
     """Stack items into the batch dict of ``docs/architecture.md`` ("Batches"):
-    ``images`` (B, T, C, H, W) float32, ``targets`` / ``camids`` / ``track_idx`` /
+    ``images`` (B, T, C, H, W) in the transform's dtype (uint8 train clips, float32 test clips), ``targets`` / ``camids`` / ``track_idx`` /
     ``skipped_frames`` (B,) int64, ``erased`` (B, T) bool, ``keypoints`` (B, T, 17, 3) (items
     without keypoints get zeros, i.e. ``v = 0``, when others have them), ``img_paths`` list."""
     if not batch:

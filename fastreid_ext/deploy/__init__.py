@@ -13,8 +13,10 @@ from .features_file import (
 )
 from .gallery_index import GalleryIndex, SearchResult
 from .inputs import InputItem, collect_inputs
+from .sharded_index import ShardedGallery, shard_of
 
 __all__ = [
     "ConfigHashMismatch", "FeaturesFile", "config_hash", "load_features", "save_features",
     "ExtractionResult", "FeatureExtractor", "GalleryIndex", "SearchResult", "InputItem", "collect_inputs",
+    "ShardedGallery", "shard_of",
 ]

@@ -92,8 +92,12 @@ def build_index_parser() -> argparse.ArgumentParser:
                    help="with --add: keep the indexed item when an item to add has an indexed name but comes "
                         "from another input (default: that is an error and nothing is added)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index in DIR")
-    p.add_argument("--kind", default="flat", choices=("flat", "ivf", "hnsw"),
-                   help="flat: exact; ivf: IVF-Flat (large galleries); hnsw: HNSW-Flat (CPU)")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="index only the items of shard I of N (CRC-32 of the item name mod N), e.g. one process or "
+                        "machine per shard into DIR/shard-I-of-N; search.py --index DIR searches all shards as one")
+    p.add_argument("--kind", default="flat", metavar="SPEC",
+                   help="flat: exact; ivf: IVF-Flat (--nlist cells); hnsw: HNSW-Flat (CPU); or any faiss factory "
+                        "string, e.g. 'IVF4096,Flat', 'IVF16384_HNSW32,PQ32x8,Refine(Flat)' (docs/scaling.md)")
     p.add_argument("--metric", default=None, choices=("cosine", "euclidean"),
                    help="default: the metric the features were made for (TEST.METRIC)")
     p.add_argument("--nlist", type=int, default=1024, help="IVF cells")
@@ -102,7 +106,11 @@ def build_index_parser() -> argparse.ArgumentParser:
     p.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per node")
     p.add_argument("--ef-construction", type=int, default=80, help="HNSW build beam")
     p.add_argument("--ef-search", type=int, default=128, help="HNSW search beam (default at search)")
-    p.add_argument("--seed", type=int, default=0, help="IVF training sample seed")
+    p.add_argument("--k-factor", type=int, default=0,
+                   help="Refine(...) indexes: k * K candidates re-ranked (default at search; 0: faiss's 1)")
+    p.add_argument("--train-seed", "--seed", dest="seed", type=int, default=0, help="training sample seed")
+    p.add_argument("--recall-sample", type=int, default=1000,
+                   help="items whose recall@10 against exact search is measured and stored (0: none)")
     return p
 
 
@@ -120,7 +128,7 @@ def build_index_main(argv: Optional[Sequence[str]] = None):
     if args.add:
         if not exists:
             raise FileNotFoundError(f"--add: no index in {args.index!r}; build it first (without --add)")
-        feats = [load_features(f) for f in args.features]
+        feats = _shard(args, [load_features(f) for f in args.features])
         # load + add + save under the folder's lock: concurrent --add runs both land
         index, added = GalleryIndex.add_to_folder(args.index, feats,
                                                   on_existing="skip" if args.skip_existing else "error")
@@ -130,6 +138,18 @@ def build_index_main(argv: Optional[Sequence[str]] = None):
         return _build_new_index(args)
 
 
+def _shard(args, feats):
+    """``--shard I/N``: each features file reduced to the items of shard I."""
+    if not args.shard:
+        return feats
+    from .sharded_index import parse_shard, shard_features
+
+    i, n = parse_shard(args.shard)
+    out = [shard_features(f, i, n) for f in feats]
+    logger.info("shard %d/%d: %d of %d items", i, n, sum(map(len, out)), sum(map(len, feats)))
+    return out
+
+
 def _build_new_index(args):
     """A new index from ``args.features`` (the caller holds the folder's lock)."""
     from .features_file import FeaturesFile, check_hash, load_features
@@ -137,7 +157,7 @@ def _build_new_index(args):
 
     if os.path.isfile(os.path.join(args.index, "meta.json")) and not args.overwrite:
         raise FileExistsError(f"an index already exists in {args.index!r}; use --add to extend it or --overwrite")
-    feats = [load_features(f) for f in args.features]
+    feats = _shard(args, [load_features(f) for f in args.features])
     for f, path in zip(feats[1:], args.features[1:]):
         check_hash(f.config_hash, feats[0].config_hash, f"features file {path!r} (vs {args.features[0]!r})")
     import numpy as np
@@ -148,7 +168,8 @@ def _build_new_index(args):
         [x for f in feats for x in f.sources])
     index = GalleryIndex.build(first, args.kind, args.metric, nlist=args.nlist, nprobe=args.nprobe,
                                train_size=args.train_size, hnsw_m=args.hnsw_m,
-                               ef_construction=args.ef_construction, ef_search=args.ef_search, seed=args.seed)
+                               ef_construction=args.ef_construction, ef_search=args.ef_search, seed=args.seed,
+                               k_factor=args.k_factor, recall_sample=args.recall_sample)
     index.save(args.index)
     print(f"{index.describe()} -> {args.index}")
     return index
@@ -160,7 +181,9 @@ def search_parser() -> argparse.ArgumentParser:
         prog="search.py",
         description="Top-k gallery items of queries (a features file, an image, a folder, a list file or "
                     "one tracklet folder) from a gallery index, as a table or JSON.")
-    p.add_argument("--index", required=True, metavar="DIR", help="index folder (build_index.py)")
+    p.add_argument("--index", required=True, nargs="+", metavar="DIR",
+                   help="index folder (build_index.py); several folders, or one folder of shard-* folders "
+                        "(build_index.py --shard), are searched as one gallery")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--query-features", metavar="FILE", help="query features file (.npz)")
     q.add_argument("--query", metavar="PATH", help="image, folder of images / tracklets, or list file")
@@ -173,20 +196,30 @@ def search_parser() -> argparse.ArgumentParser:
                    help="regex whose group 1 is the identity in an item name (green/red borders in PNGs)")
     p.add_argument("--nprobe", type=int, default=None, help="IVF cells visited (default: the index's)")
     p.add_argument("--ef-search", type=int, default=None, help="HNSW beam (default: the index's)")
+    p.add_argument("--k-factor", type=int, default=None, help="Refine(...) re-ranking factor (default: the index's)")
     p.add_argument("--cpu", action="store_true", help="search on CPU even when faiss has GPUs")
     _model_args(p, required=False)
     return p
 
 
+def _load_index(paths: Sequence[str]):
+    """One gallery index folder, or shards (several folders / a folder of shard-* folders)."""
+    from .gallery_index import GalleryIndex
+    from .sharded_index import ShardedGallery
+
+    if len(paths) == 1 and os.path.isfile(os.path.join(paths[0], "meta.json")):
+        return GalleryIndex.load(paths[0])
+    return ShardedGallery.load(paths)
+
+
 def search_main(argv: Optional[Sequence[str]] = None):
     import fastreid_ext  # noqa: F401
 
-    from .gallery_index import GalleryIndex
     from .query import draw_query_rank_lists, format_table, query_features, results_as_json
 
     args = search_parser().parse_args(argv)
     _setup_logging(verbose=False)
-    index = GalleryIndex.load(args.index)
+    index = _load_index(args.index)
     extractor = None
     inputs = args.query or args.query_tracklet
     if inputs is not None:
@@ -199,7 +232,7 @@ def search_main(argv: Optional[Sequence[str]] = None):
     for name, reason in failed:
         print(f"skipped unreadable query {name}: {reason}", file=sys.stderr)
     result = index.search(feats.embeddings, args.topk, use_gpu=False if args.cpu else None,
-                          nprobe=args.nprobe, ef_search=args.ef_search)
+                          nprobe=args.nprobe, ef_search=args.ef_search, k_factor=args.k_factor)
     if args.format == "json":
         text = results_as_json(feats.names, result, index=index.describe(),
                                skipped=[{"name": n, "reason": r} for n, r in failed])

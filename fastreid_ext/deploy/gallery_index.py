@@ -4,7 +4,7 @@ config hash of the model whose embeddings it holds.
 On disk (a folder)::
 
     <dir>/index-<sha>.faiss  the CPU faiss index (faiss.serialize_index), named by its content hash
-    <dir>/meta.json          {"format", "kind", "metric", "dim", "params", "config_hash",
+    <dir>/meta.json          {"format", "kind", "metric", "dim", "params", "config_hash", "recall",
                               "index_file", "index_sha256", "names", "first_frames", "sources"}
     <dir>.lock               the folder's lock (``flock``)
 
@@ -16,11 +16,16 @@ is a clear error naming it, not a faiss traceback). Writers hold the folder's lo
 (:meth:`GalleryIndex.add_to_folder` for the whole load-add-save cycle, so two concurrent
 ``build_index --add`` both land), readers hold it shared. A folder written before
 (``index.faiss``, no hash) is still read. The index is built with
-:func:`fastreid_ext.evaluation.faiss_search.build_index` (``flat``: exact, ``ivf``: IVF-Flat,
-``hnsw``: HNSW-Flat) and searched with the same distance definition as the evaluator
-(cosine: ``1 - <q, g>`` of unit vectors; euclidean: ``|q - g|``). Search runs on the GPU(s)
-when the installed faiss has GPUs (a copy of the CPU index, sharded over several GPUs;
-HNSW stays on CPU), on the CPU otherwise; the persisted index is always the CPU one.
+:func:`fastreid_ext.evaluation.faiss_search.build_index`: ``kind`` is a shorthand (``flat``:
+exact, ``ivf``: IVF-Flat, ``hnsw``: HNSW-Flat) or any faiss factory string (``"IVF4096,Flat"``,
+``"IVF16384_HNSW32,PQ32x8,Refine(Flat)"``); an approximate index's recall@10 against exact
+search, measured at build time on a sample of its items, is stored in ``meta.json``
+(``recall``) and printed by :meth:`GalleryIndex.describe`. It is searched with the same distance
+definition as the evaluator (cosine: ``1 - <q, g>`` of unit vectors; euclidean: ``|q - g|``).
+Search runs on the GPU(s) when the installed faiss has GPUs and supports the structure (a copy
+of the CPU index, sharded over several GPUs; HNSW stays on CPU), on the CPU otherwise; the
+persisted index is always the CPU one. Several index folders (shards) are searched as one by
+:class:`fastreid_ext.deploy.sharded_index.ShardedGallery`.
 
 Incremental :meth:`GalleryIndex.add` appends items (an IVF index keeps the coarse quantizer it
 was trained with at build time). An item whose name is already indexed is skipped and counted
@@ -49,10 +54,16 @@ __all__ = ["INDEX_FORMAT", "INDEX_KINDS", "GalleryIndex", "NameConflict", "Searc
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "fastreid_ext.gallery_index/1"
-INDEX_KINDS = ("flat", "ivf", "hnsw")
+INDEX_KINDS = faiss_search.APPROX_KINDS  # shorthands; any faiss factory string is accepted too
 _INDEX_FILE = "index.faiss"  # the name used before index files were named by their hash
 _META_FILE = "meta.json"
-_DEFAULT_PARAMS = dict(nlist=1024, nprobe=32, hnsw_m=32, ef_construction=80, ef_search=128, train_size=0, seed=0)
+_DEFAULT_PARAMS = dict(nlist=1024, nprobe=32, hnsw_m=32, ef_construction=80, ef_search=128, k_factor=0,
+                       train_size=0, seed=0)
+
+
+def _check_kind(kind) -> None:
+    if not isinstance(kind, str) or not kind.strip():
+        raise ValueError(f"index kind must be one of {INDEX_KINDS} or a faiss factory string, got {kind!r}")
 
 
 def _faiss():
@@ -82,9 +93,8 @@ class GalleryIndex:
 
     def __init__(self, index, kind: str, metric: str, dim: int, config_hash: str,
                  names: Sequence[str] = (), first_frames: Sequence[str] = (), params: Optional[Dict[str, Any]] = None,
-                 sources: Sequence[str] = ()):
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
+                 sources: Sequence[str] = (), recall: Optional[Dict[str, Any]] = None):
+        _check_kind(kind)
         if metric not in validation.METRICS:
             raise ValueError(f"unknown metric {metric!r}; expected one of {validation.METRICS}")
         self.index = index  # the CPU faiss index
@@ -99,6 +109,7 @@ class GalleryIndex:
             raise ValueError(f"{len(self.names)} names but {len(self.first_frames)} first frames and "
                              f"{len(self.sources)} sources")
         self.params = dict(_DEFAULT_PARAMS, **(params or {}))
+        self.recall = recall  # {"k", "sample", "recall", "items"} measured at build time; None: exact
         self._name_set = set(self.names)
         self._search_index = None  # GPU copy, made on first search
         if index.ntotal != len(self.names):
@@ -107,10 +118,13 @@ class GalleryIndex:
     # ------------------------------------------------------------------ building
     @classmethod
     def build(cls, feats: FeaturesFile, kind: str = "flat", metric: Optional[str] = None, **params) -> "GalleryIndex":
-        """Index every item of ``feats``. ``params``: ``nlist``, ``nprobe``, ``train_size``,
-        ``seed`` (IVF), ``hnsw_m``, ``ef_construction``, ``ef_search`` (HNSW); unknown names raise."""
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
+        """Index every item of ``feats``. ``kind``: a shorthand or a faiss factory string.
+        ``params``: ``nlist`` (``ivf``), ``hnsw_m`` (``hnsw``), ``train_size``, ``seed`` (training
+        sample), ``ef_construction`` (HNSW build beam), the search-time defaults ``nprobe``,
+        ``ef_search``, ``k_factor``, and ``recall_sample`` (gallery items whose recall@10 against
+        exact search is measured and stored; 0: none); unknown names raise."""
+        _check_kind(kind)
+        recall_sample = int(params.pop("recall_sample", 1000))
         unknown = sorted(set(params) - set(_DEFAULT_PARAMS))
         if unknown:
             raise TypeError(f"unknown index parameters {unknown}; known: {sorted(_DEFAULT_PARAMS)}")
@@ -122,9 +136,14 @@ class GalleryIndex:
             raise ValueError(f"IVF needs at least nlist={p['nlist']} gallery items to train its "
                              f"cells, got {len(feats)}; lower --nlist")
         index = faiss_search.build_index(feats.embeddings, kind=kind, metric=metric, use_gpu=False, **p)
-        logger.info("built a %s index (%s) of %d items, dim %d", kind, metric, len(feats), feats.dim)
+        recall = None
+        if kind != "flat" and recall_sample > 0:
+            recall = faiss_search.index_recall(index, feats.embeddings, metric, k=10, sample=recall_sample,
+                                               seed=p["seed"])
+        logger.info("built a %s index (%s) of %d items, dim %d%s", kind, metric, len(feats), feats.dim,
+                    _recall_text(recall))
         return cls(index, kind, metric, feats.dim, feats.config_hash, feats.names, feats.first_frames, p,
-                   feats.sources)
+                   feats.sources, recall)
 
     def _same_input(self, pos: int, feats: FeaturesFile, i: int) -> bool:
         """Is item ``i`` of ``feats`` the input already indexed at position ``pos``? By source
@@ -133,6 +152,8 @@ class GalleryIndex:
             return self.sources[pos] == feats.sources[i]
         if self.first_frames[pos] and feats.first_frames[i]:
             return os.path.abspath(self.first_frames[pos]) == os.path.abspath(feats.first_frames[i])
+        if not faiss_search.is_exact_storage(self.kind):  # compressed codes: no exact vector to compare
+            return True
         try:
             stored = self.index.reconstruct(int(pos))
         except Exception:  # an index without reconstruction (IVF without direct map): trust the name
@@ -212,17 +233,25 @@ class GalleryIndex:
     def _searcher(self, use_gpu: Optional[bool]):
         ngpus = faiss_search.faiss_num_gpus()
         want = ngpus > 0 if use_gpu is None else use_gpu
-        if not want or self.kind == "hnsw" or ngpus == 0:
+        spec = faiss_search.index_spec(self.kind, self.params["nlist"], self.params["hnsw_m"])
+        if not want or "HNSW" in spec or ngpus == 0:
             return self.index
         if self._search_index is None:
-            self._search_index = faiss_search.faiss_to_gpu(self.index, ngpus)
+            try:
+                self._search_index = faiss_search.faiss_to_gpu(self.index, ngpus)
+            except RuntimeError as e:  # pragma: no cover - GPU only: a structure faiss-GPU lacks
+                logger.warning("faiss cannot search %r on the GPU (%s); searching on the CPU", self.kind,
+                               str(e).strip().splitlines()[0])
+                self._search_index = self.index
         return self._search_index
 
     def search(self, query: np.ndarray, k: int = 10, use_gpu: Optional[bool] = None,
-               nprobe: Optional[int] = None, ef_search: Optional[int] = None) -> SearchResult:
+               nprobe: Optional[int] = None, ef_search: Optional[int] = None,
+               k_factor: Optional[int] = None) -> SearchResult:
         """Top-``k`` gallery items of each query row ``(Q, D)`` (fewer when the index is
-        smaller). ``use_gpu=None``: GPU when faiss has GPUs. Wrong dimensions and non-finite
-        queries raise ``ValueError``."""
+        smaller). ``use_gpu=None``: GPU when faiss has GPUs. ``nprobe`` / ``ef_search`` /
+        ``k_factor``: search-time parameters (default: the index's; one the index has not
+        raises). Wrong dimensions and non-finite queries raise ``ValueError``."""
         q = np.asarray(query, dtype=np.float32)
         if q.ndim == 1:
             q = q[None]
@@ -235,29 +264,31 @@ class GalleryIndex:
             raise ValueError(f"k must be >= 1, got {k}")
         k = min(k, len(self))
         qt, _ = validation.validate_features(torch.from_numpy(q), torch.zeros(1, self.dim))
-        probes = nprobe if nprobe is not None else int(getattr(self.index, "nprobe", 0) or 0)
+        ivf = faiss_search.ivf_of(self.index)  # also inside Refine(...) / pre-transforms
+        probes = nprobe if nprobe is not None else (int(ivf.nprobe) if ivf is not None else 0)
         if k > faiss_search.GPU_MAX_K or probes > faiss_search.GPU_MAX_K:
             index = self.index  # faiss GPU indexes refuse k / nprobe > GPU_MAX_K: the CPU index
         else:
             index = self._searcher(use_gpu)
-        self._set_runtime(nprobe, ef_search)
+        self._set_runtime(nprobe, ef_search, k_factor)
         scores, ind = index.search(faiss_search.to_faiss_array(qt, self.metric), k)
         dist = faiss_search.faiss_scores_to_distance(scores, self.metric, self.index).astype(np.float32)
         rows = [[(self.names[j], float(d)) for j, d in zip(r_i, r_d) if j >= 0] for r_i, r_d in zip(ind, dist)]
         return SearchResult(rows, dist, ind)
 
-    def _set_runtime(self, nprobe: Optional[int], ef_search: Optional[int]) -> None:
+    def _set_runtime(self, nprobe: Optional[int], ef_search: Optional[int], k_factor: Optional[int]) -> None:
+        """The index's defaults (where they apply), then the parameters asked (strict)."""
         faiss = _faiss()
-        if self.kind == "ivf":
-            n = int(nprobe or self.params["nprobe"])
-            faiss.extract_index_ivf(self.index).nprobe = n
-            if self._search_index is not None:
-                try:
-                    faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", n)
-                except Exception:  # pragma: no cover - GPU only
-                    pass
-        elif self.kind == "hnsw":
-            self.index.hnsw.efSearch = int(ef_search or self.params["ef_search"])
+        p = self.params
+        faiss_search.set_search_params(self.index, strict=False, nprobe=p["nprobe"], ef_search=p["ef_search"],
+                                       k_factor=p.get("k_factor", 0))
+        faiss_search.set_search_params(self.index, nprobe=nprobe, ef_search=ef_search, k_factor=k_factor)
+        ivf = faiss_search.ivf_of(self.index)
+        if ivf is not None and self._search_index is not None and self._search_index is not self.index:
+            try:
+                faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", ivf.nprobe)
+            except Exception:  # pragma: no cover - GPU only
+                pass
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str) -> str:
@@ -269,7 +300,7 @@ class GalleryIndex:
         digest = hashlib.sha256(data).hexdigest()
         index_file = f"index-{digest[:16]}.faiss"
         meta = {"format": INDEX_FORMAT, "kind": self.kind, "metric": self.metric, "dim": self.dim,
-                "config_hash": self.config_hash, "params": self.params, "count": len(self),
+                "config_hash": self.config_hash, "params": self.params, "count": len(self), "recall": self.recall,
                 "index_file": index_file, "index_sha256": digest,
                 "names": self.names, "first_frames": self.first_frames, "sources": self.sources}
         with file_lock(folder):
@@ -314,10 +345,18 @@ class GalleryIndex:
         if expected_hash is not None:
             check_hash(meta["config_hash"], expected_hash, f"gallery index {folder!r}")
         gi = cls(index, meta["kind"], meta["metric"], meta["dim"], meta["config_hash"],
-                 meta["names"], meta.get("first_frames", []), meta.get("params"), meta.get("sources", []))
+                 meta["names"], meta.get("first_frames", []), meta.get("params"), meta.get("sources", []),
+                 meta.get("recall"))
         return gi
 
     def describe(self) -> str:
         return (f"{self.kind} index ({self.metric}) of {len(self)} items, dim {self.dim}, "
-                f"config hash {self.config_hash}")
+                f"config hash {self.config_hash}{_recall_text(self.recall)}")
+
+
+def _recall_text(recall: Optional[Dict[str, Any]]) -> str:
+    if not recall:
+        return ""
+    return (f", recall@{recall['k']} {recall['recall']:.4f} vs exact ({recall['sample']} sampled items, "
+            f"measured at {recall['items']} items)")
 

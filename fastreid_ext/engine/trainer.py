@@ -445,7 +445,12 @@ def validate_training_config(cfg) -> None:
         need(pad in PAD_MODES, f"{key}.VIDEO.SHORT_PAD must be one of {PAD_MODES}, got {pad!r}")
     r = t.RETRIEVAL
     need(r.BACKEND in ("auto", "faiss", "torch"), f"TEST.RETRIEVAL.BACKEND must be auto, faiss or torch, got {r.BACKEND!r}")
-    need(r.APPROX in ("", "ivf", "hnsw"), f"TEST.RETRIEVAL.APPROX must be '', 'ivf' or 'hnsw', got {r.APPROX!r}")
+    for k in ("INDEX", "APPROX"):
+        need(isinstance(r.get(k), str), f"TEST.RETRIEVAL.{k} must be '', a shorthand (ivf, hnsw) or a faiss "
+             f"factory string, got {r.get(k)!r}")
+    need(not (r.INDEX and r.APPROX and r.INDEX != r.APPROX),
+         f"TEST.RETRIEVAL.INDEX={r.INDEX!r} and its older name APPROX={r.APPROX!r} disagree; set INDEX only")
+    need(isinstance(r.K_FACTOR, int) and r.K_FACTOR >= 0, f"TEST.RETRIEVAL.K_FACTOR must be an int >= 0, got {r.K_FACTOR!r}")
     need(isinstance(r.MEMORY_MB, (int, float)) and r.MEMORY_MB > 0,
          f"TEST.RETRIEVAL.MEMORY_MB must be > 0, got {r.MEMORY_MB!r}")
     for k in ("NLIST", "NPROBE", "HNSW_M", "EF_SEARCH", "EF_CONSTRUCTION"):

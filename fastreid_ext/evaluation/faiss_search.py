@@ -1,4 +1,5 @@
-"""faiss helpers, exact faiss search and approximate search (IVF-Flat, HNSW-Flat).
+"""faiss helpers, exact faiss search and approximate search (any faiss index by its factory
+string, ``flat`` / ``ivf`` / ``hnsw`` as shorthands).
 
 Distances are those of :func:`fastreid_ext.evaluation.distance.pairwise_distance` (cosine
 ``1 - cos``, true Euclidean): :func:`faiss_scores_to_distance` converts faiss's scores (inner
@@ -17,6 +18,7 @@ search on a query sample, so the approximation error is printed next to the resu
 """
 from __future__ import annotations
 
+import re
 import time
 import warnings
 import weakref
@@ -40,6 +42,14 @@ __all__ = [
     "add_in_chunks",
     "faiss_exact_search",
     "build_index",
+    "index_spec",
+    "new_index",
+    "train_index",
+    "set_search_params",
+    "SEARCH_PARAMS",
+    "ivf_of",
+    "retrieval_index",
+    "index_recall",
     "ApproximateSearch",
     "recall_at_k",
     "GPU_MAX_K",
@@ -233,6 +243,183 @@ def faiss_exact_search(
     return torch.cat(dists).float(), torch.cat(idxs).long()
 
 
+# ----------------------------------------------------------------------------- index specs
+def index_spec(kind: str, nlist: int = 1024, hnsw_m: int = 32) -> str:
+    """The faiss factory string of ``kind``: a shorthand (``flat`` -> ``Flat``, ``ivf`` ->
+    ``IVF<nlist>,Flat``, ``hnsw`` -> ``HNSW<hnsw_m>,Flat``) or already a factory string
+    (``"IVF4096,Flat"``, ``"IVF16384_HNSW32,PQ32x8,Refine(Flat)"``; faiss's ``index_factory``
+    syntax), returned unchanged."""
+    if not isinstance(kind, str) or not kind.strip():
+        raise ValueError(f"index kind must be a shorthand {APPROX_KINDS} or a faiss factory string, got {kind!r}")
+    if kind == "flat":
+        return "Flat"
+    if kind == "ivf":
+        return f"IVF{int(nlist)},Flat"
+    if kind == "hnsw":
+        return f"HNSW{int(hnsw_m)},Flat"
+    return kind.strip()
+
+
+def faiss_error(e: Exception) -> str:
+    """The message of a faiss C++ exception without its ``Error in <function> at <file>:<line>:``
+    prefix and trace."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: ", "", first)
+
+
+def faiss_metric_of(spec: str, metric: str) -> int:
+    """The faiss metric an index of ``spec`` is built with. Euclidean: L2. Cosine (unit
+    vectors): inner product, except for specs with an HNSW graph (the index itself or an IVF's
+    coarse quantizer), built for a metric: with inner product (not a metric) their recall
+    collapses, so unit vectors are indexed with L2 (``|a - b|^2 = 2 - 2 cos``, same ranking)."""
+    faiss = import_faiss()
+    check_metric(metric)
+    if metric == "euclidean" or "HNSW" in spec:
+        return faiss.METRIC_L2
+    return faiss.METRIC_INNER_PRODUCT
+
+
+def new_index(spec: str, dim: int, metric: str, ef_construction: int = 80):
+    """An empty faiss index of factory string ``spec`` (see :func:`index_spec`); a string faiss
+    does not understand raises ``ValueError`` naming it. ``ef_construction``: the build beam of
+    every HNSW graph in it (the index or an IVF's quantizer)."""
+    faiss = import_faiss()
+    if faiss is None:
+        raise ImportError("approximate search needs the faiss package (pip install faiss-cpu)")
+    try:
+        index = faiss.index_factory(int(dim), spec, faiss_metric_of(spec, metric))
+    except RuntimeError as e:
+        raise ValueError(f"unknown index kind {spec!r}: neither a shorthand {APPROX_KINDS} nor a faiss factory "
+                         f"string faiss accepts for dim {dim} ({faiss_error(e)})") from None
+    for h in _hnsw_graphs(index):
+        h.hnsw.efConstruction = int(ef_construction)
+    return index
+
+
+def _parts(index) -> list:
+    """``index`` and the indexes it wraps (pre-transform, refine base, IVF quantizer), downcast."""
+    faiss = import_faiss()
+    out, todo = [], [index]
+    while todo:
+        ix = faiss.downcast_index(todo.pop())
+        out.append(ix)
+        for attr in ("index", "base_index", "quantizer"):
+            sub = getattr(ix, attr, None)
+            if sub is not None and hasattr(sub, "ntotal"):
+                todo.append(sub)
+    return out
+
+
+def _hnsw_graphs(index) -> list:
+    return [ix for ix in _parts(index) if hasattr(ix, "hnsw")]
+
+
+def ivf_of(index):
+    """The IVF index inside ``index`` (``None`` when there is none)."""
+    try:
+        return import_faiss().extract_index_ivf(index)
+    except (RuntimeError, TypeError):
+        return None
+
+
+#: search-time parameters: our name -> faiss ``ParameterSpace`` name
+SEARCH_PARAMS = {"nprobe": "nprobe", "ef_search": "efSearch", "k_factor": "k_factor_rf"}
+
+
+def set_search_params(index, strict: bool = True, **params) -> dict:
+    """Set search-time parameters on ``index`` (a CPU faiss index): ``nprobe`` (IVF cells
+    visited), ``ef_search`` (HNSW beam: the index's graph or an IVF's HNSW quantizer),
+    ``k_factor`` (``Refine(...)``: ``k * k_factor`` candidates re-ranked with the refine codes).
+    ``None`` / 0 leaves a parameter as it is. A parameter the index has not raises
+    ``ValueError`` when ``strict``, else is skipped. Returns what was set."""
+    faiss = import_faiss()
+    unknown = sorted(set(params) - set(SEARCH_PARAMS))
+    if unknown:
+        raise TypeError(f"unknown search parameters {unknown}; known: {sorted(SEARCH_PARAMS)}")
+    space, done = faiss.ParameterSpace(), {}
+    for name, value in params.items():
+        if not value:
+            continue
+        try:
+            space.set_index_parameter(index, SEARCH_PARAMS[name], float(value))
+            done[name] = int(value)
+        except RuntimeError:
+            if strict:
+                raise ValueError(f"search parameter {name}={value} does not apply to this index "
+                                 f"({type(index).__name__})") from None
+    return done
+
+
+def is_exact_storage(spec: str) -> bool:
+    """Whether an index of ``spec`` returns the stored vectors themselves (``reconstruct``) and
+    exact distances for the items it returns: flat storage, or a flat refinement."""
+    last = spec.replace(" ", "").split(",")[-1]
+    return last in ("Flat", "Refine(Flat)", "RFlat") or spec in APPROX_KINDS
+
+
+def default_train_size(index) -> int:
+    """Training rows by default: ``max(40 * nlist, 50000)`` for an IVF (faiss asks for >= 39
+    points per cell), 50000 otherwise (PQ / SQ codebooks)."""
+    ivf = ivf_of(index)
+    return max(40 * int(ivf.nlist), 50000) if ivf is not None else 50000
+
+
+def train_index(index, rows: torch.Tensor, metric: str, spec: str = "") -> None:
+    """Train ``index`` on ``rows`` (normalised for cosine); too few rows for its IVF cells or
+    codebooks raise ``ValueError`` (not faiss's C++ trace)."""
+    if index.is_trained:
+        return
+    ivf = ivf_of(index)
+    if ivf is not None and ivf.nlist > rows.shape[0]:
+        raise ValueError(f"index {spec!r} has {ivf.nlist} IVF cells but only {rows.shape[0]} training "
+                         f"vectors (k-means needs at least one per cell); use fewer cells or more items")
+    try:
+        index.train(to_faiss_array(rows, metric))
+    except RuntimeError as e:
+        raise ValueError(f"training index {spec!r} on {rows.shape[0]} vectors failed: {faiss_error(e)}") from None
+
+
+def training_rows(g: torch.Tensor, index, train_size: int, seed: int) -> torch.Tensor:
+    """A sorted random sample of ``train_size`` rows of ``g`` (0: :func:`default_train_size`)."""
+    n = min(g.shape[0], train_size or default_train_size(index))
+    if n == g.shape[0]:
+        return g
+    rng = np.random.default_rng(seed)
+    return g[torch.from_numpy(np.sort(rng.choice(g.shape[0], n, replace=False)))]
+
+
+def _lowered_ivf_kind(kind: str, nlist: int, n: int, train_size: int) -> int:
+    """The ``ivf`` shorthand on a gallery smaller than ``nlist``: fewer cells, with a warning."""
+    n_train = min(n, train_size or max(40 * nlist, 50000))
+    if kind != "ivf" or nlist <= n_train:
+        return nlist
+    fitted = max(1, n_train // 39)  # faiss asks for >= 39 points per centroid
+    warnings.warn(f"IVF with nlist={nlist} on {n_train} training vectors: nlist lowered "
+                  f"to {fitted} (faiss k-means needs more points than lists)")
+    return fitted
+
+
+def _maybe_to_gpu(index, spec: str, nprobe: int, gpu_device: Optional[int]):
+    ngpus = faiss_num_gpus()
+    if ngpus == 0:
+        warnings.warn("GPU index asked but the installed faiss has no GPU support; using CPU")
+        return index
+    if "HNSW" in spec:
+        warnings.warn("faiss has no GPU HNSW; the HNSW index stays on the CPU")
+        return index
+    if ivf_of(index) is not None and (nprobe or 0) > GPU_MAX_K:
+        warnings.warn(f"faiss GPU IVF allows nprobe <= {GPU_MAX_K}, got {nprobe}; the index "
+                      f"stays on the CPU")
+        return index
+    try:
+        return faiss_to_gpu(index, ngpus, gpu_device)
+    except RuntimeError as e:  # pragma: no cover - GPU only: a structure faiss-GPU lacks
+        warnings.warn(f"faiss cannot move {spec!r} to the GPU ({str(e).strip().splitlines()[0]}); "
+                      f"it stays on the CPU")
+        return index
+
+
 # ----------------------------------------------------------------------------- approximate
 def build_index(
     gallery: ArrayLike,
@@ -247,65 +434,47 @@ def build_index(
     use_gpu: bool = False,
     seed: int = 0,
     gpu_device: Optional[int] = None,
+    k_factor: int = 0,
 ):
     """Build a faiss index over ``gallery``.
 
-    ``kind``: ``flat`` (exact), ``ivf`` (IVF-Flat, ``nlist`` k-means cells trained on at most
-    ``train_size`` gallery rows, 0 = ``max(40 * nlist, 50000)`` rows; ``nprobe`` cells visited)
-    or ``hnsw`` (HNSW-Flat with ``hnsw_m`` links, ``ef_construction`` / ``ef_search``; CPU
-    only). ``use_gpu`` moves flat / IVF indexes to the GPU(s) when faiss has GPUs (GPU
-    ``gpu_device`` only when given), otherwise warns and stays on CPU.
+    ``kind``: a shorthand (``flat``: exact; ``ivf``: IVF-Flat with ``nlist`` cells; ``hnsw``:
+    HNSW-Flat with ``hnsw_m`` links) or any faiss factory string (:func:`index_spec`). Indexes
+    that need training are trained on at most ``train_size`` random gallery rows (``seed``; 0 =
+    :func:`default_train_size`). Search-time parameters that apply to the index are set:
+    ``nprobe``, ``ef_search``, ``k_factor`` (:func:`set_search_params`); ``ef_construction`` is
+    the build beam of its HNSW graphs. ``use_gpu`` moves the index to the GPU(s) when faiss has
+    GPUs and supports the structure (GPU ``gpu_device`` only when given), otherwise warns and
+    stays on CPU.
     """
-    faiss = import_faiss()
-    if faiss is None:
+    if import_faiss() is None:
         raise ImportError("approximate search needs the faiss package (pip install faiss-cpu)")
     check_metric(metric)
-    if kind not in APPROX_KINDS:
-        raise ValueError(f"Unknown index kind {kind!r}; expected one of {APPROX_KINDS}")
     g = as_feature_tensor(gallery, "gallery")
     if g.shape[0] == 0:
         raise ValueError("Empty gallery set: 0 gallery features")
     validate_features(g[:1], g)
-    dim = g.shape[1]
-    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    if kind == "flat":
-        index = flat_index(dim, metric)
-    elif kind == "ivf":
-        n_train = min(g.shape[0], train_size or max(40 * nlist, 50000))
-        if nlist > n_train:  # faiss's k-means needs at least one training point per list
-            fitted = max(1, n_train // 39)  # faiss asks for >= 39 points per centroid
-            warnings.warn(f"IVF with nlist={nlist} on {n_train} training vectors: nlist lowered "
-                          f"to {fitted} (faiss k-means needs more points than lists)")
-            nlist = fitted
-        quantizer = flat_index(dim, metric)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss_metric)
-        rng = np.random.default_rng(seed)
-        rows = torch.from_numpy(np.sort(rng.choice(g.shape[0], n_train, replace=False)))
-        index.train(to_faiss_array(g[rows], metric))
-        index.nprobe = nprobe
-    else:
-        # faiss's HNSW graph is built for a metric: with inner product (not a metric) its
-        # recall collapses, so unit vectors are indexed with L2 (|a - b|^2 = 2 - 2 cos)
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_L2)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
+    nlist = _lowered_ivf_kind(kind, nlist, g.shape[0], train_size)
+    spec = index_spec(kind, nlist=nlist, hnsw_m=hnsw_m)
+    index = new_index(spec, g.shape[1], metric, ef_construction)
+    train_index(index, training_rows(g, index, train_size, seed), metric, spec)
+    set_search_params(index, strict=False, nprobe=nprobe, ef_search=ef_search, k_factor=k_factor)
     if use_gpu:
-        ngpus = faiss_num_gpus()
-        if kind == "hnsw":
-            warnings.warn("faiss has no GPU HNSW; the HNSW index stays on the CPU")
-        elif ngpus == 0:
-            warnings.warn("GPU index asked but the installed faiss has no GPU support; using CPU")
-        elif kind == "ivf" and nprobe > GPU_MAX_K:
-            warnings.warn(f"faiss GPU IVF allows nprobe <= {GPU_MAX_K}, got {nprobe}; the index "
-                          f"stays on the CPU")
-        else:
-            index = faiss_to_gpu(index, ngpus, gpu_device)
+        index = _maybe_to_gpu(index, spec, nprobe, gpu_device)
     add_in_chunks(index, g, metric)
     return index
 
 
+def retrieval_index(cfg) -> str:
+    """The approximate index a config asks for: ``TEST.RETRIEVAL.INDEX`` (a shorthand or a faiss
+    factory string), else the older key ``TEST.RETRIEVAL.APPROX``; ``""``: none."""
+    r = cfg.TEST.RETRIEVAL
+    return (r.get("INDEX", "") or r.get("APPROX", "") or "").strip()
+
+
 class ApproximateSearch:
-    """Approximate kNN (faiss IVF or HNSW) with its measured recall against exact search.
+    """Approximate kNN (any faiss index, :func:`build_index`) with its measured recall against
+    exact search.
 
     Example::
 
@@ -316,6 +485,7 @@ class ApproximateSearch:
 
     def __init__(self, gallery: ArrayLike, kind: str = "ivf", metric: str = "cosine", **params):
         self.kind = kind
+        self.spec = index_spec(kind, params.get("nlist", 1024), params.get("hnsw_m", 32))
         self.metric = metric
         self._gallery = as_feature_tensor(gallery, "gallery")
         t0 = time.perf_counter()
@@ -328,7 +498,7 @@ class ApproximateSearch:
         r = cfg.TEST.RETRIEVAL
         return cls(
             gallery,
-            kind=r.APPROX,
+            kind=retrieval_index(cfg),
             metric=metric,
             nlist=r.NLIST,
             nprobe=r.NPROBE,
@@ -336,7 +506,13 @@ class ApproximateSearch:
             ef_search=r.EF_SEARCH,
             ef_construction=r.EF_CONSTRUCTION,
             train_size=r.TRAIN_SIZE,
+            k_factor=r.K_FACTOR,
         )
+
+    def set_params(self, **params) -> dict:
+        """Change search-time parameters (``nprobe``, ``ef_search``, ``k_factor``;
+        :func:`set_search_params`, strict) of the CPU index."""
+        return set_search_params(self.index, **params)
 
     def search(self, query: ArrayLike, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(distances, indices)`` ``(Q, k)`` with the distances of
@@ -381,3 +557,22 @@ def recall_at_k(approx: torch.Tensor, exact: torch.Tensor) -> float:
     ``approx`` (``(Q, k')``; faiss pads missing results with -1, which never matches)."""
     hits = (approx.unsqueeze(2) == exact.unsqueeze(1)).any(dim=1)  # (Q, k)
     return float(hits.float().mean())
+
+
+def index_recall(index, gallery: ArrayLike, metric: str, k: int = 10, sample: int = 1000,
+                 seed: int = 0) -> dict:
+    """Recall@k of ``index`` (holding ``gallery``'s rows in order) against exact search, with
+    ``sample`` random gallery rows as queries (each finds itself; the other ``k - 1`` measure
+    the approximation). Returns ``{"k", "sample", "recall", "items"}``."""
+    from .retrieval import search  # retrieval imports this module for its faiss backend
+
+    g = as_feature_tensor(gallery, "gallery")
+    k = min(k, g.shape[0])
+    n = min(sample, g.shape[0])
+    rows = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(g.shape[0], n, replace=False)))
+    q = g[rows]
+    _, exact = search(q, g, k, metric, backend="torch")
+    _, approx = index.search(to_faiss_array(q, metric), k)
+    return {"k": k, "sample": n, "recall": recall_at_k(torch.from_numpy(approx).long(), exact),
+            "items": int(g.shape[0])}
+

@@ -18,11 +18,11 @@ per tracklet (per process), and at ``evaluate()``:
    :func:`.rank.evaluate_rank`;
 5. returns the host's result dict (percentages): ``Rank-1/5/10/20``, ``mAP``, ``mINP``,
    ``metric = (mAP + Rank-1) / 2`` (host ``reid_evaluation.py``), plus
-   ``num_skipped_queries``; with ``TEST.RETRIEVAL.APPROX`` the recall@10 of the approximate
+   ``num_skipped_queries``; with ``TEST.RETRIEVAL.INDEX`` the recall@10 of the approximate
    index against the exact search is reported next to them; with ``TEST.ROC`` the host's
    ``TPR@FPR=1e-04/1e-03/1e-02`` (:mod:`.roc`). ``host_keys=True`` (image datasets) gives
    exactly the host ``ReidEvaluator``'s keys: ``Rank-1/5/10``, ``mAP``, ``mINP``, ``metric``
-   (+ the ROC keys; + the plugin's approximate-search recall when ``TEST.RETRIEVAL.APPROX`` asks);
+   (+ the ROC keys; + the plugin's approximate-search recall when ``TEST.RETRIEVAL.INDEX`` asks);
 6. optional rank-list PNGs (``TEST.VIS``) into ``output_dir``.
 
 Images are the same thing with one clip per item (``track_idx`` = the item's index).
@@ -47,7 +47,7 @@ from fastreid.evaluation.evaluator import DatasetEvaluator
 from fastreid.utils import comm
 
 from .distance import pairwise_distance
-from .faiss_search import ApproximateSearch
+from .faiss_search import ApproximateSearch, retrieval_index
 from .metrics_from_features import evaluate_features
 from .query_expansion import average_query_expansion
 from .rank import evaluate_rank
@@ -69,7 +69,7 @@ def check_two_direction_options(cfg, protocol: str, distance_parts=None) -> None
     That evaluation (:func:`.two_direction.evaluate_tracklets`) computes its own whole
     ``(Q, G)`` distance matrix (summed per-part Euclidean distances, two directions per group)
     and has no query expansion (``TEST.AQE.ENABLED``), re-ranking (``TEST.RERANK.ENABLED``),
-    ROC (``TEST.ROC.ENABLED``), approximate search (``TEST.RETRIEVAL.APPROX``) nor rank-list
+    ROC (``TEST.ROC.ENABLED``), approximate search (``TEST.RETRIEVAL.INDEX``) nor rank-list
     pictures (``TEST.VIS.ENABLED``); summed per-part distances are Euclidean, so
     ``distance_parts`` also needs ``TEST.METRIC euclidean``. No-op for any other protocol
     without ``distance_parts``.
@@ -82,7 +82,8 @@ def check_two_direction_options(cfg, protocol: str, distance_parts=None) -> None
     t = cfg.TEST
     unsupported = [f"{key}={value!r}" for key, value in (
         ("TEST.AQE.ENABLED", t.AQE.ENABLED), ("TEST.RERANK.ENABLED", t.RERANK.ENABLED),
-        ("TEST.ROC.ENABLED", t.ROC.ENABLED), ("TEST.RETRIEVAL.APPROX", t.RETRIEVAL.APPROX),
+        ("TEST.ROC.ENABLED", t.ROC.ENABLED), ("TEST.RETRIEVAL.INDEX", t.RETRIEVAL.INDEX),
+        ("TEST.RETRIEVAL.APPROX", t.RETRIEVAL.APPROX),
         ("TEST.VIS.ENABLED", t.VIS.ENABLED)) if value]
     errors = []
     if unsupported:
@@ -115,7 +116,7 @@ class VideoClipEvaluator(DatasetEvaluator):
     a model's ``distance_parts`` (set by ``Trainer``: per-part embedding sizes, the
     distance then being the sum of the parts' Euclidean distances) are evaluated by
     :func:`.two_direction.evaluate_tracklets` on the whole ``(Q, G)`` matrix, which applies
-    none of ``TEST.AQE``, ``TEST.RERANK``, ``TEST.ROC``, ``TEST.RETRIEVAL.APPROX``,
+    none of ``TEST.AQE``, ``TEST.RERANK``, ``TEST.ROC``, ``TEST.RETRIEVAL.INDEX``,
     ``TEST.VIS``: those (and ``TEST.METRIC cosine`` with ``distance_parts``) raise
     ``ValueError`` when the evaluator is built (``fgpr``) or ``distance_parts`` is set
     (:func:`check_two_direction_options`).
@@ -322,7 +323,7 @@ class VideoClipEvaluator(DatasetEvaluator):
         if num_skipped:
             logger.info("%d of %d queries have no valid gallery match and were skipped", num_skipped, Q)
 
-        approx = cfg.TEST.RETRIEVAL.APPROX
+        approx = retrieval_index(cfg)
         if approx:
             k = min(10, gf.shape[0])
             ann = ApproximateSearch.from_config(cfg, gf, metric)
