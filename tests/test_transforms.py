@@ -141,7 +141,7 @@ def test_test_transform_resizes_only():
 
 def test_frame_granularity_draws_each_frame_its_own_crop_flip_and_erase():
     # the public codes apply a torchvision transform to each frame in turn
-    tf = ClipTrainTransform((H, W), padding=4, flip_prob=0.5, rea_prob=0.5, rea_value=(-1.0, -1.0, -1.0),
+    tf = ClipTrainTransform((H, W), padding=4, flip_prob=0.5, rea_prob=0.5, rea_value=(7, 7, 7),
                             granularity="frame")
     frames = _noise(7, t=6)
     rng = np.random.default_rng(8)
@@ -153,7 +153,7 @@ def test_frame_granularity_draws_each_frame_its_own_crop_flip_and_erase():
             exp = _expected(frames[t], 4, *p.frame_crops[t], p.frame_flips[t])
             if p.frame_rea[t] is not None:
                 y, x, h, w = p.frame_rea[t]
-                exp[:, y:y + h, x:x + w] = -1.0
+                exp[:, y:y + h, x:x + w] = 7
             np.testing.assert_array_equal(clip[t].numpy(), exp)
         differ += len(set(p.frame_crops)) > 1 and len(set(p.frame_flips)) > 1
         assert not p.erased.any()  # REA is unlabelled at either granularity
