@@ -35,7 +35,7 @@ from fastreid.utils.checkpoint import (
 
 from .safe_io import atomic_write
 
-__all__ = ["AtomicCheckpointer", "CheckpointMismatch", "atomic_write",
+__all__ = ["AtomicCheckpointer", "CheckpointMismatch", "ResumeMismatch", "atomic_write",
            "class_count_key", "read_best_metric"]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 
 class CheckpointMismatch(ValueError):
     """Checkpoint tensors that do not fit the model (shape mismatches / missing tensors)."""
+
+
+class ResumeMismatch(CheckpointMismatch):
+    """A run's checkpoint that the resumed run cannot continue (other identities, other
+    optimizer parameter groups)."""
 
 
 def class_count_key(name: str, model: Optional[torch.nn.Module] = None) -> bool:
@@ -172,8 +177,34 @@ class AtomicCheckpointer(Checkpointer):
                 continue
             if cand != last:
                 self.logger.warning("resuming from %s instead of the unreadable %s", cand, last)
+            self.check_resumable(cand, data)
             return self._load_data(cand, data)
         raise ValueError("--resume: no readable checkpoint in " + repr(self.save_dir) + ":\n  " + "\n  ".join(errors))
+
+    def check_resumable(self, path: str, checkpoint: dict) -> None:
+        """Raise :class:`ResumeMismatch` before anything is loaded when the run in ``path`` was
+        trained on another number of identities (its classifier / loss state) or its optimizer
+        has other parameter groups than the one built now (another model or config)."""
+        own = self.model.state_dict()
+        problems = []
+        for k, v in (checkpoint.get("model") or {}).items():
+            k = k[len("module."):] if k.startswith("module.") else k
+            if k in own and hasattr(v, "shape") and class_count_key(k, self.model) and v.shape != own[k].shape:
+                problems.append(f"{k} holds {v.shape[0]} identities in the checkpoint, the training data "
+                                f"now has {own[k].shape[0]} (another dataset?)")
+                break
+        opt = self.checkpointables.get("optimizer")
+        saved = (checkpoint.get("optimizer") or {}).get("param_groups")
+        if opt is not None and saved is not None:
+            a = [len(g["params"]) for g in saved]
+            b = [len(g["params"]) for g in opt.param_groups]
+            if a != b:
+                problems.append(f"the optimizer has {len(b)} parameter groups ({sum(b)} tensors), the "
+                                f"checkpoint {len(a)} ({sum(a)} tensors): another model or optimizer config")
+        if problems:
+            raise ResumeMismatch(f"--resume: the run's checkpoint {path!r} cannot be continued with this "
+                                 f"config: " + "; ".join(problems) + ". Nothing was loaded; start a new "
+                                 "run (another OUTPUT_DIR or --overwrite)")
 
     def _load_data(self, path: str, checkpoint: dict) -> dict:
         """``Checkpointer.load`` after the file has been read (same steps and logging)."""
