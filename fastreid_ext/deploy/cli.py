@@ -48,7 +48,8 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, metavar="PATH",
                    help="an image, a folder (images = items, sub-folders = tracklets) or a list file "
                         "(one item per line: [NAME<TAB>]image | folder | frame1,frame2,...)")
-    p.add_argument("--output", required=True, metavar="FILE", help="features file (.npz)")
+    p.add_argument("--output", required=True, metavar="FILE",
+                   help="features file (.npz); a folder is an error. Resuming it with another --input is an error")
     p.add_argument("--tracklet", action="store_true", help="--input is a folder holding ONE tracklet")
     p.add_argument("--no-resume", action="store_true", help="recompute everything, overwriting --output")
     p.add_argument("--batch-size", type=int, default=None, help="clips per batch (default TEST.IMS_PER_BATCH)")
@@ -71,7 +72,7 @@ def extract_main(argv: Optional[Sequence[str]] = None):
     ext = FeatureExtractor.from_files(args.config_file, args.weights, args.opts)
     res = ext.extract(items, args.output, resume=not args.no_resume, flush_every=args.flush_every,
                       progress=False if args.no_progress else None, batch_size=args.batch_size,
-                      num_workers=args.num_workers)
+                      num_workers=args.num_workers, input_spec=args.input)
     print(f"{res.path}: {len(res.features)} items, dim {res.features.dim}, config hash {ext.config_hash} "
           f"({res.num_new} new, {res.num_resumed} resumed, {res.num_stale} re-extracted because their files "
           f"changed, {len(res.failed)} unreadable skipped)")
