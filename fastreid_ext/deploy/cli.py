@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -15,14 +16,15 @@ __all__ = ["extract_main", "build_index_main", "search_main", "run_cli"]
 
 def run_cli(main) -> int:
     """Run ``main()``; user errors (bad input, missing files, config hash mismatches) end the
-    program with ``error: <message>`` on stderr and exit status 2 instead of a traceback."""
+    program with one line ``error: <message>`` on stderr and exit status 2 instead of a
+    traceback."""
     from fastreid_ext.engine.safe_io import LockBusy
 
     try:
         main()
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, LockBusy) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+        print("error: " + re.sub(r"\s*\n\s*", " ", str(msg)).strip(), file=sys.stderr)  # one line
         return 2
     return 0
 

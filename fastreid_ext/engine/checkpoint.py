@@ -7,6 +7,10 @@ the same folder, flushed, fsynced and moved into place with ``os.replace``, so a
 either the old file or the complete new one (with ordinary file permissions, see
 :mod:`.safe_io`).
 
+Inference loads (``refuse_unused=True``: ``--eval-only``, extraction, export) also refuse
+tensors of the checkpoint that the model does not have (weights of a module the config does not
+build, e.g. a temporal attention under ``MODEL.TEMPORAL.AGG avg``: the host only logs them).
+
 Loading is strict (the host's ``_load_model``, ``checkpoint.py:230-262``, skips any tensor of
 another shape with a warning and leaves missing ones random, so weights of another depth or
 meta-arch "load" with rc 0): a shape mismatch or a missing tensor raises
@@ -88,9 +92,10 @@ class AtomicCheckpointer(Checkpointer):
     fallback to an older checkpoint when the last one is damaged."""
 
     def __init__(self, model, save_dir: str = "", *, save_to_disk: bool = True, partial_load: bool = False,
-                 **checkpointables: Any):
+                 refuse_unused: bool = False, **checkpointables: Any):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.partial_load = bool(partial_load)
+        self.refuse_unused = bool(refuse_unused)
 
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -110,6 +115,15 @@ class AtomicCheckpointer(Checkpointer):
                      lambda f: f.write(last_filename_basename), mode="w")
 
     # ------------------------------------------------------------------ loading
+    def load(self, path: str, checkpointables: Optional[List[str]] = None):
+        """The host's ``load``; a :class:`CheckpointMismatch` names the file."""
+        try:
+            return super().load(path, checkpointables)
+        except CheckpointMismatch as e:
+            if path and path not in str(e):
+                raise type(e)(f"{path}: {e}") from None
+            raise
+
     def _load_file(self, f: str):
         try:
             return super()._load_file(f)
@@ -135,6 +149,11 @@ class AtomicCheckpointer(Checkpointer):
                                     "(the classifier takes no part in the embedding)", k, a[0], b[0])
                 continue
             problems.append(f"{k}: {a} in the checkpoint, {b} in the model")
+        if self.refuse_unused:  # weights of modules this config does not build: another model
+            unused = sorted(k for k in state if k not in own and not class_count_key(k))
+            if unused:
+                problems.append(f"{len(unused)} tensor(s) of the checkpoint that the model does not use: "
+                                f"{unused[:8]}{' ...' if len(unused) > 8 else ''}")
         missing = [k for k in own if k not in state and not class_count_key(k, self.model)]
         missing = sorted(_filter_reused_missing_keys(self.model, missing)) if missing else []
         if missing:
