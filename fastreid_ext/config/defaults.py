@@ -65,6 +65,8 @@ def add_ext_config(cfg: CN) -> CN:
     _C.INPUT.VIDEO.SAMPLER = "restricted_random"  # | "random_consecutive" | "evenly"
     _C.INPUT.VIDEO.FRAME_ERASE = CN({"ENABLED": False})
     _C.INPUT.VIDEO.FRAME_ERASE.PROB = 0.5  # per-frame random erasing; returns which frames
+    # train items with a matching, in-frame keypoint entry below this fraction stop training (0: off)
+    _C.INPUT.KEYPOINTS_MIN_MATCH = 0.5
 
     # ---- datasets
     _C.DATASETS.SPLIT = 0                  # split index for 10-split datasets (iLIDS-VID, PRID, CUHK01)
@@ -77,7 +79,7 @@ def add_ext_config(cfg: CN) -> CN:
     # ---- test
     _C.TEST.VIDEO = CN()
     _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
-    _C.TEST.VIDEO.MAX_CLIPS = 32           # clips per tracklet at most (features averaged)
+    _C.TEST.VIDEO.MAX_CLIPS = 32           # clips per tracklet at most (features averaged; 0: all clips)
     _C.TEST.VIDEO.FRAME_CHUNK = 0          # frames per backbone call at test time (0: all; bounds memory)
     _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "cuhk03_sgs" | "groupwise" | "fgpr"
     _C.TEST.RETRIEVAL = CN()

@@ -119,6 +119,7 @@ def build_index_main(argv: Optional[Sequence[str]] = None):
     _setup_logging()
     if args.skip_existing and not args.add:
         raise ValueError("--skip-existing only applies with --add")
+    _check_index_folder(args.index)  # before loading features and building: that can take hours
     exists = os.path.isfile(os.path.join(args.index, "meta.json"))
     if args.add:
         if not exists:
@@ -133,6 +134,18 @@ def build_index_main(argv: Optional[Sequence[str]] = None):
         return _build_new_index(args)
 
 
+def _check_index_folder(path: str) -> None:
+    """``path`` can hold an index: a folder (created when missing) this process may write in."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--index {path!r} is a file; an index is a folder (index.faiss + meta.json)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--index {path!r} cannot be created: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--index {path!r} is not writable")
+
+
 def _build_new_index(args):
     """A new index from ``args.features`` (the caller holds the folder's lock)."""
     from .features_file import FeaturesFile, check_hash, load_features
@@ -142,7 +155,7 @@ def _build_new_index(args):
         raise FileExistsError(f"an index already exists in {args.index!r}; use --add to extend it or --overwrite")
     feats = [load_features(f) for f in args.features]
     for f, path in zip(feats[1:], args.features[1:]):
-        check_hash(f.config_hash, feats[0].config_hash, f"features file {path!r} (vs {args.features[0]!r})")
+        check_hash(f.config_hash, feats[0].config_hash, f"features file {path!r}", f"features file {args.features[0]!r}")
     import numpy as np
 
     first = feats[0] if len(feats) == 1 else FeaturesFile(

@@ -171,6 +171,28 @@ class AtomicCheckpointer(Checkpointer):
                 "their initial values).")
         return super()._load_model(checkpoint)
 
+    def get_checkpoint_file(self) -> str:
+        """The checkpoint ``last_checkpoint`` names (the host's, ``fastreid/utils/checkpoint.py:146``,
+        raises ``UnicodeDecodeError`` on a damaged tag file); a tag that is not UTF-8 text naming a
+        file of the folder is reported and the newest ``.pth`` taken instead."""
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with open(tag, "rb") as f:
+                name = f.read().decode("utf-8").strip()
+        except OSError:
+            return ""
+        except UnicodeDecodeError:
+            name = None
+        if name and os.sep not in name and "\0" not in name:
+            return os.path.join(self.save_dir, name)
+        files = self.readable_checkpoints()
+        if not files:
+            raise ValueError(f"{tag!r} is damaged (not UTF-8 text naming a checkpoint) and {self.save_dir!r} "
+                             f"holds no .pth file")
+        self.logger.warning("%s is damaged (not UTF-8 text naming a checkpoint): using the newest checkpoint %s",
+                            tag, files[0])
+        return files[0]
+
     def readable_checkpoints(self) -> List[str]:
         """``.pth`` files of ``save_dir``, newest first (modification time, then name)."""
         files = self.get_all_checkpoint_files()

@@ -422,7 +422,8 @@ def validate_training_config(cfg) -> None:
     protocols = ("auto",) + tuple(PROTOCOLS) + ("fgpr",)  # fgpr: evaluation/two_direction.py
     need(t.PROTOCOL in protocols, f"TEST.PROTOCOL must be one of {protocols}, got {t.PROTOCOL!r}")
     need(positive_int(t.VIDEO.SEQ_LEN), f"TEST.VIDEO.SEQ_LEN must be an int >= 1, got {t.VIDEO.SEQ_LEN!r}")
-    need(positive_int(t.VIDEO.MAX_CLIPS), f"TEST.VIDEO.MAX_CLIPS must be an int >= 1, got {t.VIDEO.MAX_CLIPS!r}")
+    need(isinstance(t.VIDEO.MAX_CLIPS, int) and not isinstance(t.VIDEO.MAX_CLIPS, bool) and t.VIDEO.MAX_CLIPS >= 0,
+         f"TEST.VIDEO.MAX_CLIPS must be an int >= 0 (0: all clips), got {t.VIDEO.MAX_CLIPS!r}")
     r = t.RETRIEVAL
     need(r.BACKEND in ("auto", "faiss", "torch"), f"TEST.RETRIEVAL.BACKEND must be auto, faiss or torch, got {r.BACKEND!r}")
     need(r.APPROX in ("", "ivf", "hnsw"), f"TEST.RETRIEVAL.APPROX must be '', 'ivf' or 'hnsw', got {r.APPROX!r}")
