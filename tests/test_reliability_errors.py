@@ -129,3 +129,23 @@ def test_hash_mismatch_names_each_side_with_its_own_hash(tmp_path):
     # the query file has the query's hash, the index has the index's (before: "the model in use")
     assert msg.index("q.npz") < msg.index("2222222222222222") < msg.index("gallery index") < \
         msg.index("1111111111111111")
+
+
+def test_export_onnx_to_a_folder_is_refused_before_building(tmp_path, monkeypatch):
+    from fastreid_ext.deploy import extractor, onnx_export
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was built before the output was checked")
+
+    monkeypatch.setattr(extractor.FeatureExtractor, "from_files", no_model)
+    with pytest.raises(ValueError, match="is a folder; name the .onnx file"):
+        onnx_export.export_from_files("cfg.yml", "w.pth", str(tmp_path))
+
+
+def test_build_index_with_one_features_file_twice_names_it(tmp_path, capsys):
+    from fastreid_ext.deploy import cli
+
+    rc = cli.run_cli(lambda: cli.build_index_main(["--features", str(tmp_path / "g.npz"), str(tmp_path / "g.npz"),
+                                                   "--index", str(tmp_path / "idx")]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "more than once" in err[0] and "g.npz" in err[0]

@@ -105,3 +105,17 @@ def test_training_stops_before_the_first_iteration_on_unmatched_keypoints(tiny_d
                        ["OUTPUT_DIR", str(tmp_path / "out")])
     with pytest.raises(ValueError, match=f"keypoint file {kp}: only 0 of"):
         Trainer(cfg)
+
+
+def test_entries_without_a_visible_joint_are_their_own_count(tmp_path, frames):
+    table = {f"imgs/{i}.jpg": [[5.0, 5.0, 0.0]] * 17 for i in range(10)}
+    items, kp = _items(tmp_path, frames, table)
+    with pytest.raises(ValueError, match=r"10 have no visible joint \(v > 0\), e.g. imgs/0.jpg"):
+        check_train_keypoints(items, 0.5)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1])
+def test_threshold_outside_zero_one_is_refused(tmp_path, frames, bad):
+    items, _ = _items(tmp_path, frames, {})
+    with pytest.raises(ValueError, match="KEYPOINTS_MIN_MATCH must be a fraction in"):
+        check_train_keypoints(items, bad)

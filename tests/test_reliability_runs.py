@@ -178,3 +178,27 @@ def test_checkpoint_with_other_optimizer_groups_is_refused_before_loading(finish
         trainer.resume_or_load(resume=True)
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, before[k]), f"{k} was loaded before the refusal"
+
+
+def test_output_dir_that_is_a_file_is_one_clear_error(train_net, tmp_path):
+    path = tmp_path / "out"
+    path.write_text("not a folder")
+    with pytest.raises(RunFolderError, match="is a file"):
+        train_net.cli(["--config-file", TINY, "OUTPUT_DIR", str(path)])
+    assert path.read_text() == "not a folder"
+
+
+def test_resume_without_the_runs_config_applies_the_requested_schedule(train_net, finished, datasets_env, tmp_path,
+                                                                       monkeypatch):
+    """No config.yaml to compare with: the requested learning rate is applied (and said), not the
+    checkpoint's silently kept."""
+    out = _copy(finished, tmp_path / "run")
+    os.remove(os.path.join(out, "config.yaml"))
+    seen = {}
+    monkeypatch.setattr(train_net.Trainer, "train",
+                        lambda self: seen.update(lrs=[g["lr"] / g["initial_lr"] * 0.01 for g in self.optimizer.param_groups],
+                                                 base=[g["initial_lr"] for g in self.optimizer.param_groups]) or {})
+    train_net.cli(["--config-file", TINY, "--resume", *COSINE, "SOLVER.MAX_EPOCH", "4", "SOLVER.BASE_LR", "0.01",
+                   "OUTPUT_DIR", out])
+    expected = 0.01 * (1 + math.cos(math.pi * 2 / 4)) / 2
+    assert all(abs(lr - expected) < 1e-12 for lr in seen["lrs"])

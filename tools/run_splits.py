@@ -152,4 +152,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from fastreid_ext.deploy.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -25,7 +25,12 @@ from fastreid.utils.logger import setup_logger
 from fastreid_ext.config import build_config, project_entry_points
 from fastreid_ext.deploy.cli import run_cli
 from fastreid_ext.engine import Trainer, build_inference_model, launch
-from fastreid_ext.engine.run_folder import apply_schedule_changes, claim_output_dir, restore_config
+from fastreid_ext.engine.run_folder import (
+    RunFolderError,
+    apply_schedule_changes,
+    claim_output_dir,
+    restore_config,
+)
 from fastreid_ext.engine.safe_io import file_lock
 from fastreid_ext.engine.trainer import eval_output_dir
 
@@ -41,6 +46,8 @@ def setup(args, stack: contextlib.ExitStack = None):
     ``args.reschedule`` tells whether the resumed run's learning rates must follow new settings."""
     cfg = build_config(args.config_file, args.opts)
     args.reschedule = False
+    if cfg.OUTPUT_DIR and os.path.exists(cfg.OUTPUT_DIR) and not os.path.isdir(cfg.OUTPUT_DIR):
+        raise RunFolderError(f"OUTPUT_DIR {cfg.OUTPUT_DIR!r} is a file; name a folder")
     if stack is not None and not args.eval_only and cfg.OUTPUT_DIR:
         plan = None
         if comm.is_main_process():

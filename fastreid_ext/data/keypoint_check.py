@@ -38,9 +38,12 @@ def _frame_size(path: str) -> Optional[Tuple[int, int]]:
 
 def _item_verdict(frames: Sequence[str], table: Dict[str, np.ndarray], root: str) -> Tuple[str, str]:
     """``("ok" | "unmatched" | "outside" | "normalised", example)`` for one item."""
+    invisible = None
     for p in frames:
         rel = os.path.relpath(os.path.abspath(p), root).replace(os.sep, "/")
         joints = table.get(rel)
+        if joints is not None and not (joints[:, 2] > 0).any():
+            invisible = invisible or rel
         if joints is None or not (joints[:, 2] > 0).any():
             continue
         size = _frame_size(p)
@@ -55,12 +58,14 @@ def _item_verdict(frames: Sequence[str], table: Dict[str, np.ndarray], root: str
             x, y = vis[out][0]
             return "outside", f"{rel}: joint ({x:.1f}, {y:.1f}) outside its {w}x{h} frame"
         return "ok", rel
+    if invisible is not None:
+        return "invisible", f"{invisible}: no joint with v > 0"
     first = os.path.relpath(os.path.abspath(frames[0]), root).replace(os.sep, "/")
     return "unmatched", f"{frames[0]} (looked up as {first!r})"
 
 
 def keypoint_coverage(items: Sequence) -> Dict[str, dict]:
-    """``{keypoint file: {"items", "ok", "unmatched", "outside", "normalised", "examples"}}``
+    """``{keypoint file: {"items", "ok", "unmatched", "invisible", "outside", "normalised", "examples"}}``
     over the ``items`` whose extras name a keypoint file."""
     groups: Dict[str, List] = defaultdict(list)
     for it in items:
@@ -71,7 +76,8 @@ def keypoint_coverage(items: Sequence) -> Dict[str, dict]:
     for path, group in groups.items():
         table = _load_keypoint_file(path)
         root = os.path.dirname(os.path.abspath(path))
-        counts = {"items": len(group), "ok": 0, "unmatched": 0, "outside": 0, "normalised": 0, "examples": {}}
+        counts = {"items": len(group), "ok": 0, "unmatched": 0, "invisible": 0, "outside": 0, "normalised": 0,
+                  "examples": {}}
         for it in group:
             frames = (it[0],) if isinstance(it[0], str) else tuple(it[0])
             verdict, example = _item_verdict(frames, table, root)
@@ -85,16 +91,19 @@ def keypoint_coverage(items: Sequence) -> Dict[str, dict]:
 def check_train_keypoints(items: Sequence, min_match: float) -> Dict[str, dict]:
     """Count (and log) the train items with a matching, in-frame keypoint entry per keypoint
     file; raise ``ValueError`` naming the file when their fraction is below ``min_match``."""
+    if not 0 <= min_match <= 1:
+        raise ValueError(f"INPUT.KEYPOINTS_MIN_MATCH must be a fraction in [0, 1] (0: off), got {min_match}")
     report = keypoint_coverage(items)
     for path, c in report.items():
         frac = c["ok"] / c["items"]
         logger.info(f"keypoints {path}: {c['ok']} of {c['items']} train items ({frac:.0%}) have a matching, "
-                    f"in-frame entry ({c['unmatched']} match no key, {c['outside']} have joints outside the "
-                    f"frame, {c['normalised']} normalised coordinates)")
+                    f"in-frame entry ({c['unmatched']} match no key, {c['invisible']} no visible joint, "
+                    f"{c['outside']} joints outside the frame, {c['normalised']} normalised coordinates)")
         if min_match > 0 and frac < min_match:
             ex = c["examples"]
             why = "; ".join(f"{c[k]} {label}, e.g. {ex[k]}" for k, label in (
-                ("unmatched", "match no key"), ("outside", "have joints outside the frame"),
+                ("unmatched", "match no key"), ("invisible", "have no visible joint (v > 0)"),
+                ("outside", "have joints outside the frame"),
                 ("normalised", "have normalised coordinates (pixels expected)")) if c[k])
             raise ValueError(
                 f"keypoint file {path}: only {c['ok']} of {c['items']} train items ({frac:.0%}) have a matching, "

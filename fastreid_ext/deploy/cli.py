@@ -153,15 +153,21 @@ def _build_new_index(args):
 
     if os.path.isfile(os.path.join(args.index, "meta.json")) and not args.overwrite:
         raise FileExistsError(f"an index already exists in {args.index!r}; use --add to extend it or --overwrite")
+    twice = sorted({f for f in args.features if args.features.count(f) > 1})
+    if twice:
+        raise ValueError(f"--features names {twice} more than once")
     feats = [load_features(f) for f in args.features]
     for f, path in zip(feats[1:], args.features[1:]):
         check_hash(f.config_hash, feats[0].config_hash, f"features file {path!r}", f"features file {args.features[0]!r}")
     import numpy as np
 
-    first = feats[0] if len(feats) == 1 else FeaturesFile(
-        np.concatenate([f.embeddings for f in feats]), [n for f in feats for n in f.names],
-        feats[0].config_hash, [p for f in feats for p in f.first_frames], feats[0].meta,
-        [x for f in feats for x in f.sources])
+    try:
+        first = feats[0] if len(feats) == 1 else FeaturesFile(
+            np.concatenate([f.embeddings for f in feats]), [n for f in feats for n in f.names],
+            feats[0].config_hash, [p for f in feats for p in f.first_frames], feats[0].meta,
+            [x for f in feats for x in f.sources])
+    except ValueError as e:  # e.g. one item name in two files
+        raise ValueError(f"--features {args.features}: {e}") from None
     index = GalleryIndex.build(first, args.kind, args.metric, nlist=args.nlist, nprobe=args.nprobe,
                                train_size=args.train_size, hnsw_m=args.hnsw_m,
                                ef_construction=args.ef_construction, ef_search=args.ef_search, seed=args.seed)

@@ -208,6 +208,9 @@ def export_from_files(config_file: str, weights: str, output: str, opts: Sequenc
     size (``batch + 1`` clips of ``seq_len + 1`` frames) when onnxruntime is installed."""
     from .extractor import FeatureExtractor
 
+    if os.path.isdir(output):
+        raise ValueError(f"--output {output!r} is a folder; name the .onnx file, e.g. "
+                         f"{os.path.join(output, 'model.onnx')!r}")
     ext = FeatureExtractor.from_files(config_file, weights, opts)
     model = ext.model.to("cpu").eval()
     cfg = ext.cfg

@@ -164,10 +164,11 @@ class ResumePlan:
     honoured: List[str] = field(default_factory=list)
     kept_config: Optional[str] = None
     moved_to: Optional[str] = None
+    force_reschedule: bool = False
 
     @property
     def reschedule(self) -> bool:
-        return any(line.split(":")[0] in LR_KEYS for line in self.honoured)
+        return self.force_reschedule or any(line.split(":")[0] in LR_KEYS for line in self.honoured)
 
 
 def claim_output_dir(cfg, resume: bool, overwrite: bool) -> ResumePlan:
@@ -191,6 +192,11 @@ def claim_output_dir(cfg, resume: bool, overwrite: bool) -> ResumePlan:
         return plan
     saved = read_run_config(out) if has_ckpt else None
     if saved is None:
+        if has_ckpt:  # nothing to compare with: the requested schedule is applied as given
+            plan.honoured = ["(no config.yaml in the run folder: the requested settings are applied)"]
+            plan.force_reschedule = True
+            logger.warning("--resume: %s has no config.yaml; the run's settings cannot be compared with the "
+                           "requested ones: the requested learning rates and schedule are applied", out)
         return plan
     refused, honoured = compare_configs(saved, cfg)
     if refused:
