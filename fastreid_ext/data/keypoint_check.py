@@ -2,8 +2,8 @@
 
 A keypoint file (``extras["keypoints"]``, :mod:`.video_dataset`) whose keys do not match the
 frame paths, or whose coordinates are not pixels of the frames, gives every frame ``v = 0`` or
-joints outside the picture: a keypoint loss (MGRe's location loss, FGPose's joint stream) then
-learns nothing, silently. :func:`check_train_keypoints` counts, per keypoint file, the train
+joints outside the picture: a keypoint loss (e.g. a pose-guided location loss or joint stream)
+then learns nothing, silently. :func:`check_train_keypoints` counts, per keypoint file, the train
 items with a matching, in-frame entry (the first frame of the item that has an entry with a
 visible joint; its visible joints must lie inside the frame, and not all within ``[0, 1]``:
 normalised coordinates are not pixels), logs the counts and raises ``ValueError`` naming the

@@ -5,8 +5,8 @@ The exported graph is the model's eval forward as one graph::
     images (B, T, 3, H, W) float32, values 0..255  ->  embeddings (B, D)
 
 plus ``keypoints (B, T, 17, 3)`` (``x, y`` in ``[0, 1]`` of the frame, ``v``) as a second
-input only for a model whose test embedding reads them (its ``export_inputs()`` hook, e.g.
-FGPose with the joint-specific stream among its test streams). Adaptive pooling is exported as
+input only for a model whose test embedding reads them (its ``export_inputs()`` hook, e.g. a
+pose-guided stream among a model's test streams). Adaptive pooling is exported as
 its fixed-size equivalent for the export's frame size (:func:`fixed_size_adaptive_pooling`).
 
 i.e. pixel normalisation, the per-frame backbone, the temporal aggregation and the head
