@@ -25,7 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 demo: install
 	$(PY) -m fastreid_ext.data.synthetic --layout mars --out $(DATA)/synthetic/mars --ids $(DEMO_IDS) --seed 0
 	FASTREID_DATASETS=$(DATA) $(PY) tools/train_net.py \
-	    --config-file configs/Video-Baseline/synthetic_cpu.yml OUTPUT_DIR $(DEMO_OUT)
+	    --config-file configs/Video-Baseline/synthetic_cpu.yml --overwrite OUTPUT_DIR $(DEMO_OUT)
 	$(PY) tools/show_results.py $(DEMO_OUT)/results.json
 
 test: install lint

@@ -168,25 +168,29 @@ def extractor(tmp_path_factory):
     return FeatureExtractor.from_files(TINY, str(path), [])
 
 
-def test_resume_into_features_of_another_folder_recomputes(extractor, tmp_path, caplog):
+def test_resume_into_features_of_another_folder_is_refused(extractor, tmp_path, caplog):
+    """Same names in another folder: the file records its input, so resuming from B refuses
+    (before: the items were re-extracted and the file silently changed input)."""
     for i, name in enumerate(("x.png", "y.png")):
         _write_png(tmp_path / "A" / name, i)
         _write_png(tmp_path / "B" / name, 100 + i)  # same names, other images
     out = str(tmp_path / "f.npz")
-    extractor.extract(collect_inputs(str(tmp_path / "A")), out, progress=False)
-    with caplog.at_level(logging.WARNING):
-        res = extractor.extract(collect_inputs(str(tmp_path / "B")), out, progress=False)
-    assert res.num_resumed == 0 and res.num_new == 2 and res.num_stale == 2
-    assert "extracted again" in caplog.text
+    first = extractor.extract(collect_inputs(str(tmp_path / "A")), out, progress=False).features
+    with pytest.raises(ValueError, match="another --output, or --no-resume"):
+        extractor.extract(collect_inputs(str(tmp_path / "B")), out, progress=False)
+    np.testing.assert_array_equal(load_features(out).embeddings, first.embeddings)  # A's file kept
+    res = extractor.extract(collect_inputs(str(tmp_path / "B")), out, resume=False, progress=False)
     fresh = extractor.extract(collect_inputs(str(tmp_path / "B")), str(tmp_path / "ref.npz"), progress=False)
     got = load_features(out)
     order = [got.names.index(n) for n in fresh.features.names]
     np.testing.assert_allclose(got.embeddings[order], fresh.features.embeddings, atol=1e-5)
-    # a frame rewritten in place is noticed too
+    # a frame rewritten in place is noticed and embedded again
     time.sleep(0.01)
     _write_png(tmp_path / "B" / "x.png", 7)
-    res = extractor.extract(collect_inputs(str(tmp_path / "B")), out, progress=False)
+    with caplog.at_level(logging.WARNING):
+        res = extractor.extract(collect_inputs(str(tmp_path / "B")), out, progress=False)
     assert res.num_resumed == 1 and res.num_stale == 1
+    assert "extracted again" in caplog.text
 
 
 def test_two_extractions_into_one_file_do_not_interleave(extractor, tmp_path):
@@ -277,13 +281,18 @@ def test_skip_done_does_not_take_a_killed_split_as_finished(tmp_path, capsys):
     run_splits = load_run_splits()
     fake = tmp_path / "fake_train_net.py"
     fake.write_text(FAKE_TRAIN_NET)
+    from fastreid_ext.config import build_config
+
+    tiny = osp.join(REPO, "tests", "configs", "tiny_video.yml")
     base = tmp_path / "out"
     for split, complete in ((0, True), (1, False)):  # split 1 was killed after an intermediate evaluation
         (base / f"split_{split}").mkdir(parents=True)
         (base / f"split_{split}" / "results.json").write_text(
             json.dumps({"Rank-1": 1.0, "mAP": 2.0, "complete": complete}))
+        cfg = build_config(tiny, ["DATASETS.SPLIT", str(split), "OUTPUT_DIR", str(base / f"split_{split}")])
+        (base / f"split_{split}" / "config.yaml").write_text(cfg.dump())  # the settings it was run with
     (base / "split_1" / "last_checkpoint").write_text("model_0003.pth")
-    out = run_splits.main(["--config-file", "cfg.yml", "--splits", "0-1", "--skip-done", "--train-script", str(fake),
+    out = run_splits.main(["--config-file", tiny, "--splits", "0-1", "--skip-done", "--train-script", str(fake),
                            "OUTPUT_DIR", str(base)])
     assert not (base / "split_0" / "argv.json").exists()  # finished: reused
     argv = json.loads((base / "split_1" / "argv.json").read_text())

@@ -9,8 +9,13 @@ reads each ``<base>/split_i/results.json``, prints a table (one row per split, t
 std) and writes ``<base>/splits_summary.json`` ({"splits", "results", "summary"}, atomically).
 
 ``--skip-done`` reuses a split only when its ``results.json`` says ``"complete": true`` (written
-by the trainer once the run has finished); a split killed mid-run (intermediate results,
-``"complete": false``) is run again with ``--resume`` so it continues from its last checkpoint.
+by the trainer once the run has finished) *and* the split's ``config.yaml`` equals the config
+this command resolves for it (config file + overrides + ``DATASETS.SPLIT`` + ``OUTPUT_DIR``);
+a finished split trained with other settings (or without a ``config.yaml``) is an error listing
+the differences, or with ``--overwrite`` is trained again (the old run moved aside by
+``train_net.py --overwrite``). A split killed mid-run (intermediate results,
+``"complete": false``) is run again with ``--resume`` so it continues from its last checkpoint
+(``train_net.py`` checks that the settings can be honoured).
 """
 from __future__ import annotations
 
@@ -36,6 +41,9 @@ def argument_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, default=1, help="passed to train_net.py")
     p.add_argument("--skip-done", action="store_true",
                    help="reuse splits whose results.json marks a finished run; resume unfinished ones")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train splits whose folder holds another run again (passed to train_net.py, "
+                        "which moves the old run aside)")
     p.add_argument("--train-script", default=TRAIN_NET, help=argparse.SUPPRESS)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
@@ -64,7 +72,7 @@ def finished_results(path: str):
     return res if isinstance(res, dict) and res.get("complete") is True else None
 
 
-def split_command(args, split: int, out_dir: str, opts: Sequence[str]) -> List[str]:
+def _split_opts(opts: Sequence[str]) -> List[str]:
     opts = list(opts)
     kept = []
     for key, value in zip(opts[::2], opts[1::2]):
@@ -72,7 +80,29 @@ def split_command(args, split: int, out_dir: str, opts: Sequence[str]) -> List[s
             raise ValueError(f"{key} is set per split by run_splits.py; use --splits instead")
         if key != "OUTPUT_DIR":
             kept += [key, value]
+    return kept
+
+
+def config_differences(config_file: str, opts: Sequence[str], split: int, out_dir: str) -> List[str]:
+    """``"KEY: <split's value> -> <requested value>"`` for every setting in which the split's
+    ``config.yaml`` differs from the config this command resolves for it; ``["no config.yaml"]``
+    when the split has none (its settings cannot be known)."""
+    from fastreid_ext.config import build_config
+    from fastreid_ext.engine.run_folder import compare_configs, read_run_config
+
+    saved = read_run_config(out_dir)
+    if saved is None:
+        return [f"no {osp.join(out_dir, 'config.yaml')}"]
+    cfg = build_config(config_file, [*_split_opts(opts), "DATASETS.SPLIT", str(split), "OUTPUT_DIR", out_dir])
+    refused, honoured = compare_configs(saved, cfg)
+    return sorted(refused + honoured)
+
+
+def split_command(args, split: int, out_dir: str, opts: Sequence[str], overwrite: bool = False) -> List[str]:
+    kept = _split_opts(opts)
     resume = ["--resume"] if args.skip_done and osp.isfile(osp.join(out_dir, "last_checkpoint")) else []
+    if overwrite:
+        resume = ["--overwrite"]
     return [sys.executable, args.train_script, "--config-file", args.config_file, *resume, "--num-gpus",
             str(args.num_gpus), *kept, "DATASETS.SPLIT", str(split), "OUTPUT_DIR", out_dir]
 
@@ -86,13 +116,21 @@ def main(argv=None) -> dict:
     for split in splits:
         out_dir = osp.join(base, f"split_{split}")
         result_path = osp.join(out_dir, "results.json")
-        if args.skip_done and finished_results(result_path) is not None:
-            print(f"[run_splits] split {split}: finished run found in {out_dir}, reused", flush=True)
+        finished = args.skip_done and finished_results(result_path) is not None
+        diffs = config_differences(args.config_file, opts, split, out_dir) if finished else []
+        if finished and diffs and not args.overwrite:
+            raise SystemExit(f"[run_splits] split {split}: the finished run in {out_dir} was not made with the "
+                             f"requested settings ({'; '.join(diffs[:8])}{' ...' if len(diffs) > 8 else ''}); "
+                             f"not reused. Use another OUTPUT_DIR, or --overwrite to train it again (the old "
+                             f"run is moved aside)")
+        if finished and not diffs:
+            print(f"[run_splits] split {split}: finished run found in {out_dir}, same settings, reused", flush=True)
         else:
-            if args.skip_done and osp.isfile(result_path):
+            if args.skip_done and osp.isfile(result_path) and not finished:
                 print(f"[run_splits] split {split}: {result_path} is from an unfinished run; running it again",
                       flush=True)
-            cmd = split_command(args, split, out_dir, opts)
+            cmd = split_command(args, split, out_dir, opts,
+                                overwrite=args.overwrite and (finished or not args.skip_done))
             print(f"[run_splits] split {split}: {' '.join(cmd)}", flush=True)
             done = subprocess.run(cmd)
             if done.returncode != 0:
@@ -115,4 +153,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from fastreid_ext.deploy.cli import run_cli
+
+    sys.exit(run_cli(main))

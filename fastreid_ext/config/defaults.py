@@ -74,6 +74,8 @@ def add_ext_config(cfg: CN) -> CN:
     _C.INPUT.VIDEO.REA_SPARE_ONE = False   # frame REA hit every frame of a clip: leave the last clean (FGReID code)
     _C.INPUT.VIDEO.FRAME_ERASE = CN({"ENABLED": False})
     _C.INPUT.VIDEO.FRAME_ERASE.PROB = 0.5  # per-frame random erasing; returns which frames
+    # train items with a matching, in-frame keypoint entry below this fraction stop training (0: off)
+    _C.INPUT.KEYPOINTS_MIN_MATCH = 0.5
 
     # ---- datasets
     _C.DATASETS.SPLIT = 0                  # split index for 10-split datasets (iLIDS-VID, PRID, CUHK01)

@@ -38,6 +38,7 @@ from .image_dataset import (
     is_image_items,
     keypoint_train_transform,
 )
+from .keypoint_check import check_train_keypoints
 from .samplers import IdentityBalancedSampler, InferenceSampler
 from .transforms import build_clip_transforms
 from .video_dataset import VideoTestDataset, VideoTrainDataset, collate_video_batch
@@ -135,6 +136,8 @@ def _train_loader_from_config(cfg, *, train_set=None, sampler=None, images: Opti
     item has one frame."""
     if train_set is None:
         items = load_train_items(cfg)
+        if comm.is_main_process():
+            check_train_keypoints(items, float(cfg.INPUT.KEYPOINTS_MIN_MATCH))
         if images is None:
             images = is_image_items(items)
             if not images and any(isinstance(it[0], str) or len(it[0]) == 1 for it in items):

@@ -62,8 +62,12 @@ def extras_of(item: Tuple) -> dict:
 def _load_keypoint_file(json_path: str) -> Dict[str, np.ndarray]:
     table = _KEYPOINT_FILES.get(json_path)
     if table is None:
-        with open(json_path) as f:
-            raw = json.load(f)
+        try:
+            with open(json_path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:  # truncated / not JSON / not UTF-8
+            raise ValueError(f"keypoint file {json_path!r} is not valid JSON (truncated?): "
+                             f"{type(e).__name__}: {e}") from None
         if isinstance(raw, dict) and isinstance(raw.get("frames"), dict):
             raw = raw["frames"]
         if not isinstance(raw, dict):

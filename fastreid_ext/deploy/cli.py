@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -15,14 +16,15 @@ __all__ = ["extract_main", "build_index_main", "search_main", "run_cli"]
 
 def run_cli(main) -> int:
     """Run ``main()``; user errors (bad input, missing files, config hash mismatches) end the
-    program with ``error: <message>`` on stderr and exit status 2 instead of a traceback."""
+    program with one line ``error: <message>`` on stderr and exit status 2 instead of a
+    traceback."""
     from fastreid_ext.engine.safe_io import LockBusy
 
     try:
         main()
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, LockBusy) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
+        print("error: " + re.sub(r"\s*\n\s*", " ", str(msg)).strip(), file=sys.stderr)  # one line
         return 2
     return 0
 
@@ -48,7 +50,8 @@ def extract_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, metavar="PATH",
                    help="an image, a folder (images = items, sub-folders = tracklets) or a list file "
                         "(one item per line: [NAME<TAB>]image | folder | frame1,frame2,...)")
-    p.add_argument("--output", required=True, metavar="FILE", help="features file (.npz)")
+    p.add_argument("--output", required=True, metavar="FILE",
+                   help="features file (.npz); a folder is an error. Resuming it with another --input is an error")
     p.add_argument("--tracklet", action="store_true", help="--input is a folder holding ONE tracklet")
     p.add_argument("--no-resume", action="store_true", help="recompute everything, overwriting --output")
     p.add_argument("--batch-size", type=int, default=None, help="clips per batch (default TEST.IMS_PER_BATCH)")
@@ -71,7 +74,7 @@ def extract_main(argv: Optional[Sequence[str]] = None):
     ext = FeatureExtractor.from_files(args.config_file, args.weights, args.opts)
     res = ext.extract(items, args.output, resume=not args.no_resume, flush_every=args.flush_every,
                       progress=False if args.no_progress else None, batch_size=args.batch_size,
-                      num_workers=args.num_workers)
+                      num_workers=args.num_workers, input_spec=args.input)
     print(f"{res.path}: {len(res.features)} items, dim {res.features.dim}, config hash {ext.config_hash} "
           f"({res.num_new} new, {res.num_resumed} resumed, {res.num_stale} re-extracted because their files "
           f"changed, {len(res.failed)} unreadable skipped)")
@@ -124,6 +127,7 @@ def build_index_main(argv: Optional[Sequence[str]] = None):
     _setup_logging()
     if args.skip_existing and not args.add:
         raise ValueError("--skip-existing only applies with --add")
+    _check_index_folder(args.index)  # before loading features and building: that can take hours
     exists = os.path.isfile(os.path.join(args.index, "meta.json"))
     if args.add:
         if not exists:
@@ -150,6 +154,18 @@ def _shard(args, feats):
     return out
 
 
+def _check_index_folder(path: str) -> None:
+    """``path`` can hold an index: a folder (created when missing) this process may write in."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--index {path!r} is a file; an index is a folder (index.faiss + meta.json)")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--index {path!r} cannot be created: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--index {path!r} is not writable")
+
+
 def _build_new_index(args):
     """A new index from ``args.features`` (the caller holds the folder's lock)."""
     from .features_file import FeaturesFile, check_hash, load_features
@@ -157,15 +173,21 @@ def _build_new_index(args):
 
     if os.path.isfile(os.path.join(args.index, "meta.json")) and not args.overwrite:
         raise FileExistsError(f"an index already exists in {args.index!r}; use --add to extend it or --overwrite")
+    twice = sorted({f for f in args.features if args.features.count(f) > 1})
+    if twice:
+        raise ValueError(f"--features names {twice} more than once")
     feats = _shard(args, [load_features(f) for f in args.features])
     for f, path in zip(feats[1:], args.features[1:]):
-        check_hash(f.config_hash, feats[0].config_hash, f"features file {path!r} (vs {args.features[0]!r})")
+        check_hash(f.config_hash, feats[0].config_hash, f"features file {path!r}", f"features file {args.features[0]!r}")
     import numpy as np
 
-    first = feats[0] if len(feats) == 1 else FeaturesFile(
-        np.concatenate([f.embeddings for f in feats]), [n for f in feats for n in f.names],
-        feats[0].config_hash, [p for f in feats for p in f.first_frames], feats[0].meta,
-        [x for f in feats for x in f.sources])
+    try:
+        first = feats[0] if len(feats) == 1 else FeaturesFile(
+            np.concatenate([f.embeddings for f in feats]), [n for f in feats for n in f.names],
+            feats[0].config_hash, [p for f in feats for p in f.first_frames], feats[0].meta,
+            [x for f in feats for x in f.sources])
+    except ValueError as e:  # e.g. one item name in two files
+        raise ValueError(f"--features {args.features}: {e}") from None
     index = GalleryIndex.build(first, args.kind, args.metric, nlist=args.nlist, nprobe=args.nprobe,
                                train_size=args.train_size, hnsw_m=args.hnsw_m,
                                ef_construction=args.ef_construction, ef_search=args.ef_search, seed=args.seed,

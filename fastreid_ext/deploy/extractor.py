@@ -50,7 +50,7 @@ from .features_file import (
     save_features,
     source_signature,
 )
-from .inputs import InputItem
+from .inputs import InputItem, input_record
 
 __all__ = ["ExtractionResult", "FeatureExtractor", "build_extraction_model"]
 
@@ -250,7 +250,7 @@ class FeatureExtractor:
     def extract(self, items: Sequence[InputItem], output: str, resume: bool = True,
                 flush_every: int = 256, flush_seconds: float = 60.0,
                 progress: Optional[bool] = None, batch_size: Optional[int] = None,
-                num_workers: Optional[int] = None) -> ExtractionResult:
+                num_workers: Optional[int] = None, input_spec: Optional[str] = None) -> ExtractionResult:
         """Embed ``items`` into the features file ``output`` (``.npz``).
 
         With ``resume`` and an existing ``output``: the file must carry this extractor's
@@ -260,15 +260,39 @@ class FeatureExtractor:
         every ``flush_every`` finished items or ``flush_seconds`` seconds, at the end, and when
         the run is interrupted. The output's lock is held throughout: a second extraction into
         the same file raises :class:`~fastreid_ext.engine.safe_io.LockBusy`.
+
+        The file records its input (``meta["input"]``, :func:`~.inputs.input_record` of ``items``
+        and ``input_spec``, the list file / folder given); resuming a file made from another
+        input (another root folder or list file, or holding items this input lacks) raises
+        ``ValueError`` instead of mixing the two. An ``output`` that is a folder raises
+        ``ValueError``. A run that embeds nothing (interrupted before its first item, or no
+        item readable) writes no file.
         """
+        if os.path.isdir(output) or os.path.isdir(output + ".npz"):
+            raise ValueError(f"--output {output!r} is a folder; name the features file, e.g. "
+                             f"{os.path.join(output, 'features.npz')!r}")
         if not output.endswith(".npz"):
             output += ".npz"
         with file_lock(output, blocking=False, what=f"features file {output}"):
             return self._extract_locked(items, output, resume, flush_every, flush_seconds, progress,
-                                        batch_size, num_workers)
+                                        batch_size, num_workers, input_record(items, input_spec))
+
+    @staticmethod
+    def _check_same_input(old: FeaturesFile, output: str, record: dict, names: set) -> None:
+        """Refuse to resume ``old`` (the file in ``output``) with another input than its own."""
+        was = old.meta.get("input") or {}
+        other = [n for n in old.names if n not in names]
+        moved = was and (was.get("root") != record["root"] or was.get("list", "") != record["list"])
+        if moved or other:
+            where = (f"input {was.get('list') or was.get('root')!r}" if was else "another input")
+            raise ValueError(
+                f"features file {output!r} holds the features of {where} ({len(old)} items"
+                f"{f', e.g. {other[0]!r} not in this input' if other else ''}), not of this run's input "
+                f"{record['list'] or record['root']!r}: resuming would mix them. Use another --output, or "
+                f"--no-resume to replace it")
 
     def _extract_locked(self, items, output, resume, flush_every, flush_seconds, progress, batch_size,
-                        num_workers) -> ExtractionResult:
+                        num_workers, record) -> ExtractionResult:
         progress = sys.stderr.isatty() if progress is None else progress
         emb: List[np.ndarray] = []
         names: List[str] = []
@@ -278,6 +302,7 @@ class FeatureExtractor:
         num_stale = 0
         if resume and os.path.exists(output):
             old = load_features(output, expected_hash=self.config_hash)
+            self._check_same_input(old, output, record, set(signature))
             stale = [n for n, src in zip(old.names, old.sources) if n in signature and src != signature[n]]
             keep = [i for i, n in enumerate(old.names) if not (n in signature and old.sources[i] != signature[n])]
             emb = [old.embeddings[i] for i in keep]
@@ -301,6 +326,7 @@ class FeatureExtractor:
         def flush() -> None:
             meta = self._meta()
             meta["failed"] = [n for n, _ in failed]
+            meta["input"] = record
             dim = emb[0].shape[0] if emb else 0
             arr = np.stack(emb) if emb else np.zeros((0, dim), np.float32)
             save_features(output, FeaturesFile(arr, names, self.config_hash, first, meta, sources))
@@ -323,9 +349,13 @@ class FeatureExtractor:
                     flush()
                     pending, last = 0, time.monotonic()
         finally:
-            # also on KeyboardInterrupt / errors: keep what was finished
-            if pending or not os.path.exists(output) or failed or num_stale:
+            # also on KeyboardInterrupt / errors: keep what was finished; no file without an item
+            if emb and (pending or not os.path.exists(output) or failed or num_stale):
                 flush()
+        if not emb:
+            raise ValueError(f"no item of the input could be embedded ({len(failed)} unreadable: "
+                             f"{', '.join(n for n, _ in failed[:5])}{' ...' if len(failed) > 5 else ''}); "
+                             f"{output!r} not written")
         if failed:
             logger.warning("%d of %d items could not be read and were skipped: %s", len(failed), len(todo),
                            ", ".join(n for n, _ in failed[:10]) + (" ..." if len(failed) > 10 else ""))

@@ -134,14 +134,16 @@ def source_signature(frames: Sequence[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def check_hash(found: str, expected: str, what: str) -> None:
-    """Raise :class:`ConfigHashMismatch` naming both hashes when they differ."""
+def check_hash(found: str, expected: str, what: str, against: str = "the model / config in use") -> None:
+    """Raise :class:`ConfigHashMismatch` naming both hashes when they differ: ``what`` (hash
+    ``found``) does not match ``against`` (hash ``expected``), e.g. the query model against a
+    gallery index."""
     if found != expected:
         raise ConfigHashMismatch(
-            f"{what} was made with config hash {found}, but the model / config in use has hash "
-            f"{expected}: the embeddings come from a different model (weights or config keys "
-            f"MODEL.*, INPUT.SIZE_TEST, TEST.VIDEO, TEST.FLIP, TEST.METRIC differ) and cannot be "
-            f"compared. Re-extract with the same --config-file and --weights."
+            f"{what} has config hash {found}, but {against} has config hash {expected}: the "
+            f"embeddings come from different models (weights or config keys MODEL.*, INPUT.SIZE_TEST, "
+            f"TEST.VIDEO, TEST.FLIP, TEST.METRIC differ) and cannot be compared. Use the same "
+            f"--config-file and --weights for both."
         )
 
 

@@ -169,7 +169,7 @@ class GalleryIndex:
         "error"``) or keeps the indexed item (``"skip"``). Nothing is added when it raises."""
         if on_existing not in ("error", "skip"):
             raise ValueError(f"on_existing must be 'error' or 'skip', got {on_existing!r}")
-        check_hash(feats.config_hash, self.config_hash, "the features to add")
+        check_hash(feats.config_hash, self.config_hash, "the features to add", f"the index ({self.describe()})")
         self._check_dim(feats.dim, "features to add")
         bad_rows = np.flatnonzero(~np.isfinite(feats.embeddings).all(axis=1))
         if bad_rows.size:

@@ -14,14 +14,20 @@
   list: the frames' common folder when they share one, else ``SPEC`` itself).
 
 Duplicate names raise ``ValueError``; a missing path raises ``FileNotFoundError`` naming it.
+
+:func:`input_record` describes an input for a features file's provenance: the folder holding
+every item (``root``), the list file (``list``, when the input is one), the number of items and
+a ``signature`` of their names.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-__all__ = ["IMAGE_EXTENSIONS", "LIST_EXTENSIONS", "InputItem", "collect_inputs", "is_image_file"]
+__all__ = ["IMAGE_EXTENSIONS", "LIST_EXTENSIONS", "InputItem", "collect_inputs", "input_record",
+           "is_image_file"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
@@ -122,3 +128,15 @@ def collect_inputs(spec: str, as_tracklet: bool = False) -> List[InputItem]:
     if not items:
         raise ValueError(f"input {spec!r} holds no image or tracklet")
     return _check_unique(items, spec)
+
+
+def input_record(items: Sequence[InputItem], spec: Optional[str] = None) -> dict:
+    """``{"root", "list", "count", "signature"}`` of an input: the deepest folder holding every
+    item's first frame, the absolute path of ``spec`` when it is a list file (else ``""``), the
+    number of items and a 16-hex-digit SHA-256 of their sorted names."""
+    folders = [os.path.dirname(os.path.abspath(it.frames[0])) for it in items if it.frames]
+    root = os.path.commonpath(folders) if folders else ""
+    is_list = bool(spec) and os.path.isfile(spec) and spec.lower().endswith(LIST_EXTENSIONS)
+    names = "\n".join(sorted(it.name for it in items)).encode("utf-8", "surrogateescape")
+    return {"root": root, "list": os.path.abspath(spec) if is_list else "", "count": len(items),
+            "signature": hashlib.sha256(names).hexdigest()[:16]}

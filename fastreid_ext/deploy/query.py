@@ -27,13 +27,14 @@ def query_features(index: GalleryIndex, features: Optional[str] = None, inputs: 
         raise ValueError("give exactly one of a query features file or query images / tracklets")
     if features is not None:
         feats = load_features(features)
-        check_hash(feats.config_hash, index.config_hash, f"query features file {features!r}")
+        check_hash(feats.config_hash, index.config_hash, f"query features file {features!r}",
+                   f"the gallery index ({index.describe()})")
         failed: List[Tuple[str, str]] = []
     else:
         if extractor is None:
             raise ValueError("embedding query images needs the model: give --config-file and --weights")
-        check_hash(extractor.config_hash, index.config_hash, f"the model given by --config-file/--weights "
-                   f"(the index {index.describe()})")
+        check_hash(extractor.config_hash, index.config_hash, "the model given by --config-file/--weights",
+                   f"the gallery index ({index.describe()})")
         feats, failed = extractor.embed(collect_inputs(inputs, as_tracklet=as_tracklet))
     if len(feats) == 0:
         raise ValueError("no query could be embedded" + (f" (unreadable: {[n for n, _ in failed]})" if failed else ""))

@@ -7,6 +7,10 @@ the same folder, flushed, fsynced and moved into place with ``os.replace``, so a
 either the old file or the complete new one (with ordinary file permissions, see
 :mod:`.safe_io`).
 
+Inference loads (``refuse_unused=True``: ``--eval-only``, extraction, export) also refuse
+tensors of the checkpoint that the model does not have (weights of a module the config does not
+build, e.g. a temporal attention under ``MODEL.TEMPORAL.AGG avg``: the host only logs them).
+
 Loading is strict (the host's ``_load_model``, ``checkpoint.py:230-262``, skips any tensor of
 another shape with a warning and leaves missing ones random, so weights of another depth or
 meta-arch "load" with rc 0): a shape mismatch or a missing tensor raises
@@ -35,7 +39,7 @@ from fastreid.utils.checkpoint import (
 
 from .safe_io import atomic_write
 
-__all__ = ["AtomicCheckpointer", "CheckpointMismatch", "atomic_write",
+__all__ = ["AtomicCheckpointer", "CheckpointMismatch", "ResumeMismatch", "atomic_write",
            "class_count_key", "read_best_metric"]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +47,11 @@ logger = logging.getLogger(__name__)
 
 class CheckpointMismatch(ValueError):
     """Checkpoint tensors that do not fit the model (shape mismatches / missing tensors)."""
+
+
+class ResumeMismatch(CheckpointMismatch):
+    """A run's checkpoint that the resumed run cannot continue (other identities, other
+    optimizer parameter groups)."""
 
 
 def class_count_key(name: str, model: Optional[torch.nn.Module] = None) -> bool:
@@ -83,9 +92,10 @@ class AtomicCheckpointer(Checkpointer):
     fallback to an older checkpoint when the last one is damaged."""
 
     def __init__(self, model, save_dir: str = "", *, save_to_disk: bool = True, partial_load: bool = False,
-                 **checkpointables: Any):
+                 refuse_unused: bool = False, **checkpointables: Any):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.partial_load = bool(partial_load)
+        self.refuse_unused = bool(refuse_unused)
 
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -105,6 +115,15 @@ class AtomicCheckpointer(Checkpointer):
                      lambda f: f.write(last_filename_basename), mode="w")
 
     # ------------------------------------------------------------------ loading
+    def load(self, path: str, checkpointables: Optional[List[str]] = None):
+        """The host's ``load``; a :class:`CheckpointMismatch` names the file."""
+        try:
+            return super().load(path, checkpointables)
+        except CheckpointMismatch as e:
+            if path and path not in str(e):
+                raise type(e)(f"{path}: {e}") from None
+            raise
+
     def _load_file(self, f: str):
         try:
             return super()._load_file(f)
@@ -130,6 +149,11 @@ class AtomicCheckpointer(Checkpointer):
                                     "(the classifier takes no part in the embedding)", k, a[0], b[0])
                 continue
             problems.append(f"{k}: {a} in the checkpoint, {b} in the model")
+        if self.refuse_unused:  # weights of modules this config does not build: another model
+            unused = sorted(k for k in state if k not in own and not class_count_key(k))
+            if unused:
+                problems.append(f"{len(unused)} tensor(s) of the checkpoint that the model does not use: "
+                                f"{unused[:8]}{' ...' if len(unused) > 8 else ''}")
         missing = [k for k in own if k not in state and not class_count_key(k, self.model)]
         missing = sorted(_filter_reused_missing_keys(self.model, missing)) if missing else []
         if missing:
@@ -146,6 +170,28 @@ class AtomicCheckpointer(Checkpointer):
                 "\nSet MODEL.PARTIAL_LOAD True to load only the matching tensors (the others keep "
                 "their initial values).")
         return super()._load_model(checkpoint)
+
+    def get_checkpoint_file(self) -> str:
+        """The checkpoint ``last_checkpoint`` names (the host's, ``fastreid/utils/checkpoint.py:146``,
+        raises ``UnicodeDecodeError`` on a damaged tag file); a tag that is not UTF-8 text naming a
+        file of the folder is reported and the newest ``.pth`` taken instead."""
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with open(tag, "rb") as f:
+                name = f.read().decode("utf-8").strip()
+        except OSError:
+            return ""
+        except UnicodeDecodeError:
+            name = None
+        if name and os.sep not in name and "\0" not in name:
+            return os.path.join(self.save_dir, name)
+        files = self.readable_checkpoints()
+        if not files:
+            raise ValueError(f"{tag!r} is damaged (not UTF-8 text naming a checkpoint) and {self.save_dir!r} "
+                             f"holds no .pth file")
+        self.logger.warning("%s is damaged (not UTF-8 text naming a checkpoint): using the newest checkpoint %s",
+                            tag, files[0])
+        return files[0]
 
     def readable_checkpoints(self) -> List[str]:
         """``.pth`` files of ``save_dir``, newest first (modification time, then name)."""
@@ -172,8 +218,34 @@ class AtomicCheckpointer(Checkpointer):
                 continue
             if cand != last:
                 self.logger.warning("resuming from %s instead of the unreadable %s", cand, last)
+            self.check_resumable(cand, data)
             return self._load_data(cand, data)
         raise ValueError("--resume: no readable checkpoint in " + repr(self.save_dir) + ":\n  " + "\n  ".join(errors))
+
+    def check_resumable(self, path: str, checkpoint: dict) -> None:
+        """Raise :class:`ResumeMismatch` before anything is loaded when the run in ``path`` was
+        trained on another number of identities (its classifier / loss state) or its optimizer
+        has other parameter groups than the one built now (another model or config)."""
+        own = self.model.state_dict()
+        problems = []
+        for k, v in (checkpoint.get("model") or {}).items():
+            k = k[len("module."):] if k.startswith("module.") else k
+            if k in own and hasattr(v, "shape") and class_count_key(k, self.model) and v.shape != own[k].shape:
+                problems.append(f"{k} holds {v.shape[0]} identities in the checkpoint, the training data "
+                                f"now has {own[k].shape[0]} (another dataset?)")
+                break
+        opt = self.checkpointables.get("optimizer")
+        saved = (checkpoint.get("optimizer") or {}).get("param_groups")
+        if opt is not None and saved is not None:
+            a = [len(g["params"]) for g in saved]
+            b = [len(g["params"]) for g in opt.param_groups]
+            if a != b:
+                problems.append(f"the optimizer has {len(b)} parameter groups ({sum(b)} tensors), the "
+                                f"checkpoint {len(a)} ({sum(a)} tensors): another model or optimizer config")
+        if problems:
+            raise ResumeMismatch(f"--resume: the run's checkpoint {path!r} cannot be continued with this "
+                                 f"config: " + "; ".join(problems) + ". Nothing was loaded; start a new "
+                                 "run (another OUTPUT_DIR or --overwrite)")
 
     def _load_data(self, path: str, checkpoint: dict) -> dict:
         """``Checkpointer.load`` after the file has been read (same steps and logging)."""

@@ -88,7 +88,8 @@ def build_inference_model(cfg, weights: Optional[str] = None, *, allow_untrained
         cfg: a full config (:func:`fastreid_ext.config.build_config`); not modified.
         weights: checkpoint file; default ``cfg.MODEL.WEIGHTS``. A name that is not a file
             raises ``FileNotFoundError``; loading is strict as in
-            :class:`~fastreid_ext.engine.checkpoint.AtomicCheckpointer` (``MODEL.PARTIAL_LOAD``).
+            :class:`~fastreid_ext.engine.checkpoint.AtomicCheckpointer`: missing, misshapen and
+            unused tensors are an error naming them, unless ``MODEL.PARTIAL_LOAD``.
         allow_untrained: without weights, return the randomly initialised model (counters,
             pictures of an untrained model) instead of raising ``ValueError``.
         device: overrides ``MODEL.DEVICE``.
@@ -118,7 +119,7 @@ def build_inference_model(cfg, weights: Optional[str] = None, *, allow_untrained
     cfg.freeze()
     model = Trainer.build_model(cfg)
     if weights:
-        AtomicCheckpointer(model, partial_load=cfg.MODEL.PARTIAL_LOAD).load(weights)
+        AtomicCheckpointer(model, partial_load=cfg.MODEL.PARTIAL_LOAD, refuse_unused=True).load(weights)
     else:
         logger.warning("no weights: the model keeps its random initialisation")
     return model.eval(), cfg

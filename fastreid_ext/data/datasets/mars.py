@@ -55,6 +55,17 @@ def read_mat(path: str, key: str) -> np.ndarray:
     return np.asarray(mat[key]).astype(np.int64)
 
 
+def read_track_info(path: str, key: str) -> np.ndarray:
+    """The ``(N, 4)`` rows ``[start, end, pid, camid]`` of a MARS track-info file; another
+    shape (e.g. the ``(4, N)`` transpose) raises ``ValueError`` naming the file."""
+    rows = read_mat(path, key)
+    if rows.ndim != 2 or rows.shape[1] != 4:
+        hint = " (transposed? the rows must be tracklets)" if rows.ndim == 2 and rows.shape[0] == 4 else ""
+        raise ValueError(f"{path!r}: {key} has shape {tuple(rows.shape)}, expected (N, 4) rows "
+                         f"[start, end, pid, camid]{hint}")
+    return rows
+
+
 @DATASET_REGISTRY.register()
 class MARS(TrackletDataset):
     """MARS tracklets.
@@ -96,8 +107,8 @@ class MARS(TrackletDataset):
 
         train_names = read_names(self.train_name_path)
         test_names = read_names(self.test_name_path)
-        track_train = read_mat(self.track_train_path, "track_train_info")
-        track_test = read_mat(self.track_test_path, "track_test_info")
+        track_train = read_track_info(self.track_train_path, "track_train_info")
+        track_test = read_track_info(self.track_test_path, "track_test_info")
         query_idx = read_mat(self.query_idx_path, "query_IDX").reshape(-1) - 1  # 1-based -> 0-based
         if query_idx.size and (query_idx.min() < 0 or query_idx.max() >= len(track_test)):
             raise ValueError(f"{self.query_idx_path!r}: query_IDX outside 1..{len(track_test)}")

@@ -294,13 +294,30 @@ class FGPose(ReidMetaArch):
             raise ValueError(f"keypoints must be (B, L, 17, 3) = {(b, length, 17, 3)}, got {tuple(kp.shape)}")
         return kp
 
-    def stream_features(self, batched_inputs) -> Dict[str, torch.Tensor]:
-        """Pre-BN features ``{stream: (B, D_s)}`` of every built stream."""
+    def eval_streams(self) -> List[str]:
+        """The streams the test embedding needs: ``TEST_STREAMS`` and what they read (the
+        motion-aware attention reads the global maps, and the motion maps when it is guided by
+        motion)."""
+        need = set(self.test_streams)
+        if "ma" in need:
+            need.add("global")
+            if self.attention_source == "motion":
+                need.add("motion")
+        return [s for s in self.streams if s in need]
+
+    def export_inputs(self) -> Tuple[str, ...]:
+        """Batch keys the eval forward reads (``fastreid_ext.deploy.onnx_export.export_inputs``):
+        keypoints only when the joint-specific stream is among the test streams."""
+        return ("images", "keypoints") if "js" in self.eval_streams() else ("images",)
+
+    def stream_features(self, batched_inputs, streams: Optional[Sequence[str]] = None) -> Dict[str, torch.Tensor]:
+        """Pre-BN features ``{stream: (B, D_s)}`` of ``streams`` (default: every built stream)."""
+        streams = self.streams if streams is None else list(streams)
         clips = self._clips(batched_inputs)
         b, length = clips.shape[:2]
         T = self.segment_len
-        need_global = "global" in self.streams or "ma" in self.streams
-        shared_motion = "motion" in self.streams and self.motion_backbone is None
+        need_global = "global" in streams or "ma" in streams
+        shared_motion = "motion" in streams and self.motion_backbone is None
         feats: Dict[str, torch.Tensor] = {}
         gmaps: Optional[List[torch.Tensor]] = None
         glevels_all: Optional[List[torch.Tensor]] = None
@@ -314,7 +331,7 @@ class FGPose(ReidMetaArch):
             gmaps = [x[:, :T].mean(dim=1) for x in glevels_all]  # (B, C_i, h_i, w_i)
             feats["global"] = gmaps[-1].mean(dim=(2, 3))
         mmaps = None
-        if "motion" in self.streams:
+        if "motion" in streams:
             with self._grad("motion"):
                 if shared_motion:
                     levels = glevels_all
@@ -322,11 +339,11 @@ class FGPose(ReidMetaArch):
                     flat = backbone_levels(self.motion_backbone, clips.reshape(b * length, *clips.shape[2:]))
                     levels = [x.view(b, length, *x.shape[1:]) for x in flat]
                 feats["motion"], mmaps = self.motion(levels, T, self.delta_t)
-        if "ma" in self.streams:
+        if "ma" in streams:
             guides = mmaps if self.attention_source == "motion" else gmaps
             with self._grad("ma"):
                 feats["ma"] = self.attention(guides, gmaps)
-        if "js" in self.streams:
+        if "js" in streams:
             kp = self._keypoints(batched_inputs, b, length)[:, :T].reshape(b * T, 17, 3)
             with self._grad("js"):
                 f = self.joint(clips[:, :T].reshape(b * T, *clips.shape[2:]), kp)
@@ -334,7 +351,7 @@ class FGPose(ReidMetaArch):
         return feats
 
     def forward(self, batched_inputs: Union[Dict, torch.Tensor]):
-        feats = self.stream_features(batched_inputs)
+        feats = self.stream_features(batched_inputs, None if self.training else self.eval_streams())
         if not self.training:
             parts = []
             for s in self.test_streams:

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         from fastreid.modeling import build_model
 
         model = build_model(cfg).eval()
-        AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        AtomicCheckpointer(model, partial_load=cfg.MODEL.PARTIAL_LOAD, refuse_unused=True).load(cfg.MODEL.WEIGHTS)
         with torch.no_grad():
             model({"images": images, "keypoints": kp})
         if hasattr(model, "attention"):
