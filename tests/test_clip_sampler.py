@@ -93,6 +93,14 @@ def test_dense_max_clips_spread_evenly(n, T, m):
         assert kept == all_clips
 
 
+def test_dense_first_clips_like_the_public_codes():
+    """The public dense mode stops after a number of clips: the first ones are kept."""
+    assert cs.dense_clips(30, 4, 3, select="first") == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert cs.dense_clips(6, 4, 3, select="first") == cs.dense_clips(6, 4)
+    with pytest.raises(ValueError, match="CLIP_SELECT"):
+        cs.dense_clips(6, 4, 3, select="middle")
+
+
 def test_dense_no_limit():
     assert len(cs.dense_clips(1000, 4, 0)) == 250
 

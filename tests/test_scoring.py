@@ -40,6 +40,12 @@ def test_clip_cap_counts_the_frames_left_out(n):
     assert d["sampling"] == "dense, at most 2 clips spread over the tracklet" and d["ap"] == "noninterp"
 
 
+def test_first_clips_are_described():
+    ds = VideoTestDataset(_items([40, 5]), None, 4, 3, select="first")
+    d = describe_scoring(_cfg(), "cross_camera", ds)
+    assert d["sampling"] == "dense, the first 3 clips" and d["frames_seen"]["max"] == 12
+
+
 def test_images_and_fgpr():
     cfg = _cfg()
     d = describe_scoring(cfg, "fgpr", None)

@@ -89,6 +89,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.VIDEO = CN()
     _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
     _C.TEST.VIDEO.MAX_CLIPS = 0            # 0: every clip, every frame (the papers' test); N > 0: at most N clips spread over the tracklet
+    _C.TEST.VIDEO.CLIP_SELECT = "spread"   # which clips a MAX_CLIPS cap keeps: "spread" over the tracklet | "first" (public codes)
     _C.TEST.VIDEO.SHORT_PAD = "cycle"      # last test clip / short tracklets: "cycle" (jiyanggao dense) | "repeat_last"
     _C.TEST.VIDEO.FRAME_CHUNK = 0          # frames per backbone call at test time (0: all; bounds memory)
     # images: rank per-identity means of the query / gallery embeddings (FGReID paper 4.3; not the

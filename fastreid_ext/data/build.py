@@ -190,7 +190,8 @@ def _test_set(cfg, dataset, images: Optional[bool]):
         images = is_image_items(items)
     if not images:
         return VideoTestDataset(items, build_clip_transforms(cfg, is_train=False), cfg.TEST.VIDEO.SEQ_LEN,
-                                cfg.TEST.VIDEO.MAX_CLIPS, cfg.TEST.VIDEO.SHORT_PAD)
+                                cfg.TEST.VIDEO.MAX_CLIPS, cfg.TEST.VIDEO.SHORT_PAD,
+                                cfg.TEST.VIDEO.CLIP_SELECT)
     has_kp = any(len(it) > 3 and isinstance(it[3], dict) and it[3].get("keypoints") for it in items)
     if has_kp and cfg.INPUT.CROP.ENABLED:
         raise ValueError("INPUT.CROP.ENABLED with test images that carry keypoints: the keypoints cannot follow "

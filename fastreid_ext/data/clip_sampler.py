@@ -114,20 +114,30 @@ def evenly(n: int, T: int, rng: Optional[np.random.Generator] = None, pad: str =
     return [i * stride for i in range(T)]
 
 
-def dense_clips(n: int, T: int, max_clips: int = 0, pad: str = "cycle") -> List[List[int]]:
+#: Which clips a cap keeps (``TEST.VIDEO.CLIP_SELECT``).
+CLIP_SELECTIONS = ("spread", "first")
+
+
+def dense_clips(n: int, T: int, max_clips: int = 0, pad: str = "cycle", select: str = "spread") -> List[List[int]]:
     """Non-overlapping clips of ``T`` frames covering frames ``0..n-1`` in order; the last
     clip, when shorter, is padded with its own frames (:func:`pad_frames`).
 
     ``max_clips <= 0`` (the default, ``TEST.VIDEO.MAX_CLIPS 0``) keeps every clip: every frame
     of the tracklet is seen. When more than ``max_clips`` clips exist (``max_clips > 0``),
-    ``max_clips`` of them are kept, spread evenly over the tracklet: clip
+    ``max_clips`` of them are kept: ``select="spread"``, spread evenly over the tracklet, clip
     ``round(j * (N - 1) / (max_clips - 1))`` for ``j = 0..max_clips-1`` (first and last clip
-    always kept; ``max_clips == 1`` keeps the middle clip ``N // 2``).
+    always kept; ``max_clips == 1`` keeps the middle clip ``N // 2``); ``select="first"``, the
+    first ``max_clips`` clips (the video baseline's and FGReID's public code, whose dense test
+    mode stops after a maximum number of clips).
     """
     _check(n, T)
+    if select not in CLIP_SELECTIONS:
+        raise ValueError(f"unknown clip selection {select!r} (TEST.VIDEO.CLIP_SELECT); expected one of {CLIP_SELECTIONS}")
     clips = [pad_frames(range(s, min(s + T, n)), T, pad) for s in range(0, n, T)]
     N = len(clips)
-    if max_clips > 0 and N > max_clips:
+    if max_clips > 0 and N > max_clips and select == "first":
+        clips = clips[:max_clips]
+    elif max_clips > 0 and N > max_clips:
         if max_clips == 1:
             keep = [N // 2]
         else:

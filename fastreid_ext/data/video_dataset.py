@@ -185,15 +185,17 @@ class VideoTestDataset(Dataset):
     camids are raw. A tracklet never loads more than ``seq_len`` frames at a time.
     """
 
-    def __init__(self, items: Sequence, transform: Callable, seq_len: int, max_clips: int = 0, pad: str = "cycle"):
+    def __init__(self, items: Sequence, transform: Callable, seq_len: int, max_clips: int = 0, pad: str = "cycle",
+                 select: str = "spread"):
         self.items: List[Tuple] = [as_tracklet(i) for i in items]
         self.transform = transform
         self.seq_len = int(seq_len)
         self.max_clips = int(max_clips)
         self.pad = pad
+        self.select = select
         self.clips: List[Tuple[int, List[int]]] = [
             (k, clip) for k, item in enumerate(self.items)
-            for clip in dense_clips(len(item[0]), self.seq_len, self.max_clips, pad)
+            for clip in dense_clips(len(item[0]), self.seq_len, self.max_clips, pad, select)
         ]
         self.track_idx = np.array([k for k, _ in self.clips], dtype=np.int64)  # (num_clips,)
 

@@ -156,6 +156,7 @@ class FeatureExtractor:
         ds = _SafeClipDataset(
             [(it.frames, 0, 0) for it in items], build_clip_transforms(self.cfg, is_train=False),
             self.cfg.TEST.VIDEO.SEQ_LEN, self.cfg.TEST.VIDEO.MAX_CLIPS, self.cfg.TEST.VIDEO.SHORT_PAD,
+            self.cfg.TEST.VIDEO.CLIP_SELECT,
         )
         return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                           collate_fn=_collate, pin_memory=self.device.type == "cuda",

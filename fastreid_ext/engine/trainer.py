@@ -415,7 +415,7 @@ def validate_training_config(cfg) -> None:
     nothing) after training: unknown test sets, bad ``TEST.*`` values, fewer than 2 identities
     per batch with a pairwise loss (triplet: no negative, ``loss_triplet`` stays 0)."""
     from fastreid.data.datasets import DATASET_REGISTRY
-    from fastreid_ext.data.clip_sampler import PAD_MODES
+    from fastreid_ext.data.clip_sampler import CLIP_SELECTIONS, PAD_MODES
     from fastreid_ext.evaluation.rank import PROTOCOLS
 
     known = sorted(DATASET_REGISTRY._obj_map)
@@ -441,6 +441,8 @@ def validate_training_config(cfg) -> None:
     need(positive_int(t.VIDEO.SEQ_LEN), f"TEST.VIDEO.SEQ_LEN must be an int >= 1, got {t.VIDEO.SEQ_LEN!r}")
     need(isinstance(t.VIDEO.MAX_CLIPS, int) and not isinstance(t.VIDEO.MAX_CLIPS, bool) and t.VIDEO.MAX_CLIPS >= 0,
          f"TEST.VIDEO.MAX_CLIPS must be an int >= 0 (0: every clip), got {t.VIDEO.MAX_CLIPS!r}")
+    need(t.VIDEO.CLIP_SELECT in CLIP_SELECTIONS,
+         f"TEST.VIDEO.CLIP_SELECT must be one of {CLIP_SELECTIONS}, got {t.VIDEO.CLIP_SELECT!r}")
     for key, pad in (("INPUT", cfg.INPUT.VIDEO.SHORT_PAD), ("TEST", t.VIDEO.SHORT_PAD)):
         need(pad in PAD_MODES, f"{key}.VIDEO.SHORT_PAD must be one of {PAD_MODES}, got {pad!r}")
     r = t.RETRIEVAL

@@ -52,9 +52,11 @@ def describe_scoring(cfg, protocol: str, test_set: Optional[Any] = None) -> Dict
     max_clips = int(test_set.max_clips)
     out.update({
         "sampling": "dense, every frame" if max_clips <= 0 else
-                    f"dense, at most {max_clips} clips spread over the tracklet",
+                    f"dense, at most {max_clips} clips spread over the tracklet"
+                    if getattr(test_set, "select", "spread") == "spread" else f"dense, the first {max_clips} clips",
         "clip_len": int(test_set.seq_len),
         "max_clips": max_clips,
+        "clip_select": getattr(test_set, "select", "spread"),
         "short_pad": test_set.pad,
         "frames_seen": {"min": int(seen.min()), "mean": round(float(seen.mean()), 2), "max": int(seen.max())},
         "tracklets_not_seen_whole": int(np.count_nonzero(seen < total)),
