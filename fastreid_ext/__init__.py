@@ -11,7 +11,7 @@ compat.apply()
 from .config import add_ext_config, get_cfg  # noqa: E402
 
 __all__ = ["add_ext_config", "get_cfg", "compat"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def _register_all() -> None:

@@ -2,84 +2,17 @@
 """Train or evaluate any registered ReID model: fast-reid's command line.
 
     python tools/train_net.py --config-file configs/Video-Baseline/synthetic_cpu.yml
-    python tools/train_net.py --config-file X.yml --eval-only MODEL.WEIGHTS path/model_final.pth
+    python tools/train_net.py --config-file X.yml --eval-only --weights path/model_final.pth
     python tools/train_net.py --config-file X.yml --resume            # continue the last run
     python tools/train_net.py --config-file X.yml --num-gpus 2        # 2 processes (GPUs, or gloo on CPU)
 
-Every installed project (entry-point group ``fastreid_ext.projects``) is registered by importing
-its package; works from any working directory.
+Same as ``fastreid-ext train`` (``fastreid_ext/commands/train.py``). Configuration errors print
+one line and exit with status 2 (``--debug``: the traceback).
 """
-from __future__ import annotations
+import sys
 
-import contextlib
-import logging
-import os
-
-import fastreid_ext  # noqa: F401  (compat shims + registrations, before any fastreid.data import)
-from fastreid.engine.defaults import default_argument_parser, default_setup
-from fastreid.utils import comm
-from fastreid.utils.env import seed_all_rng
-from fastreid.utils.logger import setup_logger
-from fastreid_ext.config import build_config, project_entry_points
-from fastreid_ext.engine import Trainer, build_inference_model, launch
-from fastreid_ext.engine.safe_io import file_lock
-from fastreid_ext.engine.trainer import eval_output_dir
-
-
-def setup(args, stack: contextlib.ExitStack = None):
-    """The run's config, logging and seed. A training run (``stack`` given) first takes its
-    output folder's training lock into ``stack``, before ``default_setup`` writes
-    ``config.yaml`` / ``log.txt`` there: a second run started by mistake in the folder of a live
-    one refuses (``LockBusy``) before touching its files. ``Trainer.train`` takes the same lock
-    again (re-entrant in one process)."""
-    cfg = build_config(args.config_file, args.opts)
-    if stack is not None and not args.eval_only and cfg.OUTPUT_DIR and comm.is_main_process():
-        stack.enter_context(file_lock(os.path.join(cfg.OUTPUT_DIR, "training"), blocking=False,
-                                      what=f"training output folder {cfg.OUTPUT_DIR}"))
-    if args.eval_only and eval_output_dir(cfg.OUTPUT_DIR) != cfg.OUTPUT_DIR:
-        # evaluating a run from its own folder: keep that run's config.yaml / results.json
-        cfg.defrost()
-        cfg.OUTPUT_DIR = eval_output_dir(cfg.OUTPUT_DIR)
-        cfg.freeze()
-        print(f"--eval-only: {os.path.dirname(cfg.OUTPUT_DIR)!r} holds a training run; "
-              f"writing the evaluation to {cfg.OUTPUT_DIR!r}", flush=True)
-    default_setup(cfg, args)
-    # the host only sets up the "fastreid" logger; show the plugin's and the projects' too
-    for name in ("fastreid_ext", *(ep.module.split(".")[0] for ep in project_entry_points())):
-        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name=name)
-    if cfg.SEED >= 0:
-        seed_all_rng(cfg.SEED + comm.get_rank())
-    return cfg
-
-
-def main(args):
-    with contextlib.ExitStack() as stack:
-        return _run(args, setup(args, stack))
-
-
-def _run(args, cfg):
-    if args.eval_only:
-        if not cfg.MODEL.WEIGHTS or not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise FileNotFoundError(f"--eval-only needs MODEL.WEIGHTS to name a checkpoint file; "
-                                    f"got {cfg.MODEL.WEIGHTS!r}")
-        # the classifier's size comes from the run's saved config (see build_inference_model)
-        model, cfg = build_inference_model(cfg)
-        return Trainer.test(cfg, model)
-
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
-
-
-def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
-    logging.getLogger(__name__).info("Command Line Args: %s", args)
-    # --num-gpus N: N processes per machine, one per GPU (NCCL) for MODEL.DEVICE cuda, or N CPU
-    # processes over gloo for MODEL.DEVICE cpu
-    device = build_config(args.config_file, args.opts).MODEL.DEVICE
-    return launch(main, max(1, args.num_gpus), num_machines=args.num_machines,
-                  machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,), device=device)
-
+from fastreid_ext.commands.errors import run_cli
+from fastreid_ext.commands.train import cli, main, setup  # noqa: F401  (tests load this file)
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(run_cli(cli))
