@@ -28,6 +28,8 @@ from fastreid_ext.engine import Trainer, build_inference_model, launch
 from fastreid_ext.engine.safe_io import file_lock
 from fastreid_ext.engine.trainer import eval_output_dir
 
+from .options import add_weights_option, opts_with_weights
+
 __all__ = ["cli", "main", "parser", "setup"]
 
 
@@ -37,8 +39,7 @@ def parser(eval_only: bool = False):
     p.description = ("Evaluate a trained model on the config's test sets." if eval_only else
                      "Train (or with --eval-only evaluate) a ReID model from a config.")
     p.epilog = "Trailing KEY VALUE pairs override the config, e.g. SOLVER.MAX_EPOCH 10 OUTPUT_DIR logs/x"
-    p.add_argument("--weights", default="", metavar="FILE",
-                   help="checkpoint to evaluate or start from (= MODEL.WEIGHTS FILE)")
+    add_weights_option(p)
     p.add_argument("--debug", action="store_true", help="show tracebacks of configuration errors")
     return p
 
@@ -52,9 +53,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, eval_only: bool = False):
                          "`fastreid-ext configs` lists them)")
     args.config_file = find_config(args.config_file)
     args.eval_only = args.eval_only or eval_only
-    args.opts = list(args.opts or [])
-    if args.weights:
-        args.opts += ["MODEL.WEIGHTS", args.weights]
+    args.opts = opts_with_weights(args)
     return args
 
 
