@@ -108,3 +108,25 @@ def test_bad_counts_raise():
         cs.evenly(0, 4)
     with pytest.raises(ValueError):
         cs.dense_clips(5, 0)
+
+
+@pytest.mark.parametrize("sampler", [cs.restricted_random, cs.random_consecutive, cs.evenly])
+def test_short_tracklet_padding_conventions(sampler):
+    """n < T: "cycle" repeats the frames in order (jiyanggao), "repeat_last" repeats the last
+    frame (deep-person-reid's evenly)."""
+    rng = np.random.default_rng(0)
+    assert sampler(3, 8, rng) == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert sampler(3, 8, rng, pad="cycle") == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert sampler(3, 8, rng, pad="repeat_last") == [0, 1, 2, 2, 2, 2, 2, 2]
+    built = cs.build_train_clip_sampler(sampler.__name__, "repeat_last")
+    assert built(2, 5, rng) == [0, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="SHORT_PAD"):
+        cs.build_train_clip_sampler(sampler.__name__, "mirror")
+
+
+def test_dense_last_clip_padding_conventions():
+    assert cs.dense_clips(6, 4) == [[0, 1, 2, 3], [4, 5, 4, 5]]
+    assert cs.dense_clips(6, 4, pad="repeat_last") == [[0, 1, 2, 3], [4, 5, 5, 5]]
+    assert cs.pad_frames([7], 3, "repeat_last") == [7, 7, 7]
+    with pytest.raises(ValueError, match="unknown padding"):
+        cs.pad_frames([1, 2], 4, "mirror")

@@ -115,3 +115,8 @@ def test_eval_only_from_a_trained_checkpoint(tiny_datasets_root, tmp_path):
     again = _results(ev)
     for k in ("mAP", "Rank-1", "mINP"):
         assert abs(again[k] - trained[k]) < 1e-6, (k, again, trained)
+    # the results file says how it was scored (tiny_video.yml: T=2, at most 2 clips per tracklet)
+    sc = again["scoring"]
+    assert sc["protocol"] == "cross_camera" and sc["ap"] == "noninterp" and sc["metric"] == trained["scoring"]["metric"]
+    assert sc["clip_len"] == 2 and sc["max_clips"] == 2 and sc["sampling"].startswith("dense, at most 2 clips")
+    assert 1 <= sc["frames_seen"]["min"] <= sc["frames_seen"]["mean"] <= sc["frames_seen"]["max"] <= 4

@@ -144,9 +144,9 @@ def _mars_case():
     return d, q_pids, g_pids, q_cams, g_cams
 
 
-def test_mars_official_hand_worked():
+def test_mars_official_noninterp_hand_worked():
     d, qp, gp, qc, gc = _mars_case()
-    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=5, protocol="mars_official")
+    res = evaluate_rank(d, qp, gp, qc, gc, max_rank=5, protocol="mars_official_noninterp")
     # q0: junk g0 (itself), g5 (pid1 cam0), g1 (pid -1). Kept order: g2(distractor) g3(+) g4 g6(+) g7 g8 g9
     #     matches at 0-based positions 1 and 3: AP = (1/2 + 2/4) / 2 = 0.5, INP = 2/4
     # q1: its only pid-3 item is itself (same camera): no valid match -> skipped

@@ -155,10 +155,12 @@ def test_prid2011_layout(trees):
     assert min(length.values()) < 27
     splits = json.load(open(osp.join(root, "splits_prid2011.json")))
     assert isinstance(splits, list) and len(splits) == 10
-    usable = {int(p[7:]) for p in b if min(length[("cam_a", int(p[7:]))], length[("cam_b", int(p[7:]))]) >= 27}
+    usable = {p for p in b if min(length[("cam_a", int(p[7:]))], length[("cam_b", int(p[7:]))]) >= 27}
     for s in splits:
         assert set(s) == {"train", "test"}
-        assert all(isinstance(x, int) for x in s["train"] + s["test"])
+        # the public file's format: person folder names, as deep-person-reid reads them
+        assert all(isinstance(x, str) and re.fullmatch(r"person_\d{4}", x) for x in s["train"] + s["test"])
+        assert s["train"] == sorted(s["train"]) and s["test"] == sorted(s["test"])
         assert set(s["train"]).isdisjoint(s["test"]) and set(s["train"]) | set(s["test"]) == usable
         assert len(s["test"]) == len(usable) // 2
 

@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
     opts = [o for o in args.opts if o != "--"]
     splits = parse_splits(args.splits)
     base = base_output_dir(args.config_file, opts)
-    results = []
+    results, scorings = [], []
     for split in splits:
         out_dir = osp.join(base, f"split_{split}")
         result_path = osp.join(out_dir, "results.json")
@@ -103,11 +103,12 @@ def main(argv=None) -> dict:
         with open(result_path) as f:
             res = json.load(f)
         res.pop("complete", None)  # bookkeeping, not a metric
+        scorings.append(res.pop("scoring", None))  # how the split was scored (frames differ per split)
         results.append(res)
     summary = summarize_splits(results)
     print(summary_table(splits, results, summary))
     os.makedirs(base, exist_ok=True)
-    out = {"splits": splits, "results": results, "summary": summary}
+    out = {"splits": splits, "results": results, "summary": summary, "scoring": scorings}
     atomic_write(osp.join(base, "splits_summary.json"), lambda f: json.dump(out, f, indent=2), mode="w")
     print(f"[run_splits] wrote {osp.join(base, 'splits_summary.json')}")
     return out

@@ -63,6 +63,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.INPUT.VIDEO = CN()
     _C.INPUT.VIDEO.SEQ_LEN = 4             # T frames per training clip
     _C.INPUT.VIDEO.SAMPLER = "restricted_random"  # | "random_consecutive" | "evenly"
+    _C.INPUT.VIDEO.SHORT_PAD = "cycle"     # tracklets / last test clips shorter than T: "cycle" (jiyanggao) | "repeat_last" (deep-person-reid)
     _C.INPUT.VIDEO.FRAME_ERASE = CN({"ENABLED": False})
     _C.INPUT.VIDEO.FRAME_ERASE.PROB = 0.5  # per-frame random erasing; returns which frames
 
@@ -77,9 +78,9 @@ def add_ext_config(cfg: CN) -> CN:
     # ---- test
     _C.TEST.VIDEO = CN()
     _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
-    _C.TEST.VIDEO.MAX_CLIPS = 32           # clips per tracklet at most (features averaged)
+    _C.TEST.VIDEO.MAX_CLIPS = 0            # 0: every clip, every frame (the papers' test); N > 0: at most N clips spread over the tracklet
     _C.TEST.VIDEO.FRAME_CHUNK = 0          # frames per backbone call at test time (0: all; bounds memory)
-    _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "cuhk03_sgs" | "groupwise" | "fgpr"
+    _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "mars_official_noninterp" | "cuhk03_sgs" | "groupwise" | "fgpr" (docs/scoring.md)
     _C.TEST.RETRIEVAL = CN()
     _C.TEST.RETRIEVAL.BACKEND = "auto"     # exact kNN search: "auto" | "faiss" | "torch" (evaluation.retrieval)
     _C.TEST.RETRIEVAL.MEMORY_MB = 1024     # bound on any Q x G block materialised

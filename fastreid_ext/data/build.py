@@ -124,7 +124,7 @@ def _video_train_set(cfg, items) -> VideoTrainDataset:
     return VideoTrainDataset(
         items,
         build_clip_transforms(cfg, is_train=True),
-        build_train_clip_sampler(cfg.INPUT.VIDEO.SAMPLER),
+        build_train_clip_sampler(cfg.INPUT.VIDEO.SAMPLER, cfg.INPUT.VIDEO.SHORT_PAD),
         cfg.INPUT.VIDEO.SEQ_LEN,
         relabel=True,
     )
@@ -187,7 +187,7 @@ def _test_set(cfg, dataset, images: Optional[bool]):
         images = is_image_items(items)
     if not images:
         return VideoTestDataset(items, build_clip_transforms(cfg, is_train=False), cfg.TEST.VIDEO.SEQ_LEN,
-                                cfg.TEST.VIDEO.MAX_CLIPS)
+                                cfg.TEST.VIDEO.MAX_CLIPS, cfg.INPUT.VIDEO.SHORT_PAD)
     has_kp = any(len(it) > 3 and isinstance(it[3], dict) and it[3].get("keypoints") for it in items)
     if has_kp and cfg.INPUT.CROP.ENABLED:
         raise ValueError("INPUT.CROP.ENABLED with test images that carry keypoints: the keypoints cannot follow "

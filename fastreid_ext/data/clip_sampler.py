@@ -10,14 +10,20 @@ public video ReID code bases named below:
 - ``evenly`` (deep-person-reid): ``T`` frames at the fixed stride ``n // T`` from frame 0.
 - ``dense_clips`` (test): all frames in non-overlapping clips of ``T``.
 
-Padding rule (one rule everywhere): when a tracklet (or the last dense clip) has fewer than
-``T`` frames, its frames are **cycled in order** until there are ``T`` of them:
-``n = 3, T = 8 -> [0, 1, 2, 0, 1, 2, 0, 1]`` (:func:`loop_pad`). This is the "loop frames"
-convention of jiyanggao / deep-person-reid, so a short clip keeps its frames' order inside each
-cycle and every frame appears ``floor(T / n)`` or ``ceil(T / n)`` times.
+Short tracklets (``INPUT.VIDEO.SHORT_PAD``, one rule for training and test clips): when a
+tracklet (or the last dense clip) has fewer than ``T`` frames, it is padded to ``T`` by
+:func:`pad_frames`:
+
+- ``"cycle"`` (default): the frames are repeated in order, ``n = 3, T = 8 ->
+  [0, 1, 2, 0, 1, 2, 0, 1]``: jiyanggao Video-Person-ReID's ``random`` and ``dense`` modes
+  (the code the video baseline's and FGReID's public code build on). Every frame appears
+  ``floor(T / n)`` or ``ceil(T / n)`` times, so a short clip's average weighs its frames evenly.
+- ``"repeat_last"``: the last frame is repeated, ``[0, 1, 2, 2, 2, 2, 2, 2]``:
+  deep-person-reid's ``evenly`` mode.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -32,24 +38,32 @@ def _check(n: int, T: int) -> None:
         raise ValueError(f"clip length T must be >= 1, got T={T}")
 
 
-def loop_pad(indices: Sequence[int], T: int) -> List[int]:
-    """Cycle ``indices`` in order until the list holds ``T`` entries (unchanged when already
-    ``>= T`` long; the first ``T`` are kept)."""
+#: Conventions for clips longer than the tracklet (module docstring).
+PAD_MODES = ("cycle", "repeat_last")
+
+
+def pad_frames(indices: Sequence[int], T: int, mode: str = "cycle") -> List[int]:
+    """Pad ``indices`` to ``T`` entries: ``"cycle"`` repeats them in order, ``"repeat_last"``
+    repeats the last one (unchanged when already ``>= T`` long; the first ``T`` are kept)."""
     if len(indices) == 0:
         raise ValueError("cannot pad an empty index list")
-    reps = -(-T // len(indices))
-    return [int(i) for i in (list(indices) * reps)[:T]]
+    idx = [int(i) for i in indices]
+    if mode == "cycle":
+        return (idx * -(-T // len(idx)))[:T]
+    if mode == "repeat_last":
+        return (idx + [idx[-1]] * max(0, T - len(idx)))[:T]
+    raise ValueError(f"unknown padding {mode!r} (INPUT.VIDEO.SHORT_PAD); expected one of {PAD_MODES}")
 
 
-def restricted_random(n: int, T: int, rng: Optional[np.random.Generator] = None) -> List[int]:
+def restricted_random(n: int, T: int, rng: Optional[np.random.Generator] = None, pad: str = "cycle") -> List[int]:
     """One random frame from each of ``T`` equal chunks; chunk ``i < T-1`` is
     ``[i * s, (i + 1) * s)`` with ``s = n // T``, the last chunk is ``[(T-1) * s, n)``.
 
-    ``n < T``: every frame once, cycled to ``T`` (:func:`loop_pad`).
+    ``n < T``: every frame once, padded to ``T`` (:func:`pad_frames`).
     """
     _check(n, T)
     if n < T:
-        return loop_pad(range(n), T)
+        return pad_frames(range(n), T, pad)
     rng = rng if rng is not None else np.random.default_rng()
     s = n // T
     starts = np.arange(T) * s
@@ -57,40 +71,42 @@ def restricted_random(n: int, T: int, rng: Optional[np.random.Generator] = None)
     return [int(v) for v in rng.integers(starts, ends)]
 
 
-def random_consecutive(n: int, T: int, rng: Optional[np.random.Generator] = None) -> List[int]:
+def random_consecutive(n: int, T: int, rng: Optional[np.random.Generator] = None, pad: str = "cycle") -> List[int]:
     """``T`` consecutive frames from a start drawn uniformly in ``[0, n - T]``.
 
-    ``n < T``: ``[0, 1, ..., n-1, 0, 1, ...]`` (frames looped, :func:`loop_pad`).
+    ``n < T``: every frame once, padded to ``T`` (:func:`pad_frames`).
     """
     _check(n, T)
     if n < T:
-        return loop_pad(range(n), T)
+        return pad_frames(range(n), T, pad)
     rng = rng if rng is not None else np.random.default_rng()
     start = int(rng.integers(0, n - T + 1))
     return list(range(start, start + T))
 
 
-def evenly(n: int, T: int, rng: Optional[np.random.Generator] = None) -> List[int]:
+def evenly(n: int, T: int, rng: Optional[np.random.Generator] = None, pad: str = "cycle") -> List[int]:
     """``T`` frames at the fixed stride ``n // T`` from frame 0 (deterministic; ``rng`` is
-    accepted for a uniform signature and ignored). ``n < T``: :func:`loop_pad`."""
+    accepted for a uniform signature and ignored). ``n < T``: :func:`pad_frames`
+    (deep-person-reid's own ``evenly`` uses ``pad="repeat_last"``)."""
     _check(n, T)
     if n < T:
-        return loop_pad(range(n), T)
+        return pad_frames(range(n), T, pad)
     stride = n // T
     return [i * stride for i in range(T)]
 
 
-def dense_clips(n: int, T: int, max_clips: int = 0) -> List[List[int]]:
+def dense_clips(n: int, T: int, max_clips: int = 0, pad: str = "cycle") -> List[List[int]]:
     """Non-overlapping clips of ``T`` frames covering frames ``0..n-1`` in order; the last
-    clip, when shorter, is padded with its own frames (:func:`loop_pad`).
+    clip, when shorter, is padded with its own frames (:func:`pad_frames`).
 
-    When more than ``max_clips`` clips exist (``max_clips > 0``), ``max_clips`` of them are kept,
-    spread evenly over the tracklet: clip ``round(j * (N - 1) / (max_clips - 1))`` for
-    ``j = 0..max_clips-1`` (first and last clip always kept; ``max_clips == 1`` keeps the middle
-    clip ``N // 2``). ``max_clips <= 0`` keeps all clips.
+    ``max_clips <= 0`` (the default, ``TEST.VIDEO.MAX_CLIPS 0``) keeps every clip: every frame
+    of the tracklet is seen. When more than ``max_clips`` clips exist (``max_clips > 0``),
+    ``max_clips`` of them are kept, spread evenly over the tracklet: clip
+    ``round(j * (N - 1) / (max_clips - 1))`` for ``j = 0..max_clips-1`` (first and last clip
+    always kept; ``max_clips == 1`` keeps the middle clip ``N // 2``).
     """
     _check(n, T)
-    clips = [loop_pad(range(s, min(s + T, n)), T) for s in range(0, n, T)]
+    clips = [pad_frames(range(s, min(s + T, n)), T, pad) for s in range(0, n, T)]
     N = len(clips)
     if max_clips > 0 and N > max_clips:
         if max_clips == 1:
@@ -108,11 +124,15 @@ _TRAIN_SAMPLERS: Dict[str, ClipSampler] = {
 }
 
 
-def build_train_clip_sampler(name: str) -> ClipSampler:
-    """The train clip sampler named by ``cfg.INPUT.VIDEO.SAMPLER``; unknown names raise."""
+def build_train_clip_sampler(name: str, pad: str = "cycle") -> ClipSampler:
+    """The train clip sampler named by ``cfg.INPUT.VIDEO.SAMPLER``, padding short tracklets by
+    ``pad`` (``cfg.INPUT.VIDEO.SHORT_PAD``); unknown names raise."""
     try:
-        return _TRAIN_SAMPLERS[name]
+        sampler = _TRAIN_SAMPLERS[name]
     except KeyError:
         raise KeyError(
             f"unknown clip sampler {name!r} (INPUT.VIDEO.SAMPLER); known: {sorted(_TRAIN_SAMPLERS)}"
         ) from None
+    if pad not in PAD_MODES:
+        raise ValueError(f"unknown padding {pad!r} (INPUT.VIDEO.SHORT_PAD); expected one of {PAD_MODES}")
+    return sampler if pad == "cycle" else functools.partial(sampler, pad=pad)

@@ -181,15 +181,29 @@ class VideoTestDataset(Dataset):
     camids are raw. A tracklet never loads more than ``seq_len`` frames at a time.
     """
 
-    def __init__(self, items: Sequence, transform: Callable, seq_len: int, max_clips: int = 0):
+    def __init__(self, items: Sequence, transform: Callable, seq_len: int, max_clips: int = 0, pad: str = "cycle"):
         self.items: List[Tuple] = [as_tracklet(i) for i in items]
         self.transform = transform
         self.seq_len = int(seq_len)
         self.max_clips = int(max_clips)
+        self.pad = pad
         self.clips: List[Tuple[int, List[int]]] = [
-            (k, clip) for k, item in enumerate(self.items) for clip in dense_clips(len(item[0]), self.seq_len, self.max_clips)
+            (k, clip) for k, item in enumerate(self.items)
+            for clip in dense_clips(len(item[0]), self.seq_len, self.max_clips, pad)
         ]
         self.track_idx = np.array([k for k, _ in self.clips], dtype=np.int64)  # (num_clips,)
+
+    def frames_seen(self) -> np.ndarray:
+        """``(num_tracklets,)`` distinct frames of each tracklet that its clips contain (the
+        tracklet's length unless ``max_clips`` dropped clips)."""
+        seen = [set() for _ in self.items]
+        for k, clip in self.clips:
+            seen[k].update(clip)
+        return np.array([len(s) for s in seen], dtype=np.int64)
+
+    def frame_counts(self) -> np.ndarray:
+        """``(num_tracklets,)`` frames of each tracklet."""
+        return np.array([len(item[0]) for item in self.items], dtype=np.int64)
 
     @property
     def num_tracklets(self) -> int:

@@ -155,7 +155,7 @@ class FeatureExtractor:
     def _loader(self, items: Sequence[InputItem], batch_size: int, num_workers: int) -> DataLoader:
         ds = _SafeClipDataset(
             [(it.frames, 0, 0) for it in items], build_clip_transforms(self.cfg, is_train=False),
-            self.cfg.TEST.VIDEO.SEQ_LEN, self.cfg.TEST.VIDEO.MAX_CLIPS,
+            self.cfg.TEST.VIDEO.SEQ_LEN, self.cfg.TEST.VIDEO.MAX_CLIPS, self.cfg.INPUT.VIDEO.SHORT_PAD,
         )
         return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                           collate_fn=_collate, pin_memory=self.device.type == "cuda",

@@ -235,6 +235,7 @@ class Trainer(DefaultTrainer):
         """``(loader, VideoClipEvaluator)``; image datasets are evaluated with the host's result
         keys (``host_keys``)."""
         from fastreid_ext.data.build import build_reid_test_loader, is_image_test_loader
+        from fastreid_ext.evaluation.scoring import describe_scoring
         from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
 
         loader, num_query, dataset = build_reid_test_loader(cfg, dataset_name)
@@ -250,17 +251,21 @@ class Trainer(DefaultTrainer):
             pids=[it[1] for it in items], camids=[it[2] for it in items], groups=groups,
             protocol=protocol, output_dir=output_dir or cfg.OUTPUT_DIR, items=items,
             host_keys=is_image_test_loader(loader))
+        evaluator.scoring = describe_scoring(cfg, protocol, loader.dataset)
         return loader, evaluator
 
     @classmethod
-    def test(cls, cfg, model, prebuilt=None):
+    def test(cls, cfg, model, prebuilt=None, scoring=None):
         """Evaluate ``model`` on every ``DATASETS.TESTS`` set. ``prebuilt``: ``{dataset_name:
         (loader, evaluator)}`` already built (the trainer's, from ``__init__``); each entry is
-        used once and removed from the dict, the other sets are built here."""
+        used once and removed from the dict, the other sets are built here. ``scoring``: a dict
+        filled with ``{dataset_name: how it was scored}`` (also written into ``results.json``)."""
         from fastreid_ext.evaluation.inference import inference_on_dataset
+        from fastreid_ext.evaluation.scoring import scoring_line
 
         sync_buffers(model)  # DDP: every rank evaluates with rank 0's BN statistics
         results = OrderedDict()
+        scoring = {} if scoring is None else scoring
         for dataset_name in cfg.DATASETS.TESTS:
             logging.getLogger(__name__).info(f"Prepare testing set {dataset_name}")
             if prebuilt and dataset_name in prebuilt:
@@ -270,11 +275,14 @@ class Trainer(DefaultTrainer):
             set_distance_parts(evaluator, model)
             results_i = inference_on_dataset(model, data_loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
             results[dataset_name] = results_i
+            scoring[dataset_name] = getattr(evaluator, "scoring", None)
             if comm.is_main_process():
                 logging.getLogger(__name__).info(f"Evaluation results for {dataset_name} in csv format:")
                 print_csv_format(OrderedDict(results_i, dataset=dataset_name))  # the host pops "dataset"
+                if scoring[dataset_name]:
+                    logging.getLogger(__name__).info(scoring_line(scoring[dataset_name]))
         if comm.is_main_process() and cfg.OUTPUT_DIR:
-            write_results(cfg.OUTPUT_DIR, results, complete=not _TRAINING_NOW)
+            write_results(cfg.OUTPUT_DIR, results, complete=not _TRAINING_NOW, scoring=scoring)
         if len(results) == 1:
             results = list(results.values())[0]
         return results
@@ -288,7 +296,9 @@ class Trainer(DefaultTrainer):
         from .precise_bn import PreciseBN
 
         def test_and_save_results():  # the host's (defaults.py:302), with the test sets of __init__
-            self._last_eval_results = self.test(self.cfg, self.model, prebuilt=self._startup_test_sets)
+            self._last_eval_scoring = {}
+            self._last_eval_results = self.test(self.cfg, self.model, prebuilt=self._startup_test_sets,
+                                                scoring=self._last_eval_scoring)
             return self._last_eval_results
 
         def ours(h):
@@ -349,7 +359,7 @@ class Trainer(DefaultTrainer):
             results = getattr(self, "_last_eval_results", None)
             if main and results is not None:  # the run is finished: mark its results complete
                 named = results if len(self.cfg.DATASETS.TESTS) > 1 else {self.cfg.DATASETS.TESTS[0]: results}
-                write_results(out, named, complete=True)
+                write_results(out, named, complete=True, scoring=getattr(self, "_last_eval_scoring", None))
             return results
 
 
@@ -399,6 +409,7 @@ def validate_training_config(cfg) -> None:
     nothing) after training: unknown test sets, bad ``TEST.*`` values, fewer than 2 identities
     per batch with a pairwise loss (triplet: no negative, ``loss_triplet`` stays 0)."""
     from fastreid.data.datasets import DATASET_REGISTRY
+    from fastreid_ext.data.clip_sampler import PAD_MODES
     from fastreid_ext.evaluation.rank import PROTOCOLS
 
     known = sorted(DATASET_REGISTRY._obj_map)
@@ -422,7 +433,10 @@ def validate_training_config(cfg) -> None:
     protocols = ("auto",) + tuple(PROTOCOLS) + ("fgpr",)  # fgpr: evaluation/two_direction.py
     need(t.PROTOCOL in protocols, f"TEST.PROTOCOL must be one of {protocols}, got {t.PROTOCOL!r}")
     need(positive_int(t.VIDEO.SEQ_LEN), f"TEST.VIDEO.SEQ_LEN must be an int >= 1, got {t.VIDEO.SEQ_LEN!r}")
-    need(positive_int(t.VIDEO.MAX_CLIPS), f"TEST.VIDEO.MAX_CLIPS must be an int >= 1, got {t.VIDEO.MAX_CLIPS!r}")
+    need(isinstance(t.VIDEO.MAX_CLIPS, int) and not isinstance(t.VIDEO.MAX_CLIPS, bool) and t.VIDEO.MAX_CLIPS >= 0,
+         f"TEST.VIDEO.MAX_CLIPS must be an int >= 0 (0: every clip), got {t.VIDEO.MAX_CLIPS!r}")
+    need(cfg.INPUT.VIDEO.SHORT_PAD in PAD_MODES,
+         f"INPUT.VIDEO.SHORT_PAD must be one of {PAD_MODES}, got {cfg.INPUT.VIDEO.SHORT_PAD!r}")
     r = t.RETRIEVAL
     need(r.BACKEND in ("auto", "faiss", "torch"), f"TEST.RETRIEVAL.BACKEND must be auto, faiss or torch, got {r.BACKEND!r}")
     need(r.APPROX in ("", "ivf", "hnsw"), f"TEST.RETRIEVAL.APPROX must be '', 'ivf' or 'hnsw', got {r.APPROX!r}")
@@ -528,10 +542,13 @@ def sync_buffers(model: torch.nn.Module, src: int = 0) -> int:
     return len(buffers)
 
 
-def write_results(output_dir: str, results, complete: bool = True) -> str:
+def write_results(output_dir: str, results, complete: bool = True, scoring=None) -> str:
     """Write evaluation results as JSON (atomically, under the file's lock) to
     ``output_dir/results.json``, with ``"complete": complete`` (``False`` for the intermediate
-    evaluations of a run that is still training)."""
+    evaluations of a run that is still training) and, per test set, ``"scoring"``: how it was
+    scored (``scoring``: ``{dataset: dict}``, :func:`~fastreid_ext.evaluation.scoring.describe_scoring`)."""
+    results = {name: dict(r, scoring=scoring[name]) if scoring and scoring.get(name) else r
+               for name, r in results.items()}
     def clean(v):
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}

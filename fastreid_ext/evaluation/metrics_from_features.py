@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .distance import host_distance_rows
 from .rank import (
+    PROTOCOL_SPECS,
     PROTOCOLS,
     RankResult,
     check_max_rank,
@@ -156,7 +157,7 @@ def _run(q, g, q_pids, g_pids, q_camids, g_camids, metric, protocol, max_rank, m
     assert protocol in PROTOCOLS and protocol != "groupwise"
     rows = query_chunk_rows(g.shape[0], q.element_size(), memory_mb, protocol)
     keep_cols = None
-    if protocol == "mars_official":
+    if PROTOCOL_SPECS[protocol].junk_unlabelled:
         gj = np.asarray(g_pids == -1)
         keep_cols = np.flatnonzero(~gj) if gj.any() else None
     block = _gallery_block_rows(g.shape[0], g.shape[1], g.element_size(), memory_mb)

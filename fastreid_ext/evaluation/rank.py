@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "PROTOCOLS",
+    "PROTOCOL_SPECS",
+    "ProtocolSpec",
     "RankResult",
     "NoValidQueryError",
     "GalleryLabels",
@@ -51,8 +53,40 @@ __all__ = [
     "validate_rank_inputs",
 ]
 
-#: Evaluation protocols understood by :func:`evaluate_rank`.
-PROTOCOLS = ("cross_camera", "mars_official", "cuhk03_sgs", "groupwise")
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """How a protocol scores one ranked list.
+
+    Attributes:
+        junk_unlabelled: gallery items of pid ``-1`` are junk for every query (MARS).
+        ap: ``"noninterp"``: ``AP = (1/n) sum_j j / r_j`` (Eq. (1) of Zheng et al., ICCV 2015;
+            the host, deep-person-reid, AP3D's Python ``evaluate``); ``"trapezoid"``: the MARS
+            MATLAB script's ``compute_AP.m``, the trapezoid rule over the precision-recall steps
+            from ``(recall 0, precision 1)``: ``AP = (1/n) sum_j (p_{j-1} + p_j) / 2`` with
+            ``p_j = j / r_j`` and ``p_{j-1}`` the precision of the kept item just before the
+            j-th match (``(j - 1) / (r_j - 1)``, or 1 when ``r_j = 1``).
+        stable_ties: equal distances keep gallery order (MATLAB's ``sort`` is stable); otherwise
+            the host's ``np.argsort`` order.
+    """
+
+    junk_unlabelled: bool = False
+    ap: str = "noninterp"
+    stable_ties: bool = False
+
+
+#: Evaluation protocols understood by :func:`evaluate_rank` (``docs/scoring.md``).
+PROTOCOL_SPECS: Dict[str, ProtocolSpec] = {
+    "cross_camera": ProtocolSpec(),
+    # exactly the MARS authors' evaluation_mars.m + compute_AP.m
+    "mars_official": ProtocolSpec(junk_unlabelled=True, ap="trapezoid", stable_ties=True),
+    # MARS gallery and junk rule, scored with the Python evaluators' non-interpolated AP
+    "mars_official_noninterp": ProtocolSpec(junk_unlabelled=True),
+    "cuhk03_sgs": ProtocolSpec(),
+    "groupwise": ProtocolSpec(),
+}
+PROTOCOLS = tuple(PROTOCOL_SPECS)
 
 #: Bytes of one chunk of distance rows processed at once (bounds the temporaries).
 _CHUNK_BYTES = 32 * 2**20
@@ -170,7 +204,7 @@ def check_max_rank(max_rank: Any) -> int:
 @dataclass(frozen=True)
 class GalleryLabels:
     """Gallery items grouped by pid (for the sparse same-pid look-up) and the protocol's
-    global junk columns (``mars_official``: pid -1)."""
+    global junk columns (MARS protocols: pid -1) and its tie rule."""
 
     g_pids: np.ndarray  # (G,)
     g_camids: np.ndarray  # (G,)
@@ -180,18 +214,20 @@ class GalleryLabels:
     counts: np.ndarray  # (U,) length of each run
     global_junk: Optional[np.ndarray]  # (G,) bool, or None when no column is junk for all
     keep_cols: Optional[np.ndarray]  # (G',) columns kept for every query, or None (all)
+    stable_ties: bool = False  # equal distances in gallery order (else the host's argsort)
 
     @classmethod
     def build(cls, g_pids: np.ndarray, g_camids: np.ndarray, protocol: str) -> "GalleryLabels":
         by_pid = np.argsort(g_pids, kind="stable")
         uniq, starts, counts = np.unique(g_pids[by_pid], return_index=True, return_counts=True)
         global_junk = keep_cols = None
-        if protocol == "mars_official":
+        spec = PROTOCOL_SPECS[protocol]
+        if spec.junk_unlabelled:
             gj = np.asarray(g_pids == -1)
             if gj.any():
                 global_junk = gj
                 keep_cols = np.flatnonzero(~gj)
-        return cls(g_pids, g_camids, by_pid, uniq, starts, counts, global_junk, keep_cols)
+        return cls(g_pids, g_camids, by_pid, uniq, starts, counts, global_junk, keep_cols, spec.stable_ties)
 
 
 def _same_pid_pairs(q_pids: np.ndarray, gidx: GalleryLabels) -> Tuple[np.ndarray, np.ndarray]:
@@ -258,9 +294,13 @@ def _work_dtype(d: np.ndarray) -> np.ndarray:
 def match_positions_argsort(
     d_rows: np.ndarray, q_pids: np.ndarray, q_camids: np.ndarray, gidx: GalleryLabels
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Host order: positions of the matches in the kept sequence from ``np.argsort`` of the rows
-    (exactly the host's call). Returns ``(pos (R, P) int64 padded with G, npos (R,))``."""
-    order = np.argsort(d_rows, axis=1)  # (R, G), the host's call
+    """Positions of the matches in the kept sequence from ``np.argsort`` of the rows (exactly the
+    host's call; a stable sort, gallery order among ties, when ``gidx.stable_ties``). Returns
+    ``(pos (R, P) int64 padded with G, npos (R,))``."""
+    if gidx.stable_ties:
+        order = np.argsort(d_rows, axis=1, kind="stable")  # MATLAB sort(..., 'ascend')
+    else:
+        order = np.argsort(d_rows, axis=1)  # (R, G), the host's call
     gp = gidx.g_pids[order]
     match = gp == q_pids[:, None]
     removed = match & (gidx.g_camids[order] == q_camids[:, None])
@@ -338,7 +378,8 @@ def match_positions(
     gidx: GalleryLabels,
     sorted_rows: Optional[np.ndarray] = None,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """0-based positions of each query's valid matches in its kept, host-ordered sequence.
+    """0-based positions of each query's valid matches in its kept sequence, ordered as the
+    protocol says (the host's argsort, or gallery order among ties).
 
     Args:
         d: ``(R, G)`` distances of R queries to the whole gallery (not modified).
@@ -349,8 +390,8 @@ def match_positions(
 
     Returns:
         ``pos`` ``(R, P)`` int64, ascending per row, padded with ``G``; ``npos`` ``(R,)``;
-        ``tied`` ``(R,)`` bool, rows recomputed with the host's argsort because a kept
-        non-match has exactly a match's distance.
+        ``tied`` ``(R,)`` bool, rows recomputed with an argsort (the host's, or a stable one)
+        because a kept non-match has exactly a match's distance.
     """
     n_rows = d.shape[0]
     w = _work_dtype(d)
@@ -398,17 +439,38 @@ def match_positions(
     return pos, npos, tied
 
 
-def metrics_from_positions(pos: np.ndarray, npos: np.ndarray, max_rank: int):
-    """AP, INP and CMC hit counts from match positions (see the module docstring).
+def average_precision(p: np.ndarray, n: np.ndarray, kind: str = "noninterp") -> np.ndarray:
+    """AP of each row from its match positions.
+
+    Args:
+        p: ``(V, P)`` float64 0-based positions of the matches in the kept list, ascending,
+            padded beyond ``n``.
+        n: ``(V,)`` number of matches of each row (>= 1).
+        kind: ``"noninterp"`` or ``"trapezoid"`` (:class:`ProtocolSpec`).
+    """
+    j = np.arange(1, p.shape[1] + 1, dtype=np.float64)[None, :]  # 1-based match index
+    m = j <= n[:, None]
+    r = p + 1.0  # 1-based kept rank
+    prec = j / r
+    if kind == "trapezoid":
+        # precision of the kept item just before the j-th match: (j - 1) / (r - 1); 1 at r = 1
+        before = np.where(r > 1.0, (j - 1.0) / np.maximum(r - 1.0, 1.0), 1.0)
+        prec = (before + prec) / 2.0
+    elif kind != "noninterp":
+        raise ValueError(f"unknown AP definition {kind!r}; expected 'noninterp' or 'trapezoid'")
+    return np.where(m, prec, 0.0).sum(axis=1) / n
+
+
+def metrics_from_positions(pos: np.ndarray, npos: np.ndarray, max_rank: int, ap_kind: str = "noninterp"):
+    """AP (``ap_kind``, :func:`average_precision`), INP and CMC hit counts from match positions
+    (see the module docstring).
 
     Returns ``(valid (R,) bool, ap (V,) float64, inp (V,) float64, cmc_hits (max_rank,) int64)``.
     """
     valid = npos > 0
     p = pos[valid].astype(np.float64)  # (V, P)
     n = npos[valid]
-    kk = np.arange(p.shape[1])[None, :]
-    m = kk < n[:, None]
-    ap = np.where(m, (kk + 1.0) / (p + 1.0), 0.0).sum(axis=1) / n
+    ap = average_precision(p, n, ap_kind)
     last = p[np.arange(len(n)), n - 1]
     inp = n / (last + 1.0)
     first = np.minimum(pos[valid, 0], max_rank)
@@ -513,9 +575,10 @@ def rank_from_chunks(
         chunks: yields ``(d_rows (R, G), q_pids (R,), q_camids (R,), sorted_rows or None)``
             in query order; ``sorted_rows`` is ``np.sort`` of the kept columns when the caller
             already sorted them (e.g. on a GPU).
-        protocol: ``cross_camera``, ``mars_official`` or ``cuhk03_sgs``.
+        protocol: any of :data:`PROTOCOLS` but ``groupwise``.
     """
     max_rank = _effective_max_rank(max_rank, len(g_pids))
+    ap_kind = PROTOCOL_SPECS[protocol].ap
     gidx = GalleryLabels.build(g_pids, g_camids, protocol)
     if protocol == "cuhk03_sgs" and rng is None:
         rng = np.random.mtrand._rand  # the global np.random state, like the host
@@ -523,7 +586,7 @@ def rank_from_chunks(
     aps, inps, valids, cmc_rows = [], [], [], []
     for d_rows, qp, qc, sorted_rows in chunks:
         pos, npos, _ = match_positions(d_rows, qp, qc, gidx, sorted_rows)
-        valid, ap, inp, h = metrics_from_positions(pos, npos, max_rank)
+        valid, ap, inp, h = metrics_from_positions(pos, npos, max_rank, ap_kind)
         if protocol == "cuhk03_sgs":
             cmc_rows.append(sgs_cmc_rows(d_rows, qp, qc, gidx, max_rank, num_repeats, rng))
         hits += h
@@ -567,8 +630,12 @@ def evaluate_rank(
         protocol:
             * ``"cross_camera"`` (Market-1501 / MARS standard, the host's): for each query drop
               gallery items with its pid *and* camera.
-            * ``"mars_official"``: junk = gallery pid ``-1`` or same pid and camera (the caller
-              passes the whole test set, queries included, as gallery).
+            * ``"mars_official"``: exactly the MARS authors' MATLAB evaluation
+              (``evaluation_mars.m`` + ``compute_AP.m``): junk = gallery pid ``-1`` or same pid
+              and camera (the caller passes the whole test set, queries included, as gallery),
+              trapezoidal AP, ties in gallery order (:class:`ProtocolSpec`).
+            * ``"mars_official_noninterp"``: the same gallery and junk, scored with the
+              non-interpolated AP and the host's tie order (what the Python evaluators give).
             * ``"cuhk03_sgs"``: the host's ``eval_cuhk03`` single-gallery-shot CMC
               (``num_repeats`` random draws from ``rng``, default the global ``np.random`` like the
               host); AP and INP over the whole kept gallery (the host's ``mAP``).

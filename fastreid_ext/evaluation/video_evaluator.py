@@ -346,6 +346,6 @@ class VideoClipEvaluator(DatasetEvaluator):
         paths = draw_rank_lists(
             distmat, frames[:Q], frames[Q:], q_pids, g_pids, q_camids, g_camids, out_dir,
             num_queries=self.cfg.TEST.VIS.NUM_QUERIES, topk=self.cfg.TEST.VIS.TOPK,
-            exclude_same_camera=self._protocol in ("cross_camera", "mars_official"),
+            exclude_same_camera=self._protocol in ("cross_camera", "mars_official", "mars_official_noninterp"),
         )
         logger.info("Wrote %d rank-list pictures to %s", len(paths), out_dir)

@@ -375,7 +375,9 @@ def _prid2011(a: LayoutArgs, out: str, workers: int) -> dict:
     for s in range(10):
         perm = rng_for(a.seed, KIND_SPLIT, code, s).permutation(len(usable))
         half = len(usable) // 2
-        splits.append({"train": sorted(usable[i] for i in perm[half:]), "test": sorted(usable[i] for i in perm[:half])})
+        # the public file's format (deep-person-reid, jiyanggao): person folder names
+        splits.append({part: [f"person_{usable[i]:04d}" for i in sorted(idx, key=lambda i: usable[i])]
+                       for part, idx in (("train", perm[half:]), ("test", perm[:half]))})
     _write_json(osp.join(out, "splits_prid2011.json"), splits)
     groups = {pid: idents[pid].group for pid in numbers}
     _write_side_files(out, tracks, kps, groups)
