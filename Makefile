@@ -48,7 +48,7 @@ lint: install
 lint-fix: install
 	$(PY) -m ruff check --fix .
 
-# Benchmarks print tables (README "Measured performance"); none of them is a test.
+# Benchmarks print tables (docs/performance.md); none of them is a test.
 bench: bench-metrics bench-retrieval bench-loader bench-index
 
 bench-metrics: install
@@ -70,12 +70,12 @@ bench-projects: install
 	$(PY) benchmarks/bench_mgre.py
 
 # The host's own DefaultTrainer (CPU-patched inside the script) vs ours on one host config, 3 seeds
-# (README "fast-reid's own configs").
+# (docs/host-compatibility.md "fast-reid's own configs").
 .PHONY: bench-host-parity
 bench-host-parity: install
 	$(PY) benchmarks/bench_host_parity.py
 
-# Pre-registered claims, one per method (benchmarks/claims/README.md; table in the README "Claims").
+# Pre-registered claims, one per method (benchmarks/claims/README.md; table in docs/claims.md).
 # Resumable: a rerun skips every (claim, row, seed) already saved under logs/claims.
 CLAIM_SEEDS ?= 3
 

@@ -3,7 +3,7 @@ tables (columns paper / public code / ours / why): input size, T, P x K, optimiz
 epochs, loss weights and test metric. A config changed without its table (or a table edited
 without its config) fails here.
 
-Tables: README.md "Recipes" (configs/Video-Baseline) and projects/FGReID/README.md "Recipes".
+Tables: docs/recipes.md (configs/Video-Baseline) and projects/FGReID/README.md "Recipes".
 Each table follows a heading ``#### `<config path>`[, `<config path>` ...]`` (paths from the
 repository root) and has the rows of :data:`FIELDS`; the ``ours`` cell is
 :func:`recipe` of every config named in the heading.
@@ -19,7 +19,7 @@ from conftest import REPO
 import fastreid_ext
 import fgreid
 
-READMES = ("README.md", osp.join("projects", "FGReID", "README.md"))
+READMES = (osp.join("docs", "recipes.md"), osp.join("projects", "FGReID", "README.md"))
 CONFIG_DIRS = (osp.join("configs", "Video-Baseline"), osp.join("projects", "FGReID", "configs"))
 FIELDS = ("input", "T", "P x K", "optimizer", "schedule", "epochs", "losses", "metric")
 _SHORT = {"CrossEntropyLoss": "CE", "AveragedCrossEntropyLoss": "CE-avg", "CenterLoss": "center",
