@@ -34,6 +34,6 @@ def run_cli(main: Callable, argv: Optional[Sequence[str]] = None) -> int:
         if debug:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {str(msg).splitlines()[0] if msg else type(e).__name__}", file=sys.stderr)
+        print(f"error: {msg or type(e).__name__}", file=sys.stderr)
         return 2
     return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0

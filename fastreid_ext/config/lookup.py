@@ -9,9 +9,8 @@ each *config root*, the folder that holds ``configs/`` and ``projects/<Name>/con
   their relative layout, so ``_BASE_: ../../../../configs/...`` still resolves; ``setup.py``).
 
 Under a root a name is tried as given (``configs/Video-Baseline/mars.yml``,
-``projects/MGRAFA/configs/synthetic_cpu.yml``), under ``configs/`` (``Video-Baseline/mars.yml``)
-and under ``projects/<Name>/configs/`` as ``<Name>/<rest>`` (``MGRAFA/synthetic_cpu.yml``,
-``FGReID/MARS/fgreid.yml``); ``.yml`` may be left out.
+``projects/<Name>/configs/<rest>``), under ``configs/`` (``Video-Baseline/mars.yml``) and under
+``projects/<Name>/configs/`` as ``<Name>/<rest>``; ``.yml`` may be left out.
 """
 from __future__ import annotations
 
@@ -56,7 +55,7 @@ def find_config(name: str) -> str:
 
 def list_configs() -> List[str]:
     """The shipped config names, as :func:`find_config` accepts them (``Video-Baseline/mars.yml``,
-    ``MGRAFA/synthetic_cpu.yml``); base configs included."""
+    ``<Name>/<rest>`` for ``projects/<Name>/configs/<rest>``); base configs included."""
     roots = config_roots()
     if not roots:
         return []
