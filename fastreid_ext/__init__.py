@@ -4,7 +4,13 @@ Importing this package installs the unavoidable host compat shims (:mod:`fastrei
 and registers the plugin's datasets, meta-architectures, heads and losses into the host's
 registries. Projects (``projects/*``) register theirs when imported.
 """
-from . import compat
+from importlib.util import find_spec as _find_spec
+
+if _find_spec("faiss") is None:  # the host imports it (fastreid/utils/compute_dist.py:10)
+    raise ImportError("fastreid_ext needs FAISS, which the host fastreid imports: install the [cpu] extra "
+                      "(faiss-cpu) or the [gpu] extra (faiss-gpu), e.g. pip install 'fastreid-ext[cpu]'")
+
+from . import compat  # noqa: E402
 
 compat.apply()
 

@@ -78,3 +78,9 @@ def test_weights_option_is_model_weights():
     old = parse_args(["--config-file", "Video-Baseline/mars.yml", "--eval-only", "MODEL.WEIGHTS", "w.pth"])
     assert new.opts == old.opts == ["MODEL.WEIGHTS", "w.pth"] and new.eval_only and old.eval_only
     assert new.config_file == old.config_file == os.path.join(REPO, "configs", "Video-Baseline", "mars.yml")
+
+
+def test_without_faiss_the_import_names_the_extra_to_install():
+    code = "import sys; sys.modules['faiss'] = None; import fastreid_ext"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "[cpu] extra (faiss-cpu) or the [gpu] extra (faiss-gpu)" in proc.stderr

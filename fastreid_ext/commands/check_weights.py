@@ -81,12 +81,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sha256", default=None, metavar="HEX", help="expected SHA-256 (or a prefix of it)")
     p.add_argument("--config-file", default="", metavar="FILE",
                    help="the config the weights are for (a path or a shipped config name)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides (after FILE and the options)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(f"weights file {args.weights!r} does not exist")
     failures = []
