@@ -9,7 +9,7 @@ DATA ?= datasets
 DEMO_IDS ?= 120
 DEMO_OUT ?= logs/demo
 
-.PHONY: install demo test lint lint-fix bench bench-metrics bench-retrieval bench-loader bench-index bench-projects claims claims-quick clean-demo
+.PHONY: install demo test lint lint-fix bench bench-metrics bench-retrieval bench-loader bench-index bench-eval bench-projects claims claims-quick clean-demo
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ bench-loader: install
 
 bench-index: install
 	$(PY) benchmarks/bench_index.py
+
+# time and peak memory of evaluating a MARS-sized video test set (docs/scoring.md)
+bench-eval: install
+	$(PY) benchmarks/bench_video_eval.py --threads 1
 
 bench-projects: install
 	$(PY) benchmarks/bench_fgreid.py

@@ -122,6 +122,7 @@ class VideoClipEvaluator(DatasetEvaluator):
     """
 
     distance_weights = None  # one weight per part (default 1)
+    scoring = None  # how this evaluator scores (.scoring.describe_scoring), set by the trainer
 
     def __init__(
         self,
