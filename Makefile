@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml setup.py requirements.txt constraints.txt
 	touch $(STAMP)
 
 # Train the video baseline on the synthetic MARS set (generated if missing) and print mAP/CMC.
-# Fixed seed and thread count: a fresh clone prints the README's numbers.
+# Fixed seed and thread count, so that reruns sample the same batches (README "Quickstart").
 DEMO_THREADS ?= 2
 
 demo: install
