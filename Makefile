@@ -1,5 +1,6 @@
 # The two commands a newcomer runs:  make demo  |  make test
-# Each creates .venv if missing and installs what it needs (requirements + the host fastreid).
+# Each creates .venv if missing and installs what it needs (this package with its extras at the
+# versions of constraints.txt, then the host fastreid without its torch pin).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,20 +13,29 @@ DEMO_OUT ?= logs/demo
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# Runtime dependencies and the [cpu] (faiss-cpu), [onnx] (onnx, onnxruntime) and [dev] (pytest,
+# ruff) extras from pyproject.toml, at the versions of constraints.txt; GPU machines:
+# `make install EXTRAS=gpu,onnx,dev` (faiss-gpu).
+EXTRAS ?= cpu,onnx,dev
+
+$(STAMP): pyproject.toml setup.py requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -c constraints.txt setuptools
+	$(PY) -m pip install -q -c constraints.txt --no-build-isolation -e ".[$(EXTRAS)]"
 	# the host pins torch==1.13.1 in its metadata: install it without dependencies
 	$(PY) -m pip install -q --no-deps fastreid==1.4.0
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 # Train the video baseline on the synthetic MARS set (generated if missing) and print mAP/CMC.
+# Fixed seed and thread count, so that reruns sample the same batches (README "Quickstart").
+DEMO_THREADS ?= 2
+
 demo: install
 	$(PY) -m fastreid_ext.data.synthetic --layout mars --out $(DATA)/synthetic/mars --ids $(DEMO_IDS) --seed 0
-	FASTREID_DATASETS=$(DATA) $(PY) tools/train_net.py \
-	    --config-file configs/Video-Baseline/synthetic_cpu.yml --overwrite OUTPUT_DIR $(DEMO_OUT)
+	OMP_NUM_THREADS=$(DEMO_THREADS) MKL_NUM_THREADS=$(DEMO_THREADS) FASTREID_DATASETS=$(DATA) \
+	    $(PY) tools/train_net.py --config-file configs/Video-Baseline/synthetic_cpu.yml --overwrite \
+	    SEED 0 OUTPUT_DIR $(DEMO_OUT)
 	$(PY) tools/show_results.py $(DEMO_OUT)/results.json
 
 test: install lint
@@ -38,7 +48,7 @@ lint: install
 lint-fix: install
 	$(PY) -m ruff check --fix .
 
-# Benchmarks print tables (README "Measured performance"); none of them is a test.
+# Benchmarks print tables (docs/performance.md); none of them is a test.
 bench: bench-metrics bench-retrieval bench-loader bench-index
 
 bench-metrics: install
@@ -71,12 +81,12 @@ bench-projects: install
 	$(PY) benchmarks/bench_mgre.py
 
 # The host's own DefaultTrainer (CPU-patched inside the script) vs ours on one host config, 3 seeds
-# (README "fast-reid's own configs").
+# (docs/host-compatibility.md "fast-reid's own configs").
 .PHONY: bench-host-parity
 bench-host-parity: install
 	$(PY) benchmarks/bench_host_parity.py
 
-# Pre-registered claims, one per method (benchmarks/claims/README.md; table in the README "Claims").
+# Pre-registered claims, one per method (benchmarks/claims/README.md; table in docs/claims.md).
 # Resumable: a rerun skips every (claim, row, seed) already saved under logs/claims.
 CLAIM_SEEDS ?= 3
 

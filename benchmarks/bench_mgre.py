@@ -9,8 +9,8 @@ Market test split (cross-camera protocol); prints one Markdown row per variant.
         [--variants baseline mgre mgre_no_kp] [KEY VALUE ...]
 
 Variants: ``baseline`` = ``synthetic_cpu_baseline.yml`` (the plugin's VideoBaseline with
-average pooling, i.e. ResNet-18 + GAP + BNNeck + CE + triplet: the host's ``Baseline`` cannot
-take the loader's ``(B, 1, 3, H, W)`` batches, see that config); ``mgre`` (location loss from
+average pooling, i.e. ResNet-18 + GAP + BNNeck + CE + triplet, the host ``Baseline``'s network on
+one-image items, on the plugin's heads and losses like every other row); ``mgre`` (location loss from
 the generator's keypoints); ``mgre_no_kp`` (``MODEL.MGRE.USE_KEYPOINTS False``); and the
 ablations ``stages23``, ``sg_features``, ``sg_regions``, ``no_jo``.
 

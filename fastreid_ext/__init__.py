@@ -4,14 +4,20 @@ Importing this package installs the unavoidable host compat shims (:mod:`fastrei
 and registers the plugin's datasets, meta-architectures, heads and losses into the host's
 registries. Projects (``projects/*``) register theirs when imported.
 """
-from . import compat
+from importlib.util import find_spec as _find_spec
+
+if _find_spec("faiss") is None:  # the host imports it (fastreid/utils/compute_dist.py:10)
+    raise ImportError("fastreid_ext needs FAISS, which the host fastreid imports: install the [cpu] extra "
+                      "(faiss-cpu) or the [gpu] extra (faiss-gpu), e.g. pip install 'fastreid-ext[cpu]'")
+
+from . import compat  # noqa: E402
 
 compat.apply()
 
 from .config import add_ext_config, get_cfg  # noqa: E402
 
 __all__ = ["add_ext_config", "get_cfg", "compat"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def _register_all() -> None:

@@ -1,5 +1,5 @@
-"""ONNX export of the embedding model (tools/export_onnx.py); onnxruntime is optional."""
-import importlib.util
+"""ONNX export of the embedding model (tools/export_onnx.py), run with onnxruntime (the [onnx]
+extra, installed by `make test`): the graph's embeddings equal PyTorch's within 1e-4."""
 import os
 
 import numpy as np
@@ -25,8 +25,6 @@ def weights(tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
-                    reason="onnxruntime not installed (optional: pip install onnx onnxruntime onnxscript)")
 def test_exported_graph_matches_pytorch_on_other_batch_and_clip_sizes(weights, tmp_path):
     import onnxruntime as ort
 
@@ -36,7 +34,7 @@ def test_exported_graph_matches_pytorch_on_other_batch_and_clip_sizes(weights, t
     out = str(tmp_path / "model.onnx")
     opts = ["MODEL.TEMPORAL.AGG", "attention"]
     res = export_from_files(TINY, weights, out, opts, seq_len=2, batch=2)
-    assert os.path.isfile(out) and res.max_abs_diff is not None and res.max_abs_diff < 1e-3
+    assert os.path.isfile(out) and res.max_abs_diff is not None and res.max_abs_diff <= 1e-4
 
     # independent comparison: clip embeddings of the extractor's model, B=1 and B=4, T=1 and T=5
     model = FeatureExtractor.from_files(TINY, weights, opts).model
@@ -48,7 +46,7 @@ def test_exported_graph_matches_pytorch_on_other_batch_and_clip_sizes(weights, t
         with torch.no_grad():
             ref = model({"images": x}).numpy()
         assert got.shape == ref.shape == (shape[0], 512)
-        np.testing.assert_allclose(got, ref, atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
 
 def test_export_refuses_a_bad_example_shape(tmp_path):

@@ -22,7 +22,7 @@ def _tool():
     return mod
 
 
-def test_visualize_parts_boxes_and_masks(tmp_path):
+def test_visualize_parts_boxes_and_masks(tmp_path, caplog):
     generate("fgpr", str(tmp_path / "synthetic" / "fgpr"), ids=6, seed=0, min_len=6, max_len=7,
              frame_size=(64, 32), workers=1)
     cfg_file = osp.join(ROOT, "configs", "synthetic_cpu.yml")
@@ -31,12 +31,16 @@ def test_visualize_parts_boxes_and_masks(tmp_path):
     assert _tool().main(["--config-file", cfg_file, "--out", out, "--clips", "2", "--scale", "2", *opts]) == 0
     img = cv2.imread(out)
     assert img.shape == (2 * 64 * 2, 32 * 2, 3)  # one frame per clip, no masks without weights
-    cfg = build_config(cfg_file, ["MODEL.HEADS.NUM_CLASSES", "3", *opts])
+    # 5 classes (the set has 3 training identities): the tool reads the size from the checkpoint
+    cfg = build_config(cfg_file, ["MODEL.HEADS.NUM_CLASSES", "5", *opts])
     weights = str(tmp_path / "m.pth")
     torch.save({"model": build_model(cfg).state_dict()}, weights)
     out2 = str(tmp_path / "parts_masks.png")
-    _tool().main(["--config-file", cfg_file, "--out", out2, "--clips", "2", "--scale", "2", *opts,
-                  "MODEL.WEIGHTS", weights, "MODEL.HEADS.NUM_CLASSES", "3"])
+    with caplog.at_level("INFO", logger="fastreid_ext"):
+        _tool().main(["--config-file", cfg_file, "--out", out2, "--clips", "2", "--scale", "2",
+                      "--weights", weights, *opts])
+    assert "MODEL.HEADS.NUM_CLASSES = 5 (from the checkpoint's classifier)" in caplog.text
+    assert "not loading" not in caplog.text  # the classifier loaded too
     img2 = cv2.imread(out2)
     assert img2.shape == (2 * 64 * 2, 6 * 32 * 2, 3)  # frame + the five level masks
     assert np.array_equal(img2[:, :64], img[:, :64])  # the same frames and boxes

@@ -55,3 +55,20 @@ def test_missing_or_absent_weights(tmp_path):
         build_inference_model(_cfg(), str(tmp_path / "nope.pth"))
     with pytest.raises(ValueError, match="no weights"):
         build_inference_model(_cfg("MODEL.HEADS.NUM_CLASSES", "3"))
+
+
+def test_class_count_from_the_checkpoint_without_run_config_or_dataset(tmp_path, monkeypatch, caplog):
+    """Weights copied away from their run (no config.yaml) and no dataset on disk: the classifier's
+    size is read from the checkpoint, every tensor loads, and nothing is logged about datasets."""
+    monkeypatch.setenv("FASTREID_DATASETS", str(tmp_path / "nothing_here"))
+    torch.manual_seed(0)
+    trained, _ = build_inference_model(_cfg("MODEL.HEADS.NUM_CLASSES", "11"), allow_untrained=True)
+    weights = tmp_path / "copied.pth"
+    torch.save({"model": trained.state_dict()}, weights)
+    assert inference_num_classes(_cfg(), str(weights)) == (11, "the checkpoint's classifier")
+    with caplog.at_level("INFO"):
+        model, cfg = build_inference_model(_cfg("MODEL.WEIGHTS", str(weights)))
+    assert cfg.MODEL.HEADS.NUM_CLASSES == 11
+    for k, v in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    assert not [r for r in caplog.records if "dataset" in r.getMessage().lower()]

@@ -5,7 +5,7 @@ each), written to ``OUTPUT_DIR/rank_lists/`` (``OUTPUT_DIR/eval/rank_lists/`` wh
 ``OUTPUT_DIR`` holds a training run, whose ``config.yaml`` and ``results.json`` stay as they are).
 
     python tools/visualize_ranks.py --config-file configs/Video-Baseline/synthetic_cpu.yml \\
-        --num-queries 8 --topk 10 MODEL.WEIGHTS logs/x/model_final.pth OUTPUT_DIR /tmp/vis
+        --num-queries 8 --topk 10 --weights logs/x/model_final.pth OUTPUT_DIR /tmp/vis
 
 It evaluates the test sets of the config with ``TEST.VIS.ENABLED`` on (the same pictures the
 evaluator draws during training when that key is set) and prints the metrics.
@@ -18,6 +18,7 @@ import os
 
 import fastreid_ext  # noqa: F401  (compat shims + registrations first)
 from fastreid.utils.logger import setup_logger
+from fastreid_ext.commands.options import add_weights_option, opts_with_weights
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer, build_inference_model
 from fastreid_ext.engine.trainer import eval_output_dir
@@ -28,13 +29,14 @@ def parse_args(argv=None):
     p.add_argument("--config-file", required=True, metavar="FILE")
     p.add_argument("--num-queries", type=int, default=None, help="queries drawn (TEST.VIS.NUM_QUERIES)")
     p.add_argument("--topk", type=int, default=None, help="gallery items per row (TEST.VIS.TOPK)")
+    add_weights_option(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    opts = list(args.opts) + ["TEST.VIS.ENABLED", "True"]
+    opts = opts_with_weights(args) + ["TEST.VIS.ENABLED", "True"]
     if args.num_queries is not None:
         opts += ["TEST.VIS.NUM_QUERIES", str(args.num_queries)]
     if args.topk is not None:
@@ -50,7 +52,7 @@ def main(argv=None):
         cfg.freeze()
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     if not cfg.MODEL.WEIGHTS:
-        logging.getLogger(__name__).warning("No MODEL.WEIGHTS: drawing the rank lists of an untrained model")
+        logging.getLogger(__name__).warning("No --weights (MODEL.WEIGHTS): drawing the rank lists of an untrained model")
     model, cfg = build_inference_model(cfg, allow_untrained=True)
     results = Trainer.test(cfg, model)
     print(f"rank lists in {os.path.join(cfg.OUTPUT_DIR, 'rank_lists')}")

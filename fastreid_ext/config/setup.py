@@ -20,6 +20,7 @@ from typing import Callable, List, Sequence
 from fastreid.config import CfgNode
 
 from .defaults import get_cfg
+from .lookup import find_config
 
 __all__ = ["PROJECT_ENTRY_POINT_GROUP", "build_config", "project_entry_points", "register_projects"]
 
@@ -61,14 +62,18 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
     """Host defaults + ``add_ext_config`` + each project's ``add_<x>_config``, then the YAML
     file (with ``_BASE_`` inheritance) and ``KEY VALUE`` overrides.
 
-    An unknown key in the file or the overrides raises ``KeyError`` naming it.
+    ``config_file`` is a path or a shipped config's name (:func:`.lookup.find_config`); a missing
+    one raises ``FileNotFoundError``, an unreadable one ``ValueError``, both in one line. An
+    unknown key in the file or the overrides raises ``KeyError`` naming it.
     """
+    if config_file:
+        config_file = find_config(config_file)
     cfg = get_cfg()
     for adder in register_projects():
         adder(cfg)
     try:
         if config_file:
-            cfg.merge_from_file(config_file)
+            _merge_file(cfg, config_file)
         if opts:
             cfg.merge_from_list(list(opts))
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys in merge_from_list
@@ -80,3 +85,23 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def _merge_file(cfg: CfgNode, config_file: str) -> None:
+    """``cfg.merge_from_file`` with unreadable files (permissions, not YAML, not a mapping, a
+    missing ``_BASE_``) reported as one-line ``ValueError`` s naming the file."""
+    import yaml
+
+    try:
+        cfg.merge_from_file(config_file)
+    except FileNotFoundError as e:  # a _BASE_ that does not exist
+        raise FileNotFoundError(f"config file {config_file!r}: {e.filename or e} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"config file {config_file!r} cannot be read: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"config file {config_file!r} is not valid YAML: {what}{where}") from None
+    except (AttributeError, TypeError) as e:  # a YAML list / scalar instead of a mapping
+        raise ValueError(f"config file {config_file!r} is not a mapping of config keys ({e})") from None

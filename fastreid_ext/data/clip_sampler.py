@@ -19,7 +19,7 @@ to ``T`` by :func:`pad_frames`:
 
 - ``"cycle"`` (default): the frames are repeated in order, ``n = 3, T = 8 ->
   [0, 1, 2, 0, 1, 2, 0, 1]``: jiyanggao Video-Person-ReID's ``random`` and ``dense`` modes
-  (the code the video baseline's and FGReID's public code build on). Every frame appears
+  (the code the video baseline's public code and its successors build on). Every frame appears
   ``floor(T / n)`` or ``ceil(T / n)`` times, so a short clip's average weighs its frames evenly.
 - ``"repeat_last"``: the last frame is repeated, ``[0, 1, 2, 2, 2, 2, 2, 2]``:
   deep-person-reid's ``evenly`` mode and the video baseline's public ``random`` sampler

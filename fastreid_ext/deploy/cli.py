@@ -1,32 +1,24 @@
-"""Command lines of ``tools/extract_features.py``, ``tools/build_index.py``, ``tools/search.py``
-(the tools only call these ``*_main(argv)`` functions, so tests run them in-process)."""
+"""Command lines of ``tools/extract_features.py``, ``tools/build_index.py``, ``tools/search.py``,
+``tools/export_onnx.py`` and of ``fastreid-ext extract | index | search | export`` (the tools only
+call these ``*_main(argv)`` functions, so tests run them in-process)."""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import re
 import sys
 from typing import Optional, Sequence
 
 logger = logging.getLogger("fastreid_ext.deploy")
 
-__all__ = ["extract_main", "build_index_main", "search_main", "run_cli"]
+__all__ = ["extract_main", "build_index_main", "search_main", "export_main", "run_cli"]
 
 
 def run_cli(main) -> int:
-    """Run ``main()``; user errors (bad input, missing files, config hash mismatches) end the
-    program with one line ``error: <message>`` on stderr and exit status 2 instead of a
-    traceback."""
-    from fastreid_ext.engine.safe_io import LockBusy
+    """``fastreid_ext.commands.errors.run_cli``: user errors -> ``error: <message>``, exit 2."""
+    from fastreid_ext.commands.errors import run_cli as run
 
-    try:
-        main()
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, LockBusy) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print("error: " + re.sub(r"\s*\n\s*", " ", str(msg)).strip(), file=sys.stderr)  # one line
-        return 2
-    return 0
+    return run(main)
 
 
 def _setup_logging(verbose: bool = True) -> None:
@@ -44,7 +36,6 @@ def _model_args(p: argparse.ArgumentParser, required: bool) -> None:
 # ---------------------------------------------------------------------------- extract
 def extract_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="extract_features.py",
         description="Images or tracklets -> embeddings file (.npz): embeddings, item names, config hash. "
                     "Resumable: re-running on the same --output embeds only the missing items.")
     p.add_argument("--input", required=True, metavar="PATH",
@@ -86,7 +77,6 @@ def extract_main(argv: Optional[Sequence[str]] = None):
 # ---------------------------------------------------------------------------- build index
 def build_index_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="build_index.py",
         description="Build a gallery index (faiss) from features files, or --add features to an existing one.")
     p.add_argument("--features", required=True, nargs="+", metavar="FILE", help="features file(s) (.npz)")
     p.add_argument("--index", required=True, metavar="DIR", help="index folder (index.faiss + meta.json)")
@@ -200,7 +190,6 @@ def _build_new_index(args):
 # ---------------------------------------------------------------------------- search
 def search_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="search.py",
         description="Top-k gallery items of queries (a features file, an image, a folder, a list file or "
                     "one tracklet folder) from a gallery index, as a table or JSON.")
     p.add_argument("--index", required=True, nargs="+", metavar="DIR",
@@ -276,3 +265,33 @@ def search_main(argv: Optional[Sequence[str]] = None):
         paths = draw_query_rank_lists(args.rank_png, feats, qframes, index, result, args.label_regex)
         print(f"wrote {len(paths)} rank-list PNGs to {args.rank_png}", file=sys.stderr)
     return feats, result
+
+
+# ---------------------------------------------------------------------------- export
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Export the embedding model of a trained config to ONNX: images (B, T, 3, H, W), "
+                    "0..255 -> clip embeddings (B, D); B and T dynamic where the model's graph allows it. "
+                    "Checked against PyTorch with onnxruntime when it is installed (the [onnx] extra).")
+    p.add_argument("--output", required=True, metavar="FILE", help="the .onnx file")
+    p.add_argument("--seq-len", type=int, default=None, help="example clip length (default TEST.VIDEO.SEQ_LEN)")
+    p.add_argument("--batch", type=int, default=2, help="example batch size")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    _model_args(p, required=True)
+    return p
+
+
+def export_main(argv: Optional[Sequence[str]] = None):
+    import fastreid_ext  # noqa: F401  (compat shims + registrations)
+
+    from .onnx_export import export_from_files
+
+    args = export_parser().parse_args(argv)
+    _setup_logging()
+    res = export_from_files(args.config_file, args.weights, args.output, args.opts, args.seq_len,
+                            args.batch, args.opset, check=not args.no_check)
+    check = "not checked" if res.max_abs_diff is None else f"max |onnx - torch| = {res.max_abs_diff:.3g}"
+    dyn = ", ".join(("batch", "frames")[a] for a in res.dynamic_axes) or "none (static shapes)"
+    print(f"{res.path}: {res.exporter} exporter, example {res.input_shape}, dynamic axes: {dyn}, {check}")
+    return res

@@ -226,6 +226,55 @@ class FeatureExtractor:
         finally:
             bar.close()
 
+    # ------------------------------------------------------------------ in memory
+    def embed_images(self, images: Sequence, normalize: bool = True) -> np.ndarray:
+        """One embedding per image: ``(N, D)`` float32. Images are file paths, RGB ``uint8``
+        ``(H, W, 3)`` arrays, PIL images or tensors (:mod:`.in_memory`); each is embedded as a
+        1-frame tracklet, exactly as :meth:`embed` embeds an image file. ``normalize``: L2-normalised
+        rows (the cosine metric's features; the evaluator of a ``euclidean`` config uses them raw)."""
+        from .in_memory import as_frame
+
+        if not isinstance(images, (list, tuple)):
+            raise ValueError(f"embed_images takes a list of images, got a {type(images).__name__} "
+                             f"(wrap one image in a list)")
+        return self._embed_frames([[as_frame(x)] for x in images], normalize)
+
+    def embed_tracklets(self, tracklets: Sequence, normalize: bool = True) -> np.ndarray:
+        """One embedding per tracklet: ``(N, D)`` float32. A tracklet is a list of images, a folder
+        of frames, a ``(T, H, W, 3)`` array or a ``(T, 3, H, W)`` tensor (:mod:`.in_memory`);
+        the model's test-time settings apply (dense clips of ``TEST.VIDEO.SEQ_LEN`` frames, at
+        most ``TEST.VIDEO.MAX_CLIPS``, ``INPUT.SIZE_TEST``, ``TEST.FLIP``, clip embeddings averaged)."""
+        from .in_memory import as_tracklet
+
+        if not isinstance(tracklets, (list, tuple)):
+            raise ValueError(f"embed_tracklets takes a list of tracklets, got a {type(tracklets).__name__}")
+        return self._embed_frames([as_tracklet(t) for t in tracklets], normalize)
+
+    def _embed_frames(self, tracklets: List[List[np.ndarray]], normalize: bool) -> np.ndarray:
+        """The evaluator's dense clips of each tracklet (decoded frames), batched through
+        :meth:`_forward`; clip embeddings averaged in float64 per tracklet."""
+        from fastreid_ext.data.clip_sampler import dense_clips
+
+        transform = build_clip_transforms(self.cfg, is_train=False)
+        T, max_clips = self.cfg.TEST.VIDEO.SEQ_LEN, self.cfg.TEST.VIDEO.MAX_CLIPS
+        clips = [(k, idx) for k, frames in enumerate(tracklets) for idx in dense_clips(len(frames), T, max_clips)]
+        sums = torch.zeros(len(tracklets), 0, dtype=torch.float64)
+        counts = torch.zeros(len(tracklets), 1, dtype=torch.float64)
+        bs = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
+        for start in range(0, len(clips), bs):
+            chunk = clips[start:start + bs]
+            images = torch.stack([transform([tracklets[k][j] for j in idx])[0] for k, idx in chunk])
+            emb = self._forward(images)  # (B, D) float64
+            if sums.shape[1] == 0:
+                sums = torch.zeros(len(tracklets), emb.shape[1], dtype=torch.float64)
+            owners = torch.tensor([k for k, _ in chunk])
+            sums.index_add_(0, owners, emb)
+            counts.index_add_(0, owners, torch.ones(len(chunk), 1, dtype=torch.float64))
+        feats = (sums / counts.clamp_min(1)).float()
+        if not bool(torch.isfinite(feats).all()):
+            raise ValueError("the model produced non-finite embeddings")
+        return (F.normalize(feats, dim=1) if normalize else feats).numpy()
+
     # ------------------------------------------------------------------ public API
     def _meta(self) -> dict:
         return {"metric": self.metric, "weights": self.weights,

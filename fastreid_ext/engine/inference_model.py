@@ -12,9 +12,11 @@ model must be built with one. It is taken, in this order, from
 2. the training run's saved config next to the weights (``<weights folder>/config.yaml``, which
    the host rewrites with the number of training identities, ``fastreid/engine/defaults.py``
    ``auto_scale_hyperparams``);
-3. the training datasets (``DATASETS.NAMES``): their number of distinct identities (not with
-   ``DATASETS.COMBINEALL``);
-4. otherwise 1, with a warning (the checkpointer then skips the checkpoint's classifier with a
+3. the checkpoint itself: the rows of its classifier matrices (2-D tensors named as in
+   :func:`~fastreid_ext.engine.checkpoint.class_count_key`, outside ``losses.*``), when they agree;
+4. the training datasets (``DATASETS.NAMES``): their number of distinct identities (not with
+   ``DATASETS.COMBINEALL``); a dataset that is not on disk is passed over quietly;
+5. otherwise 1, with a warning (the checkpointer then skips the checkpoint's classifier with a
    warning, see :mod:`fastreid_ext.engine.checkpoint`).
 """
 from __future__ import annotations
@@ -44,6 +46,23 @@ def _run_config_classes(weights: str) -> int:
         return 0
 
 
+def _checkpoint_classes(weights: str) -> int:
+    """The class count of the classifier matrices in the checkpoint ``weights`` (0 when it has
+    none, they disagree, or the file cannot be read: loading reports that later)."""
+    import torch
+
+    from fastreid_ext.engine.checkpoint import class_count_key
+
+    try:
+        data = torch.load(weights, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # noqa: BLE001  (the checkpointer names the unreadable file when loading)
+        return 0
+    state = data.get("model", data) if isinstance(data, dict) else {}
+    rows = {int(v.shape[0]) for k, v in state.items()
+            if hasattr(v, "dim") and v.dim() == 2 and not k.startswith("losses.") and class_count_key(k)}
+    return rows.pop() if len(rows) == 1 else 0
+
+
 def _dataset_classes(cfg) -> int:
     """Distinct identities of the train splits of ``DATASETS.NAMES`` (0 when unreadable, or with
     ``DATASETS.COMBINEALL``, whose train set this count does not reproduce)."""
@@ -56,7 +75,7 @@ def _dataset_classes(cfg) -> int:
         try:
             data = get_dataset(cfg, name)
         except (OSError, KeyError, ValueError, RuntimeError, AssertionError) as e:  # absent / unknown
-            logger.info("training dataset %s not readable (%s): cannot count its identities", name, e)
+            logger.debug("training dataset %s not readable (%s): cannot count its identities", name, e)
             return 0
         pids.update((name, item[1]) for item in data.train)
     return len(pids)
@@ -71,11 +90,14 @@ def inference_num_classes(cfg, weights: Optional[str] = None) -> Tuple[int, str]
         n = _run_config_classes(weights)
         if n > 0:
             return n, "the run's config.yaml"
+        n = _checkpoint_classes(weights)
+        if n > 0:
+            return n, "the checkpoint's classifier"
     n = _dataset_classes(cfg)
     if n > 0:
         return n, "the training datasets"
     logger.warning("MODEL.HEADS.NUM_CLASSES unknown (0 in the config, no run config.yaml next to the "
-                   "weights, training datasets not readable): building the classifier with 1 class; "
+                   "weights, no classifier in the checkpoint, training datasets not readable): building the classifier with 1 class; "
                    "it takes no part in the embedding")
     return 1, "placeholder"
 

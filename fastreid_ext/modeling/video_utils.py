@@ -121,18 +121,29 @@ def feature_map_shape(backbone: nn.Module, input_size: Sequence[int],
     return int(out.shape[1]), int(out.shape[2]), int(out.shape[3])
 
 
-def _host_resnet_cache_file(cfg) -> Optional[str]:
-    """Where the host's ``init_pretrained_weights`` looks for a ResNet checkpoint before
-    downloading it (``fastreid/modeling/backbones/resnet.py:250-280``); ``None`` when the
-    backbone/depth has no host URL."""
+def host_pretrained_url(cfg) -> Optional[str]:
+    """The release URL of the ImageNet checkpoint the host's ResNet builder expects for
+    ``cfg.MODEL.BACKBONE`` (``model_urls`` of ``fastreid/modeling/backbones/resnet.py:25-35``:
+    torchvision for plain ResNets, the IBN-Net releases for ``WITH_IBN``); ``None`` for another
+    backbone or a depth without a host URL. The file name ends in the first 8 hex digits of the
+    file's SHA-256 (torch.hub's convention)."""
     from fastreid.modeling.backbones import resnet as host_resnet
 
+    if cfg.MODEL.BACKBONE.NAME != "build_resnet_backbone":
+        return None
     key = cfg.MODEL.BACKBONE.DEPTH
     if cfg.MODEL.BACKBONE.WITH_IBN:
         key = "ibn_" + key
     if cfg.MODEL.BACKBONE.WITH_SE:
         key = "se_" + key
-    url = host_resnet.model_urls.get(key)
+    return host_resnet.model_urls.get(key)
+
+
+def _host_resnet_cache_file(cfg) -> Optional[str]:
+    """Where the host's ``init_pretrained_weights`` looks for a ResNet checkpoint before
+    downloading it (``fastreid/modeling/backbones/resnet.py:250-280``); ``None`` when the
+    backbone/depth has no host URL."""
+    url = host_pretrained_url(cfg)
     if url is None:
         return None
     torch_home = os.path.expanduser(os.getenv(
@@ -159,14 +170,17 @@ def check_pretrained_available(cfg) -> None:
                 f"MODEL.BACKBONE.PRETRAIN False."
             )
         return
-    cached = _host_resnet_cache_file(cfg) if bb.NAME == "build_resnet_backbone" else None
+    cached = _host_resnet_cache_file(cfg)
     if cached is not None and os.path.isfile(cached):
         return
     where = f" and the host cache file {cached} is missing" if cached else ""
+    url = host_pretrained_url(cfg)
+    get = (f" This config expects {url.split('/')[-1]} ({url}); check it with "
+           f"`fastreid-ext check-weights FILE --config-file CONFIG`.") if url else ""
     raise FileNotFoundError(
         f"MODEL.BACKBONE.PRETRAIN is True but MODEL.BACKBONE.PRETRAIN_PATH is empty{where}; "
         f"the host would try to download the weights. Set MODEL.BACKBONE.PRETRAIN_PATH to a "
-        f"local checkpoint file or MODEL.BACKBONE.PRETRAIN False."
+        f"local checkpoint file or MODEL.BACKBONE.PRETRAIN False.{get}"
     )
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Draw FGPose's part boxes (head, body, left / right arm, legs) on the first test clips of a
-config's test set, and, with ``MODEL.WEIGHTS``, the refined motion-attentive masks (Eq. 2) of
+config's test set, and, with ``--weights``, the refined motion-attentive masks (Eq. 2) of
 the five levels under each clip.
 
     python projects/FGPose/tools/visualize_parts.py --config-file projects/FGPose/configs/synthetic_cpu.yml \\
-        --out parts.png DATASETS.ROOT datasets [MODEL.WEIGHTS logs/fgpose/synthetic_cpu/model_final.pth \\
-        MODEL.HEADS.NUM_CLASSES 87]
+        --out parts.png [--weights logs/fgpose/synthetic_cpu/model_final.pth] DATASETS.ROOT datasets
+
+The classifier's size comes from the run's ``config.yaml`` next to the weights, or from the
+checkpoint (:func:`fastreid_ext.engine.build_inference_model`).
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import numpy as np
 import torch
 
 import fgpose  # noqa: F401  (registers FGPose)
+from fastreid_ext.commands.options import add_weights_option, opts_with_weights
 from fastreid_ext.config import build_config
 from fastreid_ext.data.build import build_video_test_loader
-from fastreid_ext.engine import AtomicCheckpointer
+from fastreid_ext.engine import build_inference_model
 from fgpose.joints import PARTS, paper16_from_coco, part_boxes
 
 COLOURS = [(0, 0, 255), (0, 200, 0), (255, 0, 0), (255, 0, 255), (0, 200, 255)]  # BGR per part
@@ -30,9 +33,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--clips", type=int, default=6)
     p.add_argument("--scale", type=int, default=3, help="upscaling of the drawn frames")
+    add_weights_option(p)
     p.add_argument("opts", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
-    cfg = build_config(args.config_file, args.opts)
+    cfg = build_config(args.config_file, opts_with_weights(args))
     loader, _, _ = build_video_test_loader(cfg, cfg.DATASETS.TESTS[0])
     batch = next(iter(loader))
     if "keypoints" not in batch:
@@ -41,10 +45,7 @@ def main(argv=None) -> int:
     b, _, _, h, w = images.shape
     masks = None
     if cfg.MODEL.WEIGHTS:
-        from fastreid.modeling import build_model
-
-        model = build_model(cfg).eval()
-        AtomicCheckpointer(model, partial_load=cfg.MODEL.PARTIAL_LOAD, refuse_unused=True).load(cfg.MODEL.WEIGHTS)
+        model, _ = build_inference_model(cfg)
         with torch.no_grad():
             model({"images": images, "keypoints": kp})
         if hasattr(model, "attention"):

@@ -3,9 +3,9 @@
     python projects/FGReID/tools/visualize_attention.py \
         --config-file projects/FGReID/configs/MARS/fgreid.yml \
         --frames f1.jpg f2.jpg f3.jpg f4.jpg --out attention.png \
-        MODEL.WEIGHTS logs/fgreid/mars_fgreid/model_final.pth
+        --weights logs/fgreid/mars_fgreid/model_final.pth
 
-Without ``MODEL.WEIGHTS`` the maps of an untrained model are drawn. Each group of
+Without ``--weights`` (``MODEL.WEIGHTS``) the maps of an untrained model are drawn. Each group of
 ``INPUT.VIDEO.SEQ_LEN`` (or ``--t``) frames is one clip.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
+from fastreid_ext.commands.options import add_weights_option, opts_with_weights
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import build_inference_model
 from fgreid.visualize import load_clip, save_attention_png
@@ -27,11 +28,12 @@ def main(argv=None) -> str:
     parser.add_argument("--t", type=int, default=0, help="frames per clip (default: all)")
     parser.add_argument("--out", default="attention.png")
     parser.add_argument("--alpha", type=float, default=0.5)
+    add_weights_option(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE")
     args = parser.parse_args(argv)
 
     # the weights come from MODEL.WEIGHTS (no stage-1 CNN_MARS checkpoint); no losses needed
-    opts = list(args.opts) + ["MODEL.FGREID.MARS_WEIGHTS", "", "MODEL.LOSSES.NAME", "()"]
+    opts = opts_with_weights(args) + ["MODEL.FGREID.MARS_WEIGHTS", "", "MODEL.LOSSES.NAME", "()"]
     cfg = build_config(args.config_file, opts)
     model, cfg = build_inference_model(cfg, allow_untrained=True)
     t = args.t or len(args.frames)

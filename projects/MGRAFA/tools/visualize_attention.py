@@ -2,7 +2,7 @@
 """Figure 3 of the MG-RAFA paper: attention per granularity over the T frames of a clip, as PNG.
 
     python projects/MGRAFA/tools/visualize_attention.py --config-file projects/MGRAFA/configs/synthetic_cpu.yml \
-        --tracklets 0 1 2 --out vis/ [MODEL.WEIGHTS logs/mgrafa/synthetic_mgrafa_n4/model_final.pth]
+        --tracklets 0 1 2 --out vis/ [--weights logs/mgrafa/synthetic_mgrafa_n4/model_final.pth]
     python projects/MGRAFA/tools/visualize_attention.py --config-file X.yml --images f1.jpg f2.jpg ... --out vis/
 
 Frames are picked evenly (INPUT.VIDEO.SEQ_LEN of them) from query tracklets of the first test
@@ -31,6 +31,7 @@ import torch
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgrafa  # noqa: F401
+from fastreid_ext.commands.options import add_weights_option, opts_with_weights
 from fastreid_ext.config import build_config
 from fastreid_ext.data.clip_sampler import evenly
 from fastreid_ext.data.frame_io import load_clip, read_frame
@@ -88,13 +89,14 @@ def main(argv=None) -> None:
     parser.add_argument("--images", nargs="+", default=None, help="frame files of one clip")
     parser.add_argument("--stats", action="store_true",
                         help="print where the log weights vary (frames / positions) and theta's BN gamma per granularity")
+    add_weights_option(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    cfg = build_config(args.config_file, args.opts)
+    cfg = build_config(args.config_file, opts_with_weights(args))
     if cfg.MODEL.MGRAFA.ATTENTION == "avg":
         raise ValueError("MODEL.MGRAFA.ATTENTION avg has no attention to draw")
     if not cfg.MODEL.WEIGHTS:
-        print("no MODEL.WEIGHTS given: drawing the attention of an untrained model")
+        print("no --weights given: drawing the attention of an untrained model")
     model, cfg = build_inference_model(cfg, allow_untrained=True)
     os.makedirs(args.out, exist_ok=True)
     marks = load_marks(args.marks) if args.marks else {}

@@ -2,7 +2,7 @@
 """The regions MGRe locates after residual blocks 1, 2, 3 drawn on the input images, as PNG.
 
     python projects/MGRe/tools/visualize_regions.py --config-file projects/MGRe/configs/synthetic_cpu.yml \
-        --num 6 --out vis/mgre [MODEL.WEIGHTS logs/mgre/synthetic/model_final.pth]
+        --num 6 --out vis/mgre [--weights logs/mgre/synthetic/model_final.pth]
     python projects/MGRe/tools/visualize_regions.py --config-file X.yml --images a.jpg b.jpg --out vis/mgre
 
 Writes ``<out>/regions.png``: one row per image: the input, then one copy per stage with that
@@ -22,6 +22,7 @@ import torch
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgre  # noqa: F401
+from fastreid_ext.commands.options import add_weights_option, opts_with_weights
 from fastreid_ext.config import build_config
 from fastreid_ext.data.frame_io import read_frame
 from fastreid_ext.engine import build_inference_model
@@ -41,11 +42,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="vis/mgre")
     parser.add_argument("--num", type=int, default=6, help="query images to draw")
     parser.add_argument("--images", nargs="+", default=None, help="image files instead of queries")
+    add_weights_option(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
-    cfg = build_config(args.config_file, args.opts)
+    cfg = build_config(args.config_file, opts_with_weights(args))
     if not cfg.MODEL.WEIGHTS:
-        print("no MODEL.WEIGHTS given: drawing the regions of an untrained model (the Table 1 priors)")
+        print("no --weights given: drawing the regions of an untrained model (the Table 1 priors)")
     model, cfg = build_inference_model(cfg, allow_untrained=True)
     if args.images:
         paths = args.images
