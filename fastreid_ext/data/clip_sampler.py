@@ -127,7 +127,7 @@ def dense_clips(n: int, T: int, max_clips: int = 0, pad: str = "cycle", select: 
     ``max_clips`` of them are kept: ``select="spread"``, spread evenly over the tracklet, clip
     ``round(j * (N - 1) / (max_clips - 1))`` for ``j = 0..max_clips-1`` (first and last clip
     always kept; ``max_clips == 1`` keeps the middle clip ``N // 2``); ``select="first"``, the
-    first ``max_clips`` clips (the video baseline's and FGReID's public code, whose dense test
+    first ``max_clips`` clips (the public codes whose dense test
     mode stops after a maximum number of clips).
     """
     _check(n, T)
