@@ -46,7 +46,7 @@ def main(argv=None) -> int:
         model = build_model(cfg).eval()
         AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
         with torch.no_grad():
-            model({"images": images, "keypoints": kp})
+            model.stream_features({"images": images, "keypoints": kp})  # every stream, masks included
         if hasattr(model, "attention"):
             masks = model.attention.last_masks
     s = args.scale
