@@ -251,11 +251,8 @@ class GalleryIndex:
         if self.kind == "ivf":
             n = int(nprobe or self.params["nprobe"])
             faiss.extract_index_ivf(self.index).nprobe = n
-            if self._search_index is not None:
-                try:
-                    faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", n)
-                except Exception:  # pragma: no cover - GPU only
-                    pass
+            if self._search_index is not None:  # errors raised: a GPU copy left at another nprobe is silent
+                faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", n)
         elif self.kind == "hnsw":
             self.index.hnsw.efSearch = int(ef_search or self.params["ef_search"])
 

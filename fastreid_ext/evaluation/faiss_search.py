@@ -289,6 +289,9 @@ def build_index(
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_L2)
         index.hnsw.efConstruction = ef_construction
         index.hnsw.efSearch = ef_search
+    # rows added on the CPU, then the filled index cloned: faiss refuses a second add on a
+    # sharded flat index (several GPUs), and the CPU add needs no GPU memory for the chunks
+    add_in_chunks(index, g, metric)
     if use_gpu:
         ngpus = faiss_num_gpus()
         if kind == "hnsw":
@@ -300,7 +303,6 @@ def build_index(
                           f"stays on the CPU")
         else:
             index = faiss_to_gpu(index, ngpus, gpu_device)
-    add_in_chunks(index, g, metric)
     return index
 
 
@@ -324,10 +326,16 @@ class ApproximateSearch:
         self._cpu_copy: dict = {}  # CPU copy of a GPU index, for k > GPU_MAX_K
 
     @classmethod
-    def from_config(cls, cfg, gallery: ArrayLike, metric: str) -> "ApproximateSearch":
+    def from_config(cls, cfg, gallery: ArrayLike, metric: str, device=None) -> "ApproximateSearch":
+        """``TEST.RETRIEVAL``'s index; on the GPU(s) when ``device`` is a CUDA device
+        (``cuda:k``: that GPU; ``cuda``: all, sharded), as the exact search decides."""
         r = cfg.TEST.RETRIEVAL
+        dev = torch.device(device) if device is not None else None
+        on_gpu = dev is not None and dev.type == "cuda"
         return cls(
             gallery,
+            use_gpu=on_gpu,
+            gpu_device=dev.index if on_gpu else None,
             kind=r.APPROX,
             metric=metric,
             nlist=r.NLIST,

@@ -324,7 +324,7 @@ class VideoClipEvaluator(DatasetEvaluator):
         approx = cfg.TEST.RETRIEVAL.APPROX
         if approx:
             k = min(10, gf.shape[0])
-            ann = ApproximateSearch.from_config(cfg, gf, metric)
+            ann = ApproximateSearch.from_config(cfg, gf, metric, device=device)
             # recall against the exact search of the same (plain metric) distance
             exact = search(qf, gf, k, metric=metric, backend=cfg.TEST.RETRIEVAL.BACKEND, memory_mb=memory_mb,
                            device=device)[1]
