@@ -1,10 +1,10 @@
 """Every shipped config family and every switch that changes which modules exist or feed a loss,
 on two gloo processes at tiny sizes: two training iterations through DDP (the trainer's own
 ``wrap_ddp``, ``find_unused_parameters`` off unless a model declares it) and a distributed
-evaluation (the evaluator's gather, an odd item count). The first iteration's gradients equal
-one process on the whole batch (BN and dropout in eval mode for that iteration: per-rank BN
-statistics are a known, documented difference, not what is checked); the evaluation equals one
-process evaluating every item.
+evaluation (the evaluator's chunked gather, one row per message here, an odd item count). The
+first iteration's gradients equal one process on the whole batch (BN and dropout in eval mode
+for that iteration: per-rank BN statistics are a known, documented difference, not what is
+checked); the evaluation equals one process evaluating every item.
 
 A module that feeds no loss stops DDP at iteration 2 ("Expected to have finished reduction");
 a loss that sums over the batch's identities computed per rank gets its weight divided by the
@@ -288,6 +288,9 @@ def _run_case(cfg, rank, world):
         emb = model(_rows(test, lo, hi))
     ev.process(_rows(test, lo, hi), emb)
     results = ev.evaluate()
+    again = ev.evaluate()  # a second call gathers nothing twice
+    assert {k: v for k, v in again.items() if isinstance(v, float)} == \
+        {k: v for k, v in results.items() if isinstance(v, float)}
     return {"losses1": losses1, "losses2": losses2, "grads": grads, "emb": emb,
             "parts": ev.distance_parts, "weights": ev.distance_weights,
             "results": {k: float(v) for k, v in results.items() if isinstance(v, (int, float))}}
@@ -296,7 +299,10 @@ def _run_case(cfg, rank, world):
 def _worker(out_dir):
     import torch.distributed as dist
 
+    from fastreid_ext.evaluation import video_evaluator
+
     torch.set_num_threads(1)
+    video_evaluator.GATHER_CHUNK_BYTES = 1  # one tracklet row per message: the chunked gather
     rank, world = dist.get_rank(), dist.get_world_size()
     out = {}
     for name, (path, opts) in CASES.items():
