@@ -374,3 +374,14 @@ def test_first_step_gradients_equal_one_process_on_the_whole_batch(ranks, case):
 def test_configs_whose_modules_feed_no_loss_are_refused(ranks, case):
     for r in ranks:
         assert r[case]["error"] is not None and REFUSED[case][1] in r[case]["error"]
+
+
+def test_gpu_configs_train_with_cudnn_benchmark():
+    """Every shipped config that trains on the GPU lets cuDNN pick its kernels (the host's
+    ``default_setup`` sets ``torch.backends.cudnn.benchmark`` from it for training)."""
+    from fastreid_ext.config import build_config
+
+    paths = {p for p, _ in CASES.values()} | set(SHARED)
+    gpu = [p for p in sorted(paths) if "synthetic" not in p.lower()]  # the CPU-sized configs' names
+    assert len(gpu) > 20
+    assert [p for p in gpu if not build_config(os.path.join(REPO, p)).CUDNN_BENCHMARK] == []
