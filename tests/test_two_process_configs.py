@@ -300,10 +300,14 @@ def _worker(out_dir):
     import torch.distributed as dist
 
     from fastreid_ext.evaluation import video_evaluator
+    from fastreid_ext.modeling.losses import gather
 
     torch.set_num_threads(1)
     video_evaluator.GATHER_CHUNK_BYTES = 1  # one tracklet row per message: the chunked gather
     rank, world = dist.get_rank(), dist.get_world_size()
+    exchanged = []  # size exchanges of the loss gathers (none: training batches are fixed)
+    exchange = gather._sizes
+    gather._sizes = lambda n, device: exchanged.append(n) or exchange(n, device)
     out = {}
     for name, (path, opts) in CASES.items():
         try:
@@ -316,6 +320,7 @@ def _worker(out_dir):
             out[name] = {"error": None}
         except ValueError as e:
             out[name] = {"error": str(e)}
+    out["size_exchanges"] = len(exchanged)
     torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
@@ -368,6 +373,11 @@ def test_first_step_gradients_equal_one_process_on_the_whole_batch(ranks, case):
         scale = max(g.abs().max().item() for g in expected.values())
         for name, g in expected.items():
             torch.testing.assert_close(got[name], g, rtol=1e-3, atol=1e-5 * scale, msg=lambda m: f"{name}: {m}")
+
+
+def test_training_gathers_exchange_no_sizes(ranks):
+    """``Trainer.wrap_ddp`` tells the losses every rank's batch size (drop_last batches)."""
+    assert [r["size_exchanges"] for r in ranks] == [0, 0]
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
