@@ -23,6 +23,8 @@ import pytest
 import torch
 from conftest import REPO
 
+from fastreid_ext.utils.modules import train_with_frozen_statistics
+
 launch_mod = importlib.import_module("fastreid_ext.engine.launch")
 
 B, K, C = 8, 2, 4          # global training batch: C identities x K clips; 4 per rank
@@ -199,15 +201,6 @@ def _rows(batch, lo, hi):
     return {k: v[lo:hi] for k, v in batch.items()}
 
 
-def _deterministic_train(model):
-    """Training mode with BN statistics and dropout frozen: the first iteration's gradients
-    then do not depend on how the batch is split over the ranks."""
-    model.train()
-    for m in model.modules():
-        if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout)):
-            m.eval()
-
-
 def _step(model, batch):
     from fastreid.utils.events import EventStorage
 
@@ -266,7 +259,7 @@ def _run_case(cfg, rank, world):
     batch = _train_batch(cfg)
     n = B // world
     mine = _rows(batch, rank * n, (rank + 1) * n)
-    _deterministic_train(model)
+    train_with_frozen_statistics(model)
     opt.zero_grad(set_to_none=True)
     losses1 = _step(ddp, mine)
     grads = _grads(model)
@@ -364,7 +357,7 @@ def test_first_step_gradients_equal_one_process_on_the_whole_batch(ranks, case):
     assert ranks[0][case].get("error") is None, ranks[0][case]["error"]
     cfg = _tiny_cfg(*CASES[case])
     model = _build(cfg)
-    _deterministic_train(model)
+    train_with_frozen_statistics(model)
     _step(model, _train_batch(cfg))
     expected = _grads(model)
     for r in ranks:
