@@ -256,12 +256,13 @@ def test_onnx_export_and_check_leave_the_callers_model_alone(tmp_path):
 
 
 # ---------------------------------------------------------------- tools/gpu_selftest.py on CPU
-def test_gpu_selftest_without_cuda_prints_a_skipped_table_and_exits_0():
+def test_gpu_selftest_without_cuda_prints_a_skipped_table_and_exits_0(tmp_path):
     import subprocess
     import sys
 
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "gpu_selftest.py")],
+    table = tmp_path / "table.txt"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "gpu_selftest.py"), "--out", str(table)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if "  SKIP  " in line or "  PASS  " in line
@@ -275,9 +276,23 @@ def test_gpu_selftest_without_cuda_prints_a_skipped_table_and_exits_0():
         assert trained == expected
     for name in ("faiss GPU flat k=10", "faiss GPU flat k=3000", "faiss GPU ivf k=10", "faiss GPU ivf k=3000",
                  "re-ranking on GPU", "extraction from a CUDA model", "ONNX export from a CUDA model",
-                 "2-process NCCL", "throughput VideoBaseline"):
+                 "2-process NCCL", "throughput VideoBaseline", "evaluation GPU == CPU (odd item count)",
+                 "loader 4 workers + pin_memory", "faiss flat > 65,536 rows"):
         assert any(r.startswith(name) for r in rows), name
+    for dtype in ("float16", "bfloat16"):  # train_net end to end + resume, per meta-arch with a synthetic config
+        assert {r.split()[5] for r in rows if r.startswith(f"train_net AMP {dtype} + resume ")} == expected - {
+            "Baseline", "MGN"}
+    ddp = {r.split()[6] for r in rows if r.startswith("DDP NCCL gradients == one process ")}
+    assert ddp == expected - {"Baseline", "MGN"}
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memory_plan", os.path.join(REPO, "tools", "memory_plan.py"))
+    memory_plan = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory_plan)
+    probed = {r.split()[3] for r in rows if r.startswith("memory probe AMP ")}
+    assert probed == set(memory_plan.paper_configs()) and len(probed) > 20
     assert f"0 passed, 0 failed, {len(rows)} skipped" in proc.stdout
+    assert table.read_text().strip() == proc.stdout.strip()  # the table a user attaches
 
 
 # ---------------------------------------------------------------- evaluation batches: one copy each

@@ -163,3 +163,66 @@ def test_the_gpu_copy_is_released_with_its_gallery(fake_gpu):
     del g2
     gc.collect()
     assert not faiss_search._GPU_CACHE
+
+
+class _ShardedStandIn(StandInGpuIndex):
+    """A flat index sharded over several GPUs: faiss refuses a second add on it, so the rows
+    must all be in the CPU index before it is cloned."""
+
+    def add(self, x):
+        raise RuntimeError("IndexShards: add after the clone refused")
+
+
+def test_sharded_flat_index_is_filled_on_the_cpu_then_cloned(monkeypatch):
+    cloned = []
+
+    def to_gpu(index, ngpus, device=None):
+        cloned.append((index.ntotal, ngpus, device))
+        return _ShardedStandIn(index, device)
+
+    monkeypatch.setattr(faiss_search, "faiss_num_gpus", lambda: 2)
+    monkeypatch.setattr(faiss_search, "faiss_to_gpu", to_gpu)
+    g = _feats(65536 + 100, d=4)  # more than one 65,536-row add chunk
+    index = faiss_search.build_index(g, kind="flat", metric="cosine", use_gpu=True)
+    assert cloned == [(65636, 2, None)]  # every row on the CPU index, then sharded over both GPUs
+    q = _feats(3, d=4, seed=1)
+    _, idx = index.search(faiss_search.to_faiss_array(q, "cosine"), 1)
+    assert torch.equal(torch.from_numpy(idx[:, 0]).long(), _reference(q, g, 1)[1][:, 0])
+
+
+def test_setting_nprobe_on_the_gpu_copy_raises_its_errors(fake_gpu, monkeypatch):
+    from fastreid_ext.deploy.features_file import FeaturesFile
+    from fastreid_ext.deploy.gallery_index import GalleryIndex
+
+    g = _feats(3200, seed=2).numpy()
+    feats = FeaturesFile(g, [f"g{i}" for i in range(len(g))], "h0", meta={"metric": "cosine"})
+    index = GalleryIndex.build(feats, "ivf", "cosine", nlist=16, nprobe=4)
+    q = _feats(3, seed=1).numpy()
+    set_on_gpu = []
+
+    class Accepting:
+        def set_index_parameter(self, index, name, value):
+            set_on_gpu.append((index, name, value))
+
+    monkeypatch.setattr(faiss, "GpuParameterSpace", Accepting, raising=False)
+    index.search(q, k=5, use_gpu=True)  # the GPU copy exists from here on
+    assert len(fake_gpu) == 1 and set_on_gpu == [(fake_gpu[0], "nprobe", 4)]
+
+    class Refusing:
+        def set_index_parameter(self, index, name, value):
+            raise RuntimeError(f"cannot set {name}={value} on this GPU index")
+
+    monkeypatch.setattr(faiss, "GpuParameterSpace", Refusing, raising=False)
+    with pytest.raises(RuntimeError, match="cannot set nprobe=8"):
+        index.search(q, k=5, use_gpu=True, nprobe=8)
+
+
+def test_approximate_index_goes_to_the_gpu_the_evaluation_device_names(fake_gpu):
+    from fastreid_ext.config import build_config
+
+    cfg = build_config("", ["TEST.RETRIEVAL.APPROX", "ivf", "TEST.RETRIEVAL.NLIST", "16"])
+    g = _feats(2000, seed=2)
+    faiss_search.ApproximateSearch.from_config(cfg, g, "cosine", device="cpu")
+    assert fake_gpu == []
+    faiss_search.ApproximateSearch.from_config(cfg, g, "cosine", device="cuda:1")
+    assert [m.device for m in fake_gpu] == [1]

@@ -19,10 +19,24 @@ What it runs on one CUDA GPU (under 10 minutes on one GPU is the budget; ``--qui
 - a 2-process NCCL run (metric losses gathered across ranks == one process on the whole batch)
   when at least two GPUs are visible;
 - throughput of the video baseline and of each project's method at the input size of its
-  paper configs (clips/s, fp32 vs AMP float16, inference).
+  paper configs (clips/s, fp32 vs AMP float16, inference), with the AMP embeddings within
+  cosine :data:`AMP_MIN_COSINE` of the fp32 ones;
+- ``tools/train_net.py`` end to end with AMP float16 and bfloat16 on every meta-architecture's
+  synthetic config: one epoch, then ``--resume`` to a second;
+- DDP on every visible GPU (NCCL) per meta-architecture: one step's gradients (BN statistics
+  frozen, TF32 off) equal one process on the whole batch;
+- evaluation with ``MODEL.DEVICE cuda`` equal to the CPU's on an odd item count; the training
+  loader with 4 workers and ``pin_memory``; a flat faiss index over 70,000 rows (above one
+  65,536-row add chunk) on every GPU (sharded when several);
+- a memory probe per paper config: one AMP training step at its per-GPU batch
+  (``IMS_PER_BATCH`` / visible GPUs), ``torch.cuda.max_memory_allocated`` (the estimate:
+  ``docs/memory_plan.md``).
 
-Without a CUDA device it prints the same table with every row ``SKIP no CUDA device: skipped``
-and exits 0. Exit status: 1 when any check failed.
+Each row runs in its own process (a device-side assert or an out-of-memory state cannot poison
+the rows after it; ``--in-process`` to debug). The table is printed and written to ``--out``
+(``logs/gpu_selftest.txt``) to attach to a report. Without a CUDA device it prints the same
+table with every row ``SKIP no CUDA device: skipped`` and exits 0. Exit status: 1 when any
+check failed.
 """
 from __future__ import annotations
 
@@ -33,6 +47,7 @@ import importlib
 import importlib.util
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -47,6 +62,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: MoCo, which need a teacher / no identity labels)
 HOST_ARCHS = ("Baseline", "MGN")
 NO_CUDA = "no CUDA device: skipped"
+#: fp16 / bf16 inference embeddings vs fp32: every clip's cosine similarity at least this
+#: (half precision keeps ~3 significant digits; a failing row means a layer overflows or drifts)
+AMP_MIN_COSINE = 0.99
 #: where the checks run: "cuda", or "cpu" for ``--dry-run-cpu`` (developers: the same code
 #: paths on the CPU, to catch errors in this script without a GPU; not a GPU test)
 DEVICE = "cuda"
@@ -355,6 +373,184 @@ def check_nccl(out_dir: str) -> str:
         f"{k} {v:.4g}" for k, v in r["whole"].items())
 
 
+def check_train_net(path: str, dtype: str, root: str, out_dir: str) -> str:
+    """``tools/train_net.py`` end to end on ``path`` (AMP ``dtype``): 1 epoch, then ``--resume``
+    to a 2nd; the resumed run must start from epoch 2 and write results.json."""
+    import json
+    import subprocess
+
+    from fastreid_ext.config import build_config
+
+    _ensure_synthetic(build_config(path), root)
+    out = os.path.join(out_dir, f"train_net_{os.path.basename(path)[:-4]}_{dtype}")
+    opts = ["MODEL.DEVICE", DEVICE, "SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.DTYPE", dtype,
+            "MODEL.BACKBONE.PRETRAIN", "False", "DATALOADER.NUM_WORKERS", "2", "SOLVER.CHECKPOINT_PERIOD", "1",
+            "TEST.EVAL_PERIOD", "100", "OUTPUT_DIR", out]
+    env = dict(os.environ, FASTREID_DATASETS=root)
+    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", path]
+    logs = []
+    for extra in (["SOLVER.MAX_EPOCH", "1"], ["--resume", "SOLVER.MAX_EPOCH", "2"]):
+        flags = [a for a in extra if a.startswith("--")]
+        proc = subprocess.run(cmd + flags + opts + [a for a in extra if not a.startswith("--")],
+                              env=env, capture_output=True, text=True, timeout=600)
+        if proc.returncode:
+            raise AssertionError((proc.stdout + proc.stderr).strip().splitlines()[-1][:300])
+        logs.append(proc.stdout + proc.stderr)
+    started = re.findall(r"Starting training from epoch (\d+)", logs[1])
+    if not started or int(started[-1]) == 0:
+        raise AssertionError(f"the resumed run did not resume (log: {started})")
+    with open(os.path.join(out, "results.json")) as f:
+        res = json.load(f)
+    return f"1 epoch, then resumed at epoch {started[-1]}; results.json for {sorted(res)[:2]}"
+
+
+def _ddp_grad_cfg(path: str, world: int):
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import memory_plan
+
+    cfg = memory_plan._cfg(path)
+    cfg.defrost()
+    cfg.MODEL.DEVICE = DEVICE
+    cfg.MODEL.HEADS.NUM_CLASSES = 2 * world
+    cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE = 4 * world, 2
+    cfg.freeze()
+    return cfg, memory_plan._batch(cfg, 4 * world)
+
+
+def _ddp_grad_step(path: str, world: int, rank: int, out_dir: str) -> None:
+    """One step with frozen BN statistics on this rank's rows (all of them in one process);
+    the gradients saved for the comparison."""
+    import torch.distributed as dist
+
+    from fastreid.utils.events import EventStorage
+    from fastreid_ext.engine.trainer import Trainer
+    from fastreid_ext.utils.modules import train_with_frozen_statistics
+
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    cfg, batch = _ddp_grad_cfg(path, world)
+    torch.manual_seed(0)
+    model = train_with_frozen_statistics(Trainer.build_model(cfg))
+    distributed = dist.is_available() and dist.is_initialized()
+    net = Trainer.wrap_ddp(cfg, model) if distributed else model
+    n = 4 if distributed else 4 * world
+    dev = next(model.parameters()).device  # build_model: the current CUDA device (the rank's)
+    rows = {k: v[rank * n:(rank + 1) * n].to(dev) for k, v in batch.items()}
+    with EventStorage():
+        sum(net(rows).values()).backward()
+    grads = {k: p.grad.cpu() for k, p in model.named_parameters() if p.grad is not None}
+    torch.save(grads, os.path.join(out_dir, f"grads_{'ddp' if distributed else 'one'}_{rank}.pt"))
+
+
+def _ddp_grad_worker(path: str, out_dir: str, device: str) -> None:
+    import torch.distributed as dist
+
+    global DEVICE
+    DEVICE = device  # a spawned process starts from the module's default
+    if device == "cuda":
+        torch.cuda.set_device(dist.get_rank())
+    _ddp_grad_step(path, dist.get_world_size(), dist.get_rank(), out_dir)
+
+
+def check_ddp_gradients(path: str, out_dir: str) -> str:
+    """DDP on every visible GPU (NCCL): one step's gradients == one process on the whole batch."""
+    from fastreid_ext.engine.launch import launch
+
+    world = torch.cuda.device_count() if DEVICE == "cuda" else 2
+    if world < 2:
+        raise Skip(f"{world} GPU visible: DDP needs 2")
+    out = os.path.join(out_dir, "ddp_" + os.path.basename(path)[:-4])
+    os.makedirs(out, exist_ok=True)
+    launch(_ddp_grad_worker, world, device=DEVICE, args=(path, out, DEVICE))
+    _ddp_grad_step(path, world, 0, out)
+    got, ref = (torch.load(os.path.join(out, f"grads_{k}_0.pt")) for k in ("ddp", "one"))
+    scale = max(g.abs().max().item() for g in ref.values())
+    worst = max(((got[k] - g).abs().max().item() / scale, k) for k, g in ref.items())
+    if got.keys() != ref.keys() or worst[0] > 1e-3:
+        raise AssertionError(f"DDP vs one process: {worst[1]} differs by {worst[0]:.2g} of the largest gradient")
+    return f"{world} ranks, {len(ref)} gradients: max diff {worst[0]:.2g} of the largest"
+
+
+def check_eval_gpu_vs_cpu() -> str:
+    """The evaluator with ``MODEL.DEVICE cuda`` equals the CPU one on an odd item count."""
+    from fastreid_ext.config import build_config
+    from fastreid_ext.evaluation.video_evaluator import VideoClipEvaluator
+
+    n, q = 1001, 201
+    feats = _features(n, 64, seed=5).cpu()
+    pids = (torch.arange(n) % 97).tolist()
+    camids = [0] * q + [1] * (n - q)
+    results = {}
+    for device in (DEVICE, "cpu"):
+        cfg = build_config("", ["MODEL.DEVICE", device, "TEST.METRIC", "cosine"])
+        ev = VideoClipEvaluator(cfg, q, n, pids, camids)
+        ev.process({"track_idx": torch.arange(n)}, feats)
+        results[device] = ev.evaluate()
+    diff = max(abs(results[DEVICE][k] - results["cpu"][k]) for k in ("mAP", "Rank-1", "mINP"))
+    if diff > 1e-3:
+        raise AssertionError(f"GPU vs CPU metrics differ by {diff:.3g} points")
+    return f"{n} items: mAP {results['cpu']['mAP']:.2f} on both (max diff {diff:.1g} points)"
+
+
+def check_loader_workers(root: str) -> str:
+    """The training loader with 4 workers and ``pin_memory``: 3 batches to the GPU."""
+    from fastreid_ext.engine.trainer import Trainer
+
+    path = os.path.join(REPO, "configs", "Video-Baseline", "synthetic_cpu.yml")
+    cfg = _train_cfg(path, "VideoBaseline", "float16", root)
+    cfg.DATALOADER.NUM_WORKERS = 4
+    loader = Trainer.build_train_loader(cfg)
+    if DEVICE == "cuda" and not loader.pin_memory:
+        raise AssertionError("pin_memory is off with CUDA available")
+    shapes = []
+    for i, batch in zip(range(3), loader):
+        images = batch["images"].to(DEVICE, non_blocking=True)
+        shapes.append(tuple(images.shape))
+    return f"4 workers, pin_memory {loader.pin_memory}: batches {shapes[0]} x {len(shapes)}"
+
+
+def check_sharded_faiss() -> str:
+    """A flat index over more than 65,536 rows on every visible GPU (sharded when several)."""
+    from fastreid_ext.evaluation import faiss_search
+    from fastreid_ext.evaluation.retrieval import search
+
+    if faiss_search.faiss_num_gpus() == 0:
+        raise Skip("the installed faiss has no GPU support")
+    g, q = _features(70000, 64, seed=6).cpu(), _features(50, 64, seed=7).cpu()
+    index = faiss_search.build_index(g, kind="flat", metric="cosine", use_gpu=True)
+    _, idx = index.search(faiss_search.to_faiss_array(q, "cosine"), 10)
+    _, ref = search(q, g, 10, "cosine", backend="torch")
+    recall = faiss_search.recall_at_k(torch.from_numpy(idx).long(), ref)
+    if recall < 0.99:
+        raise AssertionError(f"recall@10 {recall:.3f}")
+    return f"70,000 rows on {faiss_search.faiss_num_gpus()} GPU(s): recall@10 {recall:.3f} vs torch exact"
+
+
+def memory_probe(path: str) -> str:
+    """One AMP training step of ``path``'s model at its per-GPU batch (IMS_PER_BATCH / visible
+    GPUs): ``torch.cuda.max_memory_allocated`` (compare with docs/memory_plan.md)."""
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import memory_plan
+
+    from fastreid.modeling import build_model
+    from fastreid.utils.events import EventStorage
+
+    cfg = memory_plan._cfg(path)
+    gpus = max(1, torch.cuda.device_count()) if DEVICE == "cuda" else 1
+    batch = int(cfg.SOLVER.IMS_PER_BATCH) // gpus if DEVICE == "cuda" else 2
+    model = build_model(cfg).to(DEVICE).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    data = {k: v.to(DEVICE) for k, v in memory_plan._batch(cfg, batch).items()}
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    half = torch.float16 if DEVICE == "cuda" else torch.bfloat16
+    with EventStorage(), torch.autocast(DEVICE, dtype=half):
+        loss = sum(model(data).values())
+    loss.backward()
+    opt.step()
+    peak = torch.cuda.max_memory_allocated() / 2 ** 30 if DEVICE == "cuda" else float("nan")
+    return f"batch {batch} per GPU ({gpus} GPU(s)), AMP {str(half)[6:]}: max_memory_allocated {peak:.1f} GB"
+
+
 def throughput(path: str, iters: int) -> str:
     """Inference clips/s at the config's input size and clip length, fp32 vs AMP float16."""
     from fastreid.modeling import build_model
@@ -377,7 +573,7 @@ def throughput(path: str, iters: int) -> str:
     keypoints = torch.rand(batch, t, 17, 3, device=DEVICE)  # pose models read them; others ignore them
     keypoints[..., 2] = 1.0
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
-    rates = {}
+    rates, outs = {}, {}
     for name, amp in (("fp32", False), ("amp", True)):
         with torch.inference_mode(), torch.autocast(DEVICE, dtype=half, enabled=amp):
             for _ in range(warmup):
@@ -390,8 +586,13 @@ def throughput(path: str, iters: int) -> str:
         if not torch.isfinite(out).all():
             raise AssertionError(f"non-finite embeddings ({name})")
         rates[name] = iters * batch / (time.perf_counter() - t0)
+        outs[name] = out.float()
+    cos = torch.nn.functional.cosine_similarity(outs["amp"], outs["fp32"], dim=1).min().item()
+    if cos < AMP_MIN_COSINE:
+        raise AssertionError(f"AMP vs fp32 embeddings: min cosine {cos:.4f} < {AMP_MIN_COSINE}")
     return (f"{h}x{w}, T={t}, batch {batch}: fp32 {rates['fp32']:.1f} clips/s, AMP {str(half)[6:]} "
-            f"{rates['amp']:.1f} clips/s (x{rates['amp'] / rates['fp32']:.2f})")
+            f"{rates['amp']:.1f} clips/s (x{rates['amp'] / rates['fp32']:.2f}); AMP vs fp32 embeddings "
+            f"min cosine {cos:.4f} (>= {AMP_MIN_COSINE})")
 
 
 # ----------------------------------------------------------------------------- plan / table
@@ -416,6 +617,25 @@ def plan(args, root: str, out_dir: str) -> List[Tuple[str, Callable[[], str]]]:
     checks.append(("extraction from a CUDA model", lambda: check_extraction(root)))
     checks.append(("ONNX export from a CUDA model", lambda: check_onnx(root, out_dir)))
     checks.append(("2-process NCCL (gathered metric losses)", lambda: check_nccl(out_dir)))
+    for arch in sorted(configs):
+        path = configs[arch].get("synthetic")
+        if path is not None:
+            checks.append((f"DDP NCCL gradients == one process {arch}",
+                           lambda p=path: check_ddp_gradients(p, out_dir)))
+    for arch in sorted(configs):
+        path = configs[arch].get("synthetic")
+        for dtype in ("float16", "bfloat16"):
+            if path is not None:
+                checks.append((f"train_net AMP {dtype} + resume {arch}",
+                               lambda p=path, d=dtype: check_train_net(p, d, root, out_dir)))
+    checks.append(("evaluation GPU == CPU (odd item count)", check_eval_gpu_vs_cpu))
+    checks.append(("loader 4 workers + pin_memory", lambda: check_loader_workers(root)))
+    checks.append(("faiss flat > 65,536 rows on all GPUs (sharded)", check_sharded_faiss))
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import memory_plan
+
+    for path in memory_plan.paper_configs():
+        checks.append((f"memory probe AMP {path}", lambda p=path: memory_probe(p)))
     if not args.skip_throughput:
         for arch in sorted(configs):
             path = configs[arch].get("paper")
@@ -427,6 +647,28 @@ def plan(args, root: str, out_dir: str) -> List[Tuple[str, Callable[[], str]]]:
 
 def _raise(e: Exception):
     raise e
+
+
+def run_isolated(names: List[str], argv: List[str], work: str) -> List[Row]:
+    """Each check in its own process (``--row NAME``): a device-side assert or an out-of-memory
+    state cannot poison the rows after it. A child that dies without its row is a FAIL row."""
+    import json
+    import subprocess
+
+    rows = []
+    for i, name in enumerate(names):
+        out = os.path.join(work, f"row{i}.json")
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--row", name, "--row-json", out,
+                               "--work", work], capture_output=True, text=True)
+        if os.path.isfile(out):
+            with open(out) as f:
+                rows.append(Row(**json.load(f)))
+        else:
+            last = ((proc.stderr or proc.stdout).strip().splitlines() or ["no output"])[-1]
+            rows.append(Row(name, "FAIL", f"the row's process exited {proc.returncode}: {last[:240]}",
+                            time.perf_counter() - t0))
+    return rows
 
 
 def run(checks, cuda: bool) -> List[Row]:
@@ -472,27 +714,72 @@ def main(argv=None) -> int:
                         help="developers: run the checks' code on the CPU (bfloat16 autocast; no faiss GPU, "
                              "NCCL or throughput); not a GPU test")
     parser.add_argument("--only", default="", help="run only the checks whose name contains this text")
+    parser.add_argument("--out", default=os.path.join("logs", "gpu_selftest.txt"),
+                        help="the table is also written here (attach it to a report)")
+    parser.add_argument("--in-process", action="store_true", help="run the rows in this process (debugging)")
+    parser.add_argument("--row", default="", help=argparse.SUPPRESS)       # child: run this one check
+    parser.add_argument("--row-json", default="", help=argparse.SUPPRESS)  # child: write its row here
+    parser.add_argument("--work", default="", help=argparse.SUPPRESS)      # child: the parent's folder
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.iters = 2, 5
 
     import fastreid_ext  # noqa: F401  (compat shims, registrations)
+    from fastreid_ext.engine.safe_io import atomic_write
 
     global DEVICE
     DEVICE = "cpu" if args.dry_run_cpu else "cuda"
     cuda = torch.cuda.is_available() or args.dry_run_cpu
     with tempfile.TemporaryDirectory(prefix="gpu_selftest_") as tmp:
-        root, out_dir = os.path.join(tmp, "datasets"), os.path.join(tmp, "out")
-        os.makedirs(out_dir)
+        work = args.work or tmp
+        root, out_dir = os.path.join(work, "datasets"), os.path.join(work, "out")
+        os.makedirs(out_dir, exist_ok=True)
         with contextlib.redirect_stdout(sys.stderr):  # libraries' prints away from the table
-            checks = [c for c in plan(args, root, out_dir) if args.only in c[0]]
+            checks = [c for c in plan(args, root, out_dir)
+                      if (c[0] == args.row if args.row else args.only in c[0])]
+            if args.row:
+                return _run_child(checks, args.row_json)
             header = (f"GPU self-test: torch {torch.__version__}, "
                       + ("DRY RUN ON THE CPU (not a GPU test)" if args.dry_run_cpu else
                          f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if cuda else NO_CUDA))
-            rows = run(checks, cuda)
-    print(header)
-    print(format_table(rows))
+            if cuda and not args.in_process:
+                passed = [a for a in (argv if argv is not None else sys.argv[1:])
+                          if a not in ("--in-process",)]
+                rows = run_isolated([c[0] for c in checks], _without_option(passed, "--only"), work)
+            else:
+                rows = run(checks, cuda)
+    table = header + "\n" + format_table(rows)
+    print(table)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        atomic_write(args.out, lambda f: f.write((table + "\n").encode()))
     return 1 if any(r.status == "FAIL" for r in rows) else 0
+
+
+def _without_option(argv: List[str], option: str) -> List[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
+def _run_child(checks, row_json: str) -> int:
+    """``--row``: run the one check in this process and write its row (JSON) for the parent."""
+    import dataclasses
+    import json
+
+    from fastreid_ext.engine.safe_io import atomic_write
+
+    if len(checks) != 1:
+        raise SystemExit(f"--row must name exactly one check, matched {len(checks)}")
+    row = run(checks, cuda=True)[0]
+    atomic_write(row_json, lambda f: f.write(json.dumps(dataclasses.asdict(row)).encode()))
+    return 0
 
 
 if __name__ == "__main__":

@@ -285,10 +285,8 @@ class GalleryIndex:
         faiss_search.set_search_params(self.index, nprobe=nprobe, ef_search=ef_search, k_factor=k_factor)
         ivf = faiss_search.ivf_of(self.index)
         if ivf is not None and self._search_index is not None and self._search_index is not self.index:
-            try:
-                faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", ivf.nprobe)
-            except Exception:  # pragma: no cover - GPU only
-                pass
+            # errors raised: a GPU copy left at another nprobe would be silent
+            faiss.GpuParameterSpace().set_index_parameter(self._search_index, "nprobe", ivf.nprobe)
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str) -> str:

@@ -147,7 +147,9 @@ class Trainer(DefaultTrainer):
           it with a class attribute ``ddp_find_unused_parameters = True``;
         - ``broadcast_buffers=False``: BN buffers drift per rank during training; they are
           synchronised from rank 0 before every evaluation (:func:`sync_buffers`, in
-          :meth:`test`), so the evaluation uses the statistics the checkpoint saves.
+          :meth:`test`), so the evaluation uses the statistics the checkpoint saves;
+        - every ``LossSet``'s ``rank_batch`` (``IMS_PER_BATCH / W``: the training batches are
+          drop_last), so its gathers skip the per-call size exchange.
         """
         from fastreid_ext.modeling.losses import LossSet
         from fastreid_ext.modeling.losses.gather import check_identities_per_rank
@@ -163,6 +165,9 @@ class Trainer(DefaultTrainer):
         no_sync = ({"forward_sync_buffers": False}
                    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                    else {"broadcast_buffers": False})
+        for m in model.modules():  # training batches are drop_last: IMS_PER_BATCH / W rows per rank
+            if isinstance(m, LossSet):
+                m.rank_batch = int(cfg.SOLVER.IMS_PER_BATCH) // comm.get_world_size()
         return DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None,
             find_unused_parameters=find_unused, **no_sync)

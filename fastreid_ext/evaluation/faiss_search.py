@@ -459,9 +459,11 @@ def build_index(
     index = new_index(spec, g.shape[1], metric, ef_construction)
     train_index(index, training_rows(g, index, train_size, seed), metric, spec)
     set_search_params(index, strict=False, nprobe=nprobe, ef_search=ef_search, k_factor=k_factor)
+    # rows added on the CPU, then the filled index cloned: faiss refuses a second add on a
+    # sharded flat index (several GPUs), and the CPU add needs no GPU memory for the chunks
+    add_in_chunks(index, g, metric)
     if use_gpu:
         index = _maybe_to_gpu(index, spec, nprobe, gpu_device)
-    add_in_chunks(index, g, metric)
     return index
 
 
@@ -494,10 +496,16 @@ class ApproximateSearch:
         self._cpu_copy: dict = {}  # CPU copy of a GPU index, for k > GPU_MAX_K
 
     @classmethod
-    def from_config(cls, cfg, gallery: ArrayLike, metric: str) -> "ApproximateSearch":
+    def from_config(cls, cfg, gallery: ArrayLike, metric: str, device=None) -> "ApproximateSearch":
+        """``TEST.RETRIEVAL``'s index; on the GPU(s) when ``device`` is a CUDA device
+        (``cuda:k``: that GPU; ``cuda``: all, sharded), as the exact search decides."""
         r = cfg.TEST.RETRIEVAL
+        dev = torch.device(device) if device is not None else None
+        on_gpu = dev is not None and dev.type == "cuda"
         return cls(
             gallery,
+            use_gpu=on_gpu,
+            gpu_device=dev.index if on_gpu else None,
             kind=retrieval_index(cfg),
             metric=metric,
             nlist=r.NLIST,

@@ -60,6 +60,8 @@ __all__ = ["VideoClipEvaluator", "check_two_direction_options"]
 logger = logging.getLogger(__name__)
 
 RANKS = (1, 5, 10, 20)
+#: bound on one message of the evaluation's gather (float32 rows of the tracklet sums)
+GATHER_CHUNK_BYTES = 64 << 20
 
 
 def check_two_direction_options(cfg, protocol: str, distance_parts=None) -> None:
@@ -184,6 +186,7 @@ class VideoClipEvaluator(DatasetEvaluator):
         self._sums: Optional[torch.Tensor] = None  # (num_tracklets, D) float64
         self._counts = torch.zeros(self._num_tracklets, dtype=torch.long)
         self._dropped = 0
+        self._merged = None  # (sums, counts, dropped) of every process, once gathered
 
     def process(self, inputs, outputs) -> None:
         """``inputs["track_idx"]``: ``(B,)``; ``outputs``: ``(B, D)`` clip embeddings."""
@@ -213,17 +216,43 @@ class VideoClipEvaluator(DatasetEvaluator):
     # ------------------------------------------------------------------ evaluation
     def _gathered(self):
         if comm.get_world_size() > 1:
-            comm.synchronize()
-            parts = comm.gather((self._sums, self._counts, self._dropped), dst=0)
-            if not comm.is_main_process():
-                return None
-            sums = [p[0] for p in parts if p[0] is not None]
-            if not sums:
-                raise RuntimeError("VideoClipEvaluator received no clip on any process")
-            return sum(sums), sum(p[1] for p in parts), sum(p[2] for p in parts)
+            return self._gather_to_main()
         if self._sums is None:
             raise RuntimeError("VideoClipEvaluator received no clip; was process() called?")
         return self._sums, self._counts, self._dropped
+
+    def _gather_to_main(self):
+        """Every process's sums added into the main one's, in chunks of at most
+        ``GATHER_CHUNK_BYTES``: each process sends the float32 rows of the tracklets it saw
+        (not a dense float64 ``N x D`` per process); the main process adds them into its own
+        float64 sums in place. Returns ``(sums, counts, dropped)`` on the main process, ``None``
+        on the others."""
+        if self._merged is not None:  # already gathered since the last reset(): every process knows
+            return self._merged if comm.is_main_process() else None
+        comm.synchronize()
+        meta = comm.gather((self._counts, self._dropped), dst=0)
+        dims = comm.all_gather(0 if self._sums is None else self._sums.shape[1])
+        dim = max(dims)
+        if dim == 0:
+            if comm.is_main_process():
+                raise RuntimeError("VideoClipEvaluator received no clip on any process")
+            return None
+        main = comm.is_main_process()
+        if main and self._sums is None:
+            self._sums = torch.zeros(self._num_tracklets, dim, dtype=torch.float64)
+        rows = max(1, GATHER_CHUNK_BYTES // (4 * dim))
+        for start in range(0, self._num_tracklets, rows):
+            payload = None
+            if not main and self._sums is not None:
+                seen = torch.nonzero(self._counts[start:start + rows] > 0).view(-1)
+                payload = (seen + start, self._sums[start:start + rows][seen].float())
+            parts = comm.gather(payload, dst=0)
+            if main:
+                for part in parts[1:]:
+                    if part is not None and part[0].numel():
+                        self._sums.index_add_(0, part[0], part[1].double())
+        self._merged = (self._sums, sum(m[0] for m in meta), sum(m[1] for m in meta)) if main else ()
+        return self._merged if main else None
 
     def tracklet_features(self) -> Optional[torch.Tensor]:
         """``(num_tracklets, D)`` float32 mean clip embedding per tracklet (L2-normalised for the
@@ -326,7 +355,7 @@ class VideoClipEvaluator(DatasetEvaluator):
         approx = retrieval_index(cfg)
         if approx:
             k = min(10, gf.shape[0])
-            ann = ApproximateSearch.from_config(cfg, gf, metric)
+            ann = ApproximateSearch.from_config(cfg, gf, metric, device=device)
             # recall against the exact search of the same (plain metric) distance
             exact = search(qf, gf, k, metric=metric, backend=cfg.TEST.RETRIEVAL.BACKEND, memory_mb=memory_mb,
                            device=device)[1]

@@ -15,7 +15,7 @@ the update is the one a single process would make on the whole batch.
 from __future__ import annotations
 
 import logging
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.distributed as dist
@@ -59,12 +59,18 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[lo: lo + ctx.sizes[ctx.rank]], None
 
 
-def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+def all_gather_with_grad(x: torch.Tensor, sizes: Optional[List[int]] = None) -> torch.Tensor:
     """``(sum_r n_r, ...)``: the ``(n_r, ...)`` tensors of every rank, in rank order (ranks may
-    hold different ``n_r``). Differentiable for floating tensors; ``x`` itself in one process."""
+    hold different ``n_r``). Differentiable for floating tensors; ``x`` itself in one process.
+    ``sizes``: every rank's ``n_r`` when the caller knows them (fixed training batches): no size
+    exchange (an all_gather and a device sync per call); ``None``: exchanged."""
     if not distributed():
         return x
-    sizes = _sizes(x.shape[0], x.device)
+    if sizes is None:
+        sizes = _sizes(x.shape[0], x.device)
+    elif len(sizes) != dist.get_world_size() or sizes[dist.get_rank()] != x.shape[0]:
+        raise ValueError(f"all_gather_with_grad: sizes {sizes} do not match this rank's "
+                         f"{x.shape[0]} rows over {dist.get_world_size()} ranks")
     if x.is_floating_point() and x.requires_grad:
         return _GatherWithGrad.apply(x, sizes)
     with torch.no_grad():

@@ -97,6 +97,10 @@ class LossSet(nn.ModuleDict):
     every rank (:mod:`.gather`)."""
 
     gather: bool = True
+    #: rows of every rank's batch when they are known to be equal (DDP training: drop_last
+    #: batches of IMS_PER_BATCH / world size, set by ``Trainer.wrap_ddp``): the gathers then
+    #: skip the size exchange for inputs of that many rows; 0: sizes exchanged each call
+    rank_batch: int = 0
 
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor,
                 prefix: str = "") -> Dict[str, torch.Tensor]:
@@ -115,13 +119,20 @@ class LossSet(nn.ModuleDict):
                 if loss.pairwise and self.gather and distributed():
                     for k in loss.required_keys:
                         if k not in global_outputs:
-                            global_outputs[k] = all_gather_with_grad(outputs[k])
+                            global_outputs[k] = all_gather_with_grad(outputs[k], self._known_sizes(outputs[k]))
                     if global_targets is None:
-                        global_targets = all_gather_with_grad(targets)
+                        global_targets = all_gather_with_grad(targets, self._known_sizes(targets))
                     result[key] = loss(dict(outputs, **global_outputs), global_targets)
                 else:
                     result[key] = loss(outputs, targets)
         return result
+
+    def _known_sizes(self, x: torch.Tensor) -> Optional[List[int]]:
+        import torch.distributed as dist
+
+        if self.rank_batch and x.shape[0] == self.rank_batch:
+            return [self.rank_batch] * dist.get_world_size()
+        return None
 
     def own_optimizers(self) -> Iterable[Tuple[ReIDLoss, torch.optim.Optimizer]]:
         for loss in self.values():

@@ -11,7 +11,8 @@ then a recurrent unit over the levels, fine to coarse:
 then ``o_i = GAP(f_i)``, concatenated over the levels. The paper calls ``R`` an LSTM without
 its form; ours is a ConvLSTM cell (3x3 conv gates, shared over the levels, so ``R_i`` differ
 only by their input) whose hidden state gives the mask ``m_i = sigmoid(conv1x1(h_i))`` in
-``[0, 1]``. Levels not in ``levels`` (Tables 5 and 6) are pooled unmasked. Switches:
+``[0, 1]``. Levels not in ``levels`` (Tables 5 and 6) are pooled unmasked; with no level
+(Table 5, k = 0) no mask network is built (its parameters would feed no loss). Switches:
 ``order="coarse_to_fine"`` runs the recurrence from the deepest level (Table 7);
 ``net="cnn"`` computes each mask from its own level with two convs, no recurrence (Table 8,
 "CNN-guided"); the input maps are the motion maps or, for "appearance-guided" attentions
@@ -101,10 +102,10 @@ class MotionAttention(nn.Module):
             str(v): nn.Sequential(nn.Conv2d(guide_channels[v - 1], hidden, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
             for v in levels})
-        if net == "rnn":
+        if net == "rnn" and levels:  # no masked level (Table 5, k = 0): no recurrence to build
             self.cell = ConvLSTMCell(hidden, hidden)
             self.to_mask = nn.Conv2d(hidden, 1, 1)
-        else:
+        elif net == "cnn":
             self.to_mask_cnn = nn.ModuleDict({
                 str(v): nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
                                       nn.Conv2d(hidden, 1, 1)) for v in levels})

@@ -183,7 +183,7 @@ class FGPose(ReidMetaArch):
                 for m in self._stream_modules(s):
                     m.requires_grad_(False)
                     self._frozen.append(m)
-        self._diag: Dict[str, float] = {}
+        self._diag: Dict[str, torch.Tensor] = {}
         logger.info(f"FGPose: streams {self.streams} (dims {self.stream_dims}), training {self.train_streams}, "
                     f"test embedding {self.test_streams}; T = {self.segment_len}, delta t = {self.delta_t}")
 
@@ -268,7 +268,7 @@ class FGPose(ReidMetaArch):
     def diagnostics(self) -> Dict[str, float]:
         """Scalars of the last training forward: ``ma_mask_mean`` / ``ma_mask_std`` (refined
         masks, Eq. 2) and ``js_box_area`` (mean part-box area, fraction of the frame)."""
-        return dict(self._diag)
+        return {k: float(v) for k, v in self._diag.items()}
 
     # ------------------------------------------------------------------ forward
     def _trainable(self, stream: str) -> bool:
@@ -294,16 +294,24 @@ class FGPose(ReidMetaArch):
             raise ValueError(f"keypoints must be (B, L, 17, 3) = {(b, length, 17, 3)}, got {tuple(kp.shape)}")
         return kp
 
-    def eval_streams(self) -> List[str]:
-        """The streams the test embedding needs: ``TEST_STREAMS`` and what they read (the
-        motion-aware attention reads the global maps, and the motion maps when it is guided by
-        motion)."""
-        need = set(self.test_streams)
+    def _computed_streams(self, wanted: Sequence[str]) -> List[str]:
+        """``wanted`` and the streams they read: ``ma`` reads the global maps, and the motion
+        maps when its masks are motion-guided (ATTENTION_SOURCE motion, at least one level)."""
+        need = set(wanted)
         if "ma" in need:
             need.add("global")
-            if self.attention_source == "motion":
+            if self.attention_source == "motion" and self.attention.levels:
                 need.add("motion")
         return [s for s in self.streams if s in need]
+
+    def _forward_streams(self) -> List[str]:
+        """Streams a forward computes: in training those whose loss is used (``TRAIN_STREAMS``;
+        the frozen ones feed no loss: section 5.1's steps), at test those in the embedding."""
+        return self._computed_streams(self.train_streams if self.training else self.test_streams)
+
+    def eval_streams(self) -> List[str]:
+        """The streams the test embedding computes: ``TEST_STREAMS`` and what they read."""
+        return self._computed_streams(self.test_streams)
 
     def export_inputs(self) -> Tuple[str, ...]:
         """Batch keys the eval forward reads (``fastreid_ext.deploy.onnx_export.export_inputs``):
@@ -311,17 +319,17 @@ class FGPose(ReidMetaArch):
         return ("images", "keypoints") if "js" in self.eval_streams() else ("images",)
 
     def stream_features(self, batched_inputs, streams: Optional[Sequence[str]] = None) -> Dict[str, torch.Tensor]:
-        """Pre-BN features ``{stream: (B, D_s)}`` of ``streams`` (default: every built stream)."""
-        streams = self.streams if streams is None else list(streams)
+        """Pre-BN features ``{stream: (B, D_s)}`` of ``streams`` (default: every built stream)
+        and of the streams they read."""
         clips = self._clips(batched_inputs)
         b, length = clips.shape[:2]
         T = self.segment_len
-        need_global = "global" in streams or "ma" in streams
-        shared_motion = "motion" in streams and self.motion_backbone is None
+        todo = self._computed_streams(self.streams if streams is None else streams)
+        shared_motion = "motion" in todo and self.motion_backbone is None
         feats: Dict[str, torch.Tensor] = {}
         gmaps: Optional[List[torch.Tensor]] = None
         glevels_all: Optional[List[torch.Tensor]] = None
-        if need_global or shared_motion:
+        if "global" in todo or shared_motion:
             # (B, L, ...) levels when the OFF units read them, else segment t's frames only
             frames = clips if shared_motion else clips[:, :T]
             n = frames.shape[1]
@@ -331,7 +339,7 @@ class FGPose(ReidMetaArch):
             gmaps = [x[:, :T].mean(dim=1) for x in glevels_all]  # (B, C_i, h_i, w_i)
             feats["global"] = gmaps[-1].mean(dim=(2, 3))
         mmaps = None
-        if "motion" in streams:
+        if "motion" in todo:
             with self._grad("motion"):
                 if shared_motion:
                     levels = glevels_all
@@ -339,11 +347,11 @@ class FGPose(ReidMetaArch):
                     flat = backbone_levels(self.motion_backbone, clips.reshape(b * length, *clips.shape[2:]))
                     levels = [x.view(b, length, *x.shape[1:]) for x in flat]
                 feats["motion"], mmaps = self.motion(levels, T, self.delta_t)
-        if "ma" in streams:
+        if "ma" in todo:
             guides = mmaps if self.attention_source == "motion" else gmaps
             with self._grad("ma"):
                 feats["ma"] = self.attention(guides, gmaps)
-        if "js" in streams:
+        if "js" in todo:
             kp = self._keypoints(batched_inputs, b, length)[:, :T].reshape(b * T, 17, 3)
             with self._grad("js"):
                 f = self.joint(clips[:, :T].reshape(b * T, *clips.shape[2:]), kp)
@@ -351,7 +359,7 @@ class FGPose(ReidMetaArch):
         return feats
 
     def forward(self, batched_inputs: Union[Dict, torch.Tensor]):
-        feats = self.stream_features(batched_inputs, None if self.training else self.eval_streams())
+        feats = self.stream_features(batched_inputs, self._forward_streams())
         if not self.training:
             parts = []
             for s in self.test_streams:
@@ -365,16 +373,17 @@ class FGPose(ReidMetaArch):
         for s in self.train_streams:
             _, logits = self.heads[s](feats[s])
             losses[f"loss_{s}"] = weight[s] * F.cross_entropy(logits, targets, label_smoothing=self.ce_epsilon)
-        self._record_diagnostics()
+        self._record_diagnostics(feats)
         return losses
 
-    def _record_diagnostics(self) -> None:
+    def _record_diagnostics(self, feats: Dict[str, torch.Tensor]) -> None:
+        """Kept as detached tensors (no device sync per iteration); :meth:`diagnostics` reads them."""
         diag = {}
-        if "ma" in self.streams and self.attention.last_masks:
+        if "ma" in feats and self.attention.last_masks:
             m = torch.cat([v.flatten() for v in self.attention.last_masks.values()])
-            diag["ma_mask_mean"] = float(m.mean())
-            diag["ma_mask_std"] = float(m.std()) if m.numel() > 1 else 0.0
-        if "js" in self.streams and self.joint.last_boxes is not None:
+            diag["ma_mask_mean"] = m.mean()
+            diag["ma_mask_std"] = m.std() if m.numel() > 1 else m.new_zeros(())
+        if "js" in feats and self.joint.last_boxes is not None:
             boxes = self.joint.last_boxes
-            diag["js_box_area"] = float((boxes[..., 2] * boxes[..., 3]).mean())
+            diag["js_box_area"] = (boxes[..., 2] * boxes[..., 3]).mean()
         self._diag = diag

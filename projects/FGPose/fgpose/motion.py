@@ -10,7 +10,7 @@ then a 3x3 conv + BN + ReLU back to ``K`` channels: the level's motion map ``f_m
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,14 @@ SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 SOBEL_Y = ((-1.0, -2.0, -1.0), (0.0, 0.0, 0.0), (1.0, 2.0, 1.0))
 
 
-def sobel(x: torch.Tensor) -> torch.Tensor:
+def sobel(x: torch.Tensor, kernels: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Per-channel Sobel gradients of ``(N, C, H, W)`` maps -> ``(N, 2C, H, W)``
-    (``[d/dx of every channel, d/dy of every channel]``), zero padding at the border."""
+    (``[d/dx of every channel, d/dy of every channel]``), zero padding at the border.
+    ``kernels``: the ``(2, 3, 3)`` ``[SOBEL_X, SOBEL_Y]`` already on the device (a module
+    buffer, :class:`OFFUnit`); built from the constants when not given."""
     c = x.shape[1]
-    k = torch.tensor([SOBEL_X, SOBEL_Y], dtype=x.dtype, device=x.device)  # (2, 3, 3)
+    k = torch.tensor([SOBEL_X, SOBEL_Y]) if kernels is None else kernels
+    k = k.to(device=x.device, dtype=x.dtype)  # (2, 3, 3); no copy when already there
     weight = k.unsqueeze(1).repeat(c, 1, 1, 1)  # (2C, 1, 3, 3): channel i -> 2i (x), 2i + 1 (y)
     g = F.conv2d(x, weight, padding=1, groups=c)  # (N, 2C, H, W) interleaved
     n, _, h, w = g.shape
@@ -55,12 +58,15 @@ class OFFUnit(nn.Module):
         self.reduce = nn.Sequential(nn.Conv2d(in_channels, k, 1, bias=False), nn.BatchNorm2d(k), nn.ReLU(inplace=True))
         self.fuse = nn.Sequential(nn.Conv2d(3 * k, k, 3, padding=1, bias=False), nn.BatchNorm2d(k),
                                   nn.ReLU(inplace=True))
+        # constant kernels as a buffer: moved with the module, not copied to the device per
+        # forward; not persistent (checkpoints keep their keys)
+        self.register_buffer("sobel_kernels", torch.tensor([SOBEL_X, SOBEL_Y]), persistent=False)
 
     def forward(self, maps: torch.Tensor, segment_len: int, delta_t: int) -> torch.Tensor:
         b, length, c, h, w = maps.shape
         r = self.reduce(maps.reshape(b * length, c, h, w)).view(b, length, -1, h, w)
         first = r[:, :segment_len]  # segment t
-        grads = sobel(first.reshape(b * segment_len, -1, h, w))
+        grads = sobel(first.reshape(b * segment_len, -1, h, w), self.sobel_kernels)
         diff = temporal_difference(r, segment_len, delta_t).reshape(b * segment_len, -1, h, w)
         out = self.fuse(torch.cat([grads, diff], dim=1))
         return out.view(b, segment_len, -1, h, w)

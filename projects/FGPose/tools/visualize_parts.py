@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     if cfg.MODEL.WEIGHTS:
         model, _ = build_inference_model(cfg)
         with torch.no_grad():
-            model({"images": images, "keypoints": kp})
+            model.stream_features({"images": images, "keypoints": kp})  # every stream, masks included
         if hasattr(model, "attention"):
             masks = model.attention.last_masks
     s = args.scale

@@ -12,7 +12,10 @@ import math
 from typing import Dict, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+from fastreid_ext.modeling.losses.gather import distributed
 
 from .sampling import region_corners
 
@@ -163,10 +166,18 @@ def location_loss_terms(centers: torch.Tensor, sizes: torch.Tensor, keypoints: t
 def location_loss(centers: torch.Tensor, sizes: torch.Tensor, keypoints: torch.Tensor,
                   region_joints: Sequence[Sequence[int]], margin: float = LOCATION_MARGIN) -> torch.Tensor:
     """``L_i^loc`` of one stage: Eq. (3) summed over the stage's regions, averaged over the
-    images that have at least one visible joint in one of them (0 when none has)."""
+    images that have at least one visible joint in one of them (0 when none has).
+
+    Under DDP the average is over every rank's images: the count is summed over the ranks and
+    the rank's sum scaled by the number of ranks, so that DDP's gradient average gives the
+    gradient of one process on the whole batch (ranks may hold different counts)."""
     terms, valid = location_loss_terms(centers, sizes, keypoints, region_joints, margin)
-    images = valid.any(dim=1).sum().clamp(min=1)
-    return terms.sum() / images
+    images = valid.any(dim=1).sum().to(terms.dtype)
+    scale = 1.0
+    if distributed():
+        dist.all_reduce(images)
+        scale = float(dist.get_world_size())
+    return terms.sum() * scale / images.clamp(min=1)
 
 
 def boxes_from_keypoints(keypoints: torch.Tensor, region_joints: Sequence[Sequence[int]],

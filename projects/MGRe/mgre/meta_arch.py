@@ -133,6 +133,11 @@ class MGRe(ReidMetaArch):
         if mode == "baseline_jo" and not joint_optimization:
             raise ValueError("MODEL.MGRE.MODE baseline_jo is the joint optimisation of Table 7; "
                              "it needs MODEL.MGRE.JOINT_OPTIMIZATION True")
+        if mode == "baseline_jo" and not use_keypoints and stages:
+            raise ValueError("MODEL.MGRE.MODE baseline_jo trains its location modules with the location "
+                             "loss only (no region feature reads them); with MODEL.MGRE.USE_KEYPOINTS False "
+                             "they would feed no loss. Set USE_KEYPOINTS True, or STAGES [] for the plain "
+                             "baseline")
         if eval_feat not in ("before", "after"):
             raise ValueError(f"MODEL.MGRE.EVAL_FEAT must be 'before' or 'after', got {eval_feat!r}")
         if len(feat_weights) != 4:

@@ -60,6 +60,10 @@ class VarianceLoss(ReIDLoss):
 
     output_name = "loss_var"
     required_keys = ("features",)
+    #: Eq. (11) sums over the batch's identities: under DDP each rank would sum its own share and
+    #: DDP's gradient average would divide the weight by the number of processes; gathered
+    #: (``MODEL.LOSSES.GATHER``), every rank computes the whole batch's loss instead
+    pairwise = True
 
     def __init__(self, scale: float = 6.818e-4, norm: str = "paper"):
         super().__init__()
