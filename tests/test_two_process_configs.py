@@ -125,6 +125,8 @@ SHARED = {
     FGR + "Synthetic/fgreid.yml": "fgreid_video",
     FGR + "CUHK01/fgreid.yml": "fgreid_image",
     FGR + "CUHK01/fgreid_star.yml": "fgreid_image",       # + a checkpoint to start from
+    FGR + "CUHK01/fgreid_p100.yml": "fgreid_image",       # another protocol and warm-up
+    FGR + "CUHK01/fgreid_star_p100.yml": "fgreid_image",
     FGR + "Market1501/fgreid_st.yml": "fgreid_image",     # + the ST re-scoring tool (tools/eval_st.py)
     FGR + "Market1501/fgreid_star.yml": "fgreid_image",
     FGR + "VeRi/fgreid.yml": "fgreid_image",

@@ -13,7 +13,7 @@ one line and exit with status 2 (``--debug``: the traceback).
 import sys
 
 from fastreid_ext.commands.errors import run_cli
-from fastreid_ext.commands.train import cli, main, setup  # noqa: F401  (tests load this file)
+from fastreid_ext.commands.train import Trainer, cli, main, setup  # noqa: F401  (tests load this file)
 
 if __name__ == "__main__":
     sys.exit(run_cli(cli))

@@ -16,22 +16,13 @@ Exit status 0 when every check passes, 1 when one fails, 2 for a missing / unrea
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["backbone_coverage", "main", "name_hash_prefix", "sha256_of"]
+__all__ = ["backbone_coverage", "main", "name_hash_prefix"]
 
 _HUB_NAME = re.compile(r"-([0-9a-f]{8,64})\.(pth|pt|pkl)$")
-
-
-def sha256_of(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def name_hash_prefix(path: str) -> Optional[str]:
@@ -90,7 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(f"weights file {args.weights!r} does not exist")
     failures = []
-    digest = sha256_of(args.weights)
+    from fastreid_ext.deploy.features_file import file_sha256
+
+    digest = file_sha256(args.weights)
     expected = (args.sha256 or name_hash_prefix(args.weights) or "").lower()
     print(f"{args.weights}: SHA-256 {digest}")
     if expected:

@@ -6,6 +6,7 @@ anywhere on the command line shows the traceback instead.
 """
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 from typing import Callable, Optional, Sequence
@@ -23,14 +24,14 @@ USER_ERRORS = _user_errors
 
 
 def run_cli(main: Callable, argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``main(argv)`` (``argv`` defaults to ``sys.argv[1:]``, without ``--debug``); a user
+    """Run ``main(argv)`` (``main()`` when it takes no argument; ``argv`` defaults to ``sys.argv[1:]``, without ``--debug``); a user
     error prints ``error: <message>`` on stderr and returns 2, unless ``--debug`` was given.
     Otherwise the exit status is ``main``'s return value when it is an ``int``, else 0."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
-        rc = main(argv)
+        rc = main(argv) if inspect.signature(main).parameters else main()
     except USER_ERRORS() as e:
         if debug:
             raise

@@ -71,7 +71,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.INPUT.VIDEO.SHORT_PAD = "cycle"
     # crop / flip / INPUT.REA drawn once per "clip" (all frames alike) or per "frame" (public codes)
     _C.INPUT.VIDEO.AUG_GRANULARITY = "clip"
-    _C.INPUT.VIDEO.REA_SPARE_ONE = False   # frame REA hit every frame of a clip: leave the last clean (FGReID code)
+    _C.INPUT.VIDEO.REA_SPARE_ONE = False   # frame REA hit every frame of a clip: leave the last clean (a public code's rule)
     _C.INPUT.VIDEO.FRAME_ERASE = CN({"ENABLED": False})
     _C.INPUT.VIDEO.FRAME_ERASE.PROB = 0.5  # per-frame random erasing; returns which frames
     # train items with a matching, in-frame keypoint entry below this fraction stop training (0: off)
@@ -92,7 +92,7 @@ def add_ext_config(cfg: CN) -> CN:
     _C.TEST.VIDEO.CLIP_SELECT = "spread"   # which clips a MAX_CLIPS cap keeps: "spread" over the tracklet | "first" (public codes)
     _C.TEST.VIDEO.SHORT_PAD = "cycle"      # last test clip / short tracklets: "cycle" (jiyanggao dense) | "repeat_last"
     _C.TEST.VIDEO.FRAME_CHUNK = 0          # frames per backbone call at test time (0: all; bounds memory)
-    # images: rank per-identity means of the query / gallery embeddings (FGReID paper 4.3; not the
+    # images: rank per-identity means of the query / gallery embeddings (Pathak, Fine-Grained Re-Identification, 4.3; not the
     # standard protocol, evaluation/average_per_id.py); AVERAGE_KEY "id" (paper) | "id_camera"
     _C.TEST.IMAGE = CN({"AVERAGE_PER_ID": False, "AVERAGE_KEY": "id"})
     _C.TEST.PROTOCOL = "auto"              # "auto" (from the dataset) | "cross_camera" | "mars_official" | "mars_official_noninterp" | "cuhk03_sgs" | "groupwise" | "fgpr" (docs/scoring.md)

@@ -15,7 +15,7 @@ et al., Alg. 1 with ``sl=0.02, sh=0.4, r1=0.3``; unlabelled), and optionally lab
 random erasing (``INPUT.VIDEO.FRAME_ERASE``: each frame independently, its own rectangle,
 whatever the granularity), whose frames are labelled for the attention loss of the
 video-baseline paper ("randomly erased frames are labelled 1, otherwise 0").
-``INPUT.VIDEO.REA_SPARE_ONE`` (FGReID's public ``tools/video_loader.py:228-234``): when the
+``INPUT.VIDEO.REA_SPARE_ONE`` (a public code's ``tools/video_loader.py:228-234``): when the
 per-frame REA hit every frame of a clip of ``T > 1`` frames, the last frame is left clean.
 The test transform only resizes to ``INPUT.SIZE_TEST``.
 

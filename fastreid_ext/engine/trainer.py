@@ -253,7 +253,7 @@ class Trainer(DefaultTrainer):
         if protocol in ("groupwise", "fgpr") and all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
             groups = [it[3]["group"] for it in items]
         evaluator_cls = VideoClipEvaluator
-        if cfg.TEST.IMAGE.AVERAGE_PER_ID:  # the FGReID paper's image test (not the standard protocol)
+        if cfg.TEST.IMAGE.AVERAGE_PER_ID:  # the fine-grained ReID paper's image test (not the standard protocol)
             if not is_image_test_loader(loader):
                 raise ValueError(f"TEST.IMAGE.AVERAGE_PER_ID needs an image test set; {dataset_name} is a video set")
             from fastreid_ext.evaluation.average_per_id import IdAveragedEvaluator as evaluator_cls

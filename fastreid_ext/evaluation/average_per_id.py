@@ -1,6 +1,6 @@
 """Image test embeddings averaged per identity (``TEST.IMAGE.AVERAGE_PER_ID``).
 
-The FGReID paper (section 4.3, implementation details): "for images, we average all query and
+Pathak, "Fine-Grained Re-Identification" (section 4.3, implementation details): "for images, we average all query and
 gallery set embeddings per identity". This is **not** the standard image protocol (one query
 image against every gallery image): the query set becomes one entry per identity (mean of its
 query images), the gallery one entry per identity (mean of its gallery images), so every query

@@ -240,6 +240,8 @@ class VideoClipEvaluator(DatasetEvaluator):
         main = comm.is_main_process()
         if main and self._sums is None:
             self._sums = torch.zeros(self._num_tracklets, dim, dtype=torch.float64)
+        elif main and self._sums.is_inference():  # made under inference_mode by process()
+            self._sums = self._sums.clone()
         rows = max(1, GATHER_CHUNK_BYTES // (4 * dim))
         for start in range(0, self._num_tracklets, rows):
             payload = None
