@@ -10,6 +10,10 @@ if _find_spec("faiss") is None:  # the host imports it (fastreid/utils/compute_d
     raise ImportError("fastreid_ext needs FAISS, which the host fastreid imports: install the [cpu] extra "
                       "(faiss-cpu) or the [gpu] extra (faiss-gpu), e.g. pip install 'fastreid-ext[cpu]'")
 
+if _find_spec("fastreid") is None:  # the host: its metadata pins torch==1.13.1, so pip cannot pull it in
+    raise ImportError("fastreid_ext needs the host toolbox fastreid 1.4.0, installed without its pinned "
+                      "dependencies: pip install --no-deps fastreid==1.4.0")
+
 from . import compat  # noqa: E402
 
 compat.apply()

@@ -84,3 +84,9 @@ def test_without_faiss_the_import_names_the_extra_to_install():
     code = "import sys; sys.modules['faiss'] = None; import fastreid_ext"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "[cpu] extra (faiss-cpu) or the [gpu] extra (faiss-gpu)" in proc.stderr
+
+
+def test_without_the_host_the_import_says_how_to_install_it():
+    code = "import sys; sys.modules['fastreid'] = None; import fastreid_ext"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "pip install --no-deps fastreid==1.4.0" in proc.stderr

@@ -1,14 +1,23 @@
-"""The wheel is a complete package: built from the sources, installed outside the repository
-(``pip install --no-deps --target``, this interpreter's torch and dependencies), its
-``fastreid-ext`` command trains and evaluates a shipped config found by name on a tiny synthetic
-set, from a folder outside the checkout. The evaluation of the saved weights reproduces the
-metrics the training run reported (same model, same test set)."""
+"""The wheel is a complete package: built from the sources, ``pip install``-ed (dependency
+resolution included, no ``--no-deps``, no ``--target``) into a fresh virtual environment outside
+the repository, whose own ``fastreid-ext`` command trains and evaluates a shipped config found by
+name on a tiny synthetic set, from a folder outside the checkout. The evaluation of the saved
+weights reproduces the metrics the training run reported (same model, same test set).
+
+The fresh environment gets its third-party dependencies (torch, faiss, the host ``fastreid``, ...)
+from this interpreter's site-packages through a ``.pth`` line, and pip resolves against them with
+``--no-index``: a 6 GB torch download per run is avoided, while pip still checks every declared
+requirement. The wheel's own copy of ``fastreid_ext`` and the projects sits first on ``sys.path``,
+and the test checks that it, not the checkout's editable copy, is what runs.
+"""
 import glob
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 import pytest
@@ -21,9 +30,26 @@ TINY = ["INPUT.SIZE_TRAIN", "[32,16]", "INPUT.SIZE_TEST", "[32,16]", "INPUT.PADD
         "TEST.VIDEO.SEQ_LEN", "2", "INPUT.VIDEO.SEQ_LEN", "2", "SEED", "0"]
 
 
+def _fresh_venv(folder):
+    """A new virtual environment from the base interpreter of this one, without pip (this pip
+    installs into it through ``--python``); this interpreter's site-packages is appended to its
+    ``sys.path`` by a ``.pth`` line, for the dependencies only. Returns ``(site-packages, python)``."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    proc = subprocess.run([base, "-m", "venv", "--without-pip", str(folder)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    python = str(folder / "bin" / "python")
+    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = subprocess.run([python, "-c", query], capture_output=True, text=True, check=True).stdout.strip()
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    with open(os.path.join(site, "_suite_dependencies.pth"), "w") as f:
+        f.write("\n".join(sorted(ours)) + "\n")
+    return pathlib.Path(site), python
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """``(site folder, env, work folder)``: the wheel installed into ``site``."""
+    """``(site-packages, env, work folder, wheel, python)``: the wheel installed into a fresh
+    environment whose interpreter is ``python``."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     src.mkdir()
@@ -40,21 +66,21 @@ def installed(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     wheels = glob.glob(str(tmp / "dist" / "fastreid_ext-*.whl"))
     assert len(wheels) == 1, wheels
-    site = tmp / "site"
-    proc = subprocess.run(pip + ["install", "--no-deps", "--no-compile", "--target", str(site), wheels[0]], **run)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    site, python = _fresh_venv(tmp / "venv")
+    proc = subprocess.run(pip + ["--python", python, "install", "--no-index", "--no-compile", wheels[0]], **run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     work = tmp / "work"
     work.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(site), OMP_NUM_THREADS="1", FASTREID_DATASETS=str(tmp / "data"))
-    return site, env, work, wheels[0]
+    env = dict(os.environ, OMP_NUM_THREADS="1", FASTREID_DATASETS=str(tmp / "data"))
+    env.pop("PYTHONPATH", None)
+    return site, env, work, wheels[0], python
 
 
 def _run(installed, *args, module=None, python=False):
-    """Run the installed ``fastreid-ext`` (or ``python -m module`` / ``python`` with ``args``)
-    from the work folder outside the repository."""
-    site, env, work, _ = installed
-    cmd = [sys.executable] if python else [sys.executable, "-m", module] if module else \
-        [sys.executable, str(site / "bin" / "fastreid-ext")]
+    """Run the fresh environment's ``fastreid-ext`` (or ``python -m module`` / ``python`` with
+    ``args``) from the work folder outside the repository."""
+    site, env, work, _, py = installed
+    cmd = [py] if python else [py, "-m", module] if module else [os.path.join(os.path.dirname(py), "fastreid-ext")]
     proc = subprocess.run(cmd + list(args), env=env, cwd=work, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (args, proc.stdout[-3000:], proc.stderr[-3000:])
     return proc.stdout
@@ -74,7 +100,9 @@ import contextlib, io, sys
 import fastreid_ext, fgreid
 from fastreid_ext.commands.main import COMMANDS, main
 from fastreid_ext.config import build_config, find_config
-print(fastreid_ext.__file__, fgreid.__file__, find_config("FGReID/MARS/fgreid.yml"))
+from importlib.metadata import distribution
+print(fastreid_ext.__file__, fgreid.__file__, find_config("FGReID/MARS/fgreid.yml"),
+      distribution("fastreid-ext").locate_file("fastreid_ext"))
 print(build_config("FGReID/MARS/fgreid.yml").MODEL.META_ARCHITECTURE)
 for name in COMMANDS:
     out = io.StringIO()
@@ -92,8 +120,8 @@ def test_installed_package_runs_from_outside_the_repository(installed):
     site = str(installed[0])
     text = _run(installed, "-c", HELP_ALL, python=True)
     out = text.split()
-    assert all(p.startswith(site) for p in out[:3]), out[:3]  # not the checkout's copy
-    assert out[3] == "FGReID"  # its _BASE_ chain (../Base-FGReID.yml ...) resolved in the wheel
+    assert all(p.startswith(site) for p in out[:4]), out[:4]  # not the checkout's copy
+    assert out[4] == "FGReID"  # its _BASE_ chain (../Base-FGReID.yml ...) resolved in the wheel
     usage = _run(installed, "--help")
     for command in ("train", "eval", "extract", "index", "search", "export", "show", "check-weights"):
         assert f"  {command} " in usage
@@ -101,7 +129,7 @@ def test_installed_package_runs_from_outside_the_repository(installed):
 
 
 def test_installed_command_trains_and_evaluates_a_shipped_config(installed):
-    site, env, work, _ = installed
+    site, env, work, _, _ = installed
     _run(installed, "--layout", "mars", "--out", env["FASTREID_DATASETS"] + "/synthetic/mars", "--ids", "16",
          "--frame-size", "32", "16", "--min-len", "4", "--max-len", "8", "--cameras", "3", "--workers", "1",
          module="fastreid_ext.data.synthetic")
