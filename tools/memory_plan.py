@@ -5,11 +5,13 @@ fp32 and AMP, and the number of 80 GB GPUs that makes it fit.
     python tools/memory_plan.py                       # every shipped paper config
     python tools/memory_plan.py --out docs/memory_plan.md
     python tools/memory_plan.py --configs projects/FGPose/configs/fgpr_step1.yml
+    python tools/memory_plan.py --cache logs/memory_plan.json   # resumable: finished probes kept
 
 Method (measured on the CPU, no GPU needed):
 
 1. the config's model at its input size and clip length, random initialisation, training mode;
-2. one training forward at a batch of 2 and of 4 clips, counting the bytes of every tensor
+2. one training forward at a batch of 2 and of 4 clips (once per model and clip shape: configs
+   that differ only in data, schedule or batch share the probe), counting the bytes of every tensor
    autograd saves for the backward pass (``torch.autograd.graph.saved_tensors_hooks``, each
    storage once): the activation memory of the step; half the difference of the two is the
    memory per clip, the rest the per-step constant, projected linearly to the per-GPU batch
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 from typing import Dict, List, Optional
@@ -108,17 +111,45 @@ def state_bytes(cfg, model) -> int:
     return 4 * n + 4 * trainable * (1 + per)
 
 
-def plan_row(path: str, budget_gb: float) -> Dict[str, object]:
+def probe_key(cfg) -> str:
+    """What the activation probe depends on: the model config (class count aside: it sizes the
+    classifier's weights, counted in the state; loss weights and margins aside) and the input
+    clip's shape. Configs that differ
+    only in data, schedule or batch share one probe."""
+    model = cfg.MODEL.clone()
+    model.defrost()
+    model.HEADS.NUM_CLASSES = 0
+    model.DEVICE = "cpu"
+    for name in list(model.LOSSES):  # which losses run, not their weights or margins
+        if name != "NAME":
+            del model.LOSSES[name]
+    return json.dumps([model.dump(), list(cfg.INPUT.SIZE_TRAIN), int(cfg.INPUT.VIDEO.SEQ_LEN)], sort_keys=True)
+
+
+def activation_probe(cfg, model) -> Dict[str, Dict[str, float]]:
+    """``{"per_clip": {fp32, amp}, "const": {fp32, amp}}`` in bytes, from forwards at 2 and 4 clips."""
+    per_clip, const = {}, {}
+    for amp, name in ((False, "fp32"), (True, "amp")):
+        two, four = (saved_bytes(model, _batch(cfg, n), amp) for n in (2, 4))
+        per_clip[name] = (four - two) / 2
+        const[name] = two - 2 * per_clip[name]
+    return {"per_clip": per_clip, "const": const}
+
+
+def plan_row(path: str, budget_gb: float, probes: Optional[Dict[str, Dict]] = None) -> Dict[str, object]:
+    """One config's row; ``probes`` (probe key -> :func:`activation_probe` result) is read and
+    filled, so configs of the same model and clip shape are probed once."""
     from fastreid.modeling import build_model
 
     cfg = _cfg(path)
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    per_clip, const = {}, {}
-    for amp in (False, True):
-        two, four = (saved_bytes(model, _batch(cfg, n), amp) for n in (2, 4))
-        per_clip[amp] = (four - two) / 2
-        const[amp] = two - 2 * per_clip[amp]
+    probes = {} if probes is None else probes
+    key = probe_key(cfg)
+    if key not in probes:
+        probes[key] = activation_probe(cfg, model)
+    per_clip = {False: probes[key]["per_clip"]["fp32"], True: probes[key]["per_clip"]["amp"]}
+    const = {False: probes[key]["const"]["fp32"], True: probes[key]["const"]["amp"]}
     state = state_bytes(cfg, model)
     t = int(cfg.INPUT.VIDEO.SEQ_LEN)
     h, w = (int(v) for v in cfg.INPUT.SIZE_TRAIN)
@@ -154,23 +185,36 @@ def format_table(rows: List[Dict[str, object]], budget_gb: float) -> str:
     return "\n".join(lines)
 
 
+def _load_probes(path: str) -> Dict[str, Dict]:
+    if not path or not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="*", help="configs (default: every shipped paper config)")
     parser.add_argument("--budget-gb", type=float, default=70.0, help="usable GB of one 80 GB GPU")
     parser.add_argument("--out", default="", help="also write the table (Markdown) to this file")
+    parser.add_argument("--cache", default="", help="JSON file of finished probes, written after each "
+                        "config and read at start: an interrupted run resumes where it stopped")
     args = parser.parse_args(argv)
 
     import fastreid_ext  # noqa: F401  (registrations)
     from fastreid_ext.engine.safe_io import atomic_write
 
     torch.set_grad_enabled(True)
+    probes = _load_probes(args.cache)
     rows = []
     for path in args.configs or paper_configs():
         try:
-            rows.append(plan_row(path, args.budget_gb))
+            rows.append(plan_row(path, args.budget_gb, probes))
         except Exception as e:  # a config that needs more than this tool provides: named, skipped
             print(f"skipped {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
+            continue
+        if args.cache:
+            atomic_write(args.cache, lambda f: f.write(json.dumps(probes).encode()))
         print(f"measured {path}", file=sys.stderr, flush=True)
     table = format_table(rows, args.budget_gb)
     print(table)
