@@ -13,9 +13,25 @@ from fastreid.utils.events import EventStorage
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer
 from fastreid_ext.engine.train_loop import DIAG_PREFIX, DeviceTrainer, collect_diagnostics
+from fastreid_ext.modeling.aggregation import AvgPooling
 from fastreid_ext.modeling.meta_arch.video_baseline import VideoBaseline
 
 TINY = os.path.join(REPO, "tests", "configs", "tiny_video.yml")
+
+
+class _CountingAvg(AvgPooling):
+    """Average pooling that counts its training forwards and keeps the mean absolute clip
+    feature of the last one."""
+
+    forwards = 0
+    last_abs = float("nan")
+
+    def forward(self, maps):
+        out = super().forward(maps)
+        if self.training:
+            self.forwards += 1
+            self.last_abs = float(out.features.detach().abs().mean())
+        return out
 
 
 @META_ARCH_REGISTRY.register()
@@ -23,21 +39,16 @@ class DiagToyVideoBaseline(VideoBaseline):
     """The video baseline plus diagnostics: the number of training forwards so far and the
     mean absolute clip feature of the last one; every value handed out is recorded."""
 
-    forwards = 0
-    last_abs = float("nan")
-
-    def aggregate(self, maps):
-        agg = super().aggregate(maps)
-        if self.training:
-            self.forwards += 1
-            self.last_abs = float(agg["clip_features"].detach().abs().mean())
-        return agg
+    @classmethod
+    def from_config(cls, cfg):
+        return {**super().from_config(cfg), "aggregation": _CountingAvg()}
 
     def diagnostics(self):
+        agg = self.aggregation
         if "handed_out" not in self.__dict__:
             self.handed_out = []  # (forwards, last_abs) at each diagnostics() call
-        self.handed_out.append((self.forwards, self.last_abs))
-        return {"forwards": self.forwards, "clip_abs": torch.tensor(self.last_abs)}
+        self.handed_out.append((agg.forwards, agg.last_abs))
+        return {"forwards": agg.forwards, "clip_abs": torch.tensor(agg.last_abs)}
 
 
 def _metrics(out):

@@ -28,7 +28,7 @@ def test_attention_png_has_one_row_per_granularity(tmp_path):
     agg = MultiGranularityAggregation(32, (4, 2), num_frames=t, attention="rafa", num_groups=2,
                                       granularity="multi", reduction=4).eval()
     with torch.no_grad():
-        weights = agg(torch.randn(1, t, 32, 4, 2))["weights"]
+        weights = agg(torch.randn(1, t, 32, 4, 2)).node_weights
     frames = torch.rand(t, 3, h, w) * 255
     path = tmp_path / "att.png"
     image = save_attention_grid(str(path), frames, [g[0] for g in weights])
