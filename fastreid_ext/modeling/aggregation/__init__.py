@@ -2,7 +2,7 @@
 weights, optional scores and declared diagnostics (the contract: :mod:`.base`).
 
 The core registers ``avg`` (:class:`AvgPooling`) and ``attention`` (:class:`TemporalAttention`,
-Gao & Nevatia); projects register theirs when imported (MG-RAFA: ``mgrafa_<ATTENTION>``).
+Gao & Nevatia); projects register theirs when imported.
 """
 from .avg import AvgPooling
 from .base import (
