@@ -6,12 +6,11 @@ baseline for a few iterations and evaluated; the test checks that it was really 
 sees max over T of the frame features, computed here independently) and that its declared
 diagnostics reach ``metrics.json``.
 """
-import json
 import os
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, metrics_rows
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 from fastreid.config import configurable
@@ -78,11 +77,6 @@ def test_throwaway_aggregation_on_a_hand_made_clip():
     assert out.scores is None and out.node_weights is None
 
 
-def _metrics(out):
-    with open(os.path.join(out, "metrics.json")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def test_throwaway_aggregation_trains_and_evaluates_by_one_config_value(datasets_env, tmp_path):
     out = str(tmp_path / "run")
     os.makedirs(out)
@@ -99,7 +93,7 @@ def test_throwaway_aggregation_trains_and_evaluates_by_one_config_value(datasets
     results = Trainer.test(cfg, model)
     assert 0.0 <= results["mAP"] <= 100.0 and agg.calls["eval"] > 0
     # the declared diagnostics reached metrics.json at the end of the epoch
-    rows = [r for r in _metrics(out) if DIAG_PREFIX + "max_first_frame_share" in r]
+    rows = [r for r in metrics_rows(out) if DIAG_PREFIX + "max_first_frame_share" in r]
     assert rows and 0.0 <= rows[-1][DIAG_PREFIX + "max_first_frame_share"] <= 1.0
 
     # the head sees max over T of the frame features (an independent recomputation)

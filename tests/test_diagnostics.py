@@ -1,11 +1,10 @@
 """Trainer side of the diagnostics contract: a meta-arch's ``diagnostics()`` reaches
 ``metrics.json`` as ``diag/<key>`` at the log period and at the end of every epoch."""
-import json
 import os
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, metrics_rows
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
@@ -51,11 +50,6 @@ class DiagToyVideoBaseline(VideoBaseline):
         return {"forwards": agg.forwards, "clip_abs": torch.tensor(agg.last_abs)}
 
 
-def _metrics(out):
-    with open(os.path.join(out, "metrics.json")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def test_toy_diagnostics_reach_metrics_json(datasets_env, tmp_path):
     out = str(tmp_path / "run")
     os.makedirs(out)
@@ -70,14 +64,14 @@ def test_toy_diagnostics_reach_metrics_json(datasets_env, tmp_path):
     # read at the end of each epoch (the tiny run never reaches the 200-iteration period)
     assert [f for f, _ in model.handed_out] == [ipe, 2 * ipe]
 
-    rows = [r for r in _metrics(out) if DIAG_PREFIX + "forwards" in r]
+    rows = [r for r in metrics_rows(out) if DIAG_PREFIX + "forwards" in r]
     assert [r["iteration"] for r in rows] == [ipe - 1, 2 * ipe - 1]
     for row, (forwards, clip_abs) in zip(rows, model.handed_out):
         assert row[DIAG_PREFIX + "forwards"] == forwards
         assert row[DIAG_PREFIX + "clip_abs"] == pytest.approx(clip_abs, rel=1e-6)
         assert clip_abs > 0
     # the ordinary losses are still there
-    assert any("total_loss" in r for r in _metrics(out))
+    assert any("total_loss" in r for r in metrics_rows(out))
 
 
 class _Stub(torch.nn.Module):
