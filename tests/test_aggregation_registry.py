@@ -145,3 +145,29 @@ def test_a_project_variant_is_a_video_baseline_aggregation_too():
     assert torch.allclose(seen[0][..., 0, 0], out.features, atol=1e-6)
     assert out.frame_weights.shape == (2, 3)
     assert torch.allclose(out.frame_weights.sum(dim=1), torch.ones(2), atol=1e-6)
+
+
+def test_frame_share_hand_worked():
+    """Two groups, one clip, T = 2: per channel the frame mass normalised over T, then the
+    mean over all channels of all groups."""
+    from fastreid_ext.modeling.aggregation import frame_share
+
+    g1 = torch.tensor([[0.1, 0.3], [0.2, 0.4]]).view(1, 1, 2, 2, 1)   # (B, C_1, T, h, w): 0.4 / 0.6
+    g2 = torch.tensor([[[0.5], [0.5]], [[0.25], [0.25]]]).view(1, 2, 2, 1, 1) * 2  # gates, each channel 0.5 / 0.5
+    share = frame_share([g1, g2])
+    assert share.shape == (1, 2)
+    assert share[0].tolist() == pytest.approx([(0.4 + 0.5 + 0.5) / 3, (0.6 + 0.5 + 0.5) / 3])
+
+
+def test_loss_inputs_follow_the_contract_and_one_aggregation_per_model():
+    maps = torch.rand(2, 3, 4, 2, 1)
+    avg_out = AvgPooling()(maps)
+    assert AvgPooling().loss_inputs(avg_out) == {}  # fixed weights: nothing for the attention loss
+    att = TemporalAttention(4, 3, (2, 1))
+    out = att(maps)
+    entries = att.loss_inputs(out)
+    assert entries["attention_scores"] is out.scores and entries["attention_weights"] is out.frame_weights
+    assert MaxOverTime().loss_inputs(MaxOverTime()(maps)).keys() == {"attention_weights"}
+    assert aggregation_of(torch.nn.Linear(2, 2)) is None
+    with pytest.raises(ValueError, match="2 temporal aggregations"):
+        aggregation_of(torch.nn.Sequential(AvgPooling(), att))
