@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic MARS tree written once per test session."""
+import json
 import os
 
 import pytest
@@ -24,6 +25,12 @@ def datasets_env(tiny_datasets_root, monkeypatch):
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def metrics_rows(out: str) -> list:
+    """The rows of ``<out>/metrics.json`` (one JSON object per line)."""
+    with open(os.path.join(out, "metrics.json")) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def check_topk_ranking(indices, ref_dist, atol: float) -> None:

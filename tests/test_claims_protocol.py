@@ -133,6 +133,7 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
     import mgrafa
     from fastreid.modeling import build_model
     from fastreid_ext.data.synthetic import generate
+    from fastreid_ext.modeling.aggregation import AggregationOutput
 
     claim = get_claim("mgrafa")
     data = dict(claim.data, ids=6, cameras=2, min_len=4, max_len=5, part_occlusion=0.5, misalign=0.0)
@@ -188,7 +189,8 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
         return out
 
     model.frame_maps = lambda inputs: inputs["images"]
-    model.heads.attention_maps = brightness_attention
+    model.heads.aggregation.forward = lambda maps: AggregationOutput(
+        features=None, frame_weights=None, node_weights=brightness_attention(maps))
     fake = runner.occluded_node_attention(model, cfg, str(root), claim)
     assert fake["att_occluded_clips"] == real["att_occluded_clips"]
     # a node counts as occluded when its cell centre is in the box, so its cell may be partly

@@ -1,11 +1,10 @@
 """Trainer side of the diagnostics contract: a meta-arch's ``diagnostics()`` reaches
 ``metrics.json`` as ``diag/<key>`` at the log period and at the end of every epoch."""
-import json
 import os
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, metrics_rows
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
@@ -13,9 +12,25 @@ from fastreid.utils.events import EventStorage
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer
 from fastreid_ext.engine.train_loop import DIAG_PREFIX, DeviceTrainer, collect_diagnostics
+from fastreid_ext.modeling.aggregation import AvgPooling
 from fastreid_ext.modeling.meta_arch.video_baseline import VideoBaseline
 
 TINY = os.path.join(REPO, "tests", "configs", "tiny_video.yml")
+
+
+class _CountingAvg(AvgPooling):
+    """Average pooling that counts its training forwards and keeps the mean absolute clip
+    feature of the last one."""
+
+    forwards = 0
+    last_abs = float("nan")
+
+    def forward(self, maps):
+        out = super().forward(maps)
+        if self.training:
+            self.forwards += 1
+            self.last_abs = float(out.features.detach().abs().mean())
+        return out
 
 
 @META_ARCH_REGISTRY.register()
@@ -23,26 +38,16 @@ class DiagToyVideoBaseline(VideoBaseline):
     """The video baseline plus diagnostics: the number of training forwards so far and the
     mean absolute clip feature of the last one; every value handed out is recorded."""
 
-    forwards = 0
-    last_abs = float("nan")
-
-    def aggregate(self, maps):
-        agg = super().aggregate(maps)
-        if self.training:
-            self.forwards += 1
-            self.last_abs = float(agg["clip_features"].detach().abs().mean())
-        return agg
+    @classmethod
+    def from_config(cls, cfg):
+        return {**super().from_config(cfg), "aggregation": _CountingAvg()}
 
     def diagnostics(self):
+        agg = self.aggregation
         if "handed_out" not in self.__dict__:
             self.handed_out = []  # (forwards, last_abs) at each diagnostics() call
-        self.handed_out.append((self.forwards, self.last_abs))
-        return {"forwards": self.forwards, "clip_abs": torch.tensor(self.last_abs)}
-
-
-def _metrics(out):
-    with open(os.path.join(out, "metrics.json")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        self.handed_out.append((agg.forwards, agg.last_abs))
+        return {"forwards": agg.forwards, "clip_abs": torch.tensor(agg.last_abs)}
 
 
 def test_toy_diagnostics_reach_metrics_json(datasets_env, tmp_path):
@@ -59,14 +64,14 @@ def test_toy_diagnostics_reach_metrics_json(datasets_env, tmp_path):
     # read at the end of each epoch (the tiny run never reaches the 200-iteration period)
     assert [f for f, _ in model.handed_out] == [ipe, 2 * ipe]
 
-    rows = [r for r in _metrics(out) if DIAG_PREFIX + "forwards" in r]
+    rows = [r for r in metrics_rows(out) if DIAG_PREFIX + "forwards" in r]
     assert [r["iteration"] for r in rows] == [ipe - 1, 2 * ipe - 1]
     for row, (forwards, clip_abs) in zip(rows, model.handed_out):
         assert row[DIAG_PREFIX + "forwards"] == forwards
         assert row[DIAG_PREFIX + "clip_abs"] == pytest.approx(clip_abs, rel=1e-6)
         assert clip_abs > 0
     # the ordinary losses are still there
-    assert any("total_loss" in r for r in _metrics(out))
+    assert any("total_loss" in r for r in metrics_rows(out))
 
 
 class _Stub(torch.nn.Module):

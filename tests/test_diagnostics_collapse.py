@@ -60,7 +60,7 @@ def test_dead_temporal_attention_is_reported():
     model = _video_baseline()
     healthy = _train_forward(model, _video_batch())
     assert healthy["att_dead_frac"] < 1.0
-    _zero_(model.temporal_attention)
+    _zero_(model.aggregation)
     dead = _train_forward(model, _video_batch())
     assert dead["att_dead_frac"] == 1.0
     assert dead["att_entropy_norm"] == pytest.approx(1.0, abs=1e-9)  # uniform: a plain average

@@ -106,10 +106,10 @@ def test_relation_vectors_are_pairwise_dot_products():
 def test_softmax_over_nodes_sums_to_one_per_channel_and_group(attention, n, granularity, train):
     agg = build(attention, n, granularity).train(train)
     out = agg(clip())
-    assert out["v"].shape == (B, C)  # N groups of C/N channels -> C channels
-    assert len(out["group_features"]) == len(out["weights"]) == n
-    assert torch.equal(out["v"], torch.cat(out["group_features"], dim=1))
-    for m, (w, size) in enumerate(zip(out["weights"], group_sizes((H, W), n, granularity)), 1):
+    assert out.features.shape == (B, C)  # N groups of C/N channels -> C channels
+    assert len(out.group_features) == len(out.node_weights) == n
+    assert torch.equal(out.features, torch.cat(out.group_features, dim=1))
+    for m, (w, size) in enumerate(zip(out.node_weights, group_sizes((H, W), n, granularity)), 1):
         assert w.shape == (B, C // n, T, *size)
         assert (w >= 0).all()
         sums = w.sum(dim=(2, 3, 4))  # over all T*H_m*W_m nodes
@@ -124,7 +124,7 @@ def test_v_is_the_weighted_sum_of_the_pooled_group_nodes(granularity):
     x = clip(5)
     out = agg(x)
     xd = x.double()
-    for m, (v_m, w_m) in enumerate(zip(out["group_features"], out["weights"]), 1):
+    for m, (v_m, w_m) in enumerate(zip(out.group_features, out.node_weights), 1):
         x_m = xd[:, :, (m - 1) * C // 4: m * C // 4]
         k = 2 ** (m - 1) if granularity == "multi" else 1
         pooled = F.avg_pool2d(x_m.reshape(B * T, C // 4, H, W), k).reshape(B, T, C // 4, H // k, W // k)
@@ -137,8 +137,8 @@ def test_average_baseline_is_the_spatio_temporal_mean():
     x = clip(2)
     out = agg(x)
     assert agg.num_groups == 1
-    assert torch.allclose(out["v"], x.mean(dim=(1, 3, 4)))
-    assert torch.allclose(out["weights"][0].sum(dim=(2, 3, 4)), torch.ones(B, C))
+    assert torch.allclose(out.features, x.mean(dim=(1, 3, 4)))
+    assert torch.allclose(out.node_weights[0].sum(dim=(2, 3, 4)), torch.ones(B, C))
 
 
 @pytest.mark.parametrize("attention,n,granularity", [("rafa", 4, "multi"), ("rafa", 1, "single"),
@@ -148,7 +148,7 @@ def test_frame_permutation_invariance_with_temporal_average_reference(attention,
     agg = randomise_bn(build(attention, n, granularity)).train(train)
     x = clip(7)
     perm = torch.tensor([2, 0, 3, 1])
-    v, v_perm = agg(x)["v"], agg(x[:, perm])["v"]
+    v, v_perm = agg(x).features, agg(x[:, perm]).features
     assert torch.allclose(v, v_perm, atol=1e-5)
 
 
@@ -159,7 +159,7 @@ def test_frame_order_matters_for_a_temporal_pooling_reference():
                              ref_temporal_size=2)).eval()
     x = clip(7)
     perm = torch.tensor([0, 2, 1, 3])
-    assert not torch.allclose(agg(x)["v"], agg(x[:, perm])["v"], atol=1e-4)
+    assert not torch.allclose(agg(x).features, agg(x[:, perm]).features, atol=1e-4)
 
 
 def test_reference_aided_attention_matches_float64_equations():
@@ -192,7 +192,7 @@ def test_reference_aided_attention_matches_float64_equations():
 
 def test_gradients_reach_every_attention_parameter():
     agg = build("rafa", 4, "multi", att_init="random").train()
-    agg(clip())["v"].square().sum().backward()
+    agg(clip()).features.square().sum().backward()
     for name, p in agg.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -206,17 +206,17 @@ def test_uniform_start_is_the_average_baseline_and_learns(attention):
     x = clip()
     out = agg(x)
     means = [pool_spatial(x_m, size).mean(dim=(1, 3, 4)) for x_m, size in zip(x.chunk(4, dim=2), agg.sizes)]
-    assert torch.allclose(out["v"], torch.cat(means, dim=1), atol=1e-5)
+    assert torch.allclose(out.features, torch.cat(means, dim=1), atol=1e-5)
     d = agg.diagnostics()
     assert d["att_dead_frac"] == 0.0
     assert all(d[f"att_entropy_g{m}"] == pytest.approx(1.0, abs=1e-5) for m in range(1, 5))
-    out["v"].square().sum().backward()
+    out.features.square().sum().backward()
     assert all(b.theta[1].weight.grad.abs().sum() > 0 for b in agg.blocks)
     with torch.no_grad():
         for b in agg.blocks:
             b.theta[1].weight.fill_(0.5)
     agg.zero_grad()
-    agg(x)["v"].square().sum().backward()
+    agg(x).features.square().sum().backward()
     for name, p in agg.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -239,7 +239,7 @@ def test_mg_afa_output_does_not_depend_on_the_reference():
     for block in agg.blocks:
         block.register_forward_hook(lambda mod, args, out: calls.append(args))
     with torch.no_grad():
-        v = agg(x)["v"]
+        v = agg(x).features
         v_alone = torch.cat([agg.blocks[m](to_nodes(pool_spatial(x_m, size)), None).softmax(-1).mul(
             to_nodes(pool_spatial(x_m, size))).sum(-1) for m, (x_m, size)
             in enumerate(zip(x.chunk(4, dim=2), agg.sizes))], dim=1)
@@ -271,11 +271,11 @@ def test_gated_mg_variants_shapes_and_permutation(attention):
     agg = build(attention, 4, "multi").eval()
     x = clip(4)
     out = agg(x)
-    assert out["v"].shape == (B, C)
+    assert out.features.shape == (B, C)
     perm = torch.tensor([3, 2, 1, 0])
-    assert torch.allclose(out["v"], agg(x[:, perm])["v"], atol=1e-5)
+    assert torch.allclose(out.features, agg(x[:, perm]).features, atol=1e-5)
     # gates in (0, 1): weights per channel sum to the mean gate, between 0 and 1
-    s = out["weights"][0].sum(dim=(2, 3, 4))
+    s = out.node_weights[0].sum(dim=(2, 3, 4))
     assert ((s > 0) & (s < 1)).all()
 
 
@@ -337,13 +337,13 @@ def test_near_uniform_start_is_close_to_the_average_and_every_layer_learns_at_on
     assert d["att_dead_frac"] == 0.0
     assert all(d[f"att_entropy_g{m}"] > 0.99 for m in range(1, 5))
     assert 0.0 < d["att_spread_g1"] < 1.0  # not exactly uniform, not far from it
-    out["v"].square().sum().backward()
+    out.features.square().sum().backward()
     for name, p in agg.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     # the gamma-0 start: the layers below theta's BN get nothing at first
     torch.manual_seed(0)
     flat = build(attention, 4, "multi", att_init="uniform").train()
-    flat(x)["v"].square().sum().backward()
+    flat(x).features.square().sum().backward()
     assert all(float(b.phi[0].weight.grad.abs().sum()) == 0.0 for b in flat.blocks)
 
 
@@ -400,14 +400,14 @@ def train_on_occluded_clips(attention: str, n: int, granularity: str, seed: int,
     gen = torch.Generator().manual_seed(200 + seed)
     for _ in range(steps):
         x, ids, _ = occluded_clips(32, prototypes, occluder, gen)
-        loss = F.cross_entropy(fc(agg.train()(x + pattern)["v"]), ids)
+        loss = F.cross_entropy(fc(agg.train()(x + pattern).features), ids)
         opt.zero_grad()
         loss.backward()
         opt.step()
     x, ids, mask = occluded_clips(64, prototypes, occluder, torch.Generator().manual_seed(300 + seed))
     with torch.no_grad():
         out = agg.eval()(x + pattern)
-    return node_weight_on(out["weights"][0], mask)
+    return node_weight_on(out.node_weights[0], mask)
 
 
 @pytest.mark.parametrize("attention, n, granularity, seed", [

@@ -28,7 +28,7 @@ def test_non_local_rows_start_as_the_average_baseline(attention):
     agg = MultiGranularityAggregation(C, (H, W), num_frames=T, attention=attention).eval()
     x = clip()
     with torch.no_grad():
-        v = agg(x)["v"]
+        v = agg(x).features
     assert agg.num_groups == 1
     assert torch.allclose(v, x.mean(dim=(1, 3, 4)), atol=1e-6)
 
@@ -70,12 +70,12 @@ def test_rga_sc_mg_is_a_per_frame_gated_average():
     x = clip()
     with torch.no_grad():
         out = agg(x)
-        perm = agg(x[:, [2, 0, 1]])["v"]
-    assert out["v"].shape == (B, C) and agg.num_groups == 4
-    assert [tuple(w.shape[-2:]) for w in out["weights"]] == [(8, 4), (4, 2), (2, 1), (1, 1)]
-    assert torch.allclose(perm, out["v"], atol=1e-5)  # per-frame gates, then the average
+        perm = agg(x[:, [2, 0, 1]]).features
+    assert out.features.shape == (B, C) and agg.num_groups == 4
+    assert [tuple(w.shape[-2:]) for w in out.node_weights] == [(8, 4), (4, 2), (2, 1), (1, 1)]
+    assert torch.allclose(perm, out.features, atol=1e-5)  # per-frame gates, then the average
     k = [T * h * w for h, w in agg.sizes]
-    for w, kk in zip(out["weights"], k):  # weights = gate / K, gate in (0, 1)
+    for w, kk in zip(out.node_weights, k):  # weights = gate / K, gate in (0, 1)
         assert bool(((w > 0) & (w < 1.0 / kk)).all())
 
 

@@ -67,7 +67,7 @@ def test_eval_returns_v_with_c_channels_and_accepts_images(model):
     with torch.no_grad():
         emb = model(batch())
         single = model({"images": batch()["images"][:, 0]})  # (B, C, H, W) read as T = 1
-        v = model.heads.aggregation(model.frame_maps(batch()))["v"]
+        v = model.heads.aggregation(model.frame_maps(batch())).features
     assert emb.shape == (B, 512) and single.shape == (B, 512)
     assert torch.allclose(emb, v)  # EVAL_FEAT before: the paper matches v
 
@@ -94,7 +94,7 @@ def test_eq7_is_the_host_losses_on_v_plus_their_group_average():
     assert len(groups) == 4
     agg = head.aggregation(feats)
     for m, o in enumerate(groups):  # each group's features are v_g
-        assert torch.allclose(o["features"], agg["group_features"][m])
+        assert torch.allclose(o["features"], agg.group_features[m])
     expected = pair(outputs) + sum(pair(o) for o in groups) / 4
     assert torch.allclose(sum(named.values()), expected, atol=1e-6)
     assert torch.allclose(named["g2_loss_cls"] * 4,

@@ -28,7 +28,7 @@ def test_attention_png_has_one_row_per_granularity(tmp_path):
     agg = MultiGranularityAggregation(32, (4, 2), num_frames=t, attention="rafa", num_groups=2,
                                       granularity="multi", reduction=4).eval()
     with torch.no_grad():
-        weights = agg(torch.randn(1, t, 32, 4, 2))["weights"]
+        weights = agg(torch.randn(1, t, 32, 4, 2)).node_weights
     frames = torch.rand(t, 3, h, w) * 255
     path = tmp_path / "att.png"
     image = save_attention_grid(str(path), frames, [g[0] for g in weights])
@@ -49,7 +49,8 @@ def test_mismatched_frames_raise():
 
 
 def test_frame_share_and_box_ratio_are_hand_checkable():
-    from mgrafa.visualize import box_attention_ratio, frame_attention_mass
+    from fastreid_ext.modeling.aggregation.measures import frame_attention_mass
+    from mgrafa.visualize import box_attention_ratio
 
     w = torch.zeros(2, 2, 2, 2)  # (C, T, H_m, W_m), each channel's weights sum to 1
     w[0, 0] = torch.tensor([[0.4, 0.1], [0.1, 0.1]])
@@ -72,7 +73,7 @@ def test_marked_frames_are_outlined_in_red():
 def test_occluded_node_weights_hand_worked():
     """Two frames of a 2x2 map, one channel; frame 0's occluder covers its left column (cell
     centres x = 2 of a 4-wide frame): 2 occluded nodes out of K = 8."""
-    from mgrafa.visualize import occluded_node_weights
+    from fastreid_ext.modeling.aggregation.measures import occluded_node_weights
 
     w = torch.tensor([[[[0.05, 0.20], [0.05, 0.20]], [[0.10, 0.15], [0.10, 0.15]]]])  # (1, 2, 2, 2), sums to 1
     occ, vis = occluded_node_weights(w, [[0, 0, 3, 8], None], (8, 4))

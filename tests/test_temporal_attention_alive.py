@@ -18,8 +18,8 @@ from fastreid_ext.config import get_cfg
 from fastreid_ext.data.build import build_video_train_loader
 from fastreid_ext.engine.train_loop import collect_diagnostics, own_optimizers
 from fastreid_ext.engine.trainer import Trainer
+from fastreid_ext.modeling.aggregation import attention_diagnostics
 from fastreid_ext.modeling.losses.attention_loss import AttentionLoss, attention_loss
-from fastreid_ext.modeling.meta_arch.video_baseline import attention_diagnostics
 
 DEMO = f"{REPO}/configs/Video-Baseline/synthetic_cpu.yml"
 
@@ -117,7 +117,7 @@ def _batch(b=4, t=4):
 def test_faithful_setting_on_a_forced_collapse_init_is_reported_dead():
     model = _model("scores")
     with torch.no_grad():
-        model.temporal_attention.temporal_conv.bias.fill_(-1e4)  # every pre-ReLU value < 0
+        model.aggregation.temporal_conv.bias.fill_(-1e4)  # every pre-ReLU value < 0
     assert model.diagnostics() == {}  # nothing measured before the first training forward
     with EventStorage(0):
         losses = model(_batch())
@@ -128,7 +128,7 @@ def test_faithful_setting_on_a_forced_collapse_init_is_reported_dead():
     # dead: the attention loss is 0 and no gradient reaches the attention convs
     assert losses["loss_att"].item() == 0.0
     sum(losses.values()).backward()
-    for p in model.temporal_attention.parameters():
+    for p in model.aggregation.parameters():
         assert p.grad is None or torch.count_nonzero(p.grad) == 0
 
 
@@ -171,12 +171,12 @@ def test_attention_loss_reductions_hand_value():
 def _bias_grad(on):
     model = _model(on)
     with torch.no_grad():
-        model.temporal_attention.temporal_conv.bias.fill_(50.0)  # every frame active
+        model.aggregation.temporal_conv.bias.fill_(50.0)  # every frame active
     model.zero_grad()
     with EventStorage(0):
         loss = model(_batch())["loss_att"]
     loss.backward()
-    return model, model.temporal_attention.temporal_conv.bias.grad.item()
+    return model, model.aggregation.temporal_conv.bias.grad.item()
 
 
 def test_scores_loss_pushes_the_shared_bias_down_weights_loss_does_not():

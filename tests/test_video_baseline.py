@@ -8,7 +8,7 @@ import fastreid_ext
 from fastreid.modeling import build_model
 from fastreid.modeling.backbones import build_backbone
 from fastreid.utils.events import EventStorage
-from fastreid_ext.modeling.layers import TemporalAttention
+from fastreid_ext.modeling.aggregation import TemporalAttention
 from fastreid_ext.modeling.losses import CenterLoss, LossSet
 from fastreid_ext.modeling.meta_arch import VideoBaseline
 from fastreid_ext.modeling.video_utils import (
@@ -95,11 +95,14 @@ def test_temporal_attention_weights_sum_to_one():
     torch.manual_seed(0)
     att = TemporalAttention(8, 4, (4, 2))
     maps = torch.randn(3, 5, 8, 4, 2)
-    weights, scores = att(maps)
+    out = att(maps)
+    weights, scores = out.frame_weights, out.scores
     assert weights.shape == scores.shape == (3, 5)
     assert torch.allclose(weights.sum(dim=1), torch.ones(3))
     assert torch.allclose(weights, F.softmax(scores, dim=1))
     assert (scores >= 0).all()  # after the ReLU
+    ref_feats = (maps.mean(dim=(3, 4)) * weights[..., None]).sum(dim=1)  # sum_t w_t GAP(map_t)
+    assert torch.allclose(out.features, ref_feats, atol=1e-6)
     # independent transcription: whole-map conv = dot product with the kernel, then Conv1d
     w2, b2 = att.spatial_conv.weight, att.spatial_conv.bias
     hid = F.relu(torch.einsum("btchw,dchw->btd", maps, w2) + b2)          # (B, T, D)
@@ -108,7 +111,7 @@ def test_temporal_attention_weights_sum_to_one():
     ref = torch.stack([(padded[:, :, t:t + 3] * w1).sum(dim=(1, 2)) for t in range(5)], 1) + b1
     assert torch.allclose(scores, F.relu(ref), atol=1e-5)
     # T = 1 works and gives weight 1
-    w_one, _ = att(maps[:, :1])
+    w_one = att(maps[:, :1]).frame_weights
     assert torch.allclose(w_one, torch.ones(3, 1))
 
 
@@ -121,7 +124,7 @@ def test_training_returns_named_losses_and_backward(model):
     with EventStorage(0):
         losses = model(batch)
     expected = {"loss_cls", "loss_triplet", "loss_center", "loss_osm"}
-    if model.temporal_agg == "attention":
+    if isinstance(model.aggregation, TemporalAttention):
         expected.add("loss_att")
     assert set(losses) == expected
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
@@ -130,8 +133,8 @@ def test_training_returns_named_losses_and_backward(model):
     sum(losses.values()).backward()
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
     assert model.losses["CenterLoss"].centers.grad is not None
-    if model.temporal_agg == "attention":
-        assert model.temporal_attention.spatial_conv.weight.grad.abs().sum() > 0
+    if isinstance(model.aggregation, TemporalAttention):
+        assert model.aggregation.spatial_conv.weight.grad.abs().sum() > 0
 
 
 def test_training_on_images_t1(model):
@@ -164,8 +167,8 @@ def test_eval_embedding_is_post_bn_of_aggregated_feature(model):
         emb = model({"images": images})
         maps = frame_features(model.backbone, preprocess_clip(images, model.pixel_mean, model.pixel_std))
         frame_feats = maps.mean(dim=(-2, -1))                     # (B, T, C)
-        if model.temporal_agg == "attention":
-            weights, _ = model.temporal_attention(maps)
+        if isinstance(model.aggregation, TemporalAttention):
+            weights = model.aggregation(maps).frame_weights
         else:
             weights = torch.full(frame_feats.shape[:2], 1.0 / frame_feats.shape[1])
         clip = (frame_feats * weights[..., None]).sum(1)
@@ -182,7 +185,7 @@ def test_attention_loss_in_model_counts_only_erased_frames():
     with EventStorage(0):
         none = model({**batch, "erased": torch.zeros(4, 3, dtype=torch.bool)})
         some = model(batch)
-        scores = model.temporal_attention.scores(
+        scores = model.aggregation.scores(
             frame_features(model.backbone, preprocess_clip(batch["images"], model.pixel_mean, model.pixel_std)))
     assert none["loss_att"].item() == 0.0
     ref = (scores * batch["erased"].float()).sum() / scores.numel()

@@ -121,16 +121,16 @@ def corrupted_attention(model, cfg, root: str, claim: Claim) -> Dict[str, float]
     both corrupted and clean frames (the frames are the evaluation's dense clips)."""
     import torch
 
-    from fastreid_ext.modeling.video_utils import frame_features, preprocess_clip
+    from fastreid_ext.modeling.aggregation import aggregation_of
 
-    if getattr(model, "temporal_attention", None) is None:
+    agg = aggregation_of(model)
+    if agg is None or agg.fixed_weights:
         return {}
     on_bad, n_clips, n_bad, t_len = 0.0, 0, 0, None
     model.eval()
     with torch.no_grad():
         for images, clip_marks in marked_test_clips(model, cfg, root, claim):
-            clips = preprocess_clip(images, model.pixel_mean, model.pixel_std)
-            weights = model.aggregate(frame_features(model.backbone, clips))["frame_weights"]  # (B, T)
+            weights = agg(model.frame_maps({"images": images})).frame_weights  # (B, T)
             t_len = weights.shape[1]
             for wrow, mrow in zip(weights.tolist(), clip_marks):
                 frow = [bool(m.get("corrupted")) for m in mrow]
@@ -156,10 +156,14 @@ def occluded_node_attention(model, cfg, root: str, claim: Claim) -> Dict[str, fl
     frame-level measure. The checks read G-1 (the finest) or G-2."""
     import torch
 
-    from mgrafa.visualize import frame_attention_mass, occluded_node_weights
+    from fastreid_ext.modeling.aggregation import aggregation_of
+    from fastreid_ext.modeling.aggregation.measures import (
+        frame_attention_mass,
+        occluded_node_weights,
+    )
 
-    heads = getattr(model, "heads", None)
-    if not hasattr(heads, "attention_maps") or not hasattr(model, "frame_maps"):
+    agg = aggregation_of(model)
+    if agg is None:
         return {}
     frame_size = tuple(claim.data["frame_size"])
     occluded, visible = {}, {}
@@ -168,7 +172,9 @@ def occluded_node_attention(model, cfg, root: str, claim: Claim) -> Dict[str, fl
     model.eval()
     with torch.no_grad():
         for images, clip_marks in marked_test_clips(model, cfg, root, claim):
-            groups = heads.attention_maps(model.frame_maps({"images": images}))  # N x (B, C/N, T, H_m, W_m)
+            groups = agg(model.frame_maps({"images": images})).node_weights  # N x (B, C/N, T, H_m, W_m)
+            if groups is None:
+                return {}
             for b, mrow in enumerate(clip_marks):
                 boxes = [m.get("occluder") if not m.get("corrupted") else None for m in mrow]
                 if all(box is None for box in boxes):

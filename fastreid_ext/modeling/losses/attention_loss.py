@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import torch
 
+from ..aggregation.base import FRAME_WEIGHTS_KEY, SCORES_KEY
 from .registry import LOSS_REGISTRY, ReIDLoss
 
 __all__ = ["attention_loss", "AttentionLoss", "ATTENTION_LOSS_TARGETS", "ATTENTION_LOSS_REDUCTIONS"]
 
-#: ``MODEL.LOSSES.ATT.TARGET`` -> the head output the loss reads
-ATTENTION_LOSS_TARGETS = {"scores": "attention_scores", "weights": "attention_weights"}
+#: ``MODEL.LOSSES.ATT.TARGET`` -> the head output the loss reads: the temporal aggregation's
+#: ``scores`` or ``frame_weights`` (:meth:`~fastreid_ext.modeling.aggregation.TemporalAggregation.loss_inputs`)
+ATTENTION_LOSS_TARGETS = {"scores": SCORES_KEY, "weights": FRAME_WEIGHTS_KEY}
 ATTENTION_LOSS_REDUCTIONS = ("frame_mean", "clip_sum")
 
 
@@ -62,9 +64,10 @@ def attention_loss(values: torch.Tensor, erased: torch.Tensor,
 @LOSS_REGISTRY.register()
 class AttentionLoss(ReIDLoss):
     """Registered attention loss; node ``MODEL.LOSSES.ATT`` (``SCALE``, ``TARGET``,
-    ``REDUCTION``). Needs head outputs ``attention_scores`` (``TARGET scores``) or
-    ``attention_weights`` (``TARGET weights``), and ``erased`` (``MODEL.TEMPORAL.AGG attention``
-    and ``INPUT.VIDEO.FRAME_ERASE.ENABLED``)."""
+    ``REDUCTION``). Needs a temporal aggregation that gives raw ``scores`` (``TARGET scores``,
+    head output ``attention_scores``) or input-dependent ``frame_weights`` (``TARGET weights``,
+    ``attention_weights``), e.g. ``MODEL.TEMPORAL.AGG attention``, and the ``erased`` flags
+    (``INPUT.VIDEO.FRAME_ERASE.ENABLED``)."""
 
     output_name = "loss_att"
 

@@ -8,14 +8,25 @@ softmax-weighted sum (Eq. (4)). ``attention="avg"`` is the paper's Baseline (glo
 spatio-temporal average pooling); ``nl_s`` / ``nl_st`` (Table 4) refine the maps with a
 non-local block before that average; ``rga_sc`` / ``se`` / ``cbam`` (Table 5) gate each group's
 maps per frame and average them.
+
+Every variant is registered in the core's temporal-aggregation registry as ``mgrafa_<attention>``
+(:func:`registry_name`), built from ``MODEL.MGRAFA``: ``MODEL.MGRAFA.ATTENTION`` picks it for
+the MG-RAFA head, and ``MODEL.TEMPORAL.AGG mgrafa_<attention>`` puts it in the video baseline.
 """
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from fastreid_ext.modeling.aggregation import (
+    AGGREGATION_REGISTRY,
+    AggregationOutput,
+    TemporalAggregation,
+    frame_share,
+)
 
 from .comparisons import NonLocalRefine, RGAGate
 from .gated_attention import CBAMGate, GatedAverage, SEGate
@@ -37,6 +48,15 @@ SCORE_INPUTS = ("node", "temporal_residual")
 ATTENTIONS = ("avg", "rafa", "afa", "se", "cbam", "rga_sc", "nl_s", "nl_st")
 #: attentions that refine the full maps and then average (single group)
 _SINGLE_GROUP = ("avg", "nl_s", "nl_st")
+#: registry names of the variants: ``mgrafa_<attention>``
+REGISTRY_PREFIX = "mgrafa_"
+
+
+def registry_name(attention: str) -> str:
+    """The registry name of ``MODEL.MGRAFA.ATTENTION`` ``attention`` (``KeyError`` if unknown)."""
+    if attention not in ATTENTIONS:
+        raise KeyError(f"unknown MODEL.MGRAFA.ATTENTION {attention!r}; known: {ATTENTIONS}")
+    return REGISTRY_PREFIX + attention
 
 
 def group_sizes(feat_size: Sequence[int], num_groups: int, granularity: str) -> List[Tuple[int, int]]:
@@ -50,7 +70,7 @@ def group_sizes(feat_size: Sequence[int], num_groups: int, granularity: str) -> 
     raise KeyError(f"unknown MODEL.MGRAFA.GRANULARITY {granularity!r}; known: multi, single")
 
 
-class MultiGranularityAggregation(nn.Module):
+class MultiGranularityAggregation(TemporalAggregation):
     """Aggregate ``(B, T, C, H, W)`` frame maps into ``v`` ``(B, C)``.
 
     Args:
@@ -130,6 +150,11 @@ class MultiGranularityAggregation(nn.Module):
         return [(p, self.lr_factor) for p in self.blocks.parameters()] if self.lr_factor != 1.0 else []
 
     @property
+    def fixed_weights(self) -> bool:
+        """avg / nl_s / nl_st weight every node ``1 / K`` whatever the input."""
+        return self.attention in _SINGLE_GROUP
+
+    @property
     def reference_depends_on_t(self) -> bool:
         return self.attention == "rafa" and self.reference != "temporal_avg"
 
@@ -150,14 +175,16 @@ class MultiGranularityAggregation(nn.Module):
                 f"T={x.shape[1]}; use the same T at test time (TEST.VIDEO.SEQ_LEN)"
             )
 
-    def forward(self, x: torch.Tensor) -> Dict[str, object]:
-        """``x`` ``(B, T, C, H, W)`` -> dict with
+    def forward(self, x: torch.Tensor) -> AggregationOutput:
+        """``x`` ``(B, T, C, H, W)`` -> :class:`AggregationOutput` with
 
-        - ``v``: ``(B, C)``, the concatenation ``[v_1 .. v_N]`` (section 3.3);
+        - ``features``: ``v`` ``(B, C)``, the concatenation ``[v_1 .. v_N]`` (section 3.3);
         - ``group_features``: list of ``N`` tensors ``(B, C/N)`` (``v_g`` of Eq. (7));
-        - ``weights``: list of ``N`` tensors ``(B, C/N, T, H_m, W_m)``, the normalised attention
-          of every node (softmax over the ``T*H_m*W_m`` nodes per channel for rafa / afa; ``1/K``
-          everywhere for avg, an expanded view).
+        - ``node_weights``: list of ``N`` tensors ``(B, C/N, T, H_m, W_m)``, the normalised
+          attention of every node (softmax over the ``T*H_m*W_m`` nodes per channel for rafa /
+          afa; ``1/K`` everywhere for avg, an expanded view);
+        - ``frame_weights``: ``(B, T)``, :func:`~fastreid_ext.modeling.aggregation.frame_share`
+          of the node weights.
         """
         self._check(x)
         b, t = x.shape[:2]
@@ -168,7 +195,7 @@ class MultiGranularityAggregation(nn.Module):
             v = x.mean(dim=(1, 3, 4))  # (B, C)
             weights = torch.full((1, 1, 1, 1, 1), 1.0 / (t * h * w), dtype=x.dtype,
                                  device=x.device).expand(b, self.channels, t, h, w)  # a view
-            return {"v": v, "group_features": [v], "weights": [weights]}
+            return _output(v, [v], [weights])
         group_features, group_weights, scores_kept = [], [], []
         for x_m, size, block in zip(x.chunk(self.num_groups, dim=2), self.sizes, self.blocks):
             x_m = pool_spatial(x_m, size)  # (B, T, C/N, H_m, W_m)
@@ -189,11 +216,10 @@ class MultiGranularityAggregation(nn.Module):
             group_weights.append(w_m.reshape(b, -1, t, size[0], size[1]).contiguous())
         if self.training:
             self.last_scores = scores_kept
-        return {"v": torch.cat(group_features, dim=1), "group_features": group_features,
-                "weights": group_weights}
+        return _output(torch.cat(group_features, dim=1), group_features, group_weights)
 
     @torch.no_grad()
-    def diagnostics(self) -> Dict[str, float]:
+    def diagnostics(self, erased: Optional[torch.Tensor] = None) -> Dict[str, float]:
         """Attention scalars of the last training forward (rafa / afa): per group ``m``
         ``att_entropy_g{m}`` (entropy of the node weights over ``log K_m``: 1 = uniform, the
         average baseline; mean over clips and channels) and ``att_spread_g{m}`` ((max - min)
@@ -212,3 +238,28 @@ class MultiGranularityAggregation(nn.Module):
         if total:
             out["att_dead_frac"] = dead / total
         return out
+
+
+def _output(v: torch.Tensor, group_features: List[torch.Tensor],
+            node_weights: List[torch.Tensor]) -> AggregationOutput:
+    return AggregationOutput(features=v, frame_weights=frame_share(node_weights),
+                             node_weights=node_weights, group_features=group_features)
+
+
+def _variant_builder(attention: str):
+    """Builder of the ``attention`` variant from ``MODEL.MGRAFA`` (the registry's signature)."""
+    def build(cfg, channels: int, map_size: Sequence[int]) -> MultiGranularityAggregation:
+        m = cfg.MODEL.MGRAFA
+        return MultiGranularityAggregation(
+            channels=channels, feat_size=map_size, num_frames=m.NUM_FRAMES or cfg.INPUT.VIDEO.SEQ_LEN,
+            attention=attention, num_groups=m.NUM_GROUPS, granularity=m.GRANULARITY,
+            reduction=m.REDUCTION, reference=m.REFERENCE, ref_spatial_size=m.REF_SPATIAL_SIZE,
+            ref_temporal_size=m.REF_TEMPORAL_SIZE, att_init=m.ATT_INIT,
+            lr_factor=m.ATT_LR_FACTOR, score_input=m.SCORE_INPUT)
+    build.__name__ = build.__qualname__ = registry_name(attention)
+    build.__doc__ = f"MG-RAFA's ``{attention}`` aggregation built from ``MODEL.MGRAFA``."
+    return build
+
+
+for _attention in ATTENTIONS:
+    AGGREGATION_REGISTRY.register_as(registry_name(_attention))(_variant_builder(_attention))

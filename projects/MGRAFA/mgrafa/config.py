@@ -39,7 +39,8 @@ def add_mgrafa_config(cfg: CN) -> CN:
     # spatio-temporal average), "rafa" (Eq. 1-4), "afa" (MG-AFA: attention from appearance only),
     # "se" / "cbam" / "rga_sc" (Table 5: other attention modules under the same multi-granularity
     # design), "nl_s" / "nl_st" (Table 4: non-local within each frame / over all nodes, then the
-    # spatio-temporal average; single group)
+    # spatio-temporal average; single group). Each value v is registered in the core's
+    # temporal-aggregation registry as "mgrafa_v" (mgrafa.aggregation.registry_name)
     _C.MODEL.MGRAFA.ATTENTION = "rafa"
     # start of the rafa / afa attention: "uniform" (theta's last BN gamma 0, beta 1: uniform
     # softmax = the average baseline, gradient flowing), "near_uniform" (gamma 0.1, beta 1: within

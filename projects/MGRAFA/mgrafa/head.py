@@ -11,9 +11,10 @@ from torch import nn
 
 from fastreid.config import configurable
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
+from fastreid_ext.modeling.aggregation import build_aggregation
 from fastreid_ext.modeling.heads import BNNeckClassifier
 
-from .aggregation import MultiGranularityAggregation
+from .aggregation import MultiGranularityAggregation, registry_name
 
 
 def resnet_map_size(input_size: Sequence[int], last_stride: int) -> Tuple[int, int]:
@@ -68,13 +69,8 @@ class MGRAFAHead(nn.Module):
         if feat_shape is None:
             feat_shape = (cfg.MODEL.BACKBONE.FEAT_DIM,
                           *resnet_map_size(cfg.INPUT.SIZE_TRAIN, cfg.MODEL.BACKBONE.LAST_STRIDE))
-        num_frames = m.NUM_FRAMES or cfg.INPUT.VIDEO.SEQ_LEN
-        aggregation = MultiGranularityAggregation(
-            channels=int(feat_shape[0]), feat_size=feat_shape[1:], num_frames=num_frames,
-            attention=m.ATTENTION, num_groups=m.NUM_GROUPS, granularity=m.GRANULARITY,
-            reduction=m.REDUCTION, reference=m.REFERENCE, ref_spatial_size=m.REF_SPATIAL_SIZE,
-            ref_temporal_size=m.REF_TEMPORAL_SIZE, att_init=m.ATT_INIT,
-            lr_factor=m.ATT_LR_FACTOR, score_input=m.SCORE_INPUT)
+        aggregation = build_aggregation(cfg, registry_name(m.ATTENTION), channels=feat_shape[0],
+                                        map_size=feat_shape[1:], key="MODEL.MGRAFA.ATTENTION")
         return {
             "aggregation": aggregation,
             "num_classes": cfg.MODEL.HEADS.NUM_CLASSES,
@@ -89,18 +85,18 @@ class MGRAFAHead(nn.Module):
 
     def forward(self, features: torch.Tensor, targets: Optional[torch.Tensor] = None):
         agg = self.aggregation(features)
-        v = agg["v"]  # (B, C)
+        v = agg.features  # (B, C)
         if not self.training:
             return v if self.eval_feat == "before" else self.classifier.neck(v)
         if targets is None:
             raise ValueError("MGRAFAHead needs targets in training mode")
         outputs = self.classifier(v, targets)
         outputs["group_outputs"] = [clf(v_g, targets) for clf, v_g
-                                    in zip(self.group_classifiers, agg["group_features"])]
+                                    in zip(self.group_classifiers, agg.group_features)]
         return outputs
 
     @torch.no_grad()
     def attention_maps(self, features: torch.Tensor):
         """The normalised node weights of every group, ``(B, C/N, T, H_m, W_m)`` each (for the
         Figure 3 pictures)."""
-        return self.aggregation(features)["weights"]
+        return self.aggregation(features).node_weights

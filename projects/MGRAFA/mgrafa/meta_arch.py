@@ -13,6 +13,7 @@ from torch import nn
 from fastreid.config import configurable
 from fastreid.modeling.heads import REID_HEADS_REGISTRY
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
+from fastreid_ext.modeling.aggregation import aggregation_of
 from fastreid_ext.modeling.losses import LossSet, build_losses
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
 from fastreid_ext.modeling.video_utils import (
@@ -82,7 +83,7 @@ class MGRAFANet(ReidMetaArch):
     def diagnostics(self) -> Dict[str, float]:
         """Attention scalars of the last training forward (``att_entropy_g{m}``,
         ``att_spread_g{m}``, ``att_dead_frac``; :meth:`MultiGranularityAggregation.diagnostics`)."""
-        agg = getattr(self.heads, "aggregation", None)
+        agg = aggregation_of(self)
         return agg.diagnostics() if agg is not None else {}
 
     def forward(self, batched_inputs):

@@ -7,12 +7,14 @@ row per granularity, ``T`` columns.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fastreid_ext.modeling.aggregation.measures import nodes_in_box
 
 
 def group_attention_maps(weights: torch.Tensor, frame_size: Sequence[int]) -> torch.Tensor:
@@ -29,23 +31,6 @@ def group_attention_maps(weights: torch.Tensor, frame_size: Sequence[int]) -> to
     return maps / peak if peak > 0 else maps
 
 
-def frame_attention_mass(weights: torch.Tensor) -> torch.Tensor:
-    """``(C_m, T, H_m, W_m)`` softmax weights of one clip -> ``(T,)``: the share of each frame
-    in the aggregation, averaged over the channels (sums to 1; ``1 / T`` each = uniform)."""
-    if weights.dim() != 4:
-        raise ValueError(f"weights must be (C, T, H_m, W_m), got {tuple(weights.shape)}")
-    return weights.detach().float().sum(dim=(2, 3)).mean(dim=0)
-
-
-def nodes_in_box(hm: int, wm: int, box: Sequence[float], frame_size: Sequence[int]) -> torch.Tensor:
-    """``(H_m, W_m)`` bool: the nodes of an ``H_m x W_m`` map whose cell centre lies in ``box``
-    ``(x0, y0, x1, y1)`` (pixels of a ``frame_size`` = (H, W) frame)."""
-    h, w = float(frame_size[0]), float(frame_size[1])
-    ys = (torch.arange(hm, dtype=torch.float32) + 0.5) * h / hm
-    xs = (torch.arange(wm, dtype=torch.float32) + 0.5) * w / wm
-    return ((ys[:, None] >= box[1]) & (ys[:, None] < box[3]) & (xs[None, :] >= box[0]) & (xs[None, :] < box[2]))
-
-
 def box_attention_ratio(weights: torch.Tensor, t: int, box: Sequence[float],
                         frame_size: Sequence[int]) -> float:
     """Mean channel-summed weight of frame ``t``'s nodes whose centre lies in ``box``
@@ -57,28 +42,6 @@ def box_attention_ratio(weights: torch.Tensor, t: int, box: Sequence[float],
     if bool(inside.all()) or not bool(inside.any()):
         return float("nan")
     return float(node[inside].mean() / node[~inside].mean().clamp(min=1e-30))
-
-
-def occluded_node_weights(weights: torch.Tensor, boxes: Sequence[Optional[Sequence[float]]],
-                          frame_size: Sequence[int]) -> Tuple[List[float], List[float]]:
-    """Node weights of one clip relative to uniform, split by occlusion.
-
-    ``weights``: ``(C_m, T, H_m, W_m)`` softmax weights (each channel sums to 1 over the
-    ``K = T * H_m * W_m`` nodes); ``boxes``: per frame an occluder box ``(x0, y0, x1, y1)`` in
-    pixels of a ``frame_size`` frame, or ``None``. Returns ``(occluded, visible)``: the
-    channel-mean weight x ``K`` of every node inside a box and of every other node
-    (1 = uniform, the average baseline; < 1 = attended less than by the average)."""
-    if weights.dim() != 4:
-        raise ValueError(f"weights must be (C, T, H_m, W_m), got {tuple(weights.shape)}")
-    _, t_len, hm, wm = weights.shape
-    if len(boxes) != t_len:
-        raise ValueError(f"{len(boxes)} boxes for {t_len} frames")
-    node = weights.detach().double().mean(dim=0) * (t_len * hm * wm)  # (T, H_m, W_m)
-    mask = torch.zeros(t_len, hm, wm, dtype=torch.bool)
-    for t, box in enumerate(boxes):
-        if box is not None:
-            mask[t] = nodes_in_box(hm, wm, box, frame_size)
-    return node[mask].tolist(), node[~mask].tolist()
 
 
 def log_weight_variance(weights: torch.Tensor) -> Dict[str, float]:

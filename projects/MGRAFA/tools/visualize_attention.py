@@ -36,13 +36,8 @@ from fastreid_ext.config import build_config
 from fastreid_ext.data.clip_sampler import evenly
 from fastreid_ext.data.frame_io import load_clip, read_frame
 from fastreid_ext.engine import build_inference_model
-from mgrafa.visualize import (
-    box_attention_ratio,
-    frame_attention_mass,
-    log_weight_variance,
-    occluded_node_weights,
-    save_attention_grid,
-)
+from fastreid_ext.modeling.aggregation.measures import frame_attention_mass, occluded_node_weights
+from mgrafa.visualize import box_attention_ratio, log_weight_variance, save_attention_grid
 
 
 def clip_tensor(frames, size) -> torch.Tensor:
