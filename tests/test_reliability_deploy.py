@@ -309,7 +309,7 @@ def test_skip_done_does_not_take_a_killed_split_as_finished(tmp_path, capsys):
 def test_an_index_on_a_read_only_location_still_loads(tmp_path, monkeypatch):
     import errno
 
-    import fastreid_ext.engine.safe_io as safe_io
+    import fastreid_ext.utils.safe_io as safe_io
 
     folder = str(tmp_path / "idx")
     GalleryIndex.build(_feats(np.eye(4), list("abcd")), "flat").save(folder)

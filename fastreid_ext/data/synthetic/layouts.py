@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import json
 import multiprocessing as mp
 import os
 import os.path as osp
@@ -20,6 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.io import savemat
+
+from fastreid_ext.utils.safe_io import atomic_write_json
 
 from .identity import (
     KIND_LAYOUT,
@@ -184,10 +185,7 @@ def _write_side_files(out: str, tracks: Sequence[_Track], kps: Sequence[np.ndarr
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(obj, separators=(",", ":")))  # dumps: the C encoder (dump is pure Python)
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, separators=(",", ":"))  # dumps: the C encoder (dump is pure Python)
 
 
 def _savemat(path: str, arrays: Dict[str, np.ndarray]) -> None:
