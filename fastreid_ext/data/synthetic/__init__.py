@@ -28,6 +28,7 @@ from fastreid_ext.utils.safe_io import atomic_write_json
 
 from .identity import APPEARANCE_MODES, UNIFORMS
 from .layouts import (
+    DATASET_DIRS,
     DEFAULT_LENGTHS,
     GROUPS_FILE,
     KEYPOINTS_FILE,
@@ -42,7 +43,7 @@ from .layouts import (
 )
 from .render import COCO_JOINTS
 
-__all__ = ["generate", "LAYOUTS", "COCO_JOINTS", "DONE_FILE", "PARTIAL_FILE", "MARKS_FILE", "KNOBS",
+__all__ = ["generate", "LAYOUTS", "DATASET_DIRS", "COCO_JOINTS", "DONE_FILE", "PARTIAL_FILE", "MARKS_FILE", "KNOBS",
            "default_workers"]
 
 DONE_FILE = ".synthetic_done.json"  # written last: its presence means the dataset is complete
