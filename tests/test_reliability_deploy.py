@@ -194,7 +194,7 @@ def test_resume_into_features_of_another_folder_is_refused(extractor, tmp_path, 
 
 
 def test_two_extractions_into_one_file_do_not_interleave(extractor, tmp_path):
-    from fastreid_ext.engine.safe_io import LockBusy, file_lock
+    from fastreid_ext.utils.safe_io import LockBusy, file_lock
 
     _write_png(tmp_path / "A" / "x.png", 0)
     out = str(tmp_path / "f.npz")
