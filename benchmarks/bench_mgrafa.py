@@ -13,12 +13,10 @@ The data set is generated under ``$FASTREID_DATASETS`` (default ``datasets``) wh
 """
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 
 import torch
-from common import ensure_synthetic, train_and_test
+from common import prepare_variants, train_and_test, variants_parser
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgrafa  # noqa: F401
@@ -53,18 +51,8 @@ def run(variant: str, seed: int, epochs: int, root: str, out_dir: str, extra):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ids", type=int, default=60)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--variants", nargs="+", default=["baseline", "mg_rafa_n4"], choices=sorted(VARIANTS))
-    parser.add_argument("--out", default="", help="output folder (default: a temporary one)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every variant")
-    args = parser.parse_args(argv)
-    root = os.environ.get("FASTREID_DATASETS", "datasets")
-    ensure_synthetic("mars", args.ids, root)
-    out_dir = args.out or tempfile.mkdtemp(prefix="bench_mgrafa_")
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    args = variants_parser(__doc__, 60, 3, VARIANTS, ["baseline", "mg_rafa_n4"]).parse_args(argv)
+    root, out_dir = prepare_variants(args, "mars", "bench_mgrafa_")
     rows = []
     for seed in args.seeds:
         for variant in args.variants:

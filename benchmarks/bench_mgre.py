@@ -20,12 +20,10 @@ The data set is generated under ``$FASTREID_DATASETS`` (default ``datasets``) wh
 """
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
 
 import torch
-from common import ensure_synthetic, train_and_test
+from common import prepare_variants, train_and_test, variants_parser
 
 import fastreid_ext  # noqa: F401  (compat shims, registrations)
 import mgre  # noqa: F401
@@ -63,19 +61,10 @@ def run(variant: str, seed: int, epochs: int, size, root: str, out_dir: str, ext
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ids", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser = variants_parser(__doc__, 40, 8, VARIANTS, ["baseline", "mgre", "mgre_no_kp"])
     parser.add_argument("--size", type=int, nargs=2, default=[64, 32], metavar=("H", "W"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--variants", nargs="+", default=["baseline", "mgre", "mgre_no_kp"], choices=sorted(VARIANTS))
-    parser.add_argument("--out", default="", help="output folder (default: a temporary one)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every variant")
     args = parser.parse_args(argv)
-    root = os.environ.get("FASTREID_DATASETS", "datasets")
-    ensure_synthetic("market1501", args.ids, root)
-    out_dir = args.out or tempfile.mkdtemp(prefix="bench_mgre_")
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    root, out_dir = prepare_variants(args, "market1501", "bench_mgre_")
     rows = []
     for seed in args.seeds:
         for variant in args.variants:

@@ -194,7 +194,7 @@ def test_resume_into_features_of_another_folder_is_refused(extractor, tmp_path, 
 
 
 def test_two_extractions_into_one_file_do_not_interleave(extractor, tmp_path):
-    from fastreid_ext.engine.safe_io import LockBusy, file_lock
+    from fastreid_ext.utils.safe_io import LockBusy, file_lock
 
     _write_png(tmp_path / "A" / "x.png", 0)
     out = str(tmp_path / "f.npz")
@@ -309,7 +309,7 @@ def test_skip_done_does_not_take_a_killed_split_as_finished(tmp_path, capsys):
 def test_an_index_on_a_read_only_location_still_loads(tmp_path, monkeypatch):
     import errno
 
-    import fastreid_ext.engine.safe_io as safe_io
+    import fastreid_ext.utils.safe_io as safe_io
 
     folder = str(tmp_path / "idx")
     GalleryIndex.build(_feats(np.eye(4), list("abcd")), "flat").save(folder)

@@ -308,7 +308,7 @@ def test_outputs_get_ordinary_permissions(tmp_path):
 
 
 def _hold_lock(path, ready, release):
-    from fastreid_ext.engine.safe_io import file_lock
+    from fastreid_ext.utils.safe_io import file_lock
 
     with file_lock(path):
         ready.set()
@@ -318,7 +318,7 @@ def _hold_lock(path, ready, release):
 def test_a_second_training_in_the_same_folder_refuses(datasets_env, tmp_path):
     import multiprocessing as mp
 
-    from fastreid_ext.engine.safe_io import LockBusy
+    from fastreid_ext.utils.safe_io import LockBusy
 
     out = tmp_path / "busy"
     trainer = Trainer(_cfg(out, "SOLVER.MAX_EPOCH", "1"))

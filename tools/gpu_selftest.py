@@ -341,6 +341,7 @@ def _nccl_worker(out_dir: str, device: str) -> None:
     from fastreid.utils.events import EventStorage
     from fastreid_ext.config import build_config
     from fastreid_ext.modeling.losses import build_losses
+    from fastreid_ext.utils.safe_io import atomic_write
 
     rank = dist.get_rank()
     cfg = build_config(freeze=False)
@@ -355,8 +356,8 @@ def _nccl_worker(out_dir: str, device: str) -> None:
         whole = build_losses(cfg, feat_dim=16, num_classes=4).to(device)({"features": x}, t) if rank == 0 else None
     result = {k: v.item() for k, v in out.items()}
     if whole is not None:
-        torch.save({"ddp": result, "whole": {k: v.item() for k, v in whole.items()}},
-                   os.path.join(out_dir, "nccl.pt"))
+        report = {"ddp": result, "whole": {k: v.item() for k, v in whole.items()}}
+        atomic_write(os.path.join(out_dir, "nccl.pt"), lambda f: torch.save(report, f))
 
 
 def check_nccl(out_dir: str) -> str:
@@ -425,6 +426,7 @@ def _ddp_grad_step(path: str, world: int, rank: int, out_dir: str) -> None:
     from fastreid.utils.events import EventStorage
     from fastreid_ext.engine.trainer import Trainer
     from fastreid_ext.utils.modules import train_with_frozen_statistics
+    from fastreid_ext.utils.safe_io import atomic_write
 
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     cfg, batch = _ddp_grad_cfg(path, world)
@@ -438,7 +440,8 @@ def _ddp_grad_step(path: str, world: int, rank: int, out_dir: str) -> None:
     with EventStorage():
         sum(net(rows).values()).backward()
     grads = {k: p.grad.cpu() for k, p in model.named_parameters() if p.grad is not None}
-    torch.save(grads, os.path.join(out_dir, f"grads_{'ddp' if distributed else 'one'}_{rank}.pt"))
+    atomic_write(os.path.join(out_dir, f"grads_{'ddp' if distributed else 'one'}_{rank}.pt"),
+                 lambda f: torch.save(grads, f))
 
 
 def _ddp_grad_worker(path: str, out_dir: str, device: str) -> None:
@@ -725,7 +728,7 @@ def main(argv=None) -> int:
         args.steps, args.iters = 2, 5
 
     import fastreid_ext  # noqa: F401  (compat shims, registrations)
-    from fastreid_ext.engine.safe_io import atomic_write
+    from fastreid_ext.utils.safe_io import atomic_write
 
     global DEVICE
     DEVICE = "cpu" if args.dry_run_cpu else "cuda"
@@ -773,7 +776,7 @@ def _run_child(checks, row_json: str) -> int:
     import dataclasses
     import json
 
-    from fastreid_ext.engine.safe_io import atomic_write
+    from fastreid_ext.utils.safe_io import atomic_write
 
     if len(checks) != 1:
         raise SystemExit(f"--row must name exactly one check, matched {len(checks)}")

@@ -19,15 +19,15 @@ batches of ``--batch-size``); unreadable images are skipped, counted and listed 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
+
+from fastreid_ext.utils.safe_io import atomic_write_json
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,10 +126,7 @@ def main(argv=None) -> int:
                               for x, y, s in zip(kp[:, 0], kp[:, 1], v)]
             print(f"{min(start + args.batch_size, len(rels))}/{len(rels)} images", flush=True)
     out = args.out or os.path.join(args.dataset_dir, "keypoints.json")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(table, f)
-    os.replace(tmp, out)
+    atomic_write_json(out, table)
     print(f"wrote {out}: {len(table)} images labelled, {len(skipped)} skipped (unreadable)")
     for rel in skipped[:20]:
         print(f"  skipped: {rel}")

@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import fastreid_ext  # noqa: F401  (registrations)
-    from fastreid_ext.engine.safe_io import atomic_write
+    from fastreid_ext.utils.safe_io import atomic_write
 
     torch.set_grad_enabled(True)
     probes = _load_probes(args.cache)

@@ -28,7 +28,7 @@ import sys
 from typing import List, Sequence
 
 from fastreid_ext.data.datasets.splits import parse_splits, summarize_splits, summary_table
-from fastreid_ext.engine.safe_io import atomic_write
+from fastreid_ext.utils.safe_io import atomic_write_json
 
 TRAIN_NET = osp.join(osp.dirname(osp.abspath(__file__)), "train_net.py")
 _OWNED_KEYS = ("DATASETS.SPLIT",)
@@ -147,7 +147,7 @@ def main(argv=None) -> dict:
     print(summary_table(splits, results, summary))
     os.makedirs(base, exist_ok=True)
     out = {"splits": splits, "results": results, "summary": summary, "scoring": scorings}
-    atomic_write(osp.join(base, "splits_summary.json"), lambda f: json.dump(out, f, indent=2), mode="w")
+    atomic_write_json(osp.join(base, "splits_summary.json"), out, indent=2)
     print(f"[run_splits] wrote {osp.join(base, 'splits_summary.json')}")
     return out
 

@@ -5,21 +5,16 @@ import hashlib
 import json
 import os
 import resource
-import time
 from typing import Dict, Optional, Sequence
 
 import torch
+
+from ..common import LAYOUT_DIRS, train_and_test  # noqa: F401  (the benchmarks' harness)
 
 #: data sets and the pre-trained backbone are cached here (``--cache`` / ``$FASTREID_EXT_CACHE``)
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "fastreid_ext", "claims")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-#: dataset folder of each synthetic layout under a datasets root (what the datasets expect)
-LAYOUT_DIRS = {
-    "mars": os.path.join("synthetic", "mars"),
-    "market1501": os.path.join("synthetic", "market1501", "Market-1501-v15.09.15"),
-    "fgpr": os.path.join("synthetic", "fgpr"),
-}
 
 
 def cache_dir(path: str = "") -> str:
@@ -85,25 +80,6 @@ def last_diagnostics(output_dir: str) -> Dict[str, float]:
                 continue
             out.update({k[len("diag/"):]: v for k, v in row.items() if k.startswith("diag/")})
     return out
-
-
-def train_and_test(cfg, seed: int):
-    """Train ``cfg`` with the plugin's :class:`Trainer`, evaluate once at the end; returns
-    ``(results, seconds, model)`` with the unwrapped model in eval mode."""
-    from fastreid.utils.env import seed_all_rng
-    from fastreid_ext.engine import Trainer
-
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    seed_all_rng(seed)
-    t0 = time.perf_counter()
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    results = trainer.train()
-    if not results:
-        results = Trainer.test(cfg, trainer.model)
-    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
-    model.eval()
-    return dict(results), time.perf_counter() - t0, model
 
 
 def remove_checkpoints(output_dir: str) -> None:

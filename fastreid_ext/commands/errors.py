@@ -15,7 +15,7 @@ __all__ = ["USER_ERRORS", "run_cli"]
 
 
 def _user_errors() -> tuple:
-    from fastreid_ext.engine.safe_io import LockBusy
+    from fastreid_ext.utils.safe_io import LockBusy
 
     return (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, PermissionError, LockBusy)
 

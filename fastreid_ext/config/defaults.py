@@ -60,7 +60,13 @@ def add_ext_config(cfg: CN) -> CN:
     _C.MODEL.LOSSES.ATT.SCALE = 1.0        # attention loss on erased frames (the video-baseline paper, Eq. 1)
     _C.MODEL.LOSSES.ATT.TARGET = "scores"  # "scores" (post-ReLU pre-softmax, public code; can die) | "weights" (softmax)
     _C.MODEL.LOSSES.ATT.REDUCTION = "frame_mean"  # "frame_mean" (Eq. 1, / B*T) | "clip_sum" (public code, T x Eq. 1)
+    _add_data_config(_C)
+    _add_test_config(_C)
+    return cfg
 
+
+def _add_data_config(_C: CN) -> None:
+    """``INPUT.VIDEO``, ``INPUT.KEYPOINTS_MIN_MATCH``, ``DATASETS`` and ``DATALOADER`` keys."""
     # ---- video input
     _C.INPUT.VIDEO = CN()
     _C.INPUT.VIDEO.SEQ_LEN = 4             # T frames per training clip
@@ -85,6 +91,9 @@ def add_ext_config(cfg: CN) -> CN:
     _C.DATALOADER.NUM_WORKERS_TEST = 2     # the host hard-codes 4 (fastreid/data/build.py:124)
     _C.DATALOADER.EPOCH_LENGTH = "samples"  # P x K sampler epoch: "samples" (host) | "identities" (ids x K / batch, public code)
 
+
+def _add_test_config(_C: CN) -> None:
+    """``TEST`` keys, then ``SOLVER.AMP.DTYPE`` and ``SEED``."""
     # ---- test
     _C.TEST.VIDEO = CN()
     _C.TEST.VIDEO.SEQ_LEN = 4              # T frames per test clip (dense, non-overlapping)
@@ -114,7 +123,6 @@ def add_ext_config(cfg: CN) -> CN:
 
     _C.SOLVER.AMP.DTYPE = "float16"        # "float16" | "bfloat16" (GPU only; AMP is off on CPU)
     _C.SEED = -1                           # >= 0: deterministic seed (+ rank) for torch/numpy/random
-    return cfg
 
 
 def get_cfg() -> CN:

@@ -14,7 +14,7 @@ A features file is a plain ``.npz`` (``numpy.savez``, no pickles) holding:
   ``--add`` can tell a renamed or changed input from the one already embedded.
 
 Writes are atomic (temporary file + ``os.replace``, ordinary permissions, see
-:mod:`fastreid_ext.engine.safe_io`), so an interrupted extraction leaves either the previous
+:mod:`fastreid_ext.utils.safe_io`), so an interrupted extraction leaves either the previous
 complete file or the new one: the resumable extractor relies on that.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from fastreid_ext.config.hash_exclusions import embedding_hash_exclusions
-from fastreid_ext.engine.safe_io import atomic_write
+from fastreid_ext.utils.safe_io import atomic_write
 
 __all__ = [
     "FEATURES_FORMAT",

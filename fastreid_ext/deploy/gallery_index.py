@@ -44,8 +44,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from fastreid_ext.engine.safe_io import atomic_write, file_lock
 from fastreid_ext.evaluation import faiss_search, validation
+from fastreid_ext.utils.safe_io import atomic_write, file_lock
 
 from .features_file import FeaturesFile, check_hash
 

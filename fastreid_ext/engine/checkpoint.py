@@ -36,8 +36,7 @@ from fastreid.utils.checkpoint import (
     _filter_reused_missing_keys,
     _strip_prefix_if_present,
 )
-
-from .safe_io import atomic_write
+from fastreid_ext.utils.safe_io import atomic_write
 
 __all__ = ["AtomicCheckpointer", "CheckpointMismatch", "ResumeMismatch", "atomic_write",
            "class_count_key", "read_best_metric"]

@@ -63,6 +63,9 @@ def _reciprocal_mask(rank: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Te
     return (back == rows.view(-1, 1, 1)).any(dim=2)
 
 
+Sparse = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (rows, cols, values), sorted by row
+
+
 def _rerank_core(
     dist_rows: RowProvider,
     n_all: int,
@@ -74,16 +77,27 @@ def _rerank_core(
     device: torch.device,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    N, Q, G = n_all, n_query, n_all - n_query
-    elem = torch.finfo(dtype).bits // 8
+    """Steps 1-7 of the module docstring; returns the ``(Q, G)`` final distance (on the CPU)."""
+    N, Q = n_all, n_query
     budget = memory_mb / 4
-    big = rows_per_block(N, budget, elem * 3)  # distances + squared + normalised
+    big = rows_per_block(N, budget, torch.finfo(dtype).bits // 8 * 3)  # distances + squared + normalised
+    rank, row_max, orig_qg = _neighbours(dist_rows, N, Q, min(max(k1 + 1, k2), N), big, device, dtype)
+    v = _encode(dist_rows, rank, row_max, k1, budget, big, dtype)
+    if k2 != 1:
+        v = _query_expansion(v, rank, min(k2, N), budget, dtype)
+    for s, e, t_min in _jaccard(v, N, Q, budget, dtype):
+        jac = 1.0 - t_min / (2.0 - t_min)
+        orig_qg[s:e] = (jac * (1.0 - lambda_value)).cpu() + orig_qg[s:e] * lambda_value  # Eq. (12)
+    return orig_qg
 
-    # ---- pass 1: row maxima of d^2, neighbour lists, normalised (Q, G) original distance
-    K = min(max(k1 + 1, k2), N)
+
+def _neighbours(dist_rows: RowProvider, N: int, Q: int, K: int, big: int, device: torch.device,
+                dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pass 1 (step 1): the ``K`` nearest of every row (``(N, K)``), the row maxima of ``d^2``
+    and the normalised original ``(Q, G)`` distance."""
     rank = torch.empty(N, K, dtype=torch.long, device=device)
     row_max = torch.empty(N, dtype=dtype, device=device)
-    orig_qg = torch.empty(Q, G, dtype=dtype)
+    orig_qg = torch.empty(Q, N - Q, dtype=dtype)
     for s in range(0, N, big):
         e = min(s + big, N)
         d2 = dist_rows(s, e).to(device=device, dtype=dtype).pow_(2)  # (B, N), a fresh block
@@ -93,8 +107,14 @@ def _rerank_core(
         if s < Q:
             orig_qg[s : min(e, Q)] = d2[: min(e, Q) - s, Q:].cpu()
         del d2
+    return rank, row_max, orig_qg
 
-    # ---- k-reciprocal sets R(i, k1) and R(i, k1/2) (Eq. (3))
+
+def _encode(dist_rows: RowProvider, rank: torch.Tensor, row_max: torch.Tensor, k1: int,
+            budget: float, big: int, dtype: torch.dtype) -> Sparse:
+    """Steps 2-4: k-reciprocal sets ``R(i, k1)``, ``R(i, k1/2)`` (Eq. (3)), the expansion
+    ``R*(i, k1)`` (Eq. (6)) and the sparse row-normalised ``V`` (Eq. (7)), in row blocks."""
+    N, device = rank.shape[0], rank.device
     kh = int(round(k1 / 2.0))  # np.around: half to even, like the authors' code
     k1c, khc = min(k1, N - 1), min(kh, N - 1)
     fwd1, fwdh = rank[:, : k1c + 1], rank[:, : khc + 1]
@@ -107,7 +127,6 @@ def _rerank_core(
         maskh[r] = _reciprocal_mask(rank, r, khc)
     size_h = maskh.sum(dim=1)  # |R(q, k1/2)|
 
-    # ---- pass 2: expansion R*(i, k1) (Eq. (6)) and V (Eq. (7)), sparse, row by row blocks
     v_rows, v_cols, v_vals = [], [], []
     big2 = max(1, min(big, step))
     for s in range(0, N, big2):
@@ -131,30 +150,38 @@ def _rerank_core(
         v_cols.append(members[rr, cc])
         v_vals.append(w[rr, cc])
         del d2
-    v_rows, v_cols, v_vals = torch.cat(v_rows), torch.cat(v_cols), torch.cat(v_vals)
+    return torch.cat(v_rows), torch.cat(v_cols), torch.cat(v_vals)
+
+
+def _query_expansion(v: Sparse, rank: torch.Tensor, k2c: int, budget: float, dtype: torch.dtype) -> Sparse:
+    """Step 5, local query expansion (Eq. (11)): ``V_i`` <- mean of ``V`` over the ``k2``
+    nearest of ``i``."""
+    v_rows, v_cols, v_vals = v
+    N, device = rank.shape[0], rank.device
     crow = _csr_from_sorted(v_rows, N)
+    per_row = int(crow.diff().max()) * k2c
+    step = rows_per_block(per_row, budget, 32)
+    q_rows, q_cols, q_vals = [], [], []
+    for s in range(0, N, step):
+        e = min(s + step, N)
+        nb = rank[s:e, :k2c].reshape(-1)  # (B * k2,)
+        owner, pos = _gather_rows(crow, nb)
+        key = (owner // k2c + s) * N + v_cols[pos]
+        uniq, inv = torch.unique(key, sorted=True, return_inverse=True)
+        vals = torch.zeros(uniq.numel(), dtype=dtype, device=device)
+        vals.index_add_(0, inv, v_vals[pos] / k2c)
+        q_rows.append(uniq // N)
+        q_cols.append(uniq % N)
+        q_vals.append(vals)
+    return torch.cat(q_rows), torch.cat(q_cols), torch.cat(q_vals)
 
-    # ---- local query expansion (Eq. (11)): V_i <- mean of V over the k2 nearest of i
-    if k2 != 1:
-        k2c = min(k2, N)
-        per_row = int(crow.diff().max()) * k2c
-        step = rows_per_block(per_row, budget, 32)
-        q_rows, q_cols, q_vals = [], [], []
-        for s in range(0, N, step):
-            e = min(s + step, N)
-            nb = rank[s:e, :k2c].reshape(-1)  # (B * k2,)
-            owner, pos = _gather_rows(crow, nb)
-            key = (owner // k2c + s) * N + v_cols[pos]
-            uniq, inv = torch.unique(key, sorted=True, return_inverse=True)
-            vals = torch.zeros(uniq.numel(), dtype=dtype, device=device)
-            vals.index_add_(0, inv, v_vals[pos] / k2c)
-            q_rows.append(uniq // N)
-            q_cols.append(uniq % N)
-            q_vals.append(vals)
-        v_rows, v_cols, v_vals = torch.cat(q_rows), torch.cat(q_cols), torch.cat(q_vals)
-        crow = _csr_from_sorted(v_rows, N)
 
-    # ---- Jaccard distance (Eq. (10)) of query rows to gallery rows, sparse min-sum
+def _jaccard(v: Sparse, N: int, Q: int, budget: float, dtype: torch.dtype):
+    """Step 6 (Eq. (10)): yields ``(s, e, sum_g min(V_p, V_g))`` for query row blocks
+    ``[s, e)`` against every gallery row, ``(e - s, G)``, by a sparse min-sum."""
+    v_rows, v_cols, v_vals = v
+    G, device, elem = N - Q, v_rows.device, torch.finfo(dtype).bits // 8
+    crow = _csr_from_sorted(v_rows, N)
     gal = v_rows >= Q  # only gallery rows are needed as the second argument
     g_rows, g_cols, g_vals = v_rows[gal], v_cols[gal], v_vals[gal]
     order = torch.argsort(g_cols, stable=True)
@@ -167,22 +194,17 @@ def _rerank_core(
         e = min(s + out_rows, Q)
         t_min = torch.zeros((e - s) * G, dtype=dtype, device=device)
         p0, p1 = int(crow[s]), int(crow[e])
-        counts = col_count[v_cols[p0:p1]]
-        cum = counts.cumsum(0)
+        cum = col_count[v_cols[p0:p1]].cumsum(0)
         a = 0
         while a < p1 - p0:
             done = int(cum[a - 1]) if a > 0 else 0
-            b = int(torch.searchsorted(cum, done + max_pairs, right=True))
-            b = max(b, a + 1)
+            b = max(int(torch.searchsorted(cum, done + max_pairs, right=True)), a + 1)
             ent = torch.arange(p0 + a, p0 + b, device=device)
             owner, pos = _gather_rows(ccol, v_cols[ent])
             mins = torch.minimum(v_vals[ent][owner], g_vals[pos])
             t_min.index_add_(0, (v_rows[ent][owner] - s) * G + g_rows[pos], mins)
             a = b
-        t_min = t_min.view(e - s, G)
-        jac = 1.0 - t_min / (2.0 - t_min)
-        orig_qg[s:e] = (jac * (1.0 - lambda_value)).cpu() + orig_qg[s:e] * lambda_value
-    return orig_qg
+        yield s, e, t_min.view(e - s, G)
 
 
 def _check_params(k1: int, k2: int, lambda_value: float) -> None:

@@ -24,8 +24,11 @@ import shutil
 import time
 from typing import Optional, Sequence
 
+from fastreid_ext.utils.safe_io import atomic_write_json
+
 from .identity import APPEARANCE_MODES, UNIFORMS
 from .layouts import (
+    DATASET_DIRS,
     DEFAULT_LENGTHS,
     GROUPS_FILE,
     KEYPOINTS_FILE,
@@ -40,7 +43,7 @@ from .layouts import (
 )
 from .render import COCO_JOINTS
 
-__all__ = ["generate", "LAYOUTS", "COCO_JOINTS", "DONE_FILE", "PARTIAL_FILE", "MARKS_FILE", "KNOBS",
+__all__ = ["generate", "LAYOUTS", "DATASET_DIRS", "COCO_JOINTS", "DONE_FILE", "PARTIAL_FILE", "MARKS_FILE", "KNOBS",
            "default_workers"]
 
 DONE_FILE = ".synthetic_done.json"  # written last: its presence means the dataset is complete
@@ -186,9 +189,6 @@ def generate(layout: str, out: str, ids: int, seed: int = 0, cameras: Optional[i
     counts.update(write_layout(a, out, workers))
     counts["seconds"] = round(time.perf_counter() - t0, 2)
     counts["cpu_seconds"] = round(_cpu_seconds() - cpu0, 2)  # this process + finished workers
-    tmp = osp.join(out, DONE_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump({"args": a.as_dict(), "counts": counts}, f, indent=1)
-    os.replace(tmp, osp.join(out, DONE_FILE))
+    atomic_write_json(osp.join(out, DONE_FILE), {"args": a.as_dict(), "counts": counts}, indent=1)
     os.remove(osp.join(out, PARTIAL_FILE))
     return counts

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import json
 import multiprocessing as mp
 import os
 import os.path as osp
@@ -20,6 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.io import savemat
+
+from fastreid_ext.utils.safe_io import atomic_write_json
 
 from .identity import (
     KIND_LAYOUT,
@@ -36,7 +37,7 @@ from .identity import (
 )
 from .render import TrackletSpec, render_and_write
 
-__all__ = ["LAYOUTS", "LayoutArgs", "OWNED_PATHS", "DEFAULT_LENGTHS", "DEFAULT_CAMERAS", "write_layout"]
+__all__ = ["LAYOUTS", "DATASET_DIRS", "LayoutArgs", "OWNED_PATHS", "DEFAULT_LENGTHS", "DEFAULT_CAMERAS", "write_layout"]
 
 KEYPOINTS_FILE = "keypoints.json"
 GROUPS_FILE = "groups.json"
@@ -87,6 +88,16 @@ OWNED_PATHS: Dict[str, Tuple[str, ...]] = {
     "cuhk01": ("campus",),
     "fgpr": ("blue", "white", "green", "splits_fgpr.json"),
     "vehicleid": ("image", "train_test_split"),
+}
+#: where each layout's registered dataset (``Synthetic<Name>`` in ``data/datasets/synthetic.py``,
+#: ``fgpr.py``) reads it under a datasets root: the folder to generate it in (vehicleid has none)
+DATASET_DIRS: Dict[str, str] = {
+    "mars": osp.join("synthetic", "mars"),
+    "ilidsvid": osp.join("synthetic", "ilidsvid"),
+    "prid2011": osp.join("synthetic", "prid2011"),
+    "market1501": osp.join("synthetic", "market1501", "Market-1501-v15.09.15"),
+    "cuhk01": osp.join("synthetic", "cuhk01"),
+    "fgpr": osp.join("synthetic", "fgpr"),
 }
 _LAYOUT_CODE = {name: i + 1 for i, name in enumerate(LAYOUTS)}
 
@@ -184,10 +195,7 @@ def _write_side_files(out: str, tracks: Sequence[_Track], kps: Sequence[np.ndarr
 
 
 def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(obj, separators=(",", ":")))  # dumps: the C encoder (dump is pure Python)
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, separators=(",", ":"))  # dumps: the C encoder (dump is pure Python)
 
 
 def _savemat(path: str, arrays: Dict[str, np.ndarray]) -> None:

@@ -70,25 +70,21 @@ class AttentionLoss(ReIDLoss):
     (``INPUT.VIDEO.FRAME_ERASE.ENABLED``)."""
 
     output_name = "loss_att"
+    config_node = "ATT"
+    config_args = {"on": "TARGET", "reduction": "REDUCTION"}
 
     def __init__(self, scale: float = 1.0, on: str = "scores", reduction: str = "frame_mean"):
-        super().__init__()
+        super().__init__(scale)
         if on not in ATTENTION_LOSS_TARGETS:
             raise ValueError(f"unknown MODEL.LOSSES.ATT.TARGET {on!r}; known: "
                              f"{', '.join(ATTENTION_LOSS_TARGETS)}")
         if reduction not in ATTENTION_LOSS_REDUCTIONS:
             raise ValueError(f"unknown MODEL.LOSSES.ATT.REDUCTION {reduction!r}; known: "
                              f"{', '.join(ATTENTION_LOSS_REDUCTIONS)}")
-        self.scale = float(scale)
         self.on = on
         self.reduction = reduction
         self.key = ATTENTION_LOSS_TARGETS[on]
         self.required_keys = (self.key, "erased")
 
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.ATT
-        return cls(scale=c.SCALE, on=c.TARGET, reduction=c.REDUCTION)
-
-    def forward(self, outputs, targets):
-        return attention_loss(outputs[self.key], outputs["erased"], self.reduction) * self.scale
+    def compute(self, outputs, targets):
+        return attention_loss(outputs[self.key], outputs["erased"], self.reduction)

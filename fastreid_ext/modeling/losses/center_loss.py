@@ -45,17 +45,19 @@ class CenterLoss(ReIDLoss):
     """
 
     output_name = "loss_center"
+    config_node = "CENTER"
+    config_args = {"lr": "LR", "feat_key": "FEAT"}
 
     def __init__(self, num_classes: int, feat_dim: int, scale: float = 0.0005,
                  lr: float = 0.5, feat_key: str = "features"):
-        super().__init__()
+        super().__init__(scale)
         if num_classes <= 0 or feat_dim <= 0:
             raise ValueError(f"CenterLoss needs num_classes > 0 and feat_dim > 0, got "
                              f"{num_classes} and {feat_dim} (is MODEL.HEADS.NUM_CLASSES set?)")
         if scale <= 0:
             raise ValueError(f"MODEL.LOSSES.CENTER.SCALE must be > 0 (its gradient is divided "
                              f"by it before the centers' own step), got {scale}")
-        self.scale, self.lr, self.feat_key = float(scale), float(lr), feat_key
+        self.lr, self.feat_key = float(lr), feat_key
         self.required_keys = (feat_key,)
         self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))
         self._optimizer: Optional[torch.optim.Optimizer] = None
@@ -65,12 +67,11 @@ class CenterLoss(ReIDLoss):
         missing = [k for k in ("num_classes", "feat_dim") if k not in ctx]
         if missing:
             raise KeyError(f"CenterLoss.from_config needs {missing} in build_losses(...)")
-        c = cfg.MODEL.LOSSES.CENTER
         return cls(num_classes=int(ctx["num_classes"]), feat_dim=int(ctx["feat_dim"]),
-                   scale=c.SCALE, lr=c.LR, feat_key=c.FEAT)
+                   **cls.config_kwargs(cfg))
 
-    def forward(self, outputs, targets):
-        return center_loss(outputs[self.feat_key], targets, self.centers) * self.scale
+    def compute(self, outputs, targets):
+        return center_loss(outputs[self.feat_key], targets, self.centers)
 
     def own_optimizer(self) -> torch.optim.Optimizer:
         """Plain SGD over the centers (created once, then the same object)."""

@@ -18,20 +18,17 @@ class CrossEntropyLoss(ReIDLoss):
 
     output_name = "loss_cls"
     required_keys = ("cls_outputs",)
+    config_node = "CE"
+    config_args = {"eps": "EPSILON", "alpha": "ALPHA"}
 
     def __init__(self, eps: float = 0.1, alpha: float = 0.2, scale: float = 1.0):
-        super().__init__()
-        self.eps, self.alpha, self.scale = eps, alpha, scale
+        super().__init__(scale)
+        self.eps, self.alpha = eps, alpha
 
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.CE
-        return cls(eps=c.EPSILON, alpha=c.ALPHA, scale=c.SCALE)
-
-    def forward(self, outputs, targets):
+    def compute(self, outputs, targets):
         if "pred_class_logits" in outputs:
             log_accuracy(outputs["pred_class_logits"].detach(), targets)
-        return cross_entropy_loss(outputs["cls_outputs"], targets, self.eps, self.alpha) * self.scale
+        return cross_entropy_loss(outputs["cls_outputs"], targets, self.eps, self.alpha)
 
 
 TRIPLET_DISTANCES = ("host", "cosine")
@@ -68,65 +65,54 @@ class TripletLoss(ReIDLoss):
 
     output_name = "loss_triplet"
     pairwise = True
+    config_node = "TRI"
+    config_args = {"margin": "MARGIN", "norm_feat": "NORM_FEAT", "hard_mining": "HARD_MINING",
+                   "distance": "DISTANCE"}
 
     def __init__(self, margin: float = 0.3, norm_feat: bool = False, hard_mining: bool = True,
                  scale: float = 1.0, distance: str = "host"):
-        super().__init__()
+        super().__init__(scale)
         if distance not in TRIPLET_DISTANCES:
             raise ValueError(f"unknown MODEL.LOSSES.TRI.DISTANCE {distance!r}; known: "
                              f"{', '.join(TRIPLET_DISTANCES)}")
-        self.margin, self.norm_feat, self.hard_mining, self.scale = margin, norm_feat, hard_mining, scale
+        self.margin, self.norm_feat, self.hard_mining = margin, norm_feat, hard_mining
         self.distance = distance
 
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.TRI
-        return cls(margin=c.MARGIN, norm_feat=c.NORM_FEAT, hard_mining=c.HARD_MINING, scale=c.SCALE,
-                   distance=c.DISTANCE)
-
-    def forward(self, outputs, targets):
+    def compute(self, outputs, targets):
         if self.distance == "cosine":
-            return cosine_triplet_loss(outputs["features"], targets, self.margin,
-                                       self.hard_mining) * self.scale
-        return triplet_loss(outputs["features"], targets, self.margin, self.norm_feat,
-                            self.hard_mining) * self.scale
+            return cosine_triplet_loss(outputs["features"], targets, self.margin, self.hard_mining)
+        return triplet_loss(outputs["features"], targets, self.margin, self.norm_feat, self.hard_mining)
+
+
+class PairwiseMarginLoss(ReIDLoss):
+    """A host pairwise loss ``fn(features, targets, margin, gamma)`` on ``features``; the node's
+    ``MARGIN`` and ``GAMMA``. Subclasses set ``loss_fn``, ``config_node`` and ``output_name``."""
+
+    pairwise = True
+    config_args = {"margin": "MARGIN", "gamma": "GAMMA"}
+    loss_fn = None  # staticmethod(host function)
+
+    def __init__(self, margin: float = 0.25, gamma: float = 128, scale: float = 1.0):
+        super().__init__(scale)
+        self.margin, self.gamma = margin, gamma
+
+    def compute(self, outputs, targets):
+        return self.loss_fn(outputs["features"], targets, self.margin, self.gamma)
 
 
 @LOSS_REGISTRY.register()
-class CircleLoss(ReIDLoss):
+class CircleLoss(PairwiseMarginLoss):
     """Pairwise circle loss (host ``pairwise_circleloss``); ``MODEL.LOSSES.CIRCLE``."""
 
     output_name = "loss_circle"
-    pairwise = True
-
-    def __init__(self, margin: float = 0.25, gamma: float = 128, scale: float = 1.0):
-        super().__init__()
-        self.margin, self.gamma, self.scale = margin, gamma, scale
-
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.CIRCLE
-        return cls(margin=c.MARGIN, gamma=c.GAMMA, scale=c.SCALE)
-
-    def forward(self, outputs, targets):
-        return pairwise_circleloss(outputs["features"], targets, self.margin, self.gamma) * self.scale
+    config_node = "CIRCLE"
+    loss_fn = staticmethod(pairwise_circleloss)
 
 
 @LOSS_REGISTRY.register()
-class Cosface(ReIDLoss):
+class Cosface(PairwiseMarginLoss):
     """Pairwise CosFace loss (host ``pairwise_cosface``); ``MODEL.LOSSES.COSFACE``."""
 
     output_name = "loss_cosface"
-    pairwise = True
-
-    def __init__(self, margin: float = 0.25, gamma: float = 128, scale: float = 1.0):
-        super().__init__()
-        self.margin, self.gamma, self.scale = margin, gamma, scale
-
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.COSFACE
-        return cls(margin=c.MARGIN, gamma=c.GAMMA, scale=c.SCALE)
-
-    def forward(self, outputs, targets):
-        return pairwise_cosface(outputs["features"], targets, self.margin, self.gamma) * self.scale
+    config_node = "COSFACE"
+    loss_fn = staticmethod(pairwise_cosface)

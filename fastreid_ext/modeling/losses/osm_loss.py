@@ -100,12 +100,14 @@ class OSMLoss(ReIDLoss):
     output_name = "loss_osm"
     required_keys = ("features",)
     pairwise = True
+    config_node = "OSM"
+    config_args = {"alpha": "ALPHA", "sigma": "SIGMA", "l": "L", "cl_centers": "CL_CENTERS"}
 
     def __init__(self, alpha: float, sigma: float, l: float, scale: float = 1.0,  # noqa: E741
                  cl_centers: bool = True, num_classes: int = 0, feat_dim: int = 0,
                  class_embeddings: Optional[torch.Tensor] = None):
-        super().__init__()
-        self.alpha, self.sigma, self.l, self.scale = float(alpha), float(sigma), float(l), float(scale)
+        super().__init__(scale)
+        self.alpha, self.sigma, self.l = float(alpha), float(sigma), float(l)
         self.cl_centers = bool(cl_centers)
         # references to tensors owned elsewhere are kept out of this module's parameters
         object.__setattr__(self, "_center_loss", None)
@@ -123,10 +125,8 @@ class OSMLoss(ReIDLoss):
 
     @classmethod
     def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.OSM
-        return cls(alpha=c.ALPHA, sigma=c.SIGMA, l=c.L, scale=c.SCALE, cl_centers=c.CL_CENTERS,
-                   num_classes=int(ctx.get("num_classes", 0)), feat_dim=int(ctx.get("feat_dim", 0)),
-                   class_embeddings=ctx.get("class_embeddings"))
+        return cls(num_classes=int(ctx.get("num_classes", 0)), feat_dim=int(ctx.get("feat_dim", 0)),
+                   class_embeddings=ctx.get("class_embeddings"), **cls.config_kwargs(cfg))
 
     def bind(self, losses) -> None:
         if not self.cl_centers:
@@ -148,6 +148,5 @@ class OSMLoss(ReIDLoss):
             return self._center_loss.centers
         return self._external if self._external is not None else self.class_embeddings
 
-    def forward(self, outputs, targets):
-        return osm_loss(outputs["features"], targets, self.embeddings(), self.alpha,
-                        self.sigma, self.l) * self.scale
+    def compute(self, outputs, targets):
+        return osm_loss(outputs["features"], targets, self.embeddings(), self.alpha, self.sigma, self.l)

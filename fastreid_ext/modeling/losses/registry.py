@@ -4,7 +4,7 @@ The host picks losses by string membership in ``Baseline.losses()``
 (``fastreid/modeling/meta_arch/baseline.py:151-179``) and silently ignores unknown names.
 Here every loss is a registered :class:`ReIDLoss` subclass chosen by name in
 ``MODEL.LOSSES.NAME``; each reads its weight and hyper-parameters from its own node
-``MODEL.LOSSES.<CFG_KEY>``; an unknown name raises with the list of known ones.
+``MODEL.LOSSES.<config_node>``; an unknown name raises with the list of known ones.
 
 A loss module is called as ``loss(outputs, targets) -> Tensor`` (already multiplied by its
 ``SCALE``), where ``outputs`` is the dict a head returns in training. Conventional keys:
@@ -26,7 +26,7 @@ next to the backbone; float32 costs nothing measurable.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -41,9 +41,16 @@ class ReIDLoss(nn.Module):
     """Base class of registered losses.
 
     Subclasses set ``output_name`` (the key in the returned loss dict, e.g. ``loss_cls``),
-    ``required_keys`` and implement ``from_config(cls, cfg, **ctx)`` and ``forward``.
-    ``ctx`` carries what the model knows and the config does not: ``feat_dim``,
-    ``num_classes``.
+    ``required_keys``, declare their config once and implement :meth:`compute`:
+
+    - ``config_node``: the node ``MODEL.LOSSES.<config_node>`` the loss reads. Its ``SCALE`` is
+      the loss weight: passed to ``__init__`` as ``scale`` and applied by :meth:`forward`, the
+      one place that multiplies a loss by its weight.
+    - ``config_args``: ``{constructor argument: key of that node}`` for the other settings.
+
+    The default :meth:`from_config` builds ``cls(scale=SCALE, **{arg: node[key]})``; a loss that
+    needs what the model knows and the config does not (``ctx``: ``feat_dim``,
+    ``num_classes``, ``class_embeddings``) overrides it and starts from :meth:`config_kwargs`.
     """
 
     output_name: str = "loss"
@@ -51,9 +58,36 @@ class ReIDLoss(nn.Module):
     #: compares samples with each other (triplet, circle, OSM): under DDP the ``LossSet``
     #: gathers its ``required_keys`` and the targets from every rank (``MODEL.LOSSES.GATHER``)
     pairwise: bool = False
+    #: ``MODEL.LOSSES.<config_node>``: the node holding ``SCALE`` and the ``config_args`` keys
+    config_node: str = ""
+    #: constructor argument -> key in ``MODEL.LOSSES.<config_node>`` (``SCALE`` -> ``scale`` implied)
+    config_args: Dict[str, str] = {}
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.scale = float(scale)
 
     @classmethod
-    def from_config(cls, cfg, **ctx) -> "ReIDLoss":  # pragma: no cover - interface
+    def config_kwargs(cls, cfg) -> Dict[str, Any]:
+        """The constructor arguments read from ``MODEL.LOSSES.<config_node>``: ``scale`` and
+        those of ``config_args``."""
+        if not cls.config_node:
+            raise NotImplementedError(f"{cls.__name__} sets no config_node (its MODEL.LOSSES node)")
+        node = cfg.MODEL.LOSSES[cls.config_node]
+        kwargs = {arg: node[key] for arg, key in cls.config_args.items()}
+        kwargs["scale"] = node.SCALE
+        return kwargs
+
+    @classmethod
+    def from_config(cls, cfg, **ctx) -> "ReIDLoss":
+        return cls(**cls.config_kwargs(cfg))
+
+    def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """The weighted loss: ``SCALE * compute(outputs, targets)``."""
+        return self.compute(outputs, targets) * self.scale
+
+    def compute(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """The loss before its weight ``SCALE``."""
         raise NotImplementedError
 
     def own_optimizer(self) -> Optional[torch.optim.Optimizer]:

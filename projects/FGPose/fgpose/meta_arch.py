@@ -36,7 +36,7 @@ from torch import nn
 
 from fastreid.config import configurable
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
-from fastreid_ext.modeling.heads import BNNeckClassifier
+from fastreid_ext.modeling.heads import BNNeckClassifier, read_old_bnneck_keys
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
 from fastreid_ext.modeling.resnet_levels import missing_resnet_parts, resnet_levels
 from fastreid_ext.modeling.video_utils import build_backbone_offline
@@ -72,13 +72,6 @@ def _check_backbone(backbone: nn.Module) -> None:
         raise ValueError("FGPose reads the backbone's levels directly; MODEL.BACKBONE.WITH_NL is not supported")
 
 
-def _rename_old_bn_keys(module, state_dict, prefix, *args) -> None:
-    """Checkpoints written before the BNNeck moved into ``classifier`` hold it as ``bn.*``:
-    read them under the new names (``classifier.bnneck.*``; ``classifier.weight`` kept its name)."""
-    for key in [k for k in state_dict if k.startswith(prefix + "bn.")]:
-        state_dict[prefix + "classifier.bnneck." + key[len(prefix) + 3:]] = state_dict.pop(key)
-
-
 class StreamHead(nn.Module):
     """One stream's BNNeck (bias frozen) + bias-free classifier, weight ``N(0, 0.001^2)``
     (:class:`fastreid_ext.modeling.heads.BNNeckClassifier`, drawn after ``nn.Linear``'s draw:
@@ -87,7 +80,7 @@ class StreamHead(nn.Module):
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
         self.classifier = BNNeckClassifier(dim, num_classes, init_std=0.001, weight_init="linear_then_normal")
-        self.register_load_state_dict_pre_hook(_rename_old_bn_keys)
+        read_old_bnneck_keys(self)  # checkpoints with the BNNeck as bn.*
 
     def neck(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D) -> (B, D)``: the BN feature (the test embedding's part)."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastreid_ext.modeling.heads import BNNeckClassifier
+from fastreid_ext.modeling.heads import BNNeckClassifier, read_old_bnneck_keys
 
 __all__ = ["ResidualBlock", "StageEmbedding", "gap_gmp", "weighted_concat"]
 
@@ -53,13 +53,6 @@ def weighted_concat(features: Sequence[torch.Tensor], weights: Sequence[float]) 
     return torch.cat([w * F.normalize(f, dim=1) for f, w in zip(features, weights)], dim=1)
 
 
-def _rename_old_bn_keys(module, state_dict, prefix, *args) -> None:
-    """Checkpoints written before the BNNeck moved into ``classifier`` hold it as ``bn.*``:
-    read them under the new names (``classifier.bnneck.*``)."""
-    for key in [k for k in state_dict if k.startswith(prefix + "bn.")]:
-        state_dict[prefix + "classifier.bnneck." + key[len(prefix) + 3:]] = state_dict.pop(key)
-
-
 class StageEmbedding(nn.Module):
     """Embedding of one stage: ``R`` region maps -> ``(B, dim)`` (Fig. 3).
 
@@ -77,7 +70,7 @@ class StageEmbedding(nn.Module):
         # random stream this module has always had)
         self.classifier = BNNeckClassifier(dim, num_classes, init_std=0.001, weight_init="linear_then_normal")
         nn.init.kaiming_normal_(self.proj.weight, mode="fan_out")
-        self.register_load_state_dict_pre_hook(_rename_old_bn_keys)
+        read_old_bnneck_keys(self)  # checkpoints with the BNNeck as bn.*
 
     def project(self, region_vectors: Sequence[torch.Tensor]) -> torch.Tensor:
         """``R`` tensors ``(N, C)`` -> pre-BN feature ``(N, dim)``."""

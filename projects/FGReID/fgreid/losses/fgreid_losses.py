@@ -9,6 +9,7 @@ import logging
 
 from fastreid.modeling.losses import log_accuracy
 from fastreid_ext.modeling.losses import LOSS_REGISTRY, ReIDLoss
+from fastreid_ext.modeling.losses.host_losses import CrossEntropyLoss
 
 from .functional import (
     VARIANCE_NORMS,
@@ -24,33 +25,23 @@ LOGIT_KEYS = ("y1", "y2")
 
 
 @LOSS_REGISTRY.register()
-class AveragedCrossEntropyLoss(ReIDLoss):
+class AveragedCrossEntropyLoss(CrossEntropyLoss):
     """``L_CE^avg``: label-smoothed CE averaged over the label vectors the model produced
     (Y1 and Y2; only one of them in the "only GFM" / "w/o GFM" ablations).
     Reads ``MODEL.LOSSES.CE`` (``EPSILON``, ``ALPHA``, ``SCALE``); writes ``loss_cls``."""
 
-    output_name = "loss_cls"
     required_keys = ()
-
-    def __init__(self, eps: float = 0.1, alpha: float = 0.2, scale: float = 1.0):
-        super().__init__()
-        self.eps, self.alpha, self.scale = eps, alpha, scale
-
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.CE
-        return cls(eps=c.EPSILON, alpha=c.ALPHA, scale=c.SCALE)
 
     def check_inputs(self, outputs):
         if not any(k in outputs for k in LOGIT_KEYS):
             raise KeyError(f"AveragedCrossEntropyLoss needs one of {LOGIT_KEYS}; the head "
                            f"returned {sorted(outputs)}")
 
-    def forward(self, outputs, targets):
+    def compute(self, outputs, targets):
         logits = [outputs[k] for k in LOGIT_KEYS if k in outputs]
         if "pred_class_logits" in outputs:
             log_accuracy(outputs["pred_class_logits"].detach(), targets)
-        return averaged_cross_entropy(logits, targets, self.eps, self.alpha) * self.scale
+        return averaged_cross_entropy(logits, targets, self.eps, self.alpha)
 
 
 @LOSS_REGISTRY.register()
@@ -64,19 +55,17 @@ class VarianceLoss(ReIDLoss):
     #: DDP's gradient average would divide the weight by the number of processes; gathered
     #: (``MODEL.LOSSES.GATHER``), every rank computes the whole batch's loss instead
     pairwise = True
+    config_node = "VAR"
+    config_args = {"norm": "NORM"}
 
     def __init__(self, scale: float = 6.818e-4, norm: str = "paper"):
-        super().__init__()
+        super().__init__(scale)
         if norm not in VARIANCE_NORMS:
             raise ValueError(f"unknown MODEL.LOSSES.VAR.NORM {norm!r}; known: {', '.join(VARIANCE_NORMS)}")
-        self.scale, self.norm = scale, norm
+        self.norm = norm
 
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        return cls(scale=cfg.MODEL.LOSSES.VAR.SCALE, norm=cfg.MODEL.LOSSES.VAR.NORM)
-
-    def forward(self, outputs, targets):
-        return variance_regularization(outputs["features"], targets, self.norm) * self.scale
+    def compute(self, outputs, targets):
+        return variance_regularization(outputs["features"], targets, self.norm)
 
 
 @LOSS_REGISTRY.register()
@@ -85,18 +74,15 @@ class KLConsistencyLoss(ReIDLoss):
 
     output_name = "loss_kl"
     required_keys = ("y1", "y2")
+    config_node = "KL"
+    config_args = {"margin": "MARGIN"}
 
     def __init__(self, margin: float = 0.005, scale: float = 1.0):
-        super().__init__()
-        self.margin, self.scale = margin, scale
+        super().__init__(scale)
+        self.margin = margin
 
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.KL
-        return cls(margin=c.MARGIN, scale=c.SCALE)
-
-    def forward(self, outputs, targets):
-        return kl_consistency(outputs["y1"], outputs["y2"], self.margin) * self.scale
+    def compute(self, outputs, targets):
+        return kl_consistency(outputs["y1"], outputs["y2"], self.margin)
 
 
 @LOSS_REGISTRY.register()
@@ -108,19 +94,15 @@ class SatisfiedRankLoss(ReIDLoss):
 
     output_name = "loss_sr"
     required_keys = ("y1", "y2")
+    config_node = "SR"
+    config_args = {"margin_rank": "MARGIN_RANK", "margin_limit": "MARGIN_LIMIT"}
 
     def __init__(self, margin_rank: float = 2.0, margin_limit: float = 1.0, scale: float = 1.0):
-        super().__init__()
-        self.margin_rank, self.margin_limit, self.scale = margin_rank, margin_limit, scale
+        super().__init__(scale)
+        self.margin_rank, self.margin_limit = margin_rank, margin_limit
         if not satisfied_rank_can_rank(margin_rank, margin_limit):
             logger.info("SatisfiedRankLoss: m_r = %g >= 2 m_s = %g, so its rank term never acts: "
                         "L_sr = mean(2 m_s - p1 - p2)", margin_rank, 2 * margin_limit)
 
-    @classmethod
-    def from_config(cls, cfg, **ctx):
-        c = cfg.MODEL.LOSSES.SR
-        return cls(margin_rank=c.MARGIN_RANK, margin_limit=c.MARGIN_LIMIT, scale=c.SCALE)
-
-    def forward(self, outputs, targets):
-        return satisfied_rank(outputs["y1"], outputs["y2"], targets, self.margin_rank,
-                              self.margin_limit) * self.scale
+    def compute(self, outputs, targets):
+        return satisfied_rank(outputs["y1"], outputs["y2"], targets, self.margin_rank, self.margin_limit)
