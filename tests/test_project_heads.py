@@ -1,5 +1,5 @@
-"""The projects' BNNeck + classifier heads are the core's BNNeckClassifier; MGRe checkpoints
-written before the move (``bn.*`` keys) still load."""
+"""The projects' BNNeck + classifier heads are the core's BNNeckClassifier, and their state
+keys are the classifier's (no published checkpoint uses other names, so none are renamed)."""
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
@@ -7,19 +7,17 @@ from fastreid_ext.modeling.heads import BNNeckClassifier
 from mgre.embedding import StageEmbedding
 
 
-def test_mgre_reads_checkpoints_with_the_old_bn_names():
+def test_mgre_head_refuses_keys_it_does_not_have():
     torch.manual_seed(0)
-    trained = StageEmbedding(8, 2, 6, 5)
-    trained.classifier.bnneck.running_mean.normal_()
-    trained.classifier.bnneck.weight.data.uniform_(0.5, 1.5)
-    state = trained.state_dict()
-    old = {k.replace("classifier.bnneck.", "bn."): v.clone() for k, v in state.items()}
-    assert "bn.running_mean" in old and "classifier.weight" in old
-    torch.manual_seed(1)
-    fresh = StageEmbedding(8, 2, 6, 5)
-    fresh.load_state_dict(old, strict=True)
-    for k, v in state.items():
-        assert torch.equal(fresh.state_dict()[k], v), k
+    state = StageEmbedding(8, 2, 6, 5).state_dict()
+    assert any(k.startswith("classifier.bnneck.") for k in state)
+    other = {k.replace("classifier.bnneck.", "bn."): v for k, v in state.items()}
+    try:
+        StageEmbedding(8, 2, 6, 5).load_state_dict(other, strict=True)
+    except RuntimeError as e:
+        assert "bn.running_mean" in str(e)
+    else:
+        raise AssertionError("keys of another layout were loaded")
 
 
 def test_mgre_stage_embedding_head_is_the_bnneck_classifier():
@@ -46,7 +44,7 @@ def test_mgrafa_classifiers_are_the_bnneck_classifier():
     assert all(isinstance(c, BNNeckClassifier) for c in head.group_classifiers)
 
 
-def test_fgpose_stream_heads_are_the_bnneck_classifier_and_read_old_checkpoints():
+def test_fgpose_stream_heads_are_the_bnneck_classifier():
     from fgpose.meta_arch import StreamHead
 
     torch.manual_seed(0)
@@ -54,15 +52,6 @@ def test_fgpose_stream_heads_are_the_bnneck_classifier_and_read_old_checkpoints(
     assert isinstance(trained.classifier, BNNeckClassifier)
     trained.classifier.bnneck.running_mean.normal_()
     trained.classifier.bnneck.weight.data.uniform_(0.5, 1.5)
-    state = trained.state_dict()
-    # the keys of the head before the move: bn.* (BatchNorm1d) and classifier.weight (nn.Linear)
-    old = {k.replace("classifier.bnneck.", "bn."): v.clone() for k, v in state.items()}
-    assert "bn.running_var" in old and "classifier.weight" in old
-    torch.manual_seed(1)
-    fresh = StreamHead(6, 5)
-    fresh.load_state_dict(old, strict=True)
-    for k, v in state.items():
-        assert torch.equal(fresh.state_dict()[k], v), k
     # train mode: BN with the batch's statistics (weight, bias 0), then the bias-free classifier
     feat = torch.randn(4, 6)
     trained.train()
@@ -79,7 +68,7 @@ def test_fgpose_stream_heads_are_the_bnneck_classifier_and_read_old_checkpoints(
     torch.testing.assert_close(trained.neck(feat).double(), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_fgpose_is_a_reid_meta_arch_and_reads_old_model_checkpoints():
+def test_fgpose_is_a_reid_meta_arch_and_reloads_its_checkpoints():
     import os.path as osp
 
     import fgpose  # noqa: F401
@@ -93,10 +82,9 @@ def test_fgpose_is_a_reid_meta_arch_and_reads_old_model_checkpoints():
     model = build_model(cfg)
     assert isinstance(model, ReidMetaArch)
     state = model.state_dict()
-    old = {k.replace(".classifier.bnneck.", ".bn."): v for k, v in state.items()}
-    assert any(k.startswith("heads.") and ".bn." in k for k in old)
+    assert any(k.startswith("heads.") and ".classifier.bnneck." in k for k in state)
     torch.manual_seed(1)
     fresh = build_model(cfg)
-    fresh.load_state_dict(old, strict=True)
+    fresh.load_state_dict(state, strict=True)
     for k, v in state.items():
         assert torch.equal(fresh.state_dict()[k], v), k

@@ -1,4 +1,4 @@
 """Heads shared by the meta-architectures."""
-from .bnneck import BNNeckClassifier, read_old_bnneck_keys
+from .bnneck import BNNeckClassifier
 
-__all__ = ["BNNeckClassifier", "read_old_bnneck_keys"]
+__all__ = ["BNNeckClassifier"]

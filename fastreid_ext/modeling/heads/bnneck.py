@@ -10,7 +10,6 @@ checks equality with the host head.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Dict, Optional
 
@@ -21,24 +20,10 @@ from torch import nn
 from fastreid.layers import any_softmax, get_norm
 from fastreid.layers.weight_init import weights_init_kaiming
 
-__all__ = ["BNNeckClassifier", "NECK_FEATS", "WEIGHT_INITS", "read_old_bnneck_keys"]
+__all__ = ["BNNeckClassifier", "NECK_FEATS", "WEIGHT_INITS"]
 
 NECK_FEATS = ("before", "after")
 WEIGHT_INITS = ("normal", "linear_then_normal")
-
-
-def read_old_bnneck_keys(module: nn.Module, old: str = "bn.", new: str = "classifier.bnneck.") -> None:
-    """Let ``module`` load checkpoints that hold its BNNeck under the names it had before it
-    became a :class:`BNNeckClassifier` attribute (``<old>*``, a ``BatchNorm1d`` beside an
-    ``nn.Linear`` ``classifier``): those tensors are read as ``<new>*``
-    (``classifier.weight`` keeps its name). Used by the heads of MGRe (``StageEmbedding``) and
-    FGPose (``StreamHead``), whose checkpoints written before the move have ``bn.*`` keys."""
-    module.register_load_state_dict_pre_hook(functools.partial(_rename_prefix, old=old, new=new))
-
-
-def _rename_prefix(module, state_dict, prefix, *args, old: str, new: str) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + old)]:
-        state_dict[prefix + new + key[len(prefix) + len(old):]] = state_dict.pop(key)
 
 
 class BNNeckClassifier(nn.Module):

@@ -36,7 +36,7 @@ from torch import nn
 
 from fastreid.config import configurable
 from fastreid.modeling.meta_arch import META_ARCH_REGISTRY
-from fastreid_ext.modeling.heads import BNNeckClassifier, read_old_bnneck_keys
+from fastreid_ext.modeling.heads import BNNeckClassifier
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
 from fastreid_ext.modeling.resnet_levels import missing_resnet_parts, resnet_levels
 from fastreid_ext.modeling.video_utils import build_backbone_offline
@@ -80,7 +80,6 @@ class StreamHead(nn.Module):
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
         self.classifier = BNNeckClassifier(dim, num_classes, init_std=0.001, weight_init="linear_then_normal")
-        read_old_bnneck_keys(self)  # checkpoints with the BNNeck as bn.*
 
     def neck(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D) -> (B, D)``: the BN feature (the test embedding's part)."""

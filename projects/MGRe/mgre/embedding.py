@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastreid_ext.modeling.heads import BNNeckClassifier, read_old_bnneck_keys
+from fastreid_ext.modeling.heads import BNNeckClassifier
 
 __all__ = ["ResidualBlock", "StageEmbedding", "gap_gmp", "weighted_concat"]
 
@@ -70,7 +70,6 @@ class StageEmbedding(nn.Module):
         # random stream this module has always had)
         self.classifier = BNNeckClassifier(dim, num_classes, init_std=0.001, weight_init="linear_then_normal")
         nn.init.kaiming_normal_(self.proj.weight, mode="fan_out")
-        read_old_bnneck_keys(self)  # checkpoints with the BNNeck as bn.*
 
     def project(self, region_vectors: Sequence[torch.Tensor]) -> torch.Tensor:
         """``R`` tensors ``(N, C)`` -> pre-BN feature ``(N, dim)``."""
