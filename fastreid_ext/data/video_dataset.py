@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fastreid_ext.utils.keypoints import NUM_JOINTS
+
 from .clip_sampler import dense_clips
 from .frame_io import load_clip
 from .transforms import ClipParams, transform_keypoints
-
-NUM_JOINTS = 17
 
 _KEYPOINT_FILES: Dict[str, Dict[str, np.ndarray]] = {}  # per-process cache: json path -> rel path -> (17, 3)
 
