@@ -322,7 +322,8 @@ def test_all_registered_with_class_attributes():
 
 
 # ---------------------------------------------------------------- multi-split runs
-from fastreid_ext.data.datasets.splits import parse_splits, summarize_splits  # noqa: E402
+from fastreid_ext.data.datasets.splits import parse_splits  # noqa: E402
+from fastreid_ext.evaluation.split_stats import summarize_split_metrics  # noqa: E402
 
 METRICS = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")
 
@@ -336,23 +337,23 @@ def test_parse_splits():
             parse_splits(bad)
 
 
-def test_summarize_splits_matches_numpy():
+def test_summarize_split_metrics_matches_numpy():
     rng = np.random.default_rng(3)
     values = rng.uniform(0, 100, size=(7, len(METRICS)))
     results = [dict(zip(METRICS, map(float, row)), metric=float(row[0] + row[4]) / 2, dataset="x") for row in values]
-    summary = summarize_splits(results)
+    summary = summarize_split_metrics(results)
     assert set(summary) == set(METRICS) | {"metric"}  # the non-numeric "dataset" is not a metric
     for j, key in enumerate(METRICS):
         np.testing.assert_allclose(summary[key]["mean"], values[:, j].mean(dtype=np.float64), rtol=1e-12)
         np.testing.assert_allclose(summary[key]["std"], values[:, j].std(dtype=np.float64, ddof=1), rtol=1e-12)
     # per-dataset nesting is kept
-    nested = summarize_splits([{"A": r, "B": {"mAP": 2 * r["mAP"]}} for r in results])
+    nested = summarize_split_metrics([{"A": r, "B": {"mAP": 2 * r["mAP"]}} for r in results])
     np.testing.assert_allclose(nested["B"]["mAP"]["std"], (2 * values[:, 4]).std(ddof=1), rtol=1e-12)
     np.testing.assert_allclose(nested["A"]["Rank-5"]["mean"], values[:, 1].mean(), rtol=1e-12)
     with pytest.raises(ValueError, match="mAP"):
-        summarize_splits([{"mAP": 1.0, "Rank-1": 2.0}, {"Rank-1": 3.0}])
+        summarize_split_metrics([{"mAP": 1.0, "Rank-1": 2.0}, {"Rank-1": 3.0}])
     with pytest.raises(ValueError):
-        summarize_splits([])
+        summarize_split_metrics([])
 
 
 FAKE_TRAIN_NET = '''

@@ -27,8 +27,9 @@ import subprocess
 import sys
 from typing import List, Sequence
 
-from fastreid_ext.data.datasets.splits import parse_splits, summarize_splits, summary_table
+from fastreid_ext.data.datasets.splits import parse_splits
 from fastreid_ext.engine.safe_io import atomic_write
+from fastreid_ext.evaluation.split_stats import summarize_split_metrics, summary_table
 
 TRAIN_NET = osp.join(osp.dirname(osp.abspath(__file__)), "train_net.py")
 _OWNED_KEYS = ("DATASETS.SPLIT",)
@@ -143,7 +144,7 @@ def main(argv=None) -> dict:
         res.pop("complete", None)  # bookkeeping, not a metric
         scorings.append(res.pop("scoring", None))  # how the split was scored (frames differ per split)
         results.append(res)
-    summary = summarize_splits(results)
+    summary = summarize_split_metrics(results)
     print(summary_table(splits, results, summary))
     os.makedirs(base, exist_ok=True)
     out = {"splits": splits, "results": results, "summary": summary, "scoring": scorings}
