@@ -154,6 +154,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from fastreid_ext.deploy.cli import run_cli
+    from fastreid_ext.commands.errors import run_cli
 
     sys.exit(run_cli(main))
