@@ -22,6 +22,7 @@ from fastreid_ext.data.datasets import (
     iLIDSVID,
 )
 from fastreid_ext.data.datasets.cuhk01 import NUM_SPLITS, SPLIT_SEED
+from fastreid_ext.data.items import Item
 
 
 def touch(path, image=True):
@@ -87,7 +88,7 @@ def test_mars_standard_protocol(tmp_path, caplog):
 
     # hand-checked train tracklet: folder 0001, camera 1 -> 0, frames F001..F003 sorted
     d = str(tmp_path / "mars" / "bbox_train" / "0001")
-    assert ds.train[0] == (tuple(osp.join(d, f"0001C1T0001F00{i}.jpg") for i in (1, 2, 3)), "mars_1", "mars_0")
+    assert ds.train[0] == Item(tuple(osp.join(d, f"0001C1T0001F00{i}.jpg") for i in (1, 2, 3)), "mars_1", "mars_0", {})
     assert [(t[1], t[2]) for t in ds.train] == [("mars_1", "mars_0"), ("mars_2", "mars_1")]
 
     # query = query_IDX rows (1 and 3), ints, 0-based cameras
@@ -236,8 +237,8 @@ def test_cuhk01_protocols_and_splits(tmp_path):
         assert train_ids == set(pids) - set(test_ids) and len(ds.train) == 4 * len(train_ids)
     # a hand-checked item: images 001-002 camera A (query), 003-004 camera B (gallery)
     q = ds.query[0]
-    assert q == ((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}001.png"),), q[1], 0)
-    assert ds.gallery[0] == ((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}003.png"),), q[1], 1)
+    assert q == Item((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}001.png"),), q[1], 0, {})
+    assert ds.gallery[0] == Item((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}003.png"),), q[1], 1, {})
     # splits differ, and are reproducible
     assert {q[1] for q in CUHK01(root=str(tmp_path), split=0).query} != {q[1] for q in CUHK01(root=str(tmp_path), split=1).query}
     assert CUHK01(root=str(tmp_path), split=1).query == CUHK01(root=str(tmp_path), split=1).query
@@ -264,11 +265,11 @@ def test_synthetic_mars_extras(tmp_path):
     assert ds.train[1][3]["group"] == "white" and ds.query[1][3]["group"] == "green"
     # the distractor has no group, still its keypoints file
     assert [g[3] for g in ds.gallery if g[1] == 0] == [{"keypoints": kp_path}]
-    # without the side files: plain 3-tuples, no groups
+    # without the side files: empty extras, no groups
     os.remove(osp.join(base, "keypoints.json"))
     os.remove(osp.join(base, "groups.json"))
     ds = SyntheticMARS(root=str(tmp_path))
-    assert ds.groups is None and all(len(t) == 3 for t in ds.train + ds.query + ds.gallery)
+    assert ds.groups is None and all(t.extras == {} for t in ds.train + ds.query + ds.gallery)
     with pytest.raises(FileNotFoundError, match="synthetic/mars"):
         SyntheticMARS(root=str(tmp_path / "nowhere"))
 
