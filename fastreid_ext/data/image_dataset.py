@@ -42,7 +42,7 @@ from fastreid_ext.utils.keypoints import NUM_JOINTS
 from .frame_io import FrameReadError
 from .items import Item, RelabelledItems, as_item
 from .transforms import ClipParams, build_clip_transforms
-from .video_dataset import as_tracklet, clip_keypoints, load_item, stack_tensors, worker_rng
+from .video_dataset import as_tracklet, clip_keypoints, collate_samples, load_item, worker_rng
 
 __all__ = [
     "is_image_items", "as_image_item", "build_image_transforms", "read_rgb_image",
@@ -194,20 +194,7 @@ def collate_image_batch(batch: List[dict]) -> dict:
     """Stack image samples: ``images`` (B, C, H, W) float32, ``targets`` / ``camids`` /
     ``track_idx`` (B,) int64, ``keypoints`` (B, 17, 3) when some sample has them (the others
     get zeros, ``v = 0``), ``img_paths`` list."""
-    if not batch:
-        raise ValueError("empty batch")
-    out = {
-        "images": stack_tensors([b["images"] for b in batch]),
-        "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
-        "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
-        "img_paths": [b["img_paths"] for b in batch],
-    }
-    if "track_idx" in batch[0]:
-        out["track_idx"] = torch.tensor([b["track_idx"] for b in batch], dtype=torch.int64)
-    if any("keypoints" in b for b in batch):
-        zero = torch.zeros(NUM_JOINTS, 3)
-        out["keypoints"] = stack_tensors([b.get("keypoints", zero) for b in batch])
-    return out
+    return collate_samples(batch, keypoints_shape=(NUM_JOINTS, 3))
 
 
 def keypoint_train_transform(cfg) -> Callable:

@@ -204,21 +204,30 @@ def collate_video_batch(batch: List[dict]) -> dict:
     ``images`` (B, T, C, H, W) in the transform's dtype (uint8 train clips, float32 test clips), ``targets`` / ``camids`` / ``track_idx`` /
     ``skipped_frames`` (B,) int64, ``erased`` (B, T) bool, ``keypoints`` (B, T, 17, 3) (items
     without keypoints get zeros, i.e. ``v = 0``, when others have them), ``img_paths`` list."""
+    T = batch[0]["images"].shape[0] if batch else 0
+    out = collate_samples(batch, keypoints_shape=(T, NUM_JOINTS, 3))
+    out["erased"] = torch.stack([b["erased"] for b in batch])
+    out["skipped_frames"] = torch.tensor([b["skipped_frames"] for b in batch], dtype=torch.int64)
+    return out
+
+
+def collate_samples(batch: List[dict], keypoints_shape: Tuple[int, ...]) -> dict:
+    """What every batch stacks (:func:`collate_video_batch`, ``image_dataset.collate_image_batch``):
+    ``images``, ``targets`` / ``camids`` (B,) int64, ``img_paths`` list, ``track_idx`` (B,)
+    int64 when the samples have it, ``keypoints`` when some sample has them (zeros of
+    ``keypoints_shape``, i.e. ``v = 0``, for the others). An empty batch raises."""
     if not batch:
         raise ValueError("empty batch")
     out = {
         "images": stack_tensors([b["images"] for b in batch]),
         "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
         "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
-        "erased": torch.stack([b["erased"] for b in batch]),
         "img_paths": [b["img_paths"] for b in batch],
-        "skipped_frames": torch.tensor([b["skipped_frames"] for b in batch], dtype=torch.int64),
     }
     if "track_idx" in batch[0]:
         out["track_idx"] = torch.tensor([b["track_idx"] for b in batch], dtype=torch.int64)
     if any("keypoints" in b for b in batch):
-        T = batch[0]["images"].shape[0]
-        zero = torch.zeros(T, NUM_JOINTS, 3)
+        zero = torch.zeros(keypoints_shape)
         out["keypoints"] = stack_tensors([b.get("keypoints", zero) for b in batch])
     return out
 
