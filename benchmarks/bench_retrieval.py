@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
-from fastreid_ext.evaluation.faiss_search import ApproximateSearch, ivf_of, recall_at_k
+from fastreid_ext.evaluation.approximate_search import ApproximateSearch, recall_at_k
+from fastreid_ext.evaluation.faiss_search import ivf_of
 from fastreid_ext.evaluation.retrieval import search
 
 

@@ -32,7 +32,7 @@ from bench_retrieval import clustered, index_bytes, make_centers, parse_index_ar
 
 from fastreid_ext.deploy.sharded_index import merge_topk
 from fastreid_ext.evaluation import faiss_search
-from fastreid_ext.evaluation.faiss_search import recall_at_k
+from fastreid_ext.evaluation.approximate_search import recall_at_k
 from fastreid_ext.evaluation.retrieval import search
 
 

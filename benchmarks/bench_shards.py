@@ -26,7 +26,7 @@ from bench_retrieval import clustered, make_centers
 
 from fastreid_ext.deploy import FeaturesFile, GalleryIndex, ShardedGallery
 from fastreid_ext.deploy.sharded_index import shard_features, shard_folder
-from fastreid_ext.evaluation.faiss_search import recall_at_k
+from fastreid_ext.evaluation.approximate_search import recall_at_k
 from fastreid_ext.evaluation.retrieval import search
 
 

@@ -22,6 +22,7 @@ from fastreid_ext.data.datasets import (
     iLIDSVID,
 )
 from fastreid_ext.data.datasets.cuhk01 import NUM_SPLITS, SPLIT_SEED
+from fastreid_ext.data.items import Item
 
 
 def touch(path, image=True):
@@ -87,7 +88,7 @@ def test_mars_standard_protocol(tmp_path, caplog):
 
     # hand-checked train tracklet: folder 0001, camera 1 -> 0, frames F001..F003 sorted
     d = str(tmp_path / "mars" / "bbox_train" / "0001")
-    assert ds.train[0] == (tuple(osp.join(d, f"0001C1T0001F00{i}.jpg") for i in (1, 2, 3)), "mars_1", "mars_0")
+    assert ds.train[0] == Item(tuple(osp.join(d, f"0001C1T0001F00{i}.jpg") for i in (1, 2, 3)), "mars_1", "mars_0", {})
     assert [(t[1], t[2]) for t in ds.train] == [("mars_1", "mars_0"), ("mars_2", "mars_1")]
 
     # query = query_IDX rows (1 and 3), ints, 0-based cameras
@@ -236,8 +237,8 @@ def test_cuhk01_protocols_and_splits(tmp_path):
         assert train_ids == set(pids) - set(test_ids) and len(ds.train) == 4 * len(train_ids)
     # a hand-checked item: images 001-002 camera A (query), 003-004 camera B (gallery)
     q = ds.query[0]
-    assert q == ((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}001.png"),), q[1], 0)
-    assert ds.gallery[0] == ((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}003.png"),), q[1], 1)
+    assert q == Item((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}001.png"),), q[1], 0, {})
+    assert ds.gallery[0] == Item((str(tmp_path / "cuhk01" / "campus" / f"{q[1]:04d}003.png"),), q[1], 1, {})
     # splits differ, and are reproducible
     assert {q[1] for q in CUHK01(root=str(tmp_path), split=0).query} != {q[1] for q in CUHK01(root=str(tmp_path), split=1).query}
     assert CUHK01(root=str(tmp_path), split=1).query == CUHK01(root=str(tmp_path), split=1).query
@@ -264,11 +265,11 @@ def test_synthetic_mars_extras(tmp_path):
     assert ds.train[1][3]["group"] == "white" and ds.query[1][3]["group"] == "green"
     # the distractor has no group, still its keypoints file
     assert [g[3] for g in ds.gallery if g[1] == 0] == [{"keypoints": kp_path}]
-    # without the side files: plain 3-tuples, no groups
+    # without the side files: empty extras, no groups
     os.remove(osp.join(base, "keypoints.json"))
     os.remove(osp.join(base, "groups.json"))
     ds = SyntheticMARS(root=str(tmp_path))
-    assert ds.groups is None and all(len(t) == 3 for t in ds.train + ds.query + ds.gallery)
+    assert ds.groups is None and all(t.extras == {} for t in ds.train + ds.query + ds.gallery)
     with pytest.raises(FileNotFoundError, match="synthetic/mars"):
         SyntheticMARS(root=str(tmp_path / "nowhere"))
 
@@ -322,7 +323,8 @@ def test_all_registered_with_class_attributes():
 
 
 # ---------------------------------------------------------------- multi-split runs
-from fastreid_ext.data.datasets.splits import parse_splits, summarize_splits  # noqa: E402
+from fastreid_ext.data.datasets.splits import parse_splits  # noqa: E402
+from fastreid_ext.evaluation.split_stats import summarize_split_metrics  # noqa: E402
 
 METRICS = ("Rank-1", "Rank-5", "Rank-10", "Rank-20", "mAP", "mINP")
 
@@ -336,23 +338,23 @@ def test_parse_splits():
             parse_splits(bad)
 
 
-def test_summarize_splits_matches_numpy():
+def test_summarize_split_metrics_matches_numpy():
     rng = np.random.default_rng(3)
     values = rng.uniform(0, 100, size=(7, len(METRICS)))
     results = [dict(zip(METRICS, map(float, row)), metric=float(row[0] + row[4]) / 2, dataset="x") for row in values]
-    summary = summarize_splits(results)
+    summary = summarize_split_metrics(results)
     assert set(summary) == set(METRICS) | {"metric"}  # the non-numeric "dataset" is not a metric
     for j, key in enumerate(METRICS):
         np.testing.assert_allclose(summary[key]["mean"], values[:, j].mean(dtype=np.float64), rtol=1e-12)
         np.testing.assert_allclose(summary[key]["std"], values[:, j].std(dtype=np.float64, ddof=1), rtol=1e-12)
     # per-dataset nesting is kept
-    nested = summarize_splits([{"A": r, "B": {"mAP": 2 * r["mAP"]}} for r in results])
+    nested = summarize_split_metrics([{"A": r, "B": {"mAP": 2 * r["mAP"]}} for r in results])
     np.testing.assert_allclose(nested["B"]["mAP"]["std"], (2 * values[:, 4]).std(ddof=1), rtol=1e-12)
     np.testing.assert_allclose(nested["A"]["Rank-5"]["mean"], values[:, 1].mean(), rtol=1e-12)
     with pytest.raises(ValueError, match="mAP"):
-        summarize_splits([{"mAP": 1.0, "Rank-1": 2.0}, {"Rank-1": 3.0}])
+        summarize_split_metrics([{"mAP": 1.0, "Rank-1": 2.0}, {"Rank-1": 3.0}])
     with pytest.raises(ValueError):
-        summarize_splits([])
+        summarize_split_metrics([])
 
 
 FAKE_TRAIN_NET = '''

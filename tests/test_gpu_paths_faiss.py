@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fastreid_ext.evaluation import faiss_search
+from fastreid_ext.evaluation.approximate_search import ApproximateSearch
 from fastreid_ext.evaluation.retrieval import search
 
 faiss = pytest.importorskip("faiss")
@@ -95,7 +96,7 @@ def test_the_search_device_picks_the_gpu(fake_gpu):
 def test_ivf_on_gpu_with_k_or_nprobe_above_the_limit(fake_gpu, k, nprobe):
     g = _feats(4000, seed=2)
     q = _feats(6, seed=1)
-    ann = faiss_search.ApproximateSearch(g, kind="ivf", metric="cosine", nlist=16, nprobe=nprobe,
+    ann = ApproximateSearch(g, kind="ivf", metric="cosine", nlist=16, nprobe=nprobe,
                                          train_size=4000, use_gpu=True)
     dist, idx = ann.search(q, k)
     assert idx.shape == (6, k) and torch.isfinite(dist).all()
@@ -222,7 +223,7 @@ def test_approximate_index_goes_to_the_gpu_the_evaluation_device_names(fake_gpu)
 
     cfg = build_config("", ["TEST.RETRIEVAL.APPROX", "ivf", "TEST.RETRIEVAL.NLIST", "16"])
     g = _feats(2000, seed=2)
-    faiss_search.ApproximateSearch.from_config(cfg, g, "cosine", device="cpu")
+    ApproximateSearch.from_config(cfg, g, "cosine", device="cpu")
     assert fake_gpu == []
-    faiss_search.ApproximateSearch.from_config(cfg, g, "cosine", device="cuda:1")
+    ApproximateSearch.from_config(cfg, g, "cosine", device="cuda:1")
     assert [m.device for m in fake_gpu] == [1]

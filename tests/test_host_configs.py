@@ -588,7 +588,7 @@ def test_other_host_image_datasets_are_images_with_the_host_keys(dataset, datase
 
         items = Trainer.build_test_loader(cfg, dataset)[0].dataset.items
         assert len(items) == sum(1 for src, p, v in sources.values() if "bounding_box_train" not in src.parent.name)
-        for path, pid, camid in items:
+        for path, pid, camid, _extras in items:
             src, p, view = sources[Path(path).name]
             assert (pid, camid) == (p, view - 1)
             assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(src).convert("RGB")))

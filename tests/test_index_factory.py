@@ -13,7 +13,8 @@ import fastreid_ext  # noqa: F401  (compat shims first)
 from fastreid_ext.deploy import FeaturesFile, GalleryIndex, save_features
 from fastreid_ext.deploy.cli import build_index_main, search_main
 from fastreid_ext.evaluation import faiss_search
-from fastreid_ext.evaluation.faiss_search import ApproximateSearch, index_spec, set_search_params
+from fastreid_ext.evaluation.approximate_search import ApproximateSearch
+from fastreid_ext.evaluation.faiss_search import index_spec, set_search_params
 
 faiss = pytest.importorskip("faiss")
 
@@ -155,7 +156,7 @@ def test_gallery_index_stores_recall_and_extends_with_add(tmp_path):
 
 def test_evaluator_reports_recall_of_a_factory_index():
     from fastreid_ext.config import build_config
-    from fastreid_ext.evaluation.faiss_search import retrieval_index
+    from fastreid_ext.evaluation.approximate_search import retrieval_index
 
     cfg = build_config("", ["TEST.RETRIEVAL.INDEX", "IVF4,SQ8,Refine(Flat)", "TEST.RETRIEVAL.NPROBE", "4",
                             "TEST.RETRIEVAL.K_FACTOR", "100", "TEST.RETRIEVAL.TRAIN_SIZE", "300"])

@@ -17,9 +17,10 @@ from conftest import REPO
 from torch import nn
 
 import fastreid_ext  # noqa: F401  (compat shims first)
+from fastreid_ext.commands.errors import run_cli
 from fastreid_ext.config import build_config
 from fastreid_ext.deploy import FeaturesFile, GalleryIndex, load_features, save_features
-from fastreid_ext.deploy.cli import build_index_main, run_cli
+from fastreid_ext.deploy.cli import build_index_main
 from fastreid_ext.deploy.extractor import FeatureExtractor
 from fastreid_ext.deploy.inputs import collect_inputs
 

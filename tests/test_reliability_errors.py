@@ -13,6 +13,7 @@ from conftest import REPO
 from scipy.io import loadmat, savemat
 
 import fastreid_ext  # noqa: F401  (compat shims first)
+from fastreid_ext.commands.errors import run_cli
 from fastreid_ext.engine.checkpoint import AtomicCheckpointer
 
 
@@ -107,7 +108,7 @@ def test_build_index_checks_the_output_before_building(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(features_file, "load_features", no_loading)
     (tmp_path / "idx").write_text("a file where the index folder should go")
-    rc = cli.run_cli(lambda: cli.build_index_main(["--features", str(tmp_path / "g.npz"),
+    rc = run_cli(lambda: cli.build_index_main(["--features", str(tmp_path / "g.npz"),
                                                    "--index", str(tmp_path / "idx")]))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "is a file" in err[0] and "idx" in err[0]
@@ -145,7 +146,7 @@ def test_export_onnx_to_a_folder_is_refused_before_building(tmp_path, monkeypatc
 def test_build_index_with_one_features_file_twice_names_it(tmp_path, capsys):
     from fastreid_ext.deploy import cli
 
-    rc = cli.run_cli(lambda: cli.build_index_main(["--features", str(tmp_path / "g.npz"), str(tmp_path / "g.npz"),
+    rc = run_cli(lambda: cli.build_index_main(["--features", str(tmp_path / "g.npz"), str(tmp_path / "g.npz"),
                                                    "--index", str(tmp_path / "idx")]))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "more than once" in err[0] and "g.npz" in err[0]

@@ -127,7 +127,8 @@ def test_an_extraction_without_a_readable_item_writes_no_file(extractor, tmp_pat
 
 
 def test_extract_cli_reports_an_output_folder_in_one_line(extractor, tmp_path, capsys):  # noqa: F811
-    from fastreid_ext.deploy.cli import extract_main, run_cli
+    from fastreid_ext.commands.errors import run_cli
+    from fastreid_ext.deploy.cli import extract_main
 
     _write_png(tmp_path / "g" / "0.png", 0)
     weights = tmp_path / "w.pth"

@@ -1,5 +1,5 @@
 """Exact kNN search (``fastreid_ext.evaluation.retrieval``), distances (``.distance``) and
-approximate search (``.faiss_search``) against float64 numpy brute force."""
+approximate search (``.approximate_search``) against float64 numpy brute force."""
 
 import numpy as np
 import pytest
@@ -7,8 +7,8 @@ import torch
 
 import fastreid_ext  # noqa: F401  (compat shims first)
 from fastreid_ext.evaluation import distance, faiss_search, retrieval
+from fastreid_ext.evaluation.approximate_search import ApproximateSearch, recall_at_k
 from fastreid_ext.evaluation.distance import pairwise_distance
-from fastreid_ext.evaluation.faiss_search import ApproximateSearch, recall_at_k
 from fastreid_ext.evaluation.retrieval import search
 from fastreid_ext.evaluation.validation import validate_features
 

@@ -6,13 +6,13 @@ import torch
 import fastreid_ext  # noqa: F401  (compat shims first)
 from fastreid_ext.config import get_cfg
 from fastreid_ext.data.transforms import (
-    COCO_FLIP_PERM,
     ClipParams,
     ClipTestTransform,
     ClipTrainTransform,
     build_clip_transforms,
     transform_keypoints,
 )
+from fastreid_ext.utils.keypoints import COCO_FLIP_PERM, COCO_JOINTS
 
 H, W = 32, 16
 
@@ -103,6 +103,9 @@ def test_flip_perm_swaps_left_right_pairs():
     assert perm[0] == 0 and np.array_equal(perm[perm], np.arange(17))
     for left in range(1, 17, 2):
         assert perm[left] == left + 1
+    # the mirror image of every joint name, independently of the numbers above
+    mirror = [n.replace("left_", "@").replace("right_", "left_").replace("@", "right_") for n in COCO_JOINTS]
+    assert [COCO_JOINTS[j] for j in perm] == mirror
 
 
 def test_keypoints_follow_the_pixels():

@@ -218,7 +218,7 @@ def test_image_items_are_one_frame_tracklets(tmp_path):
 
 def test_relabel_ids_is_the_train_sets_relabelling():
     from fastreid_ext.data.image_dataset import ImageTrainDataset
-    from fastreid_ext.data.video_dataset import relabel_ids
+    from fastreid_ext.data.items import relabel_ids
 
     items = [(("a.jpg",), "m_7", "c2"), ("b.jpg", "m_3", "c0", {"group": "x"}), (("c.jpg", "d.jpg"), "m_7", "c0")]
     before = [tuple(i) for i in items]

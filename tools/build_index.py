@@ -12,7 +12,8 @@ See ``fastreid_ext/deploy/gallery_index.py``.
 """
 import sys
 
-from fastreid_ext.deploy.cli import build_index_main, run_cli
+from fastreid_ext.commands.errors import run_cli
+from fastreid_ext.deploy.cli import build_index_main
 
 if __name__ == "__main__":
     sys.exit(run_cli(build_index_main))

@@ -9,7 +9,8 @@ Same as ``fastreid-ext export``; see ``fastreid_ext/deploy/onnx_export.py``.
 """
 import sys
 
-from fastreid_ext.deploy.cli import export_main, run_cli
+from fastreid_ext.commands.errors import run_cli
+from fastreid_ext.deploy.cli import export_main
 
 main = export_main
 

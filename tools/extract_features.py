@@ -10,7 +10,8 @@ See ``fastreid_ext/deploy/extractor.py``.
 """
 import sys
 
-from fastreid_ext.deploy.cli import extract_main, run_cli
+from fastreid_ext.commands.errors import run_cli
+from fastreid_ext.deploy.cli import extract_main
 
 if __name__ == "__main__":
     sys.exit(run_cli(extract_main))

@@ -250,6 +250,7 @@ def _features(n: int, d: int = 128, seed: int = 0) -> torch.Tensor:
 
 def check_faiss(kind: str, k: int) -> str:
     from fastreid_ext.evaluation import faiss_search
+    from fastreid_ext.evaluation.approximate_search import ApproximateSearch, recall_at_k
     from fastreid_ext.evaluation.retrieval import search
 
     if faiss_search.faiss_num_gpus() == 0 and DEVICE == "cuda":
@@ -260,11 +261,11 @@ def check_faiss(kind: str, k: int) -> str:
     if kind == "flat":
         _, idx = search(q, g, k, "cosine", backend="faiss", device=DEVICE)
     else:
-        ann = faiss_search.ApproximateSearch(g.cpu(), kind="ivf", metric="cosine", nlist=64, nprobe=64,
-                                             train_size=5000, use_gpu=True)
+        ann = ApproximateSearch(g.cpu(), kind="ivf", metric="cosine", nlist=64, nprobe=64,
+                                train_size=5000, use_gpu=True)
         _, idx = ann.search(q.cpu(), k)
     dt = time.perf_counter() - t0
-    recall = faiss_search.recall_at_k(idx[:, :10], ref_idx[:, :10])
+    recall = recall_at_k(idx[:, :10], ref_idx[:, :10])
     if recall < 0.99:
         raise AssertionError(f"recall@10 {recall:.3f} against exact torch search")
     return f"recall@10 {recall:.3f} vs torch exact; {dt:.2f} s"
@@ -514,6 +515,7 @@ def check_loader_workers(root: str) -> str:
 def check_sharded_faiss() -> str:
     """A flat index over more than 65,536 rows on every visible GPU (sharded when several)."""
     from fastreid_ext.evaluation import faiss_search
+    from fastreid_ext.evaluation.approximate_search import recall_at_k
     from fastreid_ext.evaluation.retrieval import search
 
     if faiss_search.faiss_num_gpus() == 0:
@@ -522,7 +524,7 @@ def check_sharded_faiss() -> str:
     index = faiss_search.build_index(g, kind="flat", metric="cosine", use_gpu=True)
     _, idx = index.search(faiss_search.to_faiss_array(q, "cosine"), 10)
     _, ref = search(q, g, 10, "cosine", backend="torch")
-    recall = faiss_search.recall_at_k(torch.from_numpy(idx).long(), ref)
+    recall = recall_at_k(torch.from_numpy(idx).long(), ref)
     if recall < 0.99:
         raise AssertionError(f"recall@10 {recall:.3f}")
     return f"70,000 rows on {faiss_search.faiss_num_gpus()} GPU(s): recall@10 {recall:.3f} vs torch exact"

@@ -27,7 +27,8 @@ import subprocess
 import sys
 from typing import List, Sequence
 
-from fastreid_ext.data.datasets.splits import parse_splits, summarize_splits, summary_table
+from fastreid_ext.data.datasets.splits import parse_splits
+from fastreid_ext.evaluation.split_stats import summarize_split_metrics, summary_table
 from fastreid_ext.utils.safe_io import atomic_write_json
 
 TRAIN_NET = osp.join(osp.dirname(osp.abspath(__file__)), "train_net.py")
@@ -143,7 +144,7 @@ def main(argv=None) -> dict:
         res.pop("complete", None)  # bookkeeping, not a metric
         scorings.append(res.pop("scoring", None))  # how the split was scored (frames differ per split)
         results.append(res)
-    summary = summarize_splits(results)
+    summary = summarize_split_metrics(results)
     print(summary_table(splits, results, summary))
     os.makedirs(base, exist_ok=True)
     out = {"splits": splits, "results": results, "summary": summary, "scoring": scorings}
@@ -153,6 +154,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from fastreid_ext.deploy.cli import run_cli
+    from fastreid_ext.commands.errors import run_cli
 
     sys.exit(run_cli(main))

@@ -11,7 +11,8 @@ See ``fastreid_ext/deploy/query.py``.
 """
 import sys
 
-from fastreid_ext.deploy.cli import run_cli, search_main
+from fastreid_ext.commands.errors import run_cli
+from fastreid_ext.deploy.cli import search_main
 
 if __name__ == "__main__":
     sys.exit(run_cli(search_main))

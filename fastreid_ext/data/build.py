@@ -38,6 +38,7 @@ from .image_dataset import (
     is_image_items,
     keypoint_train_transform,
 )
+from .items import extras_of, host_sampler_items
 from .keypoint_check import check_train_keypoints
 from .samplers import IdentityBalancedSampler, InferenceSampler
 from .transforms import build_clip_transforms
@@ -74,13 +75,14 @@ def build_train_sampler(cfg, train_set, seed: Optional[int] = None):
             train_set.items, cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE, seed=seed
         )
     mini_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+    items = host_sampler_items(train_set.items)  # (paths, pid, camid): what the host's samplers unpack
     if name == "BalancedIdentitySampler":
-        return host_samplers.BalancedIdentitySampler(train_set.items, mini_batch, cfg.DATALOADER.NUM_INSTANCE, seed=seed)
+        return host_samplers.BalancedIdentitySampler(items, mini_batch, cfg.DATALOADER.NUM_INSTANCE, seed=seed)
     if name == "SetReWeightSampler":
-        return host_samplers.SetReWeightSampler(train_set.items, mini_batch, cfg.DATALOADER.NUM_INSTANCE,
+        return host_samplers.SetReWeightSampler(items, mini_batch, cfg.DATALOADER.NUM_INSTANCE,
                                                 cfg.DATALOADER.SET_WEIGHT, seed=seed)
     if name == "ImbalancedDatasetSampler":
-        return host_samplers.ImbalancedDatasetSampler(train_set.items, seed=seed)
+        return host_samplers.ImbalancedDatasetSampler(items, seed=seed)
     raise KeyError(f"unknown DATALOADER.SAMPLER_TRAIN {name!r}; known: {list(_TRAIN_SAMPLERS)}")
 
 
@@ -97,7 +99,7 @@ def load_train_items(cfg) -> list:
 
 
 def _image_train_set(cfg, items) -> ImageTrainDataset:
-    with_kp = [it for it in items if len(it) > 3 and isinstance(it[3], dict) and it[3].get("keypoints")]
+    with_kp = [it for it in items if extras_of(it).get("keypoints")]
     kp_transform = None
     if with_kp:
         logger.info(f"{len(with_kp)} of {len(items)} train images carry keypoints: those use the keypoint-aware "
@@ -192,7 +194,7 @@ def _test_set(cfg, dataset, images: Optional[bool]):
         return VideoTestDataset(items, build_clip_transforms(cfg, is_train=False), cfg.TEST.VIDEO.SEQ_LEN,
                                 cfg.TEST.VIDEO.MAX_CLIPS, cfg.TEST.VIDEO.SHORT_PAD,
                                 cfg.TEST.VIDEO.CLIP_SELECT)
-    has_kp = any(len(it) > 3 and isinstance(it[3], dict) and it[3].get("keypoints") for it in items)
+    has_kp = any(extras_of(it).get("keypoints") for it in items)
     if has_kp and cfg.INPUT.CROP.ENABLED:
         raise ValueError("INPUT.CROP.ENABLED with test images that carry keypoints: the keypoints cannot follow "
                          "the host's center crop; disable INPUT.CROP or drop the keypoints")

@@ -37,18 +37,12 @@ import torch
 import torchvision.transforms as T
 from torch.utils.data import Dataset
 
+from fastreid_ext.utils.keypoints import NUM_JOINTS
+
 from .frame_io import FrameReadError
+from .items import Item, RelabelledItems, as_item
 from .transforms import ClipParams, build_clip_transforms
-from .video_dataset import (
-    NUM_JOINTS,
-    as_tracklet,
-    clip_keypoints,
-    extras_of,
-    load_item,
-    relabel_ids,
-    stack_tensors,
-    worker_rng,
-)
+from .video_dataset import as_tracklet, clip_keypoints, collate_samples, load_item, worker_rng
 
 __all__ = [
     "is_image_items", "as_image_item", "build_image_transforms", "read_rgb_image",
@@ -74,19 +68,19 @@ def is_image_items(items: Sequence) -> bool:
     return bool(items) and all(len(_frames_of(item)) == 1 for item in items)
 
 
-def as_image_item(item: Sequence) -> Tuple:
+def as_image_item(item: Sequence) -> Item:
     """``((path,), pid, camid[, extras])`` or ``(path, pid, camid[, extras])`` ->
-    ``(path, pid, camid[, extras])`` (the host's item form; the input is not modified)."""
-    if len(item) < 3:
-        raise ValueError(f"an item is (img_path, pid, camid[, extras]), got {item!r}")
+    ``Item(path, pid, camid, extras)`` (the host's item form, a ``str`` path; the input is not
+    modified)."""
+    item = as_item(item)
     paths = _frames_of(item)
     if len(paths) != 1:
-        raise ValueError(f"an image item has one path, got {len(paths)} (pid {item[1]!r}, camid {item[2]!r})")
-    return (paths[0],) + tuple(item[1:])
+        raise ValueError(f"an image item has one path, got {len(paths)} (pid {item.pid!r}, camid {item.camid!r})")
+    return item._replace(paths=paths[0])
 
 
-def _has_keypoints(item: Tuple) -> bool:
-    return bool(extras_of(item).get("keypoints"))
+def _has_keypoints(item: Item) -> bool:
+    return bool(item.extras.get("keypoints"))
 
 
 def build_image_transforms(cfg, is_train: bool = True) -> Callable:
@@ -123,26 +117,26 @@ class _ImageSet(Dataset):
     """Items in the host's form ``(img_path, pid, camid[, extras])``."""
 
     def __init__(self, items: Sequence, transform: Callable):
-        self.items: List[Tuple] = [as_image_item(i) for i in items]
+        self.items: List[Item] = [as_image_item(i) for i in items]
         self.transform = transform
 
     @property
-    def img_items(self) -> List[Tuple]:
+    def img_items(self) -> List[Item]:
         """Host name of the item list (samplers read ``img_items``)."""
         return self.items
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def _image(self, item: Tuple) -> torch.Tensor:
-        img = self.transform(read_rgb_image(item[0]))
+    def _image(self, item: Item) -> torch.Tensor:
+        img = self.transform(read_rgb_image(item.paths))
         if not isinstance(img, torch.Tensor) or img.dim() != 3:
             raise TypeError(f"the image transform must return a (C, H, W) tensor, got {type(img).__name__} "
                             f"{tuple(getattr(img, 'shape', ()))}")
         return img.float()
 
 
-class ImageTrainDataset(_ImageSet):
+class ImageTrainDataset(RelabelledItems, _ImageSet):
     """Train images, pids / camids relabelled like the host's ``CommDataset`` (sorted order).
 
     Args:
@@ -160,18 +154,7 @@ class ImageTrainDataset(_ImageSet):
         self.keypoint_transform = keypoint_transform
         if keypoint_transform is None and any(_has_keypoints(i) for i in self.items):
             raise ValueError("items carry keypoints: a keypoint_transform is needed to move them with the image")
-        self.relabel = relabel
-        self.pids, self.cams, pid_dict, cam_dict = relabel_ids(self.items)
-        if relabel:
-            self.pid_dict, self.cam_dict = pid_dict, cam_dict
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.pids)
-
-    @property
-    def num_cameras(self) -> int:
-        return len(self.cams)
+        self._set_labels(relabel)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
@@ -179,14 +162,10 @@ class ImageTrainDataset(_ImageSet):
             # one frame through the keypoint-aware clip transform, (1, C, H, W) -> (C, H, W)
             clip = load_item(as_tracklet(item), [0], self.keypoint_transform, worker_rng())
             # float like the host transforms of the items without keypoints (the clip is uint8)
-            out = {"images": clip["images"][0].float(), "img_paths": item[0], "keypoints": clip["keypoints"][0]}
+            out = {"images": clip["images"][0].float(), "img_paths": item.paths, "keypoints": clip["keypoints"][0]}
         else:
-            out = {"images": self._image(item), "img_paths": item[0]}
-        pid, camid = item[1], item[2]
-        if self.relabel:
-            pid, camid = self.pid_dict[pid], self.cam_dict[camid]
-        out["targets"] = pid
-        out["camids"] = camid
+            out = {"images": self._image(item), "img_paths": item.paths}
+        out.update(self.labels(item))
         return out
 
 
@@ -200,14 +179,14 @@ class ImageTestDataset(_ImageSet):
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        pil = read_rgb_image(item[0])
+        pil = read_rgb_image(item.paths)
         img = self.transform(pil)
-        out = {"images": img.float(), "img_paths": item[0], "targets": item[1], "camids": item[2],
+        out = {"images": img.float(), "img_paths": item.paths, "targets": item.pid, "camids": item.camid,
                "track_idx": index}
-        kp = extras_of(item).get("keypoints")
+        kp = item.extras.get("keypoints")
         if kp:
             params = ClipParams(out_size=tuple(img.shape[-2:]), in_sizes=((pil.height, pil.width),))
-            out["keypoints"] = clip_keypoints(kp, [item[0]], params)[0]
+            out["keypoints"] = clip_keypoints(kp, [item.paths], params)[0]
         return out
 
 
@@ -215,20 +194,7 @@ def collate_image_batch(batch: List[dict]) -> dict:
     """Stack image samples: ``images`` (B, C, H, W) float32, ``targets`` / ``camids`` /
     ``track_idx`` (B,) int64, ``keypoints`` (B, 17, 3) when some sample has them (the others
     get zeros, ``v = 0``), ``img_paths`` list."""
-    if not batch:
-        raise ValueError("empty batch")
-    out = {
-        "images": stack_tensors([b["images"] for b in batch]),
-        "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
-        "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
-        "img_paths": [b["img_paths"] for b in batch],
-    }
-    if "track_idx" in batch[0]:
-        out["track_idx"] = torch.tensor([b["track_idx"] for b in batch], dtype=torch.int64)
-    if any("keypoints" in b for b in batch):
-        zero = torch.zeros(NUM_JOINTS, 3)
-        out["keypoints"] = stack_tensors([b.get("keypoints", zero) for b in batch])
-    return out
+    return collate_samples(batch, keypoints_shape=(NUM_JOINTS, 3))
 
 
 def keypoint_train_transform(cfg) -> Callable:

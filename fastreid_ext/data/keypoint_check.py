@@ -18,7 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .video_dataset import _load_keypoint_file, extras_of
+from .items import extras_of
+from .video_dataset import _load_keypoint_file
 
 __all__ = ["check_train_keypoints", "keypoint_coverage"]
 

@@ -44,11 +44,10 @@ import cv2
 import numpy as np
 import torch
 
+from fastreid_ext.utils.keypoints import COCO_FLIP_PERM
+
 Rect = Tuple[int, int, int, int]  # (y, x, h, w) in the output frame
 
-# COCO-17 joint order: nose, l/r eye, l/r ear, l/r shoulder, l/r elbow, l/r wrist, l/r hip,
-# l/r knee, l/r ankle. A horizontal flip swaps every left joint with its right twin.
-COCO_FLIP_PERM: Tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
 
 _PAD_MODES = {
     "constant": cv2.BORDER_CONSTANT,

@@ -1,8 +1,8 @@
 """Torch datasets over tracklets: random train clips, dense test clips.
 
-Items are ``(frame_paths, pid, camid)`` or ``(frame_paths, pid, camid, extras)``
+Items are :class:`~.items.Item` ``(frame_paths, pid, camid, extras)``
 (``docs/architecture.md``, "Datasets"). Host image datasets give ``(img_path, pid, camid)``:
-a ``str`` path is wrapped to the 1-frame tracklet ``((img_path,), pid, camid)``; asking for
+a ``str`` path is wrapped to the 1-frame tracklet ``Item((img_path,), pid, camid, {})``; asking for
 ``T > 1`` frames of it repeats the frame ``T`` times (decoded once), ``T = 1`` gives a plain
 image clip.
 
@@ -24,39 +24,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fastreid_ext.utils.keypoints import NUM_JOINTS
+
 from .clip_sampler import dense_clips
 from .frame_io import load_clip
+from .items import Item, RelabelledItems, as_item
 from .transforms import ClipParams, transform_keypoints
-
-NUM_JOINTS = 17
 
 _KEYPOINT_FILES: Dict[str, Dict[str, np.ndarray]] = {}  # per-process cache: json path -> rel path -> (17, 3)
 
 
-def as_tracklet(item: Sequence) -> Tuple:
-    """``(img_path, pid, camid[, extras])`` -> ``((img_path,), pid, camid[, extras])``; a tracklet
-    item is returned as a tuple with ``frame_paths`` made a tuple. The input is not modified."""
-    if len(item) < 3:
-        raise ValueError(f"an item is (frame_paths, pid, camid[, extras]), got {item!r}")
-    paths = item[0]
-    paths = (paths,) if isinstance(paths, str) else tuple(paths)
+def as_tracklet(item: Sequence) -> Item:
+    """``(img_path, pid, camid[, extras])`` -> ``Item((img_path,), pid, camid, extras)``; a
+    tracklet item becomes an :class:`~.items.Item` with ``paths`` a tuple. The input is not
+    modified."""
+    item = as_item(item)
+    paths = (item.paths,) if isinstance(item.paths, str) else tuple(item.paths)
     if not paths:
-        raise ValueError(f"tracklet without frames: pid {item[1]!r}, camid {item[2]!r}")
-    return (paths,) + tuple(item[1:])
-
-
-def relabel_ids(items: Sequence) -> Tuple[List, List, Dict, Dict]:
-    """``(pids, cams, pid_dict, cam_dict)`` of train items ``(frames, pid, camid[, extras])``:
-    the sorted distinct pids and camids and their labels ``0..N-1`` in that order (the host's
-    ``CommDataset`` relabelling). Pure: ``items`` is not modified."""
-    pids = sorted({i[1] for i in items})
-    cams = sorted({i[2] for i in items})
-    return pids, cams, {p: k for k, p in enumerate(pids)}, {c: k for k, c in enumerate(cams)}
-
-
-def extras_of(item: Tuple) -> dict:
-    """The extras dict of an item (4th element), ``{}`` when it has none."""
-    return item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
+        raise ValueError(f"tracklet without frames: pid {item.pid!r}, camid {item.camid!r}")
+    return item._replace(paths=paths)
 
 
 def _load_keypoint_file(json_path: str) -> Dict[str, np.ndarray]:
@@ -97,8 +83,8 @@ def clip_keypoints(json_path: str, frame_paths: Sequence[str], params: ClipParam
     return torch.from_numpy(transform_keypoints(raw, params))
 
 
-def _tracklet_name(item: Tuple) -> str:
-    return f"pid={item[1]} camid={item[2]} ({os.path.dirname(item[0][0]) or item[0][0]})"
+def _tracklet_name(item: Item) -> str:
+    return f"pid={item.pid} camid={item.camid} ({os.path.dirname(item.paths[0]) or item.paths[0]})"
 
 
 def worker_rng() -> np.random.Generator:
@@ -108,11 +94,11 @@ def worker_rng() -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
 
-def load_item(item: Tuple, indices: Sequence[int], transform, rng: np.random.Generator) -> dict:
+def load_item(item: Item, indices: Sequence[int], transform, rng: np.random.Generator) -> dict:
     """Frames ``indices`` of a tracklet item through ``transform``: ``images`` (T, C, H, W),
     ``erased`` (T,), ``img_paths``, ``skipped_frames`` and ``keypoints`` (T, 17, 3) when the
     item's extras name a keypoint file."""
-    paths = item[0]
+    paths = item.paths
     frames, used, skipped = load_clip(paths, indices, _tracklet_name(item))
     images, params = transform(frames, rng)
     out = {
@@ -121,13 +107,13 @@ def load_item(item: Tuple, indices: Sequence[int], transform, rng: np.random.Gen
         "img_paths": paths[0],
         "skipped_frames": skipped,
     }
-    kp = extras_of(item).get("keypoints")
+    kp = item.extras.get("keypoints")
     if kp:
         out["keypoints"] = clip_keypoints(kp, [paths[j] for j in used], params)
     return out
 
 
-class VideoTrainDataset(Dataset):
+class VideoTrainDataset(RelabelledItems, Dataset):
     """Random clips of train tracklets, pids / camids relabelled like the host's ``CommDataset``.
 
     Args:
@@ -141,27 +127,16 @@ class VideoTrainDataset(Dataset):
     def __init__(self, items: Sequence, transform: Callable, sampler_fn: Callable, seq_len: int, relabel: bool = True):
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-        self.items: List[Tuple] = [as_tracklet(i) for i in items]
+        self.items: List[Item] = [as_tracklet(i) for i in items]
         self.transform = transform
         self.sampler_fn = sampler_fn
         self.seq_len = int(seq_len)
-        self.relabel = relabel
-        self.pids, self.cams, pid_dict, cam_dict = relabel_ids(self.items)
-        if relabel:
-            self.pid_dict, self.cam_dict = pid_dict, cam_dict
+        self._set_labels(relabel)
 
     @property
-    def img_items(self) -> List[Tuple]:
+    def img_items(self) -> List[Item]:
         """Host name of the item list (samplers read ``img_items``)."""
         return self.items
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.pids)
-
-    @property
-    def num_cameras(self) -> int:
-        return len(self.cams)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -169,13 +144,9 @@ class VideoTrainDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         rng = worker_rng()
-        indices = self.sampler_fn(len(item[0]), self.seq_len, rng)
+        indices = self.sampler_fn(len(item.paths), self.seq_len, rng)
         out = load_item(item, indices, self.transform, rng)
-        pid, camid = item[1], item[2]
-        if self.relabel:
-            pid, camid = self.pid_dict[pid], self.cam_dict[camid]
-        out["targets"] = pid
-        out["camids"] = camid
+        out.update(self.labels(item))
         return out
 
 
@@ -187,7 +158,7 @@ class VideoTestDataset(Dataset):
 
     def __init__(self, items: Sequence, transform: Callable, seq_len: int, max_clips: int = 0, pad: str = "cycle",
                  select: str = "spread"):
-        self.items: List[Tuple] = [as_tracklet(i) for i in items]
+        self.items: List[Item] = [as_tracklet(i) for i in items]
         self.transform = transform
         self.seq_len = int(seq_len)
         self.max_clips = int(max_clips)
@@ -195,7 +166,7 @@ class VideoTestDataset(Dataset):
         self.select = select
         self.clips: List[Tuple[int, List[int]]] = [
             (k, clip) for k, item in enumerate(self.items)
-            for clip in dense_clips(len(item[0]), self.seq_len, self.max_clips, pad, select)
+            for clip in dense_clips(len(item.paths), self.seq_len, self.max_clips, pad, select)
         ]
         self.track_idx = np.array([k for k, _ in self.clips], dtype=np.int64)  # (num_clips,)
 
@@ -209,7 +180,7 @@ class VideoTestDataset(Dataset):
 
     def frame_counts(self) -> np.ndarray:
         """``(num_tracklets,)`` frames of each tracklet."""
-        return np.array([len(item[0]) for item in self.items], dtype=np.int64)
+        return np.array([len(item.paths) for item in self.items], dtype=np.int64)
 
     @property
     def num_tracklets(self) -> int:
@@ -222,8 +193,8 @@ class VideoTestDataset(Dataset):
         k, indices = self.clips[index]
         item = self.items[k]
         out = load_item(item, indices, self.transform, None)
-        out["targets"] = item[1]
-        out["camids"] = item[2]
+        out["targets"] = item.pid
+        out["camids"] = item.camid
         out["track_idx"] = k
         return out
 
@@ -233,21 +204,30 @@ def collate_video_batch(batch: List[dict]) -> dict:
     ``images`` (B, T, C, H, W) in the transform's dtype (uint8 train clips, float32 test clips), ``targets`` / ``camids`` / ``track_idx`` /
     ``skipped_frames`` (B,) int64, ``erased`` (B, T) bool, ``keypoints`` (B, T, 17, 3) (items
     without keypoints get zeros, i.e. ``v = 0``, when others have them), ``img_paths`` list."""
+    T = batch[0]["images"].shape[0] if batch else 0
+    out = collate_samples(batch, keypoints_shape=(T, NUM_JOINTS, 3))
+    out["erased"] = torch.stack([b["erased"] for b in batch])
+    out["skipped_frames"] = torch.tensor([b["skipped_frames"] for b in batch], dtype=torch.int64)
+    return out
+
+
+def collate_samples(batch: List[dict], keypoints_shape: Tuple[int, ...]) -> dict:
+    """What every batch stacks (:func:`collate_video_batch`, ``image_dataset.collate_image_batch``):
+    ``images``, ``targets`` / ``camids`` (B,) int64, ``img_paths`` list, ``track_idx`` (B,)
+    int64 when the samples have it, ``keypoints`` when some sample has them (zeros of
+    ``keypoints_shape``, i.e. ``v = 0``, for the others). An empty batch raises."""
     if not batch:
         raise ValueError("empty batch")
     out = {
         "images": stack_tensors([b["images"] for b in batch]),
         "targets": torch.tensor([b["targets"] for b in batch], dtype=torch.int64),
         "camids": torch.tensor([b["camids"] for b in batch], dtype=torch.int64),
-        "erased": torch.stack([b["erased"] for b in batch]),
         "img_paths": [b["img_paths"] for b in batch],
-        "skipped_frames": torch.tensor([b["skipped_frames"] for b in batch], dtype=torch.int64),
     }
     if "track_idx" in batch[0]:
         out["track_idx"] = torch.tensor([b["track_idx"] for b in batch], dtype=torch.int64)
     if any("keypoints" in b for b in batch):
-        T = batch[0]["images"].shape[0]
-        zero = torch.zeros(T, NUM_JOINTS, 3)
+        zero = torch.zeros(keypoints_shape)
         out["keypoints"] = stack_tensors([b.get("keypoints", zero) for b in batch])
     return out
 

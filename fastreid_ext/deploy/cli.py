@@ -11,14 +11,7 @@ from typing import Optional, Sequence
 
 logger = logging.getLogger("fastreid_ext.deploy")
 
-__all__ = ["extract_main", "build_index_main", "search_main", "export_main", "run_cli"]
-
-
-def run_cli(main) -> int:
-    """``fastreid_ext.commands.errors.run_cli``: user errors -> ``error: <message>``, exit 2."""
-    from fastreid_ext.commands.errors import run_cli as run
-
-    return run(main)
+__all__ = ["extract_main", "build_index_main", "search_main", "export_main"]
 
 
 def _setup_logging(verbose: bool = True) -> None:
@@ -108,7 +101,7 @@ def build_index_parser() -> argparse.ArgumentParser:
 
 
 def build_index_main(argv: Optional[Sequence[str]] = None):
-    from fastreid_ext.engine.safe_io import file_lock
+    from fastreid_ext.utils.safe_io import file_lock
 
     from .features_file import load_features
     from .gallery_index import GalleryIndex

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from fastreid_ext.data.frame_io import FrameReadError
 from fastreid_ext.data.transforms import build_clip_transforms
 from fastreid_ext.data.video_dataset import VideoTestDataset, collate_video_batch
-from fastreid_ext.engine.safe_io import file_lock
+from fastreid_ext.utils.safe_io import file_lock
 
 from .features_file import (
     FeaturesFile,
@@ -309,7 +309,7 @@ class FeatureExtractor:
         other files or changed since, are embedded again). The file is rewritten atomically
         every ``flush_every`` finished items or ``flush_seconds`` seconds, at the end, and when
         the run is interrupted. The output's lock is held throughout: a second extraction into
-        the same file raises :class:`~fastreid_ext.engine.safe_io.LockBusy`.
+        the same file raises :class:`~fastreid_ext.utils.safe_io.LockBusy`.
 
         The file records its input (``meta["input"]``, :func:`~.inputs.input_record` of ``items``
         and ``input_spec``, the list file / folder given); resuming a file made from another

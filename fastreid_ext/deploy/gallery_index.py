@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from fastreid_ext.evaluation import faiss_search, validation
+from fastreid_ext.evaluation import approximate_search, faiss_search, validation
 from fastreid_ext.utils.safe_io import atomic_write, file_lock
 
 from .features_file import FeaturesFile, check_hash
@@ -138,7 +138,7 @@ class GalleryIndex:
         index = faiss_search.build_index(feats.embeddings, kind=kind, metric=metric, use_gpu=False, **p)
         recall = None
         if kind != "flat" and recall_sample > 0:
-            recall = faiss_search.index_recall(index, feats.embeddings, metric, k=10, sample=recall_sample,
+            recall = approximate_search.index_recall(index, feats.embeddings, metric, k=10, sample=recall_sample,
                                                seed=p["seed"])
         logger.info("built a %s index (%s) of %d items, dim %d%s", kind, metric, len(feats), feats.dim,
                     _recall_text(recall))

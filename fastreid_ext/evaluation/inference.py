@@ -44,7 +44,7 @@ def flip_images(images: torch.Tensor) -> torch.Tensor:
 def flip_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
     """The COCO joints ``(..., 17, 3)`` (``x, y`` in ``[0, 1]``) of horizontally flipped images:
     ``x -> 1 - x`` and every left joint swapped with its right twin (a new tensor)."""
-    from fastreid_ext.data.transforms import COCO_FLIP_PERM
+    from fastreid_ext.utils.keypoints import COCO_FLIP_PERM
 
     if keypoints.shape[-2:] != (len(COCO_FLIP_PERM), 3):
         raise ValueError(f"keypoints must be (..., 17, 3), got {tuple(keypoints.shape)}")

@@ -14,8 +14,8 @@ Backends (:data:`BACKENDS`, chosen by ``TEST.RETRIEVAL.BACKEND``):
   the CPU the chunked torch matmul beat faiss ``IndexFlat`` in ``benchmarks/bench_retrieval.py``
   and keeps no extra copy of the gallery).
 
-Approximate search lives in :mod:`fastreid_ext.evaluation.faiss_search`
-(:class:`~fastreid_ext.evaluation.faiss_search.ApproximateSearch`).
+Approximate search lives in :mod:`fastreid_ext.evaluation.approximate_search`
+(:class:`~fastreid_ext.evaluation.approximate_search.ApproximateSearch`).
 """
 from __future__ import annotations
 

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from fastreid.evaluation.evaluator import DatasetEvaluator
 from fastreid.utils import comm
 
+from .approximate_search import ApproximateSearch, retrieval_index
 from .distance import pairwise_distance
-from .faiss_search import ApproximateSearch, retrieval_index
 from .metrics_from_features import evaluate_features
 from .query_expansion import average_query_expansion
 from .rank import evaluate_rank

@@ -11,8 +11,7 @@ from typing import List, Sequence
 
 from fastreid.data.datasets import DATASET_REGISTRY
 
-from .person_folders import check_split, folder_tracklets
-from .tracklet_dataset import TrackletDataset, require_layout
+from .person_folders import TwoCameraSplitDataset, check_split
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +32,9 @@ def person_folder(entry) -> str:
 
 
 @DATASET_REGISTRY.register()
-class PRID2011(TrackletDataset):
-    """PRID-2011 tracklets of one split; query = cam_a, gallery = cam_b.
-
-    Args:
-        root: datasets root; the data lives in ``<root>/<dataset_dir>`` (``PRID2011_LAYOUT``).
-        split: index into the splits file (0..9); out of range raises ``ValueError``.
-        kwargs: passed to the host ``Dataset``; ``protocol`` and unknown host keys are ignored.
+class PRID2011(TwoCameraSplitDataset):
+    """PRID-2011 tracklets of one split (``PRID2011_LAYOUT``); query = cam_a, gallery = cam_b;
+    ``split`` an index into the splits file (0..9).
 
     Only ids with a folder in both cameras are used; split entries missing a camera are
     skipped with a logged count. pids are folder numbers, cameras 0 (cam_a) and 1 (cam_b).
@@ -48,30 +43,18 @@ class PRID2011(TrackletDataset):
     dataset_dir = "prid2011"
     dataset_name = "prid2011"
     eval_protocol = "cross_camera"
-    frame_ext = "png"
+    camera_dirs = ("prid_2011/multi_shot/cam_a", "prid_2011/multi_shot/cam_b")
+    split_file = "splits_prid2011.json"
+    layout = PRID2011_LAYOUT
 
-    def __init__(self, root: str = "datasets", split: int = 0, **kwargs):
-        kwargs.pop("protocol", None)
-        self.root = root
-        self.data_dir = osp.join(root, self.dataset_dir)
-        self.cam_dirs = [osp.join(self.data_dir, "prid_2011", "multi_shot", f"cam_{c}") for c in "ab"]
-        self.split_path = osp.join(self.data_dir, "splits_prid2011.json")
-        layout = PRID2011_LAYOUT.replace("<dataset_dir>", self.dataset_dir)
-        require_layout(type(self).__name__, root, [self.data_dir, *self.cam_dirs], layout)
-        require_layout(type(self).__name__, root, [self.split_path], layout)
-
+    def split_persons(self, split):
         with open(self.split_path) as f:
             splits = json.load(f)
         if not isinstance(splits, list) or not all(isinstance(s, dict) and {"train", "test"} <= set(s) for s in splits):
             raise ValueError(f"{self.split_path!r}: expected a list of {{'train': [...], 'test': [...]}} dicts")
         self.split = check_split(split, len(splits), type(self).__name__)
-        train_dirs = self._in_both_cameras(splits[self.split]["train"], "train")
-        test_dirs = self._in_both_cameras(splits[self.split]["test"], "test")
-
-        train = folder_tracklets(self, self.cam_dirs, train_dirs, cams=(0, 1), is_train=True)
-        query = folder_tracklets(self, self.cam_dirs, test_dirs, cams=(0,), is_train=False)
-        gallery = folder_tracklets(self, self.cam_dirs, test_dirs, cams=(1,), is_train=False)
-        super().__init__(train, query, gallery, **kwargs)
+        return (self._in_both_cameras(splits[self.split]["train"], "train"),
+                self._in_both_cameras(splits[self.split]["test"], "test"))
 
     def _in_both_cameras(self, entries: Sequence, subset: str) -> List[str]:
         folders = sorted({person_folder(e) for e in entries})

@@ -1,23 +1,25 @@
 """Base class of tracklet (video) datasets, and the dataset-root convention.
 
-A tracklet item is ``(frame_paths, pid, camid)`` or ``(frame_paths, pid, camid, extras)``:
+Items are :class:`fastreid_ext.data.items.Item` ``(frame_paths, pid, camid, extras)``:
 ``frame_paths`` a tuple of sorted paths (one path for image datasets), ``extras`` a dict
-(``{"keypoints": json_path}``, ``{"group": name}``, ...). Train items follow the host
-convention ``pid = f"{dataset_name}_{pid}"``; query / gallery items keep int ids.
+(``{"keypoints": json_path}``, ``{"group": name}``, ...; ``{}`` when none). Train items follow
+the host convention ``pid = f"{dataset_name}_{pid}"``; query / gallery items keep int ids.
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence
 
 from fastreid.data.datasets.bases import ImageDataset
 from tabulate import tabulate
 from termcolor import colored
 
+from ..items import Item, as_item
+
 logger = logging.getLogger(__name__)
 
-Tracklet = Tuple  # (frame_paths, pid, camid[, extras])
+Tracklet = Item  # a tracklet item (one frame for image datasets)
 
 
 def datasets_root(cfg=None) -> str:
@@ -51,17 +53,17 @@ class TrackletDataset(ImageDataset):
         super().__init__(train, query, gallery, **kwargs)
 
     def item_extras(self, frame_paths: Sequence[str], pid: int) -> Dict:
-        """Extras dict (4th item element) of a tracklet; none here, synthetic data add some."""
+        """Extras dict of a tracklet (a new dict); none here, synthetic data add some."""
         return {}
 
     def make_item(self, frame_paths: Sequence[str], pid: int, camid: int, is_train: bool) -> Tracklet:
         """Build one item from int ``pid`` / 0-based ``camid``: train items get the host's
-        ``f"{dataset_name}_{pid}"`` strings, and ``extras`` is appended only when not empty."""
+        ``f"{dataset_name}_{pid}"`` strings."""
         frame_paths = tuple(frame_paths)
         extras = self.item_extras(frame_paths, pid)
         if is_train:
             pid, camid = f"{self.dataset_name}_{pid}", f"{self.dataset_name}_{camid}"
-        return (frame_paths, pid, camid, extras) if extras else (frame_paths, pid, camid)
+        return Item(frame_paths, pid, camid, extras)
 
     def combine_all(self) -> None:
         """The host's ``combine_all`` (``DATASETS.COMBINEALL``) for tracklet items: query and
@@ -69,12 +71,12 @@ class TrackletDataset(ImageDataset):
         ``_junk_pids`` skipped, and a tracklet listed in both query and gallery added once."""
         combined = list(self.train)
         seen = set()
-        for item in list(self.query) + list(self.gallery):
-            paths, pid, camid = item[:3]
-            if pid in self._junk_pids or paths in seen:
+        for item in map(as_item, list(self.query) + list(self.gallery)):
+            if item.pid in self._junk_pids or item.paths in seen:
                 continue
-            seen.add(paths)
-            combined.append((paths, f"{self.dataset_name}_test_{pid}", f"{self.dataset_name}_test_{camid}", *item[3:]))
+            seen.add(item.paths)
+            combined.append(item._replace(pid=f"{self.dataset_name}_test_{item.pid}",
+                                          camid=f"{self.dataset_name}_test_{item.camid}"))
         self._train = combined
 
     @staticmethod

@@ -21,13 +21,10 @@ import cv2
 cv2.setNumThreads(1)
 import numpy as np
 
+from fastreid_ext.utils.keypoints import COCO_JOINTS
+
 from .identity import KIND_TRACKLET, Camera, Identity, make_camera, rng_for
 
-COCO_JOINTS: Tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
 _SHIFT = 3  # sub-pixel bits for cv2 drawing
 _SCALE = float(1 << _SHIFT)
 _ANKLE_H = 0.035

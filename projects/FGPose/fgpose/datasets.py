@@ -11,17 +11,9 @@ import os.path as osp
 
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid_ext.data.datasets.mars import MARS
+from fastreid_ext.data.items import with_extras
 
 __all__ = ["MARSPose"]
-
-
-def _with_keypoints(items, path: str):
-    out = []
-    for item in items:
-        extras = dict(item[3]) if len(item) > 3 and isinstance(item[3], dict) else {}
-        extras["keypoints"] = path
-        out.append(tuple(item[:3]) + (extras,))
-    return out
 
 
 @DATASET_REGISTRY.register()
@@ -37,6 +29,6 @@ class MARSPose(MARS):
         super().__init__(root=root, **kwargs)
         path = osp.abspath(path)
         # the host ImageDataset's train / query / gallery are read-only properties
-        self._train = _with_keypoints(self.train, path)
-        self._query = _with_keypoints(self.query, path)
-        self._gallery = _with_keypoints(self.gallery, path)
+        self._train = with_extras(self.train, keypoints=path)
+        self._query = with_extras(self.query, keypoints=path)
+        self._gallery = with_extras(self.gallery, keypoints=path)

@@ -25,6 +25,7 @@ import fgpose  # noqa: F401
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid_ext.config import build_config
 from fastreid_ext.data.datasets import datasets_root
+from fastreid_ext.data.items import extras_of
 from fastreid_ext.evaluation.two_direction import evaluate_tracklets
 
 __all__ = ["gait_descriptor", "main"]
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
     name = cfg.DATASETS.TESTS[0]
     data = DATASET_REGISTRY.get(name)(root=datasets_root(cfg), split=cfg.DATASETS.SPLIT)
     items = list(data.query) + list(data.gallery)
-    path = items[0][3].get("keypoints") if len(items[0]) > 3 else None
+    path = extras_of(items[0]).get("keypoints")
     if not path:
         raise FileNotFoundError(f"{name} has no keypoints.json")
     table = json.load(open(path))

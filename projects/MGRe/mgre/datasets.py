@@ -17,12 +17,13 @@ Also registers ``CUHK03Detected`` (the host ``CUHK03`` defaults to the labeled b
 from __future__ import annotations
 
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from fastreid.data.datasets import DATASET_REGISTRY
 from fastreid_ext.data.datasets.mars import MARS
+from fastreid_ext.data.items import with_extras
 
-__all__ = ["KEYPOINTS_FILE", "find_keypoints_file", "with_keypoints", "KeypointsMixin"]
+__all__ = ["KEYPOINTS_FILE", "find_keypoints_file", "KeypointsMixin"]
 
 KEYPOINTS_FILE = "keypoints.json"
 
@@ -49,16 +50,6 @@ def find_keypoints_file(items: Sequence, root: str) -> Optional[str]:
         folder = parent
 
 
-def with_keypoints(items: Sequence, json_path: str) -> List[tuple]:
-    """Copies of ``items`` with ``{"keypoints": json_path}`` merged into their extras."""
-    out = []
-    for item in items:
-        extras = dict(item[3]) if len(item) > 3 and isinstance(item[3], dict) else {}
-        extras["keypoints"] = json_path
-        out.append(tuple(item[:3]) + (extras,))
-    return out
-
-
 class KeypointsMixin:
     """Placed before a dataset class: attaches the dataset's ``keypoints.json`` to train items."""
 
@@ -77,9 +68,9 @@ class KeypointsMixin:
                 f"DATASETS.NAMES (\"{base}\",) and MODEL.MGRE.USE_KEYPOINTS False")
         self.keypoints_path = osp.abspath(path)
         # host ImageDataset.train / query / gallery are read-only properties over these
-        self._train = with_keypoints(self.train, self.keypoints_path)
-        self._query = with_keypoints(self.query, self.keypoints_path)
-        self._gallery = with_keypoints(self.gallery, self.keypoints_path)
+        self._train = with_extras(self.train, keypoints=self.keypoints_path)
+        self._query = with_extras(self.query, keypoints=self.keypoints_path)
+        self._gallery = with_extras(self.gallery, keypoints=self.keypoints_path)
 
 
 def _register(name: str, base: type, **fixed) -> type:
