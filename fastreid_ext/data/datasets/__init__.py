@@ -7,8 +7,8 @@ from .prid2011 import PRID2011
 from .synthetic import (
     SyntheticCUHK01,
     SyntheticILIDSVID,
-    SyntheticMARS,
     SyntheticMarket1501,
+    SyntheticMARS,
     SyntheticPRID2011,
 )
 from .tracklet_dataset import TrackletDataset, datasets_root, require_layout

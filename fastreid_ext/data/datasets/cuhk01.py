@@ -20,6 +20,7 @@ import re
 from typing import Dict, List, Tuple
 
 import numpy as np
+
 from fastreid.data.datasets import DATASET_REGISTRY
 
 from .person_folders import check_split

@@ -17,8 +17,9 @@ import os.path as osp
 from typing import Dict, List, Sequence
 
 import numpy as np
-from fastreid.data.datasets import DATASET_REGISTRY
 from scipy.io import loadmat
+
+from fastreid.data.datasets import DATASET_REGISTRY
 
 from .tracklet_dataset import Tracklet, TrackletDataset, require_layout
 

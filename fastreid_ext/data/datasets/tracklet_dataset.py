@@ -11,9 +11,10 @@ import logging
 import os
 from typing import Dict, Iterable, List, Sequence
 
-from fastreid.data.datasets.bases import ImageDataset
 from tabulate import tabulate
 from termcolor import colored
+
+from fastreid.data.datasets.bases import ImageDataset
 
 from ..items import Item, as_item
 
