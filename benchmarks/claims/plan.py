@@ -1,0 +1,231 @@
+"""``--list`` and ``--plan``: each claim's design, and its estimated time from measured
+iteration and evaluation times.
+
+The timing probe (``--probe``) trains every row of a claim for a few epochs on a small set drawn
+with the claim's generator settings (same frame size, clip length, model and budget; staged rows
+from scratch: their timing does not depend on the start) and evaluates it once; it records the
+seconds per iteration (the trainer's median ``time`` over its last logged iterations) and the
+evaluation seconds per test item, with the machine's load average, in
+``<cache>/timing.json`` (one entry per claim, row and design). ``--plan`` scales them to the
+design: iterations = epochs x training items / batch (``DATALOADER.EPOCH_LENGTH samples``),
+evaluations = one, or epochs / period + 1 on the curve row; expected item counts from
+:func:`benchmarks.claims.claims.expected_test_size`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Dict, List, Optional
+
+from .claims import CLAIMS, Claim
+from .common import read_json, write_json_atomic
+from .report import complete_records
+from .runner import BUDGET, THREADS, availability, curve_period, design_key, result_path
+from .stats import VERDICT_RULE, mde, seeds_for_mde
+
+__all__ = ["describe", "probe", "estimate", "plan_text", "PRIOR_SD", "HOURS_PER_CLAIM"]
+
+#: the design's time limit per claim on this 2-core machine
+HOURS_PER_CLAIM = 4.0
+#: sd of the paired mAP differences assumed before a claim has >= 2 seeds under this design: the
+#: sd measured on the small sets (32 test ids, 150 iterations, 3 seeds; docs/claims.md) --
+#: larger test sets should lower it
+PRIOR_SD = {"video_baseline": 1.9, "fgreid": 5.7, "mgrafa": 8.1, "mgrafa_residual": 7.6, "mgre": 1.4,
+            "fgpose": 3.8, "fgpose_mars": 3.8}
+PROBE = dict(ids=16, fgpr_ids=12, epochs=2)
+
+
+def timing_path(cache: str) -> str:
+    return os.path.join(cache, "timing.json")
+
+
+def describe(claim: Claim) -> str:
+    """``--list``: statement, SESOIs with sources, rows, seeds, test-set size, budget."""
+    from .claims import expected_test_size
+
+    ok, why = availability(claim)
+    size = expected_test_size(claim.data)
+    lines = [f"{claim.name}  [{claim.method}]  {'available' if ok else why}",
+             f"  claim: {claim.statement}",
+             f"  registered: {claim.registered}"]
+    for c in claim.comparisons:
+        lines.append(f"  compare {c.method} - {c.reference}: SESOI "
+                     + (f"{c.sesoi:+.1f} mAP" if c.sesoi is not None else "none (no size claimed)")
+                     + f" [{c.source}]")
+    for r in claim.rows:
+        lines.append(f"  row {r.name}: {r.label} ({r.source}; {claim.row_epochs(r)} epochs"
+                     + (f"; starts from {r.init_from} via {r.init_key}" if r.init_from else "")
+                     + ("; stage" if r.stage else "") + ")")
+    lines.append(f"  data: {claim.data}")
+    lines.append(f"  test set (expected): {size['test_ids']} test ids, {size['queries']} queries, "
+                 f"{size['gallery']} gallery items; {size['train_items']} training items")
+    lines.append(f"  budget: input {claim.size[0]}x{claim.size[1]}, T {1 if claim.image else claim.seq_len}, "
+                 f"batch {BUDGET['batch']}, Adam lr {BUDGET['lr']}, {THREADS} thread(s); seeds 0..{claim.seeds - 1}; "
+                 f"learning curve: {claim.curve_row}; protocol {claim.protocol}")
+    return "\n".join(lines)
+
+
+def _probe_claim(claim: Claim) -> Claim:
+    ids = PROBE["fgpr_ids"] if claim.data["layout"] == "fgpr" else PROBE["ids"]
+    rows = tuple(dataclasses.replace(r, init_from=None, epochs=PROBE["epochs"],
+                                     opts=r.opts + ((r.init_key, '""') if r.init_from else ())) for r in claim.rows)
+    return dataclasses.replace(claim, name=claim.name, data=dict(claim.data, ids=ids), rows=rows,
+                               epochs=PROBE["epochs"], curve_row="", checks=())
+
+
+def _last_time(run_dir: str) -> float:
+    times = []
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if "time" in row:
+                times.append(float(row["time"]))
+    if not times:
+        raise RuntimeError(f"no iteration time logged in {run_dir}/metrics.json")
+    return times[-1]
+
+
+def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
+    """Measure seconds per iteration and evaluation seconds per test item of every row."""
+    import shutil
+
+    import torch
+
+    import fastreid_ext  # noqa: F401
+    from fastreid_ext.config import build_config
+    from fastreid_ext.engine import Trainer
+
+    from .common import ensure_dataset, train_and_test
+    from .pretrain import backbone_path
+    from .runner import budget_opts, config_path
+
+    small = _probe_claim(claim)
+    root = ensure_dataset(dict(small.data), cache)
+    counts = read_json(os.path.join(root, _layout_dir(claim), ".synthetic_done.json"))["counts"]
+    n_test = _test_items(counts)
+    torch.set_num_threads(THREADS)
+    timings = _read_timings(cache)
+    for row in small.rows:
+        run_dir = os.path.join(out, "probe", claim.name, row.name)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cfg = build_config(config_path(row), list(row.opts) + budget_opts(small, row, 0, root, backbone_path(cache),
+                                                                          run_dir))
+        load = os.getloadavg()[0]
+        _, _, model = train_and_test(cfg, 0)
+        t0 = time.perf_counter()
+        Trainer.test(cfg, model)
+        eval_s = time.perf_counter() - t0
+        entry = {"s_per_iter": _last_time(run_dir), "eval_s_per_item": eval_s / n_test, "load_average": load,
+                 "threads": THREADS, "design": design_key(claim, "full"), "measured": time.strftime("%Y-%m-%d %H:%M")}
+        timings.setdefault(claim.name, {})[row.name] = entry
+        write_json_atomic(timing_path(cache), timings)
+        log(f"[probe] {claim.name}/{row.name}: {entry['s_per_iter']:.3f} s/iteration, "
+            f"{entry['eval_s_per_item'] * 1000:.1f} ms per test item (load {load:.2f})")
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return timings[claim.name]
+
+
+def _layout_dir(claim: Claim) -> str:
+    from .common import LAYOUT_DIRS
+
+    return LAYOUT_DIRS[claim.data["layout"]]
+
+
+def _test_items(counts: Dict) -> int:
+    if "test_tracklets" in counts:
+        return int(counts["test_tracklets"])
+    if "query_images" in counts:
+        return int(counts["query_images"]) + int(counts["gallery_images"])
+    return 2 * int(counts["test_ids_per_split"])  # fgpr: one tracklet per camera, two cameras
+
+
+def _read_timings(cache: str) -> Dict:
+    path = timing_path(cache)
+    return read_json(path) if os.path.isfile(path) else {}
+
+
+def estimate(claim: Claim, timings: Dict) -> Optional[Dict]:
+    """Seconds per row run, per seed and for the design's seeds; ``None`` without a probe of
+    every row under the current design."""
+    from .claims import expected_test_size
+
+    t = timings.get(claim.name, {})
+    key = design_key(claim, "full")
+    if any(t.get(r.name, {}).get("design") != key for r in claim.rows):
+        return None
+    size = expected_test_size(claim.data)
+    per_epoch = max(1, size["train_items"] // BUDGET["batch"])
+    rows = {}
+    for r in claim.rows:
+        epochs = claim.row_epochs(r)
+        evals = epochs // curve_period(epochs) + (1 if epochs % curve_period(epochs) else 0) \
+            if r.name == claim.curve_row else 1
+        iters = epochs * per_epoch
+        secs = iters * t[r.name]["s_per_iter"] + evals * size["test_items"] * t[r.name]["eval_s_per_item"]
+        rows[r.name] = {"iterations": iters, "evaluations": evals, "seconds": secs}
+    per_seed = sum(v["seconds"] for v in rows.values())
+    return {"rows": rows, "per_seed_s": per_seed, "total_s": per_seed * claim.seeds,
+            "load_average": max(v["load_average"] for v in t.values())}
+
+
+def _sd_of(claim: Claim, out: str, comparison) -> (float, str):
+    """The measured sd of a comparison's paired differences under this design (>= 2 seeds), else the prior."""
+    recs = []
+    for r in claim.rows:
+        for s in range(claim.seeds):
+            p = result_path(out, "full", claim, r, s)
+            if os.path.isfile(p):
+                recs.append(read_json(p))
+    by = {}
+    for r in complete_records(claim, recs, "full"):
+        by.setdefault(r["row"], {})[r["seed"]] = r["mAP"]
+    seeds = sorted(set(by.get(comparison.method, {})) & set(by.get(comparison.reference, {})))
+    if len(seeds) >= 2:
+        d = [by[comparison.method][s] - by[comparison.reference][s] for s in seeds]
+        m = sum(d) / len(d)
+        return math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1)), f"measured, {len(seeds)} seeds"
+    return PRIOR_SD.get(claim.name, float("nan")), "prior: the small-set sd"
+
+
+def plan_text(claims: List[Claim], cache: str, out: str) -> str:
+    timings = _read_timings(cache)
+    loads = [e["load_average"] for c in timings.values() for e in c.values()]
+    lines = [f"Verdict rule: {VERDICT_RULE}.",
+             f"Times from the timing probe ({timing_path(cache)}; {THREADS} torch thread per run"
+             + (f"; load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores when measured: "
+                "a loaded machine, the times are upper bounds)" if loads else ")"), ""]
+    for claim in claims:
+        est = estimate(claim, timings)
+        lines.append(f"{claim.name}: {claim.seeds} seeds x {len(claim.rows)} rows")
+        if est is None:
+            lines.append(f"  no timing under this design: python -m benchmarks.claims --probe --claim {claim.name}")
+        else:
+            for name, v in est["rows"].items():
+                lines.append(f"  {name}: {v['iterations']} iterations, {v['evaluations']} evaluation(s): "
+                             f"{v['seconds'] / 60:.1f} min")
+            fits = est["total_s"] <= HOURS_PER_CLAIM * 3600
+            lines.append(f"  per seed {est['per_seed_s'] / 3600:.2f} h; design {est['total_s'] / 3600:.2f} h "
+                         f"({'fits' if fits else 'exceeds'} {HOURS_PER_CLAIM:.0f} h)")
+        for c in claim.comparisons:
+            sd, src = _sd_of(claim, out, c)
+            m = mde(sd, claim.seeds)
+            text = f"  {c.method} - {c.reference}: sd {sd:.1f} ({src}), MDE {m:.1f} at {claim.seeds} seeds"
+            if c.sesoi is not None:
+                text += f", SESOI {c.sesoi:+.1f}"
+                if not m <= c.sesoi:
+                    need = seeds_for_mde(sd, c.sesoi)
+                    cost = f"{need * est['per_seed_s'] / 3600:.1f} h" if (need and est) else "unknown time"
+                    text += (f": CANNOT reach MDE <= SESOI at {claim.seeds} seeds; needs "
+                             + (f"{need} seeds ({cost} on this machine)" if need else "> 200 seeds"))
+            lines.append(text)
+    return "\n".join(lines) + "\n"
+
+
+def list_text() -> str:
+    return f"Verdict rule: {VERDICT_RULE}.\n\n" + "\n\n".join(describe(c) for c in CLAIMS) + "\n"
