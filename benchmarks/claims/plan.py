@@ -35,7 +35,8 @@ HOURS_PER_CLAIM = 4.0
 #: larger test sets should lower it
 PRIOR_SD = {"video_baseline": 1.9, "fgreid": 5.7, "mgrafa": 8.1, "mgrafa_residual": 7.6, "mgre": 1.4,
             "fgpose": 3.8, "fgpose_mars": 3.8}
-PROBE = dict(ids=16, fgpr_ids=12, epochs=2)
+#: the probe's small set and its iterations (the trainer logs iteration times from its 3rd on)
+PROBE = dict(ids=16, fgpr_ids=30, iterations=12)
 
 
 def timing_path(cache: str) -> str:
@@ -68,12 +69,14 @@ def describe(claim: Claim) -> str:
     return "\n".join(lines)
 
 
-def _probe_claim(claim: Claim) -> Claim:
+def _probe_claim(claim: Claim, train_items: int = 0) -> Claim:
+    """The claim on the probe's small set, every row from scratch for about PROBE iterations."""
     ids = PROBE["fgpr_ids"] if claim.data["layout"] == "fgpr" else PROBE["ids"]
-    rows = tuple(dataclasses.replace(r, init_from=None, epochs=PROBE["epochs"],
+    epochs = max(1, math.ceil(PROBE["iterations"] / max(1, train_items // BUDGET["batch"])))
+    rows = tuple(dataclasses.replace(r, init_from=None, epochs=epochs,
                                      opts=r.opts + ((r.init_key, '""') if r.init_from else ())) for r in claim.rows)
-    return dataclasses.replace(claim, name=claim.name, data=dict(claim.data, ids=ids), rows=rows,
-                               epochs=PROBE["epochs"], curve_row="", checks=())
+    return dataclasses.replace(claim, data=dict(claim.data, ids=ids), rows=rows, epochs=epochs, curve_row="",
+                               checks=())
 
 
 def _last_time(run_dir: str) -> float:
@@ -105,10 +108,10 @@ def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
     from .pretrain import backbone_path
     from .runner import budget_opts, config_path
 
-    small = _probe_claim(claim)
-    root = ensure_dataset(dict(small.data), cache)
+    root = ensure_dataset(dict(_probe_claim(claim).data), cache)
     counts = read_json(os.path.join(root, _layout_dir(claim), ".synthetic_done.json"))["counts"]
     n_test = _test_items(counts)
+    small = _probe_claim(claim, _train_items(counts))
     torch.set_num_threads(THREADS)
     timings = _read_timings(cache)
     for row in small.rows:
@@ -143,6 +146,14 @@ def _test_items(counts: Dict) -> int:
     if "query_images" in counts:
         return int(counts["query_images"]) + int(counts["gallery_images"])
     return 2 * int(counts["test_ids_per_split"])  # fgpr: one tracklet per camera, two cameras
+
+
+def _train_items(counts: Dict) -> int:
+    if "train_tracklets" in counts:
+        return int(counts["train_tracklets"])
+    if "train_images" in counts:
+        return int(counts["train_images"])
+    return 2 * int(counts["train_ids_per_split"])
 
 
 def _read_timings(cache: str) -> Dict:
