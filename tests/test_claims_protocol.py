@@ -336,3 +336,21 @@ def test_plan_scales_measured_times_and_states_unreachable_mde(tmp_path):
     assert mde(sd, claim.seeds) > 1.7
     assert f"needs {seeds_for_mde(sd, 1.7)} seeds" in text and "load average 3.0-3.0" in text
     assert plan.estimate(get_claim("mgre"), plan._read_timings(str(tmp_path))) is None  # not probed
+
+
+def test_learning_curve_reads_the_evaluations_and_adds_the_final_one(tmp_path):
+    """The host's writer logs every evaluation but the last (written before it, at the same
+    iteration): the curve takes the logged ones and the run's final result at the last
+    iteration; the report's plateau test compares the last quarter's move with the half-width."""
+    from benchmarks.claims.report import plateau
+
+    lines = [{"iteration": i, "total_loss": 1.0} for i in range(12)]
+    lines[3]["mAP"], lines[3]["Rank-1"] = 10.0, 20.0
+    lines[7]["mAP"], lines[7]["Rank-1"] = 30.0, 40.0
+    (tmp_path / "metrics.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    curve = runner.learning_curve(str(tmp_path), {"mAP": 34.0, "Rank-1": 50.0})
+    assert [(p["iteration"], p["mAP"]) for p in curve] == [(4, 10.0), (8, 30.0), (12, 34.0)]
+    # last quarter: 12 -> 9 iterations; mAP at 9 interpolated 30 + 4 x 1/4 = 31: move +3
+    p = plateau([curve], half_width=5.0)
+    assert p["mean_move"] == pytest.approx(3.0) and p["plateau"] is True
+    assert plateau([curve], half_width=2.0)["plateau"] is False

@@ -94,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from .pretrain import backbone_path, pretrain
     rec = {"path": backbone_path(cache)}
-    if any(c.backbone == "shared" for c in claims):
+    if not args.probe and any(c.backbone == "shared" for c in claims):
         rec = pretrain(cache)
         print(f"[claims] backbone {rec['path']} (pre-training cost {rec['seconds']} s wall, "
               f"{rec['cpu_seconds']} s CPU, measured when it was made)", flush=True)

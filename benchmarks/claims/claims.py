@@ -85,7 +85,7 @@ BACKBONE_TOKEN = "{backbone}"
 #: test-mAP points of the reference row's learning curve (evaluated every epochs / CURVE_POINTS)
 CURVE_POINTS = 6
 #: the ``--quick`` smoke test: every claim on a small set, a few epochs, 2 seeds (not evidence)
-QUICK = dict(ids=40, fgpr_ids=30, epochs=6, seeds=2)
+QUICK = dict(ids=24, fgpr_ids=18, epochs=3, seeds=2)
 
 #: MARS-layout test sets: 9 cameras and 440 ids give about 220 test ids and 665 queries (expected_test_size)
 _MARS = dict(layout="mars", ids=440, cameras=9, min_len=8, max_len=16, distractors=0.0, junk=0.0)

@@ -1,14 +1,15 @@
 """``--list`` and ``--plan``: each claim's design, and its estimated time from measured
 iteration and evaluation times.
 
-The timing probe (``--probe``) trains every row of a claim for a few epochs on a small set drawn
-with the claim's generator settings (same frame size, clip length, model and budget; staged rows
-from scratch: their timing does not depend on the start) and evaluates it once; it records the
+The timing probe (``--probe``) trains every row of a claim for about 12 iterations on a small set
+drawn with the claim's generator settings (same frame size, clip length, model and budget; every
+row from scratch, the pre-trained file not needed: timing does not depend on the start) and
+evaluates it once; it records the
 seconds per iteration (the trainer's median ``time`` over its last logged iterations) and the
 evaluation seconds per test item, with the machine's load average, in
 ``<cache>/timing.json`` (one entry per claim, row and design). ``--plan`` scales them to the
 design: iterations = epochs x training items / batch (``DATALOADER.EPOCH_LENGTH samples``),
-evaluations = one, or epochs / period + 1 on the curve row; expected item counts from
+evaluations = one, or one per period on the curve row; expected item counts from
 :func:`benchmarks.claims.claims.expected_test_size`.
 """
 from __future__ import annotations
@@ -117,8 +118,10 @@ def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
     for row in small.rows:
         run_dir = os.path.join(out, "probe", claim.name, row.name)
         shutil.rmtree(run_dir, ignore_errors=True)
-        cfg = build_config(config_path(row), list(row.opts) + budget_opts(small, row, 0, root, backbone_path(cache),
-                                                                          run_dir))
+        opts = list(row.opts) + budget_opts(small, row, 0, root, backbone_path(cache), run_dir)
+        if claim.backbone == "shared":  # timing does not depend on the start: no pre-trained file needed
+            opts += ["MODEL.BACKBONE.PRETRAIN", "False"]
+        cfg = build_config(config_path(row), opts)
         load = os.getloadavg()[0]
         _, _, model = train_and_test(cfg, 0)
         t0 = time.perf_counter()
