@@ -261,7 +261,7 @@ def _fgpose(name: str, data: Dict, dataset: str, protocol: str, sesoi: float, so
     T = 8 segments (delta t = 4: clips of 12 frames), 128x64 frames, FGPose's own tiny backbones."""
     seg = ("MODEL.FGPOSE.SEGMENT_LEN", "8", "MODEL.FGPOSE.DELTA_T", "4", "INPUT.VIDEO.SEQ_LEN", "12",
            "TEST.VIDEO.SEQ_LEN", "12")
-    steps = (4, 2, 2, 2)  # the paper: 50 epochs each
+    steps = (8, 4, 4, 4)  # the paper: 50 epochs each
     return Claim(
         name=name, method="FG dynamic pose (FGPose)", statement=statement, requires=("fgpose",),
         data=data, dataset=dataset,

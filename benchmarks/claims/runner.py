@@ -126,9 +126,9 @@ def budget_opts(claim: Claim, row: Row, seed: int, root: str, backbone: str, out
         "TEST.FLIP.ENABLED": False, "TEST.PRECISE_BN.ENABLED": False, "CUDNN_BENCHMARK": False,
         "SEED": seed, "OUTPUT_DIR": out,
     }
-    if claim.backbone == "own":  # the method's own backbone and clip length (not pre-trained)
+    if claim.backbone == "own":  # the method's own backbone, clip length and learning rates (per step)
         pairs = {k: v for k, v in pairs.items() if not k.startswith("MODEL.BACKBONE.") and
-                 not k.endswith("VIDEO.SEQ_LEN")}
+                 not k.endswith("VIDEO.SEQ_LEN") and k != "SOLVER.BASE_LR"}
     return list(opts_list(pairs))
 
 
