@@ -95,17 +95,58 @@ def _last_time(run_dir: str) -> float:
     return times[-1]
 
 
+def _cpu_step_timer():
+    """A trainer hook summing the process CPU seconds of each training step after the first
+    two (the process runs 1 torch thread and no loader workers: on an idle core CPU seconds
+    are wall seconds, and they do not grow with other processes' load)."""
+    from fastreid.engine.hooks import HookBase
+
+    class CpuStepTimer(HookBase):
+        def __init__(self):
+            self.seconds, self.steps, self._t0, self._n = 0.0, 0, 0.0, 0
+
+        def before_step(self):
+            self._t0 = time.process_time()
+
+        def after_step(self):
+            self._n += 1
+            if self._n > 2:
+                self.seconds += time.process_time() - self._t0
+                self.steps += 1
+
+    return CpuStepTimer()
+
+
+def _probe_row(cfg) -> Dict[str, float]:
+    """Train ``cfg`` (a few iterations) and evaluate it once; CPU and wall seconds."""
+    from fastreid.utils.env import seed_all_rng
+    from fastreid_ext.engine import Trainer
+
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    seed_all_rng(0)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    timer = _cpu_step_timer()
+    trainer.register_hooks([timer])
+    trainer.train()
+    model = trainer.model
+    c0, t0 = time.process_time(), time.perf_counter()
+    Trainer.test(cfg, model)
+    return {"cpu_s_per_iter": timer.seconds / max(1, timer.steps), "eval_cpu_s": time.process_time() - c0,
+            "eval_wall_s": time.perf_counter() - t0, "s_per_iter": _last_time(cfg.OUTPUT_DIR)}
+
+
 def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
-    """Measure seconds per iteration and evaluation seconds per test item of every row."""
+    """Measure CPU seconds per iteration and per evaluated test item of every row (and the
+    wall seconds, which on a loaded machine are larger)."""
     import shutil
 
     import torch
 
     import fastreid_ext  # noqa: F401
     from fastreid_ext.config import build_config
-    from fastreid_ext.engine import Trainer
 
-    from .common import ensure_dataset, train_and_test
+    from .common import ensure_dataset
     from .pretrain import backbone_path
     from .runner import budget_opts, config_path
 
@@ -123,16 +164,16 @@ def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
             opts += ["MODEL.BACKBONE.PRETRAIN", "False"]
         cfg = build_config(config_path(row), opts)
         load = os.getloadavg()[0]
-        _, _, model = train_and_test(cfg, 0)
-        t0 = time.perf_counter()
-        Trainer.test(cfg, model)
-        eval_s = time.perf_counter() - t0
-        entry = {"s_per_iter": _last_time(run_dir), "eval_s_per_item": eval_s / n_test, "load_average": load,
-                 "threads": THREADS, "design": design_key(claim, "full"), "measured": time.strftime("%Y-%m-%d %H:%M")}
+        m = _probe_row(cfg)
+        entry = {"cpu_s_per_iter": m["cpu_s_per_iter"], "eval_cpu_s_per_item": m["eval_cpu_s"] / n_test,
+                 "wall_s_per_iter": m["s_per_iter"], "eval_wall_s_per_item": m["eval_wall_s"] / n_test,
+                 "load_average": load, "threads": THREADS, "design": design_key(claim, "full"),
+                 "measured": time.strftime("%Y-%m-%d %H:%M")}
         timings.setdefault(claim.name, {})[row.name] = entry
         write_json_atomic(timing_path(cache), timings)
-        log(f"[probe] {claim.name}/{row.name}: {entry['s_per_iter']:.3f} s/iteration, "
-            f"{entry['eval_s_per_item'] * 1000:.1f} ms per test item (load {load:.2f})")
+        log(f"[probe] {claim.name}/{row.name}: {entry['cpu_s_per_iter']:.3f} CPU s/iteration "
+            f"(wall {entry['wall_s_per_iter']:.3f}), {entry['eval_cpu_s_per_item'] * 1000:.1f} CPU ms per test item "
+            f"(load {load:.2f})")
         shutil.rmtree(run_dir, ignore_errors=True)
     return timings[claim.name]
 
@@ -171,7 +212,8 @@ def estimate(claim: Claim, timings: Dict) -> Optional[Dict]:
 
     t = timings.get(claim.name, {})
     key = design_key(claim, "full")
-    if any(t.get(r.name, {}).get("design") != key for r in claim.rows):
+    if any(t.get(r.name, {}).get("design") != key or "cpu_s_per_iter" not in t.get(r.name, {})
+           for r in claim.rows):
         return None
     size = expected_test_size(claim.data)
     per_epoch = max(1, size["train_items"] // BUDGET["batch"])
@@ -181,11 +223,12 @@ def estimate(claim: Claim, timings: Dict) -> Optional[Dict]:
         evals = epochs // curve_period(epochs) + (1 if epochs % curve_period(epochs) else 0) \
             if r.name == claim.curve_row else 1
         iters = epochs * per_epoch
-        secs = iters * t[r.name]["s_per_iter"] + evals * size["test_items"] * t[r.name]["eval_s_per_item"]
+        secs = iters * t[r.name]["cpu_s_per_iter"] + evals * size["test_items"] * t[r.name]["eval_cpu_s_per_item"]
         rows[r.name] = {"iterations": iters, "evaluations": evals, "seconds": secs}
     per_seed = sum(v["seconds"] for v in rows.values())
+    slow = max(v["wall_s_per_iter"] / v["cpu_s_per_iter"] for v in t.values())
     return {"rows": rows, "per_seed_s": per_seed, "total_s": per_seed * claim.seeds,
-            "load_average": max(v["load_average"] for v in t.values())}
+            "load_average": max(v["load_average"] for v in t.values()), "wall_over_cpu": slow}
 
 
 def _sd_of(claim: Claim, out: str, comparison) -> (float, str):
@@ -211,9 +254,11 @@ def plan_text(claims: List[Claim], cache: str, out: str) -> str:
     timings = _read_timings(cache)
     loads = [e["load_average"] for c in timings.values() for e in c.values()]
     lines = [f"Verdict rule: {VERDICT_RULE}.",
-             f"Times from the timing probe ({timing_path(cache)}; {THREADS} torch thread per run"
-             + (f"; load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores when measured: "
-                "a loaded machine, the times are upper bounds)" if loads else ")"), ""]
+             f"Times: CPU seconds measured by the timing probe ({timing_path(cache)}; {THREADS} torch thread, "
+             "no loader workers per run: the wall time of one run on an idle core; two runs at a time "
+             "on 2 idle cores (--jobs 2) halve the suite's wall time)"
+             + (f"; load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores when measured" if loads
+                else ""), ""]
     for claim in claims:
         est = estimate(claim, timings)
         lines.append(f"{claim.name}: {claim.seeds} seeds x {len(claim.rows)} rows")
@@ -225,7 +270,8 @@ def plan_text(claims: List[Claim], cache: str, out: str) -> str:
                              f"{v['seconds'] / 60:.1f} min")
             fits = est["total_s"] <= HOURS_PER_CLAIM * 3600
             lines.append(f"  per seed {est['per_seed_s'] / 3600:.2f} h; design {est['total_s'] / 3600:.2f} h "
-                         f"({'fits' if fits else 'exceeds'} {HOURS_PER_CLAIM:.0f} h)")
+                         f"({'fits' if fits else 'exceeds'} {HOURS_PER_CLAIM:.0f} h); wall time at the probe's load "
+                         f"up to {est['wall_over_cpu']:.1f}x that")
         for c in claim.comparisons:
             sd, src = _sd_of(claim, out, c)
             m = mde(sd, claim.seeds)
