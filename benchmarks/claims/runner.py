@@ -119,7 +119,7 @@ def budget_opts(claim: Claim, row: Row, seed: int, root: str, backbone: str, out
         "DATASETS.ROOT": root, "DATALOADER.NUM_WORKERS": 0, "DATALOADER.NUM_WORKERS_TEST": 0,
         "DATALOADER.NUM_INSTANCE": 2 if claim.data["layout"] == "fgpr" else b["instances"],
         "SOLVER.OPT": "Adam", "SOLVER.IMS_PER_BATCH": b["batch"],
-        "SOLVER.BASE_LR": b["lr"], "SOLVER.MAX_EPOCH": epochs, "SOLVER.STEPS": [100000],
+        "SOLVER.BASE_LR": b["lr"], "SOLVER.MAX_EPOCH": epochs, "SOLVER.SCHED": "MultiStepLR", "SOLVER.STEPS": [100000],
         "DATALOADER.EPOCH_LENGTH": "samples",  # pinned: a config's own epoch definition cannot move the budget
         "SOLVER.WARMUP_ITERS": b["warmup"], "SOLVER.CHECKPOINT_PERIOD": 100000,
         "TEST.EVAL_PERIOD": eval_period, "TEST.IMS_PER_BATCH": 64, "TEST.PROTOCOL": claim.protocol,
