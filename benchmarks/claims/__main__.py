@@ -32,28 +32,36 @@ def _saved_records(out: str, mode: str, name: str) -> List[dict]:
 
 
 def _run_parallel(claims, args, cache: str) -> None:
-    """One child process per claim, at most ``--jobs`` at a time (results land in the same
-    resumable files; the table is written by this process afterwards)."""
+    """One child process per (claim, seed), at most ``--jobs`` at a time, claims in order (results
+    land in the same resumable files; the table is written by this process afterwards). Data
+    sets are generated here first, so that no two children make the same one."""
+    from .common import ensure_dataset
+    from .runner import mode_claim
+
+    mode = "quick" if args.quick else "full"
+    for c in claims:
+        ensure_dataset(dict(mode_claim(c, mode).data), cache)
     base = [sys.executable, "-m", "benchmarks.claims", "--out", args.out, "--cache", cache] \
-        + (["--seeds", str(args.seeds)] if args.seeds else []) + (["--quick"] if args.quick else []) \
-        + (["--keep-logs"] if args.keep_logs else [])
-    pending, running = list(claims), []
-    failed = []
+        + (["--quick"] if args.quick else []) + (["--keep-logs"] if args.keep_logs else [])
+    pending = [(c, s) for c in claims for s in range(_seeds(c, args))]
+    running, failed = [], []
     while pending or running:
         while pending and len(running) < args.jobs:
-            c = pending.pop(0)
-            log = open(os.path.join(args.out, f"{c.name}.{'quick' if args.quick else 'full'}.log"), "a")
-            running.append((c, subprocess.Popen(base + ["--claim", c.name], stdout=log, stderr=subprocess.STDOUT), log))
-            print(f"[claims] {c.name}: started (log {log.name})", flush=True)
+            c, seed = pending.pop(0)
+            log = open(os.path.join(args.out, f"{c.name}.{mode}.seed{seed}.log"), "a")
+            proc = subprocess.Popen(base + ["--claim", c.name, "--only-seed", str(seed)], stdout=log,
+                                    stderr=subprocess.STDOUT)
+            running.append((f"{c.name} seed {seed}", proc, log))
+            print(f"[claims] {c.name} seed {seed}: started (log {log.name})", flush=True)
         time.sleep(2.0)
         for item in list(running):
-            c, proc, log = item
+            name, proc, log = item
             if proc.poll() is not None:
                 running.remove(item)
                 log.close()
-                print(f"[claims] {c.name}: finished (exit {proc.returncode})", flush=True)
+                print(f"[claims] {name}: finished (exit {proc.returncode})", flush=True)
                 if proc.returncode:
-                    failed.append(c.name)
+                    failed.append(name)
     if failed:
         raise SystemExit(f"claims failed: {', '.join(failed)} (see their logs in {args.out})")
 
@@ -73,7 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default=os.path.join("logs", "claims"), help="results folder (default logs/claims)")
     p.add_argument("--cache", default="", help="data + backbone cache (default $FASTREID_EXT_CACHE or ~/.cache/fastreid_ext/claims)")
     p.add_argument("--keep-logs", action="store_true", help="keep each run's OUTPUT_DIR (metrics.json, logs)")
-    p.add_argument("--jobs", type=int, default=1, help="claims run in parallel processes (1 torch thread each)")
+    p.add_argument("--jobs", type=int, default=1, help="(claim, seed) runs in parallel processes (1 torch thread each)")
+    p.add_argument("--only-seed", type=int, default=-1, help=argparse.SUPPRESS)  # a --jobs child: one seed, no table
     args = p.parse_args(argv)
     cache = cache_dir(args.cache)
     names = [c.name for c in CLAIMS] if (not args.claim or "all" in args.claim) else args.claim
@@ -112,7 +121,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             unavailable[claim.name] = why
         else:
             todo.append(claim)
-    if args.jobs > 1 and len(todo) > 1:
+    if args.only_seed >= 0:
+        for claim in todo:
+            run_claim(claim, [args.only_seed], mode, args.out, cache, rec["path"], args.keep_logs,
+                      log=lambda s: print(s, flush=True))
+        return 0
+    if args.jobs > 1:
         _run_parallel(todo, args, cache)
     else:
         for claim in todo:
