@@ -320,7 +320,7 @@ def test_plan_scales_measured_times_and_states_unreachable_mde(tmp_path):
     from benchmarks.claims.stats import mde, seeds_for_mde
 
     claim = get_claim("video_baseline")
-    key = runner.design_key(claim, "full")
+    key = plan.timing_key(claim)
     write_json_atomic(plan.timing_path(str(tmp_path)), {claim.name: {
         r.name: {"cpu_s_per_iter": 0.5, "eval_cpu_s_per_item": 0.01, "wall_s_per_iter": 1.5, "load_average": 3.0,
                  "threads": 1, "design": key}

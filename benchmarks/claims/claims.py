@@ -82,8 +82,8 @@ class Claim:
 
 #: in a row's opts, replaced by the path of the shared pre-trained backbone file
 BACKBONE_TOKEN = "{backbone}"
-#: test-mAP points of the reference row's learning curve (evaluated every epochs / CURVE_POINTS)
-CURVE_POINTS = 6
+#: test-mAP points of the reference row's learning curve (evaluated every epochs // CURVE_POINTS epochs)
+CURVE_POINTS = 5
 #: the ``--quick`` smoke test: every claim on a small set, a few epochs, 2 seeds (not evidence)
 QUICK = dict(ids=24, fgpr_ids=18, epochs=3, seeds=2)
 
@@ -151,7 +151,7 @@ def _video_baseline() -> Claim:
             Comparison("attention", "attention_no_cl", None,
                        "no gain claimed for CL centers on mAP: Table 1 B-BOT + OSM 82.4, + CL Centers 81.2"),
         ),
-        seeds=5, epochs=12, curve_row="attention_no_attloss",
+        seeds=4, epochs=10, curve_row="attention_no_attloss",
         checks=("corrupted_attention_below_uniform",),
         readme="docs/video-baseline.md",
     )
@@ -183,7 +183,7 @@ def _fgreid() -> Claim:
                        "FGReID Table 2 (MARS mAP) FGReID 86.2 - Fantastic Techniques Table 1 "
                        "B-BOT + Attention and CL loss 82.9 = +3.3"),
         ),
-        seeds=4, epochs=12, curve_row="video_baseline",
+        seeds=4, epochs=10, curve_row="video_baseline",
         protocol="groupwise",
         readme="projects/FGReID/README.md",
     )

@@ -1,7 +1,7 @@
 """``--list`` and ``--plan``: each claim's design, and its estimated time from measured
 iteration and evaluation times.
 
-The timing probe (``--probe``) trains every row of a claim for about 12 iterations on a small set
+The timing probe (``--probe``) trains every row of a claim for about 6 iterations on a small set
 drawn with the claim's generator settings (same frame size, clip length, model and budget; every
 row from scratch, the pre-trained file not needed: timing does not depend on the start) and
 evaluates it once; it records the
@@ -22,9 +22,9 @@ import time
 from typing import Dict, List, Optional
 
 from .claims import CLAIMS, Claim
-from .common import read_json, write_json_atomic
+from .common import key_of, read_json, write_json_atomic
 from .report import complete_records
-from .runner import BUDGET, THREADS, availability, curve_period, design_key, result_path
+from .runner import BUDGET, THREADS, availability, curve_period, result_path
 from .stats import VERDICT_RULE, mde, seeds_for_mde
 
 __all__ = ["describe", "probe", "estimate", "plan_text", "PRIOR_SD", "HOURS_PER_CLAIM"]
@@ -37,7 +37,17 @@ HOURS_PER_CLAIM = 4.0
 PRIOR_SD = {"video_baseline": 1.9, "fgreid": 5.7, "mgrafa": 8.1, "mgrafa_residual": 7.6, "mgre": 1.4,
             "fgpose": 3.8, "fgpose_mars": 3.8}
 #: the probe's small set and its iterations (the trainer logs iteration times from its 3rd on)
-PROBE = dict(ids=16, fgpr_ids=30, iterations=12)
+PROBE = dict(ids=16, fgpr_ids=30, iterations=6)
+
+
+def timing_key(claim: Claim) -> str:
+    """What a row's time per iteration and per test item depends on: the data settings but the
+    number of ids, each row's config and overrides but its epochs and start, the sizes, batch
+    and threads (a claim's epochs or seeds can change without probing again)."""
+    data = {k: v for k, v in claim.data.items() if k != "ids"}
+    rows = [(r.name, r.project, r.config, r.opts) for r in claim.rows]
+    return key_of([data, rows, claim.size, claim.seq_len, claim.image, claim.backbone, claim.protocol,
+                   BUDGET["batch"], BUDGET["instances"], BUDGET["max_clips"], THREADS])
 
 
 def timing_path(cache: str) -> str:
@@ -167,7 +177,7 @@ def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
         m = _probe_row(cfg)
         entry = {"cpu_s_per_iter": m["cpu_s_per_iter"], "eval_cpu_s_per_item": m["eval_cpu_s"] / n_test,
                  "wall_s_per_iter": m["s_per_iter"], "eval_wall_s_per_item": m["eval_wall_s"] / n_test,
-                 "load_average": load, "threads": THREADS, "design": design_key(claim, "full"),
+                 "load_average": load, "threads": THREADS, "design": timing_key(claim),
                  "measured": time.strftime("%Y-%m-%d %H:%M")}
         timings.setdefault(claim.name, {})[row.name] = entry
         write_json_atomic(timing_path(cache), timings)
@@ -211,7 +221,7 @@ def estimate(claim: Claim, timings: Dict) -> Optional[Dict]:
     from .claims import expected_test_size
 
     t = timings.get(claim.name, {})
-    key = design_key(claim, "full")
+    key = timing_key(claim)
     if any(t.get(r.name, {}).get("design") != key or "cpu_s_per_iter" not in t.get(r.name, {})
            for r in claim.rows):
         return None
@@ -282,7 +292,9 @@ def plan_text(claims: List[Claim], cache: str, out: str) -> str:
                 text += f", SESOI {c.sesoi:+.1f}"
                 if not m <= c.sesoi:
                     need = seeds_for_mde(sd, c.sesoi)
-                    cost = f"{need * est['per_seed_s'] / 3600:.1f} h" if (need and est) else "unknown time"
+                    cost = (f"{need * est['per_seed_s'] / 3600:.1f} CPU h, "
+                            f"{math.ceil(need / 2) * est['per_seed_s'] / 3600:.1f} h wall with --jobs 2"
+                            if (need and est) else "unknown time")
                     text += (f": CANNOT reach MDE <= SESOI at {claim.seeds} seeds; needs "
                              + (f"{need} seeds ({cost} on this machine)" if need else "> 200 seeds"))
             lines.append(text)
