@@ -321,10 +321,10 @@ def test_plan_scales_measured_times_and_states_unreachable_mde(tmp_path):
 
     claim = get_claim("video_baseline")
     key = plan.timing_key(claim)
-    write_json_atomic(plan.timing_path(str(tmp_path)), {claim.name: {
+    write_json_atomic(plan.timing_path(str(tmp_path), claim.name), {
         r.name: {"cpu_s_per_iter": 0.5, "eval_cpu_s_per_item": 0.01, "wall_s_per_iter": 1.5, "load_average": 3.0,
                  "threads": 1, "design": key}
-        for r in claim.rows}})
+        for r in claim.rows})
     est = plan.estimate(claim, plan._read_timings(str(tmp_path)))
     size = expected_test_size(claim.data)
     iters = claim.epochs * (size["train_items"] // 16)

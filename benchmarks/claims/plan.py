@@ -7,7 +7,7 @@ row from scratch, the pre-trained file not needed: timing does not depend on the
 evaluates it once; it records the
 seconds per iteration (the trainer's median ``time`` over its last logged iterations) and the
 evaluation seconds per test item, with the machine's load average, in
-``<cache>/timing.json`` (one entry per claim, row and design). ``--plan`` scales them to the
+``<cache>/timing/<claim>.json`` (one entry per row, with the settings it depends on). ``--plan`` scales them to the
 design: iterations = epochs x training items / batch (``DATALOADER.EPOCH_LENGTH samples``),
 evaluations = one, or one per period on the curve row; expected item counts from
 :func:`benchmarks.claims.claims.expected_test_size`.
@@ -50,8 +50,9 @@ def timing_key(claim: Claim) -> str:
                    BUDGET["batch"], BUDGET["instances"], BUDGET["max_clips"], THREADS])
 
 
-def timing_path(cache: str) -> str:
-    return os.path.join(cache, "timing.json")
+def timing_path(cache: str, claim: str) -> str:
+    """One file per claim: probes of different claims may run at the same time."""
+    return os.path.join(cache, "timing", f"{claim}.json")
 
 
 def describe(claim: Claim) -> str:
@@ -165,7 +166,7 @@ def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
     n_test = _test_items(counts)
     small = _probe_claim(claim, _train_items(counts))
     torch.set_num_threads(THREADS)
-    timings = _read_timings(cache)
+    timings = {claim.name: {}}
     for row in small.rows:
         run_dir = os.path.join(out, "probe", claim.name, row.name)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -180,7 +181,7 @@ def probe(claim: Claim, cache: str, out: str, log=print) -> Dict:
                  "load_average": load, "threads": THREADS, "design": timing_key(claim),
                  "measured": time.strftime("%Y-%m-%d %H:%M")}
         timings.setdefault(claim.name, {})[row.name] = entry
-        write_json_atomic(timing_path(cache), timings)
+        write_json_atomic(timing_path(cache, claim.name), timings[claim.name])
         log(f"[probe] {claim.name}/{row.name}: {entry['cpu_s_per_iter']:.3f} CPU s/iteration "
             f"(wall {entry['wall_s_per_iter']:.3f}), {entry['eval_cpu_s_per_item'] * 1000:.1f} CPU ms per test item "
             f"(load {load:.2f})")
@@ -211,8 +212,12 @@ def _train_items(counts: Dict) -> int:
 
 
 def _read_timings(cache: str) -> Dict:
-    path = timing_path(cache)
-    return read_json(path) if os.path.isfile(path) else {}
+    """``{claim: {row: timing}}`` from ``<cache>/timing/<claim>.json``."""
+    folder = os.path.join(cache, "timing")
+    if not os.path.isdir(folder):
+        return {}
+    return {name[:-len(".json")]: read_json(os.path.join(folder, name))
+            for name in sorted(os.listdir(folder)) if name.endswith(".json")}
 
 
 def estimate(claim: Claim, timings: Dict) -> Optional[Dict]:
@@ -265,7 +270,7 @@ def plan_text(claims: List[Claim], cache: str, out: str) -> str:
     timings = _read_timings(cache)
     loads = [e["load_average"] for c in timings.values() for e in c.values()]
     lines = [f"Verdict rule: {VERDICT_RULE}.",
-             f"Times: CPU seconds measured by the timing probe ({timing_path(cache)}; {THREADS} torch thread, "
+             f"Times: CPU seconds measured by the timing probe ({os.path.join(cache, 'timing')}; {THREADS} torch thread, "
              "no loader workers per run: the wall time of one run on an idle core; --jobs 2 runs two seeds "
              "at a time on 2 cores)"
              + (f"; load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores when measured" if loads
