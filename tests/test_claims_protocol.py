@@ -284,7 +284,7 @@ def test_list_names_each_claims_design(capsys):
     text = capsys.readouterr().out
     for c in CLAIMS:
         block = text[text.index(f"\n{c.name}  ["):]
-        block = block[:block.index("budget:")]
+        block = block[:block.index("\n\n")] if "\n\n" in block else block
         assert c.statement in block
         for comp in c.comparisons:
             assert comp.source in block
@@ -293,7 +293,7 @@ def test_list_names_each_claims_design(capsys):
         assert all(f"row {r.name}:" in block for r in c.rows)
         size = expected_test_size(c.data)
         assert f"{size['test_ids']} test ids, {size['queries']} queries" in block
-    assert "seeds 0..4" in text
+        assert f"seeds 0..{c.seeds - 1};" in block and f"input {c.size[0]}x{c.size[1]}" in block
 
 
 def test_expected_test_sizes_meet_the_design():
