@@ -355,3 +355,20 @@ def test_learning_curve_reads_the_evaluations_and_adds_the_final_one(tmp_path):
     p = plateau([curve], half_width=5.0)
     assert p["mean_move"] == pytest.approx(3.0) and p["plateau"] is True
     assert plateau([curve], half_width=2.0)["plateau"] is False
+
+
+def test_design_key_follows_what_moves_a_run(monkeypatch):
+    """The key the report filters on changes with a row's settings, the epochs, the runner's
+    added settings and the mode, and not with the statement or the seeds."""
+    import dataclasses
+
+    claim = get_claim("fgreid")
+    key = runner.design_key(claim, "full")
+    assert runner.design_key(dataclasses.replace(claim, statement="x", seeds=9), "full") == key
+    assert runner.design_key(dataclasses.replace(claim, epochs=claim.epochs + 1), "full") != key
+    rows = (dataclasses.replace(claim.rows[0], opts=("MODEL.X", "1")),) + claim.rows[1:]
+    assert runner.design_key(dataclasses.replace(claim, rows=rows), "full") != key
+    assert runner.design_key(claim, "quick") != key
+    real = runner.budget_opts
+    monkeypatch.setattr(runner, "budget_opts", lambda *a: real(*a) + ["SOLVER.SCHED", "CosineAnnealingLR"])
+    assert runner.design_key(claim, "full") != key

@@ -54,12 +54,14 @@ def mode_claim(claim: Claim, mode: str) -> Claim:
 
 
 def design_key(claim: Claim, mode: str) -> str:
-    """Hash of everything in a claim that moves a run (data, rows, budget, threads, sizes);
+    """Hash of everything in a claim that moves a run (data, rows, the budget settings the runner
+    adds, threads, sizes);
     not the statement, seeds or comparisons. Saved with each result; the report counts only
     results of the current design."""
     c = mode_claim(claim, mode)
+    budget = [budget_opts(c, r, 0, "", "", "") for r in c.rows]  # the settings the runner adds, as code makes them
     return key_of([mode, c.data, c.dataset, [dataclasses.asdict(r) for r in c.rows], c.epochs, c.curve_row,
-                   c.protocol, c.image, c.size, c.seq_len, c.backbone, BUDGET, THREADS, CURVE_POINTS])
+                   c.protocol, c.image, c.size, c.seq_len, c.backbone, BUDGET, THREADS, CURVE_POINTS, budget])
 
 
 def installed_projects() -> Dict[str, object]:
