@@ -86,19 +86,19 @@ bench-projects: install
 bench-host-parity: install
 	$(PY) benchmarks/bench_host_parity.py
 
-# Pre-registered claims, one per method (benchmarks/claims/README.md; table in docs/claims.md).
-# Resumable: a rerun skips every (claim, row, seed) already saved under logs/claims.
-CLAIM_SEEDS ?= 3
+# Pre-registered claims, one per paper test (benchmarks/claims/README.md; table in docs/claims.md).
+# Each claim runs its design's seeds; resumable: a rerun skips every complete (claim, row, seed)
+# already saved under logs/claims. `make claims` takes many hours (python -m benchmarks.claims --plan).
 
 claims: install
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.claims.pretrain
-	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS) --jobs 2 --threads 1
+	$(PY) -m benchmarks.claims --claim all --jobs 2
 
 claims-quick: install
 	$(PY) -m pip install -q -r benchmarks/requirements.txt
 	$(PY) -m benchmarks.claims.pretrain
-	$(PY) -m benchmarks.claims --claim all --seeds $(CLAIM_SEEDS) --quick --jobs 2 --threads 1
+	$(PY) -m benchmarks.claims --claim all --quick --jobs 2
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

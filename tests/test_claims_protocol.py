@@ -1,67 +1,13 @@
-"""The claims benchmark's protocol (benchmarks/claims): the verdict rule, sample statistics and
-resumability (a saved (claim, row, seed) is not trained again), without training anything."""
+"""The claims benchmark's protocol (benchmarks/claims): resumability (a saved (claim, row, seed)
+is not trained again), the mechanism checks' plumbing and the backbone check, without training."""
 import json
-import math
 import os
 import shutil
 
 import pytest
 
 from benchmarks.claims import runner
-from benchmarks.claims.claims import CLAIMS, get_claim
-from benchmarks.claims.report import mean_std, verdict
-
-
-def _records(claim, maps, extra=None):
-    """``maps``: {row: [mAP per seed]}."""
-    out = []
-    for row, vals in maps.items():
-        for seed, v in enumerate(vals):
-            out.append({"row": row, "seed": seed, "mAP": v, "Rank-1": v / 2, "seconds": 1.0,
-                        "diagnostics": {}, "extra": (extra or {}).get(row, [{}] * len(vals))[seed]})
-    return out
-
-
-def test_mean_and_sample_std():
-    ms = mean_std([1.0, 2.0, 6.0])
-    assert ms["mean"] == pytest.approx(3.0)
-    assert ms["std"] == pytest.approx(math.sqrt(((1 - 3) ** 2 + (2 - 3) ** 2 + (6 - 3) ** 2) / 2))
-    assert math.isnan(mean_std([4.0])["std"])
-
-
-def test_holds_only_when_positive_in_every_seed():
-    c = get_claim("mgre")
-    good = verdict(c, _records(c, {"baseline": [10, 11, 12], "mgre_no_loc": [9, 9, 9], "mgre": [10.5, 11.5, 12.5]}))
-    assert good["holds"]
-    assert good["comparisons"][0]["paired_diff_mAP"] == pytest.approx([0.5, 0.5, 0.5])
-    # a larger mean difference that is negative in one seed does not hold
-    bad = verdict(c, _records(c, {"baseline": [10, 11, 12], "mgre_no_loc": [9, 9, 9], "mgre": [20, 21, 11.9]}))
-    assert bad["comparisons"][0]["mean"] > 0 and not bad["holds"]
-    # fewer than 3 seeds: not decided, never "holds"
-    two = verdict(c, _records(c, {"baseline": [1, 1], "mgre_no_loc": [1, 1], "mgre": [5, 5]}))
-    assert not two["holds"] and two["not_decided"]
-
-
-def test_extra_check_must_pass_in_every_seed():
-    c = get_claim("video_baseline")
-    maps = {"avg": [1, 1, 1], "attention": [2, 2, 2]}
-    below = {"att_on_corrupted": 0.2, "uniform_weight": 0.25}
-    above = {"att_on_corrupted": 0.3, "uniform_weight": 0.25}
-    assert verdict(c, _records(c, maps, {"attention": [below] * 3}))["holds"]
-    v = verdict(c, _records(c, maps, {"attention": [below, above, below]}))
-    assert not v["holds"] and v["checks"][0]["per_seed"] == [True, False, True]
-
-
-def test_every_claim_is_well_formed():
-    for c in CLAIMS:
-        names = {r.name for r in c.rows}
-        assert len(names) == len(c.rows)
-        assert all(a in names and b in names for a, b in c.compare)
-        assert all(ch in runner.EXTRA_CHECKS and runner.EXTRA_CHECKS[ch][0] in names for ch in c.checks)
-        # the report names the granularity of every occluded-node check
-        assert all(ch in runner.CHECK_GRANULARITY for ch in c.checks
-                   if runner.EXTRA_CHECKS[ch][1] is runner.occluded_node_attention)
-        assert c.statement and c.data["layout"]
+from benchmarks.claims.claims import get_claim
 
 
 def test_saved_results_are_skipped_and_stale_ones_redone(tmp_path, monkeypatch):
@@ -136,7 +82,8 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
     from fastreid_ext.modeling.aggregation import AggregationOutput
 
     claim = get_claim("mgrafa")
-    data = dict(claim.data, ids=6, cameras=2, min_len=4, max_len=5, part_occlusion=0.5, misalign=0.0)
+    data = dict(claim.data, ids=6, cameras=2, frame_size=(64, 32), min_len=4, max_len=5, part_occlusion=0.5,
+                misalign=0.0)
     claim = dataclasses.replace(claim, data=data)
     root = tmp_path / "root"
     gen = dict(data)
@@ -175,7 +122,12 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
         "DATASETS.TESTS", '("SyntheticMARS",)', "DATALOADER.NUM_WORKERS_TEST", 0])
     torch.manual_seed(0)
     model = build_model(cfg)
-    real = runner.occluded_node_attention(model, cfg, str(root), claim)
+    from mgrafa.claims_checks import occluded_node_attention
+
+    def measure():
+        return occluded_node_attention(model, lambda: runner.marked_test_clips(model, cfg, str(root), claim), data)
+
+    real = measure()
     assert real["att_occluded_clips"] > 0
     assert real["att_occluded_nodes_g1"] == pytest.approx(1.0, abs=1e-6)
 
@@ -191,7 +143,7 @@ def test_occluded_node_attention_reads_the_occluders_of_the_right_frames(tmp_pat
     model.frame_maps = lambda inputs: inputs["images"]
     model.heads.aggregation.forward = lambda maps: AggregationOutput(
         features=None, frame_weights=None, node_weights=brightness_attention(maps))
-    fake = runner.occluded_node_attention(model, cfg, str(root), claim)
+    fake = measure()
     assert fake["att_occluded_clips"] == real["att_occluded_clips"]
     # a node counts as occluded when its cell centre is in the box, so its cell may be partly
     # white (a 25-50 % occluder over a 2-column map): well below 1, not 0; misaligned marks
@@ -244,3 +196,181 @@ def test_backbone_check_refuses_a_second_backbone_left_cold(tmp_path):
     one.fe = nn.Module()
     one.fe.conv1 = nn.Conv2d(3, 4, 3)
     assert check_backbone_loaded(one, path) == 2
+
+
+def _fake_training(calls):
+    """A stand-in for train + test: writes ``model_final.pth`` holding (row folder, seed, call
+    number) and remembers what each run started from."""
+    def fake_train(cfg, seed, backbone):
+        row = os.path.basename(os.path.dirname(cfg.OUTPUT_DIR))
+        starts = {}
+        for key, value in (("MODEL.WEIGHTS", cfg.MODEL.WEIGHTS), ("MARS_WEIGHTS", cfg.MODEL.FGREID.MARS_WEIGHTS)):
+            if value and os.path.isfile(value):
+                with open(value) as f:
+                    starts[key] = f.read()
+        calls.append((row, seed, starts))
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        with open(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), "w") as f:
+            f.write(f"{row}/seed{seed}/call{len(calls)}")
+        return {"mAP": 10.0 + len(calls), "Rank-1": 5.0}, 0.1, object()
+    return fake_train
+
+
+def _setup(tmp_path, monkeypatch, calls):
+    monkeypatch.setattr(runner, "train_and_check", _fake_training(calls))
+    monkeypatch.setattr(runner, "ensure_dataset", lambda data, cache: str(tmp_path / "root"))
+    backbone = tmp_path / "bb.pth"
+    backbone.write_bytes(b"x" * 10)
+    return str(tmp_path / "out"), str(backbone)
+
+
+def test_staged_rows_start_from_their_source_checkpoint_of_the_same_seed(tmp_path, monkeypatch):
+    """FGReID's rows: stage 1 trained once per seed; the continued baseline (MODEL.WEIGHTS) and
+    FGReID (MODEL.FGREID.MARS_WEIGHTS) start from that seed's stage-1 checkpoint; a stage 1 run
+    again makes both run again; a missing checkpoint makes the source run again."""
+    calls = []
+    out, backbone = _setup(tmp_path, monkeypatch, calls)
+    claim = get_claim("fgreid")
+    assert [r.name for r in runner.ordered_rows(claim)][0] == "stage1"
+    with pytest.raises(RuntimeError, match="source row 'stage1'"):
+        runner.run_one(claim, claim.row("fgreid"), 0, "quick", out, str(tmp_path), backbone)
+    runner.run_claim(claim, [0, 1], "quick", out, str(tmp_path), backbone, log=lambda s: None)
+    started = {(row, seed): s for row, seed, s in calls}
+    for seed, call in ((0, 1), (1, 4)):
+        stage = f"stage1/seed{seed}/call{call}"
+        assert started[("stage1", seed)] == {}
+        assert started[("video_baseline", seed)] == {"MODEL.WEIGHTS": stage}
+        assert started[("fgreid", seed)] == {"MARS_WEIGHTS": stage}
+    assert len(calls) == 6
+    runner.run_claim(claim, [0, 1], "quick", out, str(tmp_path), backbone, log=lambda s: None)
+    assert len(calls) == 6  # all saved: nothing trained
+    os.remove(runner.checkpoint_path(out, "quick", claim, claim.row("stage1"), 1))
+    runner.run_claim(claim, [0, 1], "quick", out, str(tmp_path), backbone, log=lambda s: None)
+    assert [(r, s) for r, s, _ in calls[6:]] == [("stage1", 1), ("video_baseline", 1), ("fgreid", 1)]
+    assert calls[7][2] == {"MODEL.WEIGHTS": "stage1/seed1/call7"}
+
+
+def test_unfinished_or_other_design_records_are_not_counted(tmp_path, monkeypatch):
+    """A record without ``complete: true`` is trained again and never counted; a complete
+    record of another design is not counted by the report."""
+    import json as _json
+
+    from benchmarks.claims.report import complete_records, verdict
+
+    calls = []
+    out, backbone = _setup(tmp_path, monkeypatch, calls)
+    claim = get_claim("mgre")
+    runner.run_claim(claim, [0, 1], "quick", out, str(tmp_path), backbone, log=lambda s: None)
+    recs = [_json.load(open(runner.result_path(out, "quick", claim, r, s))) for r in claim.rows for s in (0, 1)]
+    assert len(complete_records(claim, recs, "quick")) == 8
+    assert verdict(claim, recs, "quick")["seeds"] == [0, 1]
+    path = runner.result_path(out, "quick", claim, claim.row("mgre"), 1)
+    unfinished = dict(recs[5], complete=False)
+    with open(path, "w") as f:
+        _json.dump(unfinished, f)
+    recs[5] = unfinished
+    v = verdict(claim, recs, "quick")
+    assert v["seeds"] == [0] and v["comparisons"][0]["n"] == 1
+    other = [dict(r, design="another") for r in recs]
+    assert complete_records(claim, other, "quick") == []
+    n = len(calls)
+    runner.run_one(claim, claim.row("mgre"), 1, "quick", out, str(tmp_path), backbone)
+    assert len(calls) == n + 1 and _json.load(open(path))["complete"] is True
+
+
+def test_list_names_each_claims_design(capsys):
+    from benchmarks.claims.__main__ import main
+    from benchmarks.claims.claims import CLAIMS, expected_test_size
+
+    assert main(["--list"]) == 0
+    text = capsys.readouterr().out
+    for c in CLAIMS:
+        block = text[text.index(f"\n{c.name}  ["):]
+        block = block[:block.index("\n\n")] if "\n\n" in block else block
+        assert c.statement in block
+        for comp in c.comparisons:
+            assert comp.source in block
+            if comp.sesoi is not None:
+                assert f"SESOI {comp.sesoi:+.1f} mAP" in block
+        assert all(f"row {r.name}:" in block for r in c.rows)
+        size = expected_test_size(c.data)
+        assert f"{size['test_ids']} test ids, {size['queries']} queries" in block
+        assert f"seeds 0..{c.seeds - 1};" in block and f"input {c.size[0]}x{c.size[1]}" in block
+
+
+def test_expected_test_sizes_meet_the_design():
+    """Every claim tests on >= 200 test ids and >= 600 queries, FGPose on FGPR's 358 ids with
+    100 test ids per split (expected values of the generator's plan)."""
+    from benchmarks.claims.claims import CLAIMS, expected_test_size
+
+    for c in CLAIMS:
+        size = expected_test_size(c.data)
+        if c.data["layout"] == "fgpr":
+            assert c.data["ids"] == 358 and size["test_ids"] == 100 and c.protocol == "fgpr"
+        else:
+            assert size["test_ids"] >= 200 and size["queries"] >= 600, c.name
+        assert not (c.name.startswith("mgrafa") or c.name.startswith("fgpose")) or c.size[0] >= 128
+
+
+def test_plan_scales_measured_times_and_states_unreachable_mde(tmp_path):
+    """--plan: iterations = epochs x (training items // batch), seconds = iterations x s/iteration
+    + evaluations x test items x s/item; a comparison whose MDE exceeds its SESOI names the seeds
+    it needs."""
+    from benchmarks.claims import plan
+    from benchmarks.claims.claims import expected_test_size
+    from benchmarks.claims.common import write_json_atomic
+    from benchmarks.claims.stats import mde, seeds_for_mde
+
+    claim = get_claim("video_baseline")
+    key = plan.timing_key(claim)
+    write_json_atomic(plan.timing_path(str(tmp_path), claim.name), {
+        r.name: {"cpu_s_per_iter": 0.5, "eval_cpu_s_per_item": 0.01, "wall_s_per_iter": 1.5, "load_average": 3.0,
+                 "threads": 1, "design": key}
+        for r in claim.rows})
+    est = plan.estimate(claim, plan._read_timings(str(tmp_path)))
+    size = expected_test_size(claim.data)
+    iters = claim.epochs * (size["train_items"] // 16)
+    assert est["rows"]["avg"]["iterations"] == iters
+    assert est["rows"]["avg"]["seconds"] == pytest.approx(iters * 0.5 + size["test_items"] * 0.01)
+    points = claim.epochs // runner.curve_period(claim.epochs)
+    assert est["rows"][claim.curve_row]["seconds"] == pytest.approx(iters * 0.5 + points * size["test_items"] * 0.01)
+    text = plan.plan_text([claim], str(tmp_path), str(tmp_path / "out"))
+    sd = plan.PRIOR_SD[claim.name]
+    assert mde(sd, claim.seeds) > 1.7
+    assert f"needs {seeds_for_mde(sd, 1.7)} seeds" in text and "load average 3.0-3.0" in text
+    assert plan.estimate(get_claim("mgre"), plan._read_timings(str(tmp_path))) is None  # not probed
+
+
+def test_learning_curve_reads_the_evaluations_and_adds_the_final_one(tmp_path):
+    """The host's writer logs every evaluation but the last (written before it, at the same
+    iteration): the curve takes the logged ones and the run's final result at the last
+    iteration; the report's plateau test compares the last quarter's move with the half-width."""
+    from benchmarks.claims.report import plateau
+
+    lines = [{"iteration": i, "total_loss": 1.0} for i in range(12)]
+    lines[3]["mAP"], lines[3]["Rank-1"] = 10.0, 20.0
+    lines[7]["mAP"], lines[7]["Rank-1"] = 30.0, 40.0
+    (tmp_path / "metrics.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    curve = runner.learning_curve(str(tmp_path), {"mAP": 34.0, "Rank-1": 50.0})
+    assert [(p["iteration"], p["mAP"]) for p in curve] == [(4, 10.0), (8, 30.0), (12, 34.0)]
+    # last quarter: 12 -> 9 iterations; mAP at 9 interpolated 30 + 4 x 1/4 = 31: move +3
+    p = plateau([curve], half_width=5.0)
+    assert p["mean_move"] == pytest.approx(3.0) and p["plateau"] is True
+    assert plateau([curve], half_width=2.0)["plateau"] is False
+
+
+def test_design_key_follows_what_moves_a_run(monkeypatch):
+    """The key the report filters on changes with a row's settings, the epochs, the runner's
+    added settings and the mode, and not with the statement or the seeds."""
+    import dataclasses
+
+    claim = get_claim("fgreid")
+    key = runner.design_key(claim, "full")
+    assert runner.design_key(dataclasses.replace(claim, statement="x", seeds=9), "full") == key
+    assert runner.design_key(dataclasses.replace(claim, epochs=claim.epochs + 1), "full") != key
+    rows = (dataclasses.replace(claim.rows[0], opts=("MODEL.X", "1")),) + claim.rows[1:]
+    assert runner.design_key(dataclasses.replace(claim, rows=rows), "full") != key
+    assert runner.design_key(claim, "quick") != key
+    real = runner.budget_opts
+    monkeypatch.setattr(runner, "budget_opts", lambda *a: real(*a) + ["SOLVER.SCHED", "CosineAnnealingLR"])
+    assert runner.design_key(claim, "full") != key

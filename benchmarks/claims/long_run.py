@@ -2,7 +2,7 @@
 measured by the project's attention tool: the runs behind the MG-RAFA README's "Attention
 learning rate" and "Scores from the temporal residual" tables.
 
-``python -m benchmarks.claims.long_run --claim mgrafa_clothes --row mg_rafa --ids 300 --epochs 50
+``python -m benchmarks.claims.long_run --claim mgrafa --row mg_rafa --ids 300 --epochs 50
 --out <dir> [--frame-size 128 64] [KEY VALUE ...]`` trains the row with the claim's budget
 settings (pre-trained shared backbone, seed 0) except ``SOLVER.MAX_EPOCH`` and the overrides,
 with ``tools/train_net.py``; then runs ``projects/MGRAFA/tools/visualize_attention.py --tracklets
@@ -36,7 +36,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, applied last")
     args = p.parse_args(argv)
     claim = get_claim(args.claim)
-    row = {r.name: r for r in claim.rows}[args.row]
+    row = claim.row(args.row)
     data = dict(claim.data, ids=args.ids)
     size_opts: List[str] = []
     if args.frame_size:
@@ -49,7 +49,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     backbone = backbone_path(cache)
     if not os.path.isfile(backbone):
         raise SystemExit(f"no pre-trained backbone at {backbone}: run `python -m benchmarks.claims.pretrain` first")
-    opts = [str(o) for o in list(row.opts) + budget_opts(claim, "full", 0, root, backbone, args.out)]
+    opts = [str(o) for o in list(row.opts) + budget_opts(claim, row, 0, root, backbone, args.out)]
     opts += ["SOLVER.MAX_EPOCH", str(args.epochs)] + size_opts + list(args.opts)
     cfg_file = config_path(row)
     subprocess.run([sys.executable, "tools/train_net.py", "--config-file", cfg_file] + opts, check=True, cwd=REPO)
