@@ -11,6 +11,9 @@ distribution's metadata (``pyproject.toml``)::
 heads, losses and datasets in the host's registries, and returns its ``add_<x>_config(cfg)``,
 which adds the project's config keys. The core never names a project; removing a project is
 removing its entry point.
+
+The merged config is validated (:func:`.validate.validate_config`: the core's checks and every
+project's registered validator) before it is returned.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from fastreid.config import CfgNode
 
 from .defaults import get_cfg
 from .lookup import find_config
+from .validate import validate_config
 
 __all__ = ["PROJECT_ENTRY_POINT_GROUP", "build_config", "project_entry_points", "register_projects"]
 
@@ -64,7 +68,8 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
 
     ``config_file`` is a path or a shipped config's name (:func:`.lookup.find_config`); a missing
     one raises ``FileNotFoundError``, an unreadable one ``ValueError``, both in one line. An
-    unknown key in the file or the overrides raises ``KeyError`` naming it.
+    unknown key in the file or the overrides raises ``KeyError`` naming it; a bad value raises
+    ``ValueError`` / ``KeyError`` naming the key (:func:`.validate.validate_config`).
     """
     if config_file:
         config_file = find_config(config_file)
@@ -82,6 +87,7 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
         raise KeyError(f"{e.args[0] if e.args else e} (config file {config_file!r}; every key must exist "
                        f"in fastreid's defaults, fastreid_ext.config.add_ext_config or a project's "
                        f"add_<project>_config)") from None
+    validate_config(cfg)
     if freeze:
         cfg.freeze()
     return cfg
