@@ -24,6 +24,7 @@ from fastreid.config import CfgNode
 
 from .defaults import get_cfg
 from .lookup import find_config
+from .moved_keys import move_keys_in_opts, move_keys_in_tree
 from .validate import validate_config
 
 __all__ = ["PROJECT_ENTRY_POINT_GROUP", "build_config", "project_entry_points", "register_projects"]
@@ -80,7 +81,7 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
         if config_file:
             _merge_file(cfg, config_file)
         if opts:
-            cfg.merge_from_list(list(opts))
+            cfg.merge_from_list(move_keys_in_opts(opts))
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys in merge_from_list
         if isinstance(e, AssertionError) and "Non-existent" not in str(e):
             raise
@@ -94,12 +95,14 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
 
 
 def _merge_file(cfg: CfgNode, config_file: str) -> None:
-    """``cfg.merge_from_file`` with unreadable files (permissions, not YAML, not a mapping, a
-    missing ``_BASE_``) reported as one-line ``ValueError`` s naming the file."""
+    """``cfg.merge_from_file`` (moved keys read in their new spelling, :mod:`.moved_keys`) with
+    unreadable files (permissions, not YAML, not a mapping, a missing ``_BASE_``) reported as
+    one-line ``ValueError`` s naming the file."""
     import yaml
 
-    try:
-        cfg.merge_from_file(config_file)
+    try:  # the host's merge_from_file (_BASE_ inheritance), moved keys in their new spelling
+        loaded = CfgNode.load_yaml_with_base(config_file)
+        cfg.merge_from_other_cfg(type(cfg)(move_keys_in_tree(loaded, f"config file {config_file!r}")))
     except FileNotFoundError as e:  # a _BASE_ that does not exist
         raise FileNotFoundError(f"config file {config_file!r}: {e.filename or e} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
