@@ -89,8 +89,8 @@ def _test_errors(cfg) -> List[str]:
     """Messages for bad ``TEST.*`` values (retrieval and re-scoring aside) and the clips'
     ``SHORT_PAD``."""
     from fastreid_ext.data.clip_sampler import CLIP_SELECTIONS, PAD_MODES
-    from fastreid_ext.evaluation.embedding import METRICS
     from fastreid_ext.evaluation.rank import PROTOCOLS
+    from fastreid_ext.evaluation.validation import METRICS
 
     t = cfg.TEST
     protocols = ("auto",) + tuple(PROTOCOLS) + ("fgpr",)  # fgpr: evaluation/two_direction.py

@@ -17,7 +17,7 @@ embedding) all embed a tracklet the same way:
    never for ``euclidean``. This is the only place that decides it.
 
 ``TEST.METRIC`` itself is validated once, when the config is built
-(:mod:`fastreid_ext.config.validate`, :data:`METRICS`).
+(:mod:`fastreid_ext.config.validate`, against :data:`.validation.METRICS`).
 """
 from __future__ import annotations
 
@@ -27,13 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["METRICS", "clip_embeddings", "flip_images", "flip_keypoints", "l2_normalized",
+__all__ = ["clip_embeddings", "flip_images", "flip_keypoints", "l2_normalized",
            "model_inputs", "tracklet_means", "uses_l2"]
-
-#: ``TEST.METRIC`` values: ``cosine`` (L2-normalised embeddings, ``1 - cos``) or ``euclidean``
-#: (raw embeddings, true Euclidean distance)
-METRICS = ("cosine", "euclidean")
-
 
 def flip_images(images: torch.Tensor) -> torch.Tensor:
     """Horizontal flip of ``(B, C, H, W)`` or ``(B, T, C, H, W)`` images (a new tensor)."""
