@@ -32,3 +32,8 @@ def test_a_registered_validator_runs_in_build_config(monkeypatch):
     cfg.SOLVER.IMS_PER_BATCH = 65  # edited after build_config: validate_config (Trainer) sees it
     with pytest.raises(ValueError, match="got 65"):
         validate_config(cfg)
+
+
+def test_bad_average_key_is_refused_when_the_config_is_built():
+    with pytest.raises(ValueError, match=r"TEST.IMAGE.AVERAGE_KEY must be one of \('id', 'id_camera'\), got 'cam'"):
+        build_config("", ["TEST.IMAGE.AVERAGE_KEY", "cam"])

@@ -89,6 +89,7 @@ def _test_errors(cfg) -> List[str]:
     """Messages for bad ``TEST.*`` values (retrieval and re-scoring aside) and the clips'
     ``SHORT_PAD``."""
     from fastreid_ext.data.clip_sampler import CLIP_SELECTIONS, PAD_MODES
+    from fastreid_ext.evaluation.average_per_id import AVERAGE_KEYS
     from fastreid_ext.evaluation.rank import PROTOCOLS
     from fastreid_ext.evaluation.validation import METRICS
 
@@ -105,6 +106,8 @@ def _test_errors(cfg) -> List[str]:
          f"TEST.VIDEO.MAX_CLIPS must be an int >= 0 (0: every clip), got {max_clips!r}"),
         (t.VIDEO.CLIP_SELECT in CLIP_SELECTIONS,
          f"TEST.VIDEO.CLIP_SELECT must be one of {CLIP_SELECTIONS}, got {t.VIDEO.CLIP_SELECT!r}"),
+        (t.IMAGE.AVERAGE_KEY in AVERAGE_KEYS,
+         f"TEST.IMAGE.AVERAGE_KEY must be one of {AVERAGE_KEYS}, got {t.IMAGE.AVERAGE_KEY!r}"),
     ]
     for key, pad in (("INPUT", cfg.INPUT.VIDEO.SHORT_PAD), ("TEST", t.VIDEO.SHORT_PAD)):
         checks.append((pad in PAD_MODES, f"{key}.VIDEO.SHORT_PAD must be one of {PAD_MODES}, got {pad!r}"))

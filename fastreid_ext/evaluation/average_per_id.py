@@ -71,9 +71,7 @@ class IdAveragedEvaluator(VideoClipEvaluator):
         if self._groups is not None:
             raise ValueError("TEST.IMAGE.AVERAGE_PER_ID works with the cross-camera protocol only "
                              f"(this test set uses {self._protocol!r})")
-        self._key = cfg.TEST.IMAGE.AVERAGE_KEY
-        if self._key not in AVERAGE_KEYS:
-            raise ValueError(f"TEST.IMAGE.AVERAGE_KEY must be one of {AVERAGE_KEYS}, got {self._key!r}")
+        self._key = cfg.TEST.IMAGE.AVERAGE_KEY  # checked by fastreid_ext.config.validate
         self._per_image = (self._num_query, self._pids, self._camids)
         self._items = None
 
