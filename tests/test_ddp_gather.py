@@ -65,7 +65,7 @@ def _worker(out_dir):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from fastreid_ext.engine.trainer import sync_buffers
+    from fastreid_ext.engine.ddp import sync_buffers
 
     rank, world = dist.get_rank(), dist.get_world_size()
     net = _Net(gather=True)

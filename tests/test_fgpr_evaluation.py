@@ -130,12 +130,11 @@ def test_video_evaluator_uses_the_parts_and_the_fgpr_protocol():
 
 
 def test_fgpr_is_an_accepted_test_protocol():
-    from fastreid_ext.config import build_config
-    from fastreid_ext.engine.trainer import validate_training_config
+    from fastreid_ext.config import build_config, validate_config
 
-    validate_training_config(build_config("", ["TEST.PROTOCOL", "fgpr"]))
+    validate_config(build_config("", ["TEST.PROTOCOL", "fgpr"]))
     with pytest.raises(ValueError, match="TEST.PROTOCOL"):
-        validate_training_config(build_config("", ["TEST.PROTOCOL", "fgpr2"]))
+        validate_config(build_config("", ["TEST.PROTOCOL", "fgpr2"]))
 
 
 # ---------------------------------------------------------------- options the fgpr / per-part path does not apply

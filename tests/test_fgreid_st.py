@@ -156,10 +156,33 @@ def test_eval_st_tool_runs_on_a_tiny_synthetic_market(tmp_path):
         "DATASETS.ROOT", str(tmp_path), "MODEL.DEVICE", "cpu", "MODEL.BACKBONE.DEPTH", "18x",
         "MODEL.BACKBONE.FEAT_DIM", "512", "MODEL.BACKBONE.PRETRAIN", "False", "MODEL.FGREID.REDUCED_DIM", "16",
         "MODEL.FGREID.MARS_WEIGHTS", "", "INPUT.SIZE_TEST", "[32, 16]", "INPUT.SIZE_TRAIN", "[32, 16]",
-        "DATALOADER.NUM_WORKERS_TEST", "0", "TEST.IMS_PER_BATCH", "16", "TEST.ST.MAX_HIST", "200",
+        "DATALOADER.NUM_WORKERS_TEST", "0", "TEST.IMS_PER_BATCH", "16", "FGREID.ST.MAX_HIST", "200",
         "OUTPUT_DIR", str(tmp_path / "out")])
     model, cfg = build_inference_model(cfg, allow_untrained=True, device="cpu")
     res = tool.evaluate_with_st(cfg, model)
     for part in ("plain", "st"):
         assert set(res[part]) == {"Rank-1", "Rank-5", "Rank-10", "mAP"}
         assert all(0.0 <= v <= 100.0 for v in res[part].values())
+
+
+def test_old_test_st_spelling_loads_as_fgreid_st(tmp_path):
+    """FGREID.ST.* (the project's node) is also read from its old spelling TEST.ST.*, in a file
+    (a run folder's config.yaml writes every key) and in the overrides; the new spelling wins."""
+    import os.path as osp
+
+    from conftest import REPO
+
+    from fastreid_ext.config import build_config
+
+    base = osp.join(REPO, "projects", "FGReID", "configs", "Market1501", "fgreid.yml")
+    old = tmp_path / "old.yml"
+    old.write_text(f"_BASE_: {base}\nTEST:\n  METRIC: euclidean\n  ST:\n    ENABLED: True\n    SIGMA: 7.0\n"
+                   f"FGREID:\n  ST:\n    ALPHA: 3.0\n")
+    cfg = build_config(str(old), ["TEST.ST.MAX_HIST", "200", "TEST.ST.ALPHA", "4.0"])
+    st = cfg.FGREID.ST
+    assert (st.ENABLED, st.SIGMA, st.MAX_HIST, st.LAMBDA) == (True, 7.0, 200, 2.0)
+    assert st.ALPHA == 4.0  # the override comes after the file
+    assert cfg.TEST.METRIC == "euclidean" and "ST" not in cfg.TEST
+    both = tmp_path / "both.yml"
+    both.write_text(f"_BASE_: {base}\nTEST:\n  ST:\n    SIGMA: 7.0\nFGREID:\n  ST:\n    SIGMA: 9.0\n")
+    assert build_config(str(both)).FGREID.ST.SIGMA == 9.0

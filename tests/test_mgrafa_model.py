@@ -219,7 +219,7 @@ def test_attention_learning_rate_factor_reaches_only_the_aggregation_and_the_sch
     train at factor x the rate every other parameter trains at, and the warm-up / step schedule
     scales both alike; factor 1 leaves every group as the host builds it; a factor <= 0 raises."""
     from fastreid_ext.engine import Trainer
-    from fastreid_ext.engine.trainer import lr_factors
+    from fastreid_ext.engine.param_groups import lr_factors
 
     def build(factor):
         cfg = tiny_cfg(ATT_INIT="near_uniform", ATT_LR_FACTOR=factor)

@@ -306,3 +306,19 @@ def test_weighted_concat_is_eq6():
     f1, f2 = torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 2.0]])
     out = weighted_concat([f1, f2], [0.5, 2.0])
     assert out[0].tolist() == pytest.approx([0.3, 0.4, 0.0, 2.0])
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("MODE", "nope", "unknown MODEL.MGRE.MODE 'nope'"),
+    ("STAGES", [1, 1], "STAGES must be distinct values among 1, 2, 3"),
+    ("LOC_REID_GRAD", 1.5, r"LOC_REID_GRAD must be in \[0, 1\], got 1.5"),
+    ("FEAT_WEIGHTS", [0.5, 0.5], "FEAT_WEIGHTS needs 4 values"),
+])
+def test_bad_mgre_settings_are_refused_when_the_config_is_built(key, value, words):
+    """MGRe's validator (registered by add_mgre_config) runs inside build_config, before any model."""
+    from fastreid_ext.config import build_config
+
+    with pytest.raises(ValueError, match=words):
+        build_config("", [f"MODEL.MGRE.{key}", str(value)])
+    with pytest.raises(ValueError, match=words):  # a config made by hand: from_config checks it
+        build_model(tiny_cfg(**{key: value}))

@@ -88,7 +88,7 @@ def recipe(cfg) -> Dict[str, str]:
     metric = cfg.TEST.METRIC + (" + flip" if cfg.TEST.FLIP.ENABLED else "") + \
         (f" + RR ({cfg.TEST.RERANK.K1}, {cfg.TEST.RERANK.K2}, {cfg.TEST.RERANK.LAMBDA:g})"
          if cfg.TEST.RERANK.ENABLED else "") + \
-        (" + ST (tools/eval_st.py)" if "ST" in cfg.TEST and cfg.TEST.ST.ENABLED else "")
+        (" + ST (tools/eval_st.py)" if "FGREID" in cfg and cfg.FGREID.ST.ENABLED else "")
     return {
         "input": f"{i.SIZE_TRAIN[0]}x{i.SIZE_TRAIN[1]}",
         "T": str(i.VIDEO.SEQ_LEN),

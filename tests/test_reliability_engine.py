@@ -204,12 +204,12 @@ def test_one_identity_per_rank_is_left_to_the_gather_check(datasets_env, tmp_pat
     (1 per rank) pass it, since MODEL.LOSSES.GATHER lets the metric losses see the whole batch;
     the per-rank rule (refuse without gathering, warn with it) is check_identities_per_rank's."""
     from fastreid.utils import comm
-    from fastreid_ext.engine.trainer import validate_training_config
+    from fastreid_ext.config import validate_config
 
     monkeypatch.setattr(comm, "get_world_size", lambda: 2)
-    validate_training_config(_cfg(tmp_path / "a", "SOLVER.IMS_PER_BATCH", "4"))  # K = 2: P = 2, 1 per rank
+    validate_config(_cfg(tmp_path / "a", "SOLVER.IMS_PER_BATCH", "4"))  # K = 2: P = 2, 1 per rank
     with pytest.raises(ValueError, match="P = 1"):
-        validate_training_config(_cfg(tmp_path / "b", "SOLVER.IMS_PER_BATCH", "2"))
+        validate_config(_cfg(tmp_path / "b", "SOLVER.IMS_PER_BATCH", "2"))
 
 
 @pytest.fixture(scope="module")

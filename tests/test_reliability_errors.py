@@ -86,14 +86,13 @@ def test_show_results_bad_file_is_one_line_exit_2(tmp_path, capsys, content, wor
 
 
 def test_max_clips_zero_means_all_clips(datasets_env, tmp_path, monkeypatch):
-    from fastreid_ext.config import build_config
+    from fastreid_ext.config import build_config, validate_config
     from fastreid_ext.data.clip_sampler import dense_clips
     from fastreid_ext.engine import Trainer
-    from fastreid_ext.engine.trainer import validate_training_config
 
     cfg = build_config(os.path.join(REPO, "tests", "configs", "tiny_video.yml"),
                        ["TEST.VIDEO.MAX_CLIPS", "0", "OUTPUT_DIR", str(tmp_path)])
-    validate_training_config(cfg)  # accepted (before: "must be an int >= 1")
+    validate_config(cfg)  # accepted (before: "must be an int >= 1")
     assert len(dense_clips(23, 4, cfg.TEST.VIDEO.MAX_CLIPS)) == 6  # ceil(23 / 4): every clip
     with pytest.raises(ValueError, match="MAX_CLIPS must be an int >= 0"):
         Trainer(build_config(os.path.join(REPO, "tests", "configs", "tiny_video.yml"),

@@ -53,12 +53,12 @@ def test_images_and_fgpr():
 
 
 def test_max_clips_zero_accepted_and_bad_values_refused():
-    from fastreid_ext.engine.trainer import validate_training_config
+    from fastreid_ext.config import validate_config
 
-    validate_training_config(_cfg("TEST.VIDEO.MAX_CLIPS", "0"))
+    validate_config(_cfg("TEST.VIDEO.MAX_CLIPS", "0"))
     with pytest.raises(ValueError, match="MAX_CLIPS"):
-        validate_training_config(_cfg("TEST.VIDEO.MAX_CLIPS", "-1"))
+        validate_config(_cfg("TEST.VIDEO.MAX_CLIPS", "-1"))
     with pytest.raises(ValueError, match="SHORT_PAD"):
-        validate_training_config(_cfg("INPUT.VIDEO.SHORT_PAD", "mirror"))
+        validate_config(_cfg("INPUT.VIDEO.SHORT_PAD", "mirror"))
     with pytest.raises(ValueError, match="TEST.VIDEO.SHORT_PAD"):
-        validate_training_config(_cfg("TEST.VIDEO.SHORT_PAD", "mirror"))
+        validate_config(_cfg("TEST.VIDEO.SHORT_PAD", "mirror"))

@@ -253,7 +253,7 @@ def _run_case(cfg, rank, world):
     """One case on this rank: iteration 1 (deterministic, gradients saved), iteration 2 (plain
     training mode), then the distributed evaluation."""
     from fastreid_ext.engine import Trainer
-    from fastreid_ext.engine.trainer import sync_buffers
+    from fastreid_ext.engine.ddp import sync_buffers
 
     model = _build(cfg)
     ddp = Trainer.wrap_ddp(cfg, model) if world > 1 else model

@@ -21,7 +21,7 @@ from fastreid.utils.logger import setup_logger
 from fastreid_ext.commands.options import add_weights_option, opts_with_weights
 from fastreid_ext.config import build_config
 from fastreid_ext.engine import Trainer, build_inference_model
-from fastreid_ext.engine.trainer import eval_output_dir
+from fastreid_ext.engine.run_folder import eval_output_dir
 
 
 def parse_args(argv=None):

@@ -30,9 +30,9 @@ from fastreid_ext.engine.run_folder import (
     RunFolderError,
     apply_schedule_changes,
     claim_output_dir,
+    eval_output_dir,
     restore_config,
 )
-from fastreid_ext.engine.trainer import eval_output_dir
 from fastreid_ext.utils.safe_io import file_lock
 
 from .options import add_weights_option, opts_with_weights

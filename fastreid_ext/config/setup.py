@@ -11,6 +11,9 @@ distribution's metadata (``pyproject.toml``)::
 heads, losses and datasets in the host's registries, and returns its ``add_<x>_config(cfg)``,
 which adds the project's config keys. The core never names a project; removing a project is
 removing its entry point.
+
+The merged config is validated (:func:`.validate.validate_config`: the core's checks and every
+project's registered validator) before it is returned.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from fastreid.config import CfgNode
 
 from .defaults import get_cfg
 from .lookup import find_config
+from .moved_keys import move_keys_in_opts, move_keys_in_tree
+from .validate import validate_config
 
 __all__ = ["PROJECT_ENTRY_POINT_GROUP", "build_config", "project_entry_points", "register_projects"]
 
@@ -64,7 +69,8 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
 
     ``config_file`` is a path or a shipped config's name (:func:`.lookup.find_config`); a missing
     one raises ``FileNotFoundError``, an unreadable one ``ValueError``, both in one line. An
-    unknown key in the file or the overrides raises ``KeyError`` naming it.
+    unknown key in the file or the overrides raises ``KeyError`` naming it; a bad value raises
+    ``ValueError`` / ``KeyError`` naming the key (:func:`.validate.validate_config`).
     """
     if config_file:
         config_file = find_config(config_file)
@@ -75,25 +81,28 @@ def build_config(config_file: str = "", opts: Sequence[str] = (), freeze: bool =
         if config_file:
             _merge_file(cfg, config_file)
         if opts:
-            cfg.merge_from_list(list(opts))
+            cfg.merge_from_list(move_keys_in_opts(opts))
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys in merge_from_list
         if isinstance(e, AssertionError) and "Non-existent" not in str(e):
             raise
         raise KeyError(f"{e.args[0] if e.args else e} (config file {config_file!r}; every key must exist "
                        f"in fastreid's defaults, fastreid_ext.config.add_ext_config or a project's "
                        f"add_<project>_config)") from None
+    validate_config(cfg)
     if freeze:
         cfg.freeze()
     return cfg
 
 
 def _merge_file(cfg: CfgNode, config_file: str) -> None:
-    """``cfg.merge_from_file`` with unreadable files (permissions, not YAML, not a mapping, a
-    missing ``_BASE_``) reported as one-line ``ValueError`` s naming the file."""
+    """``cfg.merge_from_file`` (moved keys read in their new spelling, :mod:`.moved_keys`) with
+    unreadable files (permissions, not YAML, not a mapping, a missing ``_BASE_``) reported as
+    one-line ``ValueError`` s naming the file."""
     import yaml
 
-    try:
-        cfg.merge_from_file(config_file)
+    try:  # the host's merge_from_file (_BASE_ inheritance), moved keys in their new spelling
+        loaded = CfgNode.load_yaml_with_base(config_file)
+        cfg.merge_from_other_cfg(type(cfg)(move_keys_in_tree(loaded, f"config file {config_file!r}")))
     except FileNotFoundError as e:  # a _BASE_ that does not exist
         raise FileNotFoundError(f"config file {config_file!r}: {e.filename or e} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:

@@ -3,10 +3,10 @@
 Each item is cut into the evaluator's dense test clips
 (:func:`~fastreid_ext.data.clip_sampler.dense_clips` with ``TEST.VIDEO.SEQ_LEN`` /
 ``TEST.VIDEO.MAX_CLIPS``), each clip goes through the test transform
-(:func:`~fastreid_ext.data.transforms.build_clip_transforms`) and the model in eval mode (with
-``TEST.FLIP`` the flip-averaged embedding, as :func:`~fastreid_ext.evaluation.inference.inference_on_dataset`),
-and the clip embeddings of an item are averaged in float64 and L2-normalised for the cosine
-metric, as :class:`~fastreid_ext.evaluation.video_evaluator.VideoClipEvaluator` does.
+(:func:`~fastreid_ext.data.transforms.build_clip_transforms`), and the clips become an item's
+embedding by the evaluation's own path (:mod:`fastreid_ext.evaluation.embedding`: the model in
+eval mode, flip-averaged with ``TEST.FLIP``, clip embeddings averaged in float64,
+L2-normalised for the cosine metric).
 
 Bad input: an item none of whose frames can be read is skipped, logged by name and listed in
 the result (``failed``) and in the file's ``meta["failed"]``; unreadable frames of an otherwise
@@ -32,7 +32,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -40,6 +39,13 @@ from tqdm import tqdm
 from fastreid_ext.data.frame_io import FrameReadError
 from fastreid_ext.data.transforms import build_clip_transforms
 from fastreid_ext.data.video_dataset import VideoTestDataset, collate_video_batch
+from fastreid_ext.evaluation.embedding import (
+    clip_embeddings,
+    l2_normalized,
+    model_inputs,
+    tracklet_means,
+    uses_l2,
+)
 from fastreid_ext.utils.safe_io import file_lock
 
 from .features_file import (
@@ -129,8 +135,6 @@ class FeatureExtractor:
     """
 
     def __init__(self, cfg, model: nn.Module, chash: str, weights: str = ""):
-        if cfg.TEST.METRIC not in ("cosine", "euclidean"):
-            raise ValueError(f"unknown TEST.METRIC {cfg.TEST.METRIC!r}; expected 'cosine' or 'euclidean'")
         self.cfg = cfg
         self.model = model.eval()
         self.config_hash = chash
@@ -166,22 +170,16 @@ class FeatureExtractor:
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, T, C, H, W)`` clips -> ``(B, D)`` float64 CPU embeddings (flip-averaged when
         ``TEST.FLIP.ENABLED``, as the evaluator)."""
-        x = images.to(self.device, non_blocking=True, copy=True)  # the one host -> device copy
-        flipped = x.flip(dims=[-1]) if self.cfg.TEST.FLIP.ENABLED else None  # before any in-place use
-        out = self._runner({"images": x})
-        if flipped is not None:
-            out = (out + self._runner({"images": flipped})) / 2.0
+        out = clip_embeddings(self._runner, model_inputs({"images": images}, self.device,
+                                                         flip=self.cfg.TEST.FLIP.ENABLED))
         if out.dim() != 2 or out.shape[0] != images.shape[0]:
             raise ValueError(f"the model's eval forward must return (B, D), got {tuple(out.shape)}")
         return out.detach().to("cpu", torch.float64)
 
     def _finish(self, sums: torch.Tensor, count: int) -> np.ndarray:
-        feat = (sums / count).float()
-        if not bool(torch.isfinite(feat).all()):
-            raise ValueError("the model produced non-finite embeddings")
-        if self.metric == "cosine":
-            feat = F.normalize(feat, p=2, dim=0)
-        return feat.numpy()
+        """One item's ``(D,)`` embedding from its float64 clip sum and clip count."""
+        feat = tracklet_means(sums.unsqueeze(0), torch.tensor([count]))[0]
+        return l2_normalized(feat, uses_l2(self.metric)).numpy()
 
     def iter_embeddings(self, items: Sequence[InputItem], batch_size: Optional[int] = None,
                         num_workers: Optional[int] = None, progress: bool = False, stats: Optional[dict] = None):
@@ -259,7 +257,7 @@ class FeatureExtractor:
         T, max_clips = self.cfg.TEST.VIDEO.SEQ_LEN, self.cfg.TEST.VIDEO.MAX_CLIPS
         clips = [(k, idx) for k, frames in enumerate(tracklets) for idx in dense_clips(len(frames), T, max_clips)]
         sums = torch.zeros(len(tracklets), 0, dtype=torch.float64)
-        counts = torch.zeros(len(tracklets), 1, dtype=torch.float64)
+        counts = torch.zeros(len(tracklets), dtype=torch.long)
         bs = max(1, int(self.cfg.TEST.IMS_PER_BATCH))
         for start in range(0, len(clips), bs):
             chunk = clips[start:start + bs]
@@ -269,11 +267,8 @@ class FeatureExtractor:
                 sums = torch.zeros(len(tracklets), emb.shape[1], dtype=torch.float64)
             owners = torch.tensor([k for k, _ in chunk])
             sums.index_add_(0, owners, emb)
-            counts.index_add_(0, owners, torch.ones(len(chunk), 1, dtype=torch.float64))
-        feats = (sums / counts.clamp_min(1)).float()
-        if not bool(torch.isfinite(feats).all()):
-            raise ValueError("the model produced non-finite embeddings")
-        return (F.normalize(feats, dim=1) if normalize else feats).numpy()
+            counts.index_add_(0, owners, torch.ones(len(chunk), dtype=torch.long))
+        return l2_normalized(tracklet_means(sums, counts), normalize).numpy()
 
     # ------------------------------------------------------------------ public API
     def _meta(self) -> dict:

@@ -2,6 +2,7 @@
 from .checkpoint import AtomicCheckpointer, atomic_write
 from .inference_model import build_inference_model
 from .launch import launch
-from .trainer import Trainer, write_results
+from .run_folder import write_results
+from .trainer import Trainer
 
 __all__ = ["AtomicCheckpointer", "Trainer", "atomic_write", "build_inference_model", "launch", "write_results"]

@@ -19,9 +19,15 @@ before anything is written there):
 
 The checkpoint-level checks of a resume (identities of the classifier, the optimizer's
 parameter groups) are :meth:`~fastreid_ext.engine.checkpoint.AtomicCheckpointer.check_resumable`.
+
+The run's other files: ``results.json`` (:func:`write_results`, atomically, under its lock,
+``"complete": true`` only once the run has finished), the temporary files an interrupted writer
+left (:func:`remove_stale_temporaries`, under the folder's training lock) and where
+``--eval-only`` writes beside a run (:func:`eval_output_dir`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -32,10 +38,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from .safe_io import atomic_write
+from .safe_io import atomic_write, file_lock
 
-__all__ = ["HONOURED", "LR_KEYS", "ResumePlan", "RunFolderError", "apply_schedule_changes",
-           "claim_output_dir", "compare_configs", "holds_run", "move_run_aside", "restore_config"]
+__all__ = ["HONOURED", "LR_KEYS", "RUN_FILES", "ResumePlan", "RunFolderError", "apply_schedule_changes",
+           "claim_output_dir", "compare_configs", "eval_output_dir", "holds_run", "move_run_aside",
+           "remove_stale_temporaries", "restore_config", "write_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -274,3 +281,57 @@ def apply_schedule_changes(trainer) -> List[float]:
         trainer.scheduler[name] = sched
         trainer.checkpointer.checkpointables[name] = sched
     return [g["lr"] for g in opt.param_groups]
+
+
+def remove_stale_temporaries(folder: str) -> int:
+    """Delete the temporary files (``.<name>.<random>.tmp``) that writers killed mid-write left
+    in ``folder``; call it only while holding the folder's training lock. Returns the count."""
+    n = 0
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".tmp"):
+            try:
+                os.remove(os.path.join(folder, name))
+                n += 1
+            except OSError:
+                pass
+    if n:
+        logger.info(f"removed {n} temporary file(s) left in {folder} by an interrupted run")
+    return n
+
+
+RUN_FILES = ("config.yaml", "results.json", "last_checkpoint")
+
+
+def eval_output_dir(output_dir: str) -> str:
+    """Where ``--eval-only`` writes: ``output_dir`` itself when it holds no run, else its
+    ``eval`` subfolder, so that evaluating a run with its own ``config.yaml`` never replaces
+    that run's ``config.yaml`` / ``results.json``."""
+    if output_dir and any(os.path.exists(os.path.join(output_dir, f)) for f in RUN_FILES):
+        return os.path.join(output_dir, "eval")
+    return output_dir
+
+
+def write_results(output_dir: str, results, complete: bool = True, scoring=None) -> str:
+    """Write evaluation results as JSON (atomically, under the file's lock) to
+    ``output_dir/results.json``, with ``"complete": complete`` (``False`` for the intermediate
+    evaluations of a run that is still training) and, per test set, ``"scoring"``: how it was
+    scored (``scoring``: ``{dataset: dict}``, :func:`~fastreid_ext.evaluation.scoring.describe_scoring`)."""
+    results = {name: dict(r, scoring=scoring[name]) if scoring and scoring.get(name) else r
+               for name, r in results.items()}
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if hasattr(v, "item"):
+            return v.item()
+        return v
+
+    if len(results) == 1:  # one test set: flat, like Trainer.test's return value, plus its name
+        name, only = next(iter(results.items()))
+        flat = clean(dict(only, dataset=name))
+    else:
+        flat = clean(results)
+    flat["complete"] = bool(complete)
+    path = os.path.join(output_dir, "results.json")
+    with file_lock(path):
+        atomic_write(path, lambda f: json.dump(flat, f, indent=2, sort_keys=True), mode="w")
+    return path

@@ -13,17 +13,19 @@ What changes against ``fastreid/engine/defaults.py`` and why:
 - evaluation: ``VideoClipEvaluator`` + our ``inference_on_dataset`` (the host's evaluator
   builds Cython in site-packages and ``sys.exit``s on failure, ``evaluation/rank_cylib/__init__.py:15-20``;
   its flip test normalises twice, ``evaluation/evaluator.py:119-121``);
-- DDP without ``device_ids`` on CPU (gloo); the host always passes a CUDA device id (``defaults.py:210``);
+- DDP without ``device_ids`` on CPU (gloo) (:mod:`.ddp`); the host always passes a CUDA
+  device id (``defaults.py:210``);
 - AMP through ``torch.amp`` (:class:`DeviceTrainer`), not the CUDA-only ``AMPTrainer``;
-- losses with their own optimizer (center loss) are kept out of the main optimizer;
+- losses with their own optimizer (center loss) are kept out of the main optimizer, and
+  modules opt in to their own weight decay / learning rate (:mod:`.param_groups`);
 - checkpoints written atomically (:class:`AtomicCheckpointer`);
 - ``OUTPUT_DIR/results.json`` holds the last evaluation results, with ``"complete": true`` only
-  once the run has finished (a killed run's intermediate results say ``false``);
-- the config is checked before training (:func:`validate_training_config`: test set names,
-  ``TEST.*`` values, P >= 2 identities per batch for pairwise losses), the test sets are
-  built and their evaluators given the model's per-part distance (``TEST.*`` options the
-  ``fgpr`` / per-part evaluation does not apply raise there), so a typo fails in seconds,
-  not after training;
+  once the run has finished (a killed run's intermediate results say ``false``;
+  :func:`.run_folder.write_results`);
+- the config is validated (:func:`fastreid_ext.config.validate.validate_config`, which
+  ``build_config`` already ran), the test sets are built and their evaluators given the
+  model's per-part distance (``TEST.*`` options the ``fgpr`` / per-part evaluation does not
+  apply raise there) before any training, so a typo fails in seconds;
 - ``--resume`` keeps the best metric (``model_best.pth`` is not overwritten by a worse model),
   a finished run or ``MAX_EPOCH 0`` evaluates instead of crashing (the host's hooks read
   ``trainer.epoch``, never set when no epoch runs, ``fastreid/engine/hooks.py:380``), and the
@@ -32,33 +34,29 @@ What changes against ``fastreid/engine/defaults.py`` and why:
 from __future__ import annotations
 
 import contextlib
-import inspect
-import json
 import logging
 import os
 from collections import OrderedDict
-from typing import Dict
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from fastreid.engine import hooks
 from fastreid.engine.defaults import DefaultTrainer
 from fastreid.engine.train_loop import TrainerBase
 from fastreid.evaluation.testing import print_csv_format
-from fastreid.solver.build import (
-    get_default_optimizer_params,
-    maybe_add_freeze_layer,
-    maybe_add_gradient_clipping,
-)
+from fastreid.solver.build import maybe_add_freeze_layer, maybe_add_gradient_clipping
 from fastreid.utils import comm
 from fastreid.utils.events import CommonMetricPrinter, get_event_storage
 from fastreid.utils.logger import setup_logger
 
+from ..config.validate import validate_config
 from ..utils.modules import unwrap
-from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, atomic_write, read_best_metric
+from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, read_best_metric
+from .ddp import sync_buffers, wrap_ddp
+from .param_groups import optimizer_param_groups
+from .run_folder import remove_stale_temporaries, write_results
 from .safe_io import file_lock
-from .train_loop import DeviceTrainer, own_optimizers
+from .train_loop import DeviceTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +101,7 @@ class Trainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("fastreid").isEnabledFor(logging.INFO):
             setup_logger()
-        validate_training_config(cfg)
+        validate_config(cfg)  # already run by build_config; again for a config made or edited by hand
         # bad test sets / protocols fail now, not after training; the first evaluation uses them
         # (then they are dropped: later evaluations build their own, as the host does)
         self._startup_test_sets = OrderedDict(
@@ -139,38 +137,8 @@ class Trainer(DefaultTrainer):
     # ------------------------------------------------------------------ building blocks
     @classmethod
     def wrap_ddp(cls, cfg, model):
-        """``DistributedDataParallel`` over ``model`` (already on its device).
-
-        - ``device_ids``: the model's own CUDA device (none on the CPU, gloo);
-        - ``find_unused_parameters`` (an extra autograd-graph pass every step): only when
-          ``MODEL.DDP_FIND_UNUSED_PARAMETERS`` is set or the meta-architecture declares it needs
-          it with a class attribute ``ddp_find_unused_parameters = True``;
-        - ``broadcast_buffers=False``: BN buffers drift per rank during training; they are
-          synchronised from rank 0 before every evaluation (:func:`sync_buffers`, in
-          :meth:`test`), so the evaluation uses the statistics the checkpoint saves;
-        - every ``LossSet``'s ``rank_batch`` (``IMS_PER_BATCH / W``: the training batches are
-          drop_last), so its gathers skip the per-call size exchange.
-        """
-        from fastreid_ext.modeling.losses import LossSet
-        from fastreid_ext.modeling.losses.gather import check_identities_per_rank
-        from fastreid_ext.modeling.losses.registry import LOSS_REGISTRY
-
-        pairwise = any(getattr(LOSS_REGISTRY._obj_map.get(n), "pairwise", False) for n in cfg.MODEL.LOSSES.NAME)
-        check_identities_per_rank(cfg, comm.get_world_size(), pairwise,
-                                  gathered=isinstance(getattr(model, "losses", None), LossSet))
-        device = next(model.parameters()).device
-        find_unused = bool(cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS) or \
-            bool(getattr(model, "ddp_find_unused_parameters", False))
-        # no buffer broadcast per forward (torch >= 2.13 names it forward_sync_buffers)
-        no_sync = ({"forward_sync_buffers": False}
-                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-                   else {"broadcast_buffers": False})
-        for m in model.modules():  # training batches are drop_last: IMS_PER_BATCH / W rows per rank
-            if isinstance(m, LossSet):
-                m.rank_batch = int(cfg.SOLVER.IMS_PER_BATCH) // comm.get_world_size()
-        return DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None,
-            find_unused_parameters=find_unused, **no_sync)
+        """``DistributedDataParallel`` over ``model`` (:func:`.ddp.wrap_ddp`)."""
+        return wrap_ddp(cfg, model)
 
     @classmethod
     def build_model(cls, cfg):
@@ -187,27 +155,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_optimizer(cls, cfg, model):
-        """The host's optimizer recipe (``fastreid/solver/build.py:180``) over every parameter
-        except those of losses that step their own optimizer (e.g. center-loss centers), with
-        weight decay 0 for the parameters a module lists in ``no_weight_decay_params()``
-        (:func:`no_weight_decay_ids`) and the learning rate multiplied by the factor a module
-        gives in ``lr_factor_params()`` (:func:`lr_factors`; the schedulers scale each group's
-        own starting rate)."""
-        excluded = set()
-        for loss, _ in own_optimizers(model):
-            excluded.update(id(p) for p in loss.parameters())
-        params = get_default_optimizer_params(
-            model, base_lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM, bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
-            heads_lr_factor=cfg.SOLVER.HEADS_LR_FACTOR, weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
-            freeze_layers=cfg.MODEL.FREEZE_LAYERS if cfg.SOLVER.FREEZE_ITERS > 0 else [])
-        params = [g for g in params if id(g["params"][0]) not in excluded]
-        no_decay, factors = no_weight_decay_ids(model), lr_factors(model)
-        for g in params:
-            if id(g["params"][0]) in no_decay:
-                g["weight_decay"] = 0.0
-            if id(g["params"][0]) in factors:
-                g["lr"] = g["lr"] * factors[id(g["params"][0])]
+        """The host's optimizer recipe (``fastreid/solver/build.py:180``) over the parameter
+        groups of :func:`.param_groups.optimizer_param_groups` (no own-optimizer loss
+        parameters; the modules' weight-decay and learning-rate opt-in hooks applied)."""
+        params = optimizer_param_groups(cfg, model)
         opt_name = cfg.SOLVER.OPT
         if not hasattr(torch.optim, opt_name):
             raise ValueError(f"Unknown SOLVER.OPT {opt_name!r}")
@@ -266,11 +217,13 @@ class Trainer(DefaultTrainer):
         return loader, evaluator
 
     @classmethod
-    def test(cls, cfg, model, prebuilt=None, scoring=None):
+    def test(cls, cfg, model, prebuilt=None, scoring=None, complete=True):
         """Evaluate ``model`` on every ``DATASETS.TESTS`` set. ``prebuilt``: ``{dataset_name:
         (loader, evaluator)}`` already built (the trainer's, from ``__init__``); each entry is
         used once and removed from the dict, the other sets are built here. ``scoring``: a dict
-        filled with ``{dataset_name: how it was scored}`` (also written into ``results.json``)."""
+        filled with ``{dataset_name: how it was scored}`` (also written into ``results.json``).
+        ``complete``: written into ``results.json`` (``False`` for the evaluations made while a
+        run trains: intermediate results)."""
         from fastreid_ext.evaluation.inference import inference_on_dataset
         from fastreid_ext.evaluation.scoring import scoring_line
 
@@ -293,7 +246,7 @@ class Trainer(DefaultTrainer):
                 if scoring[dataset_name]:
                     logging.getLogger(__name__).info(scoring_line(scoring[dataset_name]))
         if comm.is_main_process() and cfg.OUTPUT_DIR:
-            write_results(cfg.OUTPUT_DIR, results, complete=not _TRAINING_NOW, scoring=scoring)
+            write_results(cfg.OUTPUT_DIR, results, complete=complete, scoring=scoring)
         if len(results) == 1:
             results = list(results.values())[0]
         return results
@@ -307,9 +260,9 @@ class Trainer(DefaultTrainer):
         from .precise_bn import PreciseBN
 
         def test_and_save_results():  # the host's (defaults.py:302), with the test sets of __init__
-            self._last_eval_scoring = {}
+            self._last_eval_scoring = {}  # the evaluation hook runs while training: intermediate results
             self._last_eval_results = self.test(self.cfg, self.model, prebuilt=self._startup_test_sets,
-                                                scoring=self._last_eval_scoring)
+                                                scoring=self._last_eval_scoring, complete=False)
             return self._last_eval_results
 
         def ours(h):
@@ -342,7 +295,6 @@ class Trainer(DefaultTrainer):
     def train(self):
         """Train, then return the last evaluation results (main process). A run with nothing
         left to train (``SOLVER.MAX_EPOCH`` reached, or 0) evaluates the loaded model instead."""
-        global _TRAINING_NOW
         out = self.cfg.OUTPUT_DIR
         if self.start_epoch >= self.max_epoch:
             logger.warning(f"Nothing to train: start epoch {self.start_epoch} >= SOLVER.MAX_EPOCH "
@@ -360,11 +312,7 @@ class Trainer(DefaultTrainer):
                 for h in self._hooks:
                     if isinstance(h, hooks.PeriodicCheckpointer):
                         h.best_metric = max(h.best_metric, self._resumed_best_metric)
-            _TRAINING_NOW = True
-            try:
-                super(DefaultTrainer, self).train(self.start_epoch, self.max_epoch, self.iters_per_epoch)
-            finally:
-                _TRAINING_NOW = False
+            super(DefaultTrainer, self).train(self.start_epoch, self.max_epoch, self.iters_per_epoch)
             if not comm.is_main_process():
                 return None
             results = getattr(self, "_last_eval_results", None)
@@ -372,37 +320,6 @@ class Trainer(DefaultTrainer):
                 named = results if len(self.cfg.DATASETS.TESTS) > 1 else {self.cfg.DATASETS.TESTS[0]: results}
                 write_results(out, named, complete=True, scoring=getattr(self, "_last_eval_scoring", None))
             return results
-
-
-def remove_stale_temporaries(folder: str) -> int:
-    """Delete the temporary files (``.<name>.<random>.tmp``) that writers killed mid-write left
-    in ``folder``; call it only while holding the folder's training lock. Returns the count."""
-    n = 0
-    for name in os.listdir(folder):
-        if name.startswith(".") and name.endswith(".tmp"):
-            try:
-                os.remove(os.path.join(folder, name))
-                n += 1
-            except OSError:
-                pass
-    if n:
-        logger.info(f"removed {n} temporary file(s) left in {folder} by an interrupted run")
-    return n
-
-
-RUN_FILES = ("config.yaml", "results.json", "last_checkpoint")
-
-
-def eval_output_dir(output_dir: str) -> str:
-    """Where ``--eval-only`` writes: ``output_dir`` itself when it holds no run, else its
-    ``eval`` subfolder, so that evaluating a run with its own ``config.yaml`` never replaces
-    that run's ``config.yaml`` / ``results.json``."""
-    if output_dir and any(os.path.exists(os.path.join(output_dir, f)) for f in RUN_FILES):
-        return os.path.join(output_dir, "eval")
-    return output_dir
-
-
-_TRAINING_NOW = False  # True while Trainer.train runs: its evaluations are intermediate results
 
 
 class _OncePerIterPrinter(CommonMetricPrinter):
@@ -413,113 +330,6 @@ class _OncePerIterPrinter(CommonMetricPrinter):
         if self._last_write is not None and storage.iter == self._last_write[0]:
             return
         super().write()
-
-
-def validate_training_config(cfg) -> None:
-    """Raise ``ValueError`` / ``KeyError`` on settings that would only fail (or silently do
-    nothing) after training: unknown test sets, bad ``TEST.*`` values, fewer than 2 identities
-    per batch with a pairwise loss (triplet: no negative, ``loss_triplet`` stays 0)."""
-    from fastreid.data.datasets import DATASET_REGISTRY
-    from fastreid_ext.data.clip_sampler import CLIP_SELECTIONS, PAD_MODES
-    from fastreid_ext.evaluation.rank import PROTOCOLS
-
-    known = sorted(DATASET_REGISTRY._obj_map)
-    for key in ("NAMES", "TESTS"):
-        bad = [n for n in cfg.DATASETS.get(key) if n not in known]
-        if bad:
-            raise KeyError(f"DATASETS.{key} names unknown dataset(s) {bad}; registered datasets: {known}")
-    t = cfg.TEST
-    errors = []
-
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            errors.append(msg)
-
-    def positive_int(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    need(positive_int(t.EVAL_PERIOD), f"TEST.EVAL_PERIOD must be an int >= 1 (epochs), got {t.EVAL_PERIOD!r}")
-    need(positive_int(t.IMS_PER_BATCH), f"TEST.IMS_PER_BATCH must be an int >= 1, got {t.IMS_PER_BATCH!r}")
-    need(t.METRIC in ("cosine", "euclidean"), f"TEST.METRIC must be 'cosine' or 'euclidean', got {t.METRIC!r}")
-    protocols = ("auto",) + tuple(PROTOCOLS) + ("fgpr",)  # fgpr: evaluation/two_direction.py
-    need(t.PROTOCOL in protocols, f"TEST.PROTOCOL must be one of {protocols}, got {t.PROTOCOL!r}")
-    need(positive_int(t.VIDEO.SEQ_LEN), f"TEST.VIDEO.SEQ_LEN must be an int >= 1, got {t.VIDEO.SEQ_LEN!r}")
-    need(isinstance(t.VIDEO.MAX_CLIPS, int) and not isinstance(t.VIDEO.MAX_CLIPS, bool) and t.VIDEO.MAX_CLIPS >= 0,
-         f"TEST.VIDEO.MAX_CLIPS must be an int >= 0 (0: every clip), got {t.VIDEO.MAX_CLIPS!r}")
-    need(t.VIDEO.CLIP_SELECT in CLIP_SELECTIONS,
-         f"TEST.VIDEO.CLIP_SELECT must be one of {CLIP_SELECTIONS}, got {t.VIDEO.CLIP_SELECT!r}")
-    for key, pad in (("INPUT", cfg.INPUT.VIDEO.SHORT_PAD), ("TEST", t.VIDEO.SHORT_PAD)):
-        need(pad in PAD_MODES, f"{key}.VIDEO.SHORT_PAD must be one of {PAD_MODES}, got {pad!r}")
-    r = t.RETRIEVAL
-    need(r.BACKEND in ("auto", "faiss", "torch"), f"TEST.RETRIEVAL.BACKEND must be auto, faiss or torch, got {r.BACKEND!r}")
-    for k in ("INDEX", "APPROX"):
-        need(isinstance(r.get(k), str), f"TEST.RETRIEVAL.{k} must be '', a shorthand (ivf, hnsw) or a faiss "
-             f"factory string, got {r.get(k)!r}")
-    need(not (r.INDEX and r.APPROX and r.INDEX != r.APPROX),
-         f"TEST.RETRIEVAL.INDEX={r.INDEX!r} and its older name APPROX={r.APPROX!r} disagree; set INDEX only")
-    need(isinstance(r.K_FACTOR, int) and r.K_FACTOR >= 0, f"TEST.RETRIEVAL.K_FACTOR must be an int >= 0, got {r.K_FACTOR!r}")
-    need(isinstance(r.MEMORY_MB, (int, float)) and r.MEMORY_MB > 0,
-         f"TEST.RETRIEVAL.MEMORY_MB must be > 0, got {r.MEMORY_MB!r}")
-    for k in ("NLIST", "NPROBE", "HNSW_M", "EF_SEARCH", "EF_CONSTRUCTION"):
-        need(positive_int(r.get(k)), f"TEST.RETRIEVAL.{k} must be an int >= 1, got {r.get(k)!r}")
-    need(isinstance(r.TRAIN_SIZE, int) and r.TRAIN_SIZE >= 0, f"TEST.RETRIEVAL.TRAIN_SIZE must be >= 0, got {r.TRAIN_SIZE!r}")
-    if t.AQE.ENABLED:
-        need(positive_int(t.AQE.QE_TIME) and positive_int(t.AQE.QE_K),
-             f"TEST.AQE.QE_TIME / QE_K must be ints >= 1, got {t.AQE.QE_TIME!r} / {t.AQE.QE_K!r}")
-    if t.RERANK.ENABLED:
-        need(positive_int(t.RERANK.K1) and positive_int(t.RERANK.K2),
-             f"TEST.RERANK.K1 / K2 must be ints >= 1, got {t.RERANK.K1!r} / {t.RERANK.K2!r}")
-        need(isinstance(t.RERANK.LAMBDA, (int, float)) and 0 <= t.RERANK.LAMBDA <= 1,
-             f"TEST.RERANK.LAMBDA must be in [0, 1], got {t.RERANK.LAMBDA!r}")
-    if t.VIS.ENABLED:
-        need(positive_int(t.VIS.NUM_QUERIES) and positive_int(t.VIS.TOPK),
-             f"TEST.VIS.NUM_QUERIES / TOPK must be ints >= 1, got {t.VIS.NUM_QUERIES!r} / {t.VIS.TOPK!r}")
-    if errors:
-        raise ValueError("bad test settings (checked before training):\n  " + "\n  ".join(errors))
-
-    # P identities in the whole batch (one process's share is checked, honouring
-    # MODEL.LOSSES.GATHER, by check_identities_per_rank when the model is wrapped for DDP)
-    from fastreid_ext.modeling.losses.registry import LOSS_REGISTRY
-
-    pairwise = [n for n in cfg.MODEL.LOSSES.NAME if getattr(LOSS_REGISTRY._obj_map.get(n), "pairwise", False)]
-    if pairwise and "Identity" in str(cfg.DATALOADER.SAMPLER_TRAIN) and cfg.DATALOADER.NUM_INSTANCE >= 1:
-        p = cfg.SOLVER.IMS_PER_BATCH // cfg.DATALOADER.NUM_INSTANCE
-        if p < 2:
-            raise ValueError(
-                f"{pairwise} need at least 2 identities per batch, but SOLVER.IMS_PER_BATCH "
-                f"{cfg.SOLVER.IMS_PER_BATCH} / DATALOADER.NUM_INSTANCE {cfg.DATALOADER.NUM_INSTANCE} "
-                f"gives P = {p}: with one identity there is no negative and the loss is 0. Raise "
-                f"SOLVER.IMS_PER_BATCH or lower DATALOADER.NUM_INSTANCE.")
-
-
-def _opt_in(model: torch.nn.Module, hook_name: str):
-    """Everything the submodules of ``model`` that define the opt-in hook ``hook_name()``
-    return, in module order."""
-    for module in model.modules():
-        hook = getattr(module, hook_name, None)
-        if callable(hook):
-            yield from hook()
-
-
-def no_weight_decay_ids(model: torch.nn.Module) -> set:
-    """``id`` of every parameter that a submodule of ``model`` lists in its
-    ``no_weight_decay_params()`` (an opt-in hook, as timm's ``no_weight_decay``): parameters the
-    loss gives no gradient, so that weight decay would be the only force on them (e.g. a
-    per-channel offset in front of a softmax, which the softmax ignores: under Adam + L2 the
-    decay then moves it by about the learning rate every step)."""
-    return {id(p) for p in _opt_in(model, "no_weight_decay_params")}
-
-
-def lr_factors(model: torch.nn.Module) -> Dict[int, float]:
-    """``{id(parameter): factor}`` from every submodule's ``lr_factor_params()`` (an opt-in hook
-    returning ``(parameter, factor)`` pairs, e.g. an attention that needs a larger learning rate
-    than the backbone). A parameter named twice with different factors is an error."""
-    out: Dict[int, float] = {}
-    for p, factor in _opt_in(model, "lr_factor_params"):
-        if out.get(id(p), factor) != factor:
-            raise ValueError(f"a parameter has two learning-rate factors: {out[id(p)]} and {factor}")
-        out[id(p)] = float(factor)
-    return out
 
 
 def set_distance_parts(evaluator, model: torch.nn.Module) -> None:
@@ -541,46 +351,3 @@ def model_device_for(device: str) -> torch.device:
     if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
         dev = torch.device("cuda", torch.cuda.current_device())
     return dev
-
-
-def sync_buffers(model: torch.nn.Module, src: int = 0) -> int:
-    """Broadcast every floating-point buffer of ``model`` (BN running statistics) from rank
-    ``src`` to all ranks, in place; returns the number of buffers sent (0 in one process).
-
-    Training DDP keeps ``broadcast_buffers=False`` (no broadcast per step), so each rank's BN
-    statistics drift on its own shard; rank 0's are the ones the checkpoint saves."""
-    if comm.get_world_size() <= 1:
-        return 0
-    import torch.distributed as dist
-
-    model = model.module if isinstance(model, DistributedDataParallel) else model
-    buffers = [b for b in model.buffers() if b.is_floating_point() or b.dtype == torch.long]
-    for b in buffers:
-        dist.broadcast(b.data, src)
-    return len(buffers)
-
-
-def write_results(output_dir: str, results, complete: bool = True, scoring=None) -> str:
-    """Write evaluation results as JSON (atomically, under the file's lock) to
-    ``output_dir/results.json``, with ``"complete": complete`` (``False`` for the intermediate
-    evaluations of a run that is still training) and, per test set, ``"scoring"``: how it was
-    scored (``scoring``: ``{dataset: dict}``, :func:`~fastreid_ext.evaluation.scoring.describe_scoring`)."""
-    results = {name: dict(r, scoring=scoring[name]) if scoring and scoring.get(name) else r
-               for name, r in results.items()}
-    def clean(v):
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if hasattr(v, "item"):
-            return v.item()
-        return v
-
-    if len(results) == 1:  # one test set: flat, like Trainer.test's return value, plus its name
-        name, only = next(iter(results.items()))
-        flat = clean(dict(only, dataset=name))
-    else:
-        flat = clean(results)
-    flat["complete"] = bool(complete)
-    path = os.path.join(output_dir, "results.json")
-    with file_lock(path):
-        atomic_write(path, lambda f: json.dump(flat, f, indent=2, sort_keys=True), mode="w")
-    return path

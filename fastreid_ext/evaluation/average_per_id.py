@@ -24,8 +24,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .embedding import l2_normalized, uses_l2
 from .video_evaluator import VideoClipEvaluator
 
 __all__ = ["AVERAGE_KEYS", "average_per_id", "IdAveragedEvaluator"]
@@ -71,9 +71,7 @@ class IdAveragedEvaluator(VideoClipEvaluator):
         if self._groups is not None:
             raise ValueError("TEST.IMAGE.AVERAGE_PER_ID works with the cross-camera protocol only "
                              f"(this test set uses {self._protocol!r})")
-        self._key = cfg.TEST.IMAGE.AVERAGE_KEY
-        if self._key not in AVERAGE_KEYS:
-            raise ValueError(f"TEST.IMAGE.AVERAGE_KEY must be one of {AVERAGE_KEYS}, got {self._key!r}")
+        self._key = cfg.TEST.IMAGE.AVERAGE_KEY  # checked by fastreid_ext.config.validate
         self._per_image = (self._num_query, self._pids, self._camids)
         self._items = None
 
@@ -85,4 +83,4 @@ class IdAveragedEvaluator(VideoClipEvaluator):
         raw, self._num_query, self._pids, self._camids = average_per_id(
             self._raw_features, self._num_query, self._pids, self._camids, self._key)
         self._raw_features = raw
-        return F.normalize(raw, p=2, dim=1) if self.cfg.TEST.METRIC == "cosine" else raw
+        return l2_normalized(raw, uses_l2(self.cfg.TEST.METRIC))

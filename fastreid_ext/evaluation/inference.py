@@ -2,14 +2,13 @@
 
 Differences from ``fastreid/evaluation/evaluator.py::inference_on_dataset``:
 
-* the batch is never mutated: the model sees fresh tensors on its own device (the host's
+* the clip embeddings are :mod:`.embedding`'s (the same as the deployment extractor's): the
+  batch is never mutated, the model sees fresh tensors on its own device (the host's
   ``Baseline.preprocess_image`` normalises ``images`` in place, ``baseline.py:130``, and the
   host's flip test then flips and re-normalises that already normalised tensor,
-  ``evaluator.py:119-121``: normalised twice);
-* flip test flips the last (width) dimension of ``images`` whether ``(B, C, H, W)`` or
-  ``(B, T, C, H, W)`` and averages the two embeddings once; batch ``keypoints`` ``(B, T, 17, 3)``
-  (x, y in [0, 1]) are mirrored with them (``x -> 1 - x``, left / right joints swapped), so a
-  model that reads them at test time sees the flipped image's joints;
+  ``evaluator.py:119-121``: normalised twice); the flip test flips the width of ``images``
+  ``(B, C, H, W)`` or ``(B, T, C, H, W)``, mirrors batch ``keypoints`` with them and averages
+  the two embeddings once;
 * ``torch.inference_mode``, a DDP / DataParallel model is unwrapped, a tqdm progress bar (off
   when stderr is not a terminal or on non-main processes).
 """
@@ -19,7 +18,7 @@ import datetime
 import logging
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -29,53 +28,11 @@ from fastreid.evaluation.evaluator import inference_context
 from fastreid.utils import comm
 from fastreid_ext.utils.modules import model_device, unwrap
 
+from .embedding import clip_embeddings, flip_images, flip_keypoints, model_inputs
+
 __all__ = ["inference_on_dataset", "flip_images", "flip_keypoints", "model_device"]
 
 logger = logging.getLogger(__name__)
-
-
-def flip_images(images: torch.Tensor) -> torch.Tensor:
-    """Horizontal flip of ``(B, C, H, W)`` or ``(B, T, C, H, W)`` images (a new tensor)."""
-    if images.dim() not in (4, 5):
-        raise ValueError(f"images must be (B, C, H, W) or (B, T, C, H, W), got {tuple(images.shape)}")
-    return images.flip(dims=[-1])
-
-
-def flip_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
-    """The COCO joints ``(..., 17, 3)`` (``x, y`` in ``[0, 1]``) of horizontally flipped images:
-    ``x -> 1 - x`` and every left joint swapped with its right twin (a new tensor)."""
-    from fastreid_ext.utils.keypoints import COCO_FLIP_PERM
-
-    if keypoints.shape[-2:] != (len(COCO_FLIP_PERM), 3):
-        raise ValueError(f"keypoints must be (..., 17, 3), got {tuple(keypoints.shape)}")
-    out = keypoints[..., list(COCO_FLIP_PERM), :].clone()
-    out[..., 0] = 1.0 - out[..., 0]
-    return out
-
-
-def _batches_for_model(batch: Dict, device: torch.device, flip: bool = False) -> List[Dict]:
-    """The model's input dict(s) for ``batch``: the batch itself, then (``flip``) its
-    horizontal flip (``images`` and, when present, ``keypoints``).
-
-    Each tensor is copied to ``device`` once (the loader pins memory when CUDA is available);
-    the flipped images are made on the device from that copy. ``images`` is always a private
-    copy, made before any model call, so an in-place normalisation inside the model (the host
-    ``Baseline``) can reach neither the caller's batch nor the flipped input."""
-    moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) and k != "images" else v)
-             for k, v in batch.items()}
-    images = batch["images"].to(device, non_blocking=True, copy=True)  # the one host -> device copy
-    out = [dict(moved, images=images)]
-    if flip:
-        flipped = dict(moved, images=flip_images(images))  # on the device, before any model call
-        if isinstance(moved.get("keypoints"), torch.Tensor):
-            flipped["keypoints"] = flip_keypoints(moved["keypoints"])
-        out.append(flipped)
-    return out
-
-
-def _batch_for_model(batch: Dict, device: torch.device, flip: bool = False) -> Dict:
-    """The one input dict of :func:`_batches_for_model`: the batch, or its flip."""
-    return _batches_for_model(batch, device, flip)[-1]
 
 
 def inference_on_dataset(model: nn.Module, data_loader, evaluator, flip_test: bool = False, progress: Optional[bool] = None):
@@ -101,10 +58,7 @@ def inference_on_dataset(model: nn.Module, data_loader, evaluator, flip_test: bo
             if "images" not in batch:
                 raise KeyError(f"A test batch needs 'images'; got keys {sorted(batch)}")
             t0 = time.perf_counter()
-            inputs = _batches_for_model(batch, device, flip=flip_test)
-            outputs = model(inputs[0])
-            if flip_test:
-                outputs = (outputs + model(inputs[1])) / 2.0
+            outputs = clip_embeddings(model, model_inputs(batch, device, flip=flip_test))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             compute += time.perf_counter() - t0

@@ -41,13 +41,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fastreid.evaluation.evaluator import DatasetEvaluator
 from fastreid.utils import comm
 
 from .approximate_search import ApproximateSearch, retrieval_index
 from .distance import pairwise_distance
+from .embedding import l2_normalized, tracklet_means, uses_l2
 from .metrics_from_features import evaluate_features
 from .query_expansion import average_query_expansion
 from .rank import evaluate_rank
@@ -159,8 +159,6 @@ class VideoClipEvaluator(DatasetEvaluator):
             raise ValueError(f"protocol {protocol!r} needs groups")
         if items is not None and len(items) != self._num_tracklets:
             raise ValueError(f"items has {len(items)} entries, expected {self._num_tracklets}")
-        if cfg.TEST.METRIC not in ("cosine", "euclidean"):
-            raise ValueError(f"Unknown TEST.METRIC {cfg.TEST.METRIC!r}; expected 'cosine' or 'euclidean'")
         check_two_direction_options(cfg, protocol)
         self._protocol = protocol
         self._distance_parts = None
@@ -257,34 +255,17 @@ class VideoClipEvaluator(DatasetEvaluator):
         return self._merged if main else None
 
     def tracklet_features(self) -> Optional[torch.Tensor]:
-        """``(num_tracklets, D)`` float32 mean clip embedding per tracklet (L2-normalised for the
-        cosine metric); ``None`` on non-main processes. The means before the normalisation
-        are kept in ``self._raw_features`` (what AQE expands)."""
+        """``(num_tracklets, D)`` float32 mean clip embedding per tracklet, L2-normalised for the
+        cosine metric (:mod:`.embedding`); ``None`` on non-main processes. The means before the
+        normalisation are kept in ``self._raw_features`` (what AQE expands)."""
         got = self._gathered()
         if got is None:
             return None
         sums, counts, dropped = got
         if dropped:
             logger.info("Dropped %d clips beyond TEST.VIDEO.MAX_CLIPS=%d", dropped, self._max_clips)
-        empty = int((counts == 0).sum())
-        if empty:
-            raise ValueError(
-                f"{empty} of {self._num_tracklets} tracklets received no clip (first: "
-                f"{torch.nonzero(counts == 0)[:5].view(-1).tolist()})"
-            )
-        feats = (sums / counts.unsqueeze(1).to(sums.dtype)).float()
-        bad = ~torch.isfinite(feats)
-        if bool(bad.any()):
-            rows = torch.nonzero(bad.any(dim=1)).view(-1)
-            raise ValueError(
-                f"Clip embeddings contain non-finite values: {int(torch.isnan(feats).sum())} NaN and "
-                f"{int(torch.isinf(feats).sum())} inf entries in {rows.numel()} of "
-                f"{self._num_tracklets} tracklets (first: {rows[:5].tolist()})"
-            )
-        self._raw_features = feats
-        if self.cfg.TEST.METRIC == "cosine":
-            feats = F.normalize(feats, p=2, dim=1)
-        return feats
+        self._raw_features = tracklet_means(sums, counts)
+        return l2_normalized(self._raw_features, uses_l2(self.cfg.TEST.METRIC))
 
     def evaluate(self):
         feats = self.tracklet_features()
@@ -310,8 +291,7 @@ class VideoClipEvaluator(DatasetEvaluator):
             qf, gf = average_query_expansion(
                 raw[:Q], raw[Q:], cfg.TEST.AQE.QE_TIME, cfg.TEST.AQE.QE_K, cfg.TEST.AQE.ALPHA, memory_mb, device
             )
-            if metric == "cosine":
-                qf, gf = F.normalize(qf, p=2, dim=1), F.normalize(gf, p=2, dim=1)
+            qf, gf = l2_normalized(qf, uses_l2(metric)), l2_normalized(gf, uses_l2(metric))
         q_pids, g_pids = self._pids[:Q], self._pids[Q:]
         q_camids, g_camids = self._camids[:Q], self._camids[Q:]
         q_groups = g_groups = None

@@ -115,6 +115,13 @@ def known_losses() -> List[str]:
     return sorted(LOSS_REGISTRY._obj_map.keys())
 
 
+def pairwise_losses(names: Iterable[str]) -> List[str]:
+    """The names among ``names`` (e.g. ``MODEL.LOSSES.NAME``) of the registered losses that
+    compare samples with each other (:attr:`ReIDLoss.pairwise`: triplet, circle, OSM), in the
+    given order; unknown names are left out (:func:`get_loss_class` refuses them)."""
+    return [n for n in names if getattr(LOSS_REGISTRY._obj_map.get(n), "pairwise", False)]
+
+
 def get_loss_class(name: str) -> type:
     """The registered loss class called ``name``; raises ``KeyError`` naming the known ones."""
     if name not in LOSS_REGISTRY._obj_map:

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
-from fastreid_ext.config import exclude_from_embedding_hash
+from fastreid_ext.config import exclude_from_embedding_hash, register_moved_key
 
 # the CNN_MARS checkpoint only sets the starting weights: the trained weights file decides the
 # embedding, so a deployment hash must not change with it
 exclude_from_embedding_hash("MODEL.FGREID.MARS_WEIGHTS")
+# TEST.ST.* (the old spelling of FGREID.ST.*, in older configs and run folders) is read as FGREID.ST.*
+register_moved_key("TEST.ST", "FGREID.ST")
 
 
 def add_fgreid_config(cfg: CN) -> CN:
-    """Add ``MODEL.FGREID`` and the FGReID loss nodes to ``cfg`` in place and return it.
+    """Add ``MODEL.FGREID``, ``FGREID.ST`` and the FGReID loss nodes to ``cfg`` in place and
+    return it.
 
     Needs the plugin keys (``fastreid_ext.add_ext_config``) first; safe to call twice.
     Defaults are the paper's MARS model (the FGReID paper, section 3) with the loss weights of the
@@ -41,16 +44,17 @@ def add_fgreid_config(cfg: CN) -> CN:
     # class-dependent classifier and loss parameters); "" = off (plain FGReID)
     _C.MODEL.FGREID.PRETRAINED_MODEL = ""
 
-    # ---- spatial-temporal statistics (st-ReID) for the "+ ST" rows (Tables 5, 7):
-    # projects/FGReID/tools/eval_st.py applies them when ENABLED (Market1501 / VeRi names)
-    _C.TEST.ST = CN({"ENABLED": False})
-    _C.TEST.ST.INTERVAL = 100.0            # frames per histogram bin
-    _C.TEST.ST.MAX_HIST = 5000             # bins
-    _C.TEST.ST.SIGMA = 50.0                # Gaussian smoothing over bins (then re-normalised, public order)
+    # ---- spatial-temporal statistics (st-ReID) for the "+ ST" rows (Tables 5, 7): read only by
+    # projects/FGReID/tools/eval_st.py (ENABLED: the config is an "+ ST" row; training ignores them)
+    _C.FGREID = CN()
+    _C.FGREID.ST = CN({"ENABLED": False})
+    _C.FGREID.ST.INTERVAL = 100.0          # frames per histogram bin
+    _C.FGREID.ST.MAX_HIST = 5000           # bins
+    _C.FGREID.ST.SIGMA = 50.0              # Gaussian smoothing over bins (then re-normalised, public order)
     # Market1501: add the per-sequence frame offsets (public generate_seq_market.py); False: raw frames
-    _C.TEST.ST.SEQ_OFFSETS = True
-    _C.TEST.ST.ALPHA = 5.0                 # joint score: 1/(1+e^(-a s)) * 1/(1+lam e^(-a p_st))
-    _C.TEST.ST.LAMBDA = 2.0
+    _C.FGREID.ST.SEQ_OFFSETS = True
+    _C.FGREID.ST.ALPHA = 5.0               # joint score: 1/(1+e^(-a s)) * 1/(1+lam e^(-a p_st))
+    _C.FGREID.ST.LAMBDA = 2.0
 
     # ---- FGReID losses (Eq. 11-12); each is switched on by its name in MODEL.LOSSES.NAME
     _C.MODEL.LOSSES.VAR = CN()

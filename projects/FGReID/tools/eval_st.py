@@ -4,7 +4,7 @@ FGReID paper's Tables 5 and 7; st-ReID, Wang et al. 2019), on Market1501 or VeRi
     python projects/FGReID/tools/eval_st.py --config-file projects/FGReID/configs/Market1501/fgreid_st.yml \
         --weights logs/fgreid/market1501_fgreid/model_final.pth
 
-Needs ``TEST.ST.ENABLED True`` (the ``*_st.yml`` configs). Prints the plain metrics of the
+Needs ``FGREID.ST.ENABLED True`` (the ``*_st.yml`` configs). Prints the plain metrics of the
 embeddings (cosine) and the metrics of the joint similarity (``fgreid.st_reid``), with the ST
 histograms fitted on the training images of ``DATASETS.NAMES``.
 """
@@ -44,7 +44,7 @@ def _metrics(distmat, q_pids, g_pids, q_cams, g_cams) -> Dict[str, float]:
 
 def evaluate_with_st(cfg, model) -> Dict[str, Dict[str, float]]:
     """``{"plain": metrics, "st": metrics}`` for ``cfg.DATASETS.TESTS[0]``."""
-    st = cfg.TEST.ST
+    st = cfg.FGREID.ST
     name = cfg.DATASETS.TESTS[0]
     loader, evaluator = Trainer.build_evaluator(cfg, name)
     inference_on_dataset(model, loader, evaluator, flip_test=cfg.TEST.FLIP.ENABLED)
@@ -78,8 +78,8 @@ def main(argv=None):
     parser.add_argument("opts", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cfg = build_config(args.config_file, list(args.opts))
-    if not cfg.TEST.ST.ENABLED:
-        raise SystemExit("TEST.ST.ENABLED is False: use a *_st.yml config or add TEST.ST.ENABLED True")
+    if not cfg.FGREID.ST.ENABLED:
+        raise SystemExit("FGREID.ST.ENABLED is False: use a *_st.yml config or add FGREID.ST.ENABLED True")
     model, cfg = build_inference_model(cfg, args.weights or None)
     results = evaluate_with_st(cfg, model)
     print(json.dumps(results, indent=2))

@@ -144,7 +144,7 @@ class MultiGranularityAggregation(TemporalAggregation):
 
     def lr_factor_params(self):
         """``(parameter, factor)`` for the aggregation's parameters (an opt-in hook read by
-        ``fastreid_ext.engine.trainer.lr_factors``): the scores' contrast is bounded by theta's BN
+        ``fastreid_ext.engine.param_groups.lr_factors``): the scores' contrast is bounded by theta's BN
         gamma, which Adam moves by about the learning rate per step, so at the backbone's
         learning rate the attention needs thousands of steps to leave the average (README)."""
         return [(p, self.lr_factor) for p in self.blocks.parameters()] if self.lr_factor != 1.0 else []

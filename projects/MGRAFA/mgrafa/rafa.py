@@ -84,7 +84,7 @@ class ScoreModule(nn.Module):
         ignores (no loss gradient while the ReLU is active); it only keeps the ReLU active, so
         weight decay would be the only force on it and, under Adam + L2, would move it towards
         0 (and the scores into the dead ReLU) by about the learning rate per step. Read by the
-        trainer (``fastreid_ext.engine.trainer.no_weight_decay_ids``)."""
+        trainer (``fastreid_ext.engine.param_groups.no_weight_decay_ids``)."""
         return [self.theta[1].bias]
 
 

@@ -17,8 +17,9 @@ Table 7 MGRe w/o JO                    multi_granularity      [1, 2, 3]   False
 from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
+from fastreid_ext.config import register_validator
 
-__all__ = ["add_mgre_config", "MGRE_MODES", "FE_MODULES"]
+__all__ = ["add_mgre_config", "validate_mgre_config", "MGRE_MODES", "FE_MODULES"]
 
 #: ``MODEL.MGRE.MODE`` values (Table 5)
 MGRE_MODES = ("multi_granularity", "single_grained_features", "single_grained_regions", "baseline_jo")
@@ -31,7 +32,9 @@ def add_mgre_config(cfg: CN) -> CN:
     """Add ``MODEL.MGRE`` to ``cfg`` in place (detectron2 convention) and return it.
 
     Safe to call twice. ``cfg`` must already hold the plugin's keys (``fastreid_ext.get_cfg()``).
+    Registers :func:`validate_mgre_config` (run by ``build_config``).
     """
+    register_validator(validate_mgre_config)
     if "MGRE" in cfg.MODEL:
         return cfg
     _C = cfg
@@ -87,3 +90,39 @@ def add_mgre_config(cfg: CN) -> CN:
     # "before" = Eq. (6) on the L2-normalised pre-BN features
     _C.MODEL.MGRE.EVAL_FEAT = "after"
     return cfg
+
+
+def validate_mgre_config(cfg: CN) -> None:
+    """Refuse (``ValueError``, one line naming the key) ``MODEL.MGRE`` values the model cannot
+    be built with; nothing to check in a config without ``MODEL.MGRE``. Run by ``build_config``
+    (registered by :func:`add_mgre_config`) and by ``MGRe.from_config``."""
+    if "MGRE" not in cfg.MODEL:
+        return
+    from .location import LOCATION_PARAMETRIZATIONS
+
+    m = cfg.MODEL.MGRE
+    stages, mode = [int(s) for s in m.STAGES], m.MODE
+    checks = (
+        (sorted(set(stages)) == sorted(stages) and all(s in (1, 2, 3) for s in stages),
+         f"MODEL.MGRE.STAGES must be distinct values among 1, 2, 3, got {stages}"),
+        (mode in MGRE_MODES, f"unknown MODEL.MGRE.MODE {mode!r}; known: {', '.join(MGRE_MODES)}"),
+        (m.LOC_PARAM in LOCATION_PARAMETRIZATIONS, f"unknown MODEL.MGRE.LOC_PARAM {m.LOC_PARAM!r}; "
+                                                   f"known: {', '.join(LOCATION_PARAMETRIZATIONS)}"),
+        (m.LOC_PADDING in ("zeros", "border"),
+         f"MODEL.MGRE.LOC_PADDING must be 'zeros' or 'border', got {m.LOC_PADDING!r}"),
+        (m.FE_MODULE in FE_MODULES, f"unknown MODEL.MGRE.FE_MODULE {m.FE_MODULE!r}; known: {', '.join(FE_MODULES)}"),
+        (0.0 <= float(m.LOC_REID_GRAD) <= 1.0, f"MODEL.MGRE.LOC_REID_GRAD must be in [0, 1], got {m.LOC_REID_GRAD}"),
+        (not (mode == "baseline_jo" and not m.JOINT_OPTIMIZATION),
+         "MODEL.MGRE.MODE baseline_jo is the joint optimisation of Table 7; it needs "
+         "MODEL.MGRE.JOINT_OPTIMIZATION True"),
+        (not (mode == "baseline_jo" and not m.USE_KEYPOINTS and stages),
+         "MODEL.MGRE.MODE baseline_jo trains its location modules with the location loss only (no "
+         "region feature reads them); with MODEL.MGRE.USE_KEYPOINTS False they would feed no loss. "
+         "Set USE_KEYPOINTS True, or STAGES [] for the plain baseline"),
+        (m.EVAL_FEAT in ("before", "after"), f"MODEL.MGRE.EVAL_FEAT must be 'before' or 'after', got {m.EVAL_FEAT!r}"),
+        (len(m.FEAT_WEIGHTS) == 4,
+         f"MODEL.MGRE.FEAT_WEIGHTS needs 4 values (stages 1-4), got {list(m.FEAT_WEIGHTS)}"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)

@@ -32,10 +32,9 @@ from fastreid_ext.modeling.meta_arch import ReidMetaArch
 from fastreid_ext.modeling.resnet_levels import missing_resnet_parts, resnet_levels
 from fastreid_ext.modeling.video_utils import build_backbone_offline
 
-from .config import FE_MODULES, MGRE_MODES
+from .config import validate_mgre_config
 from .embedding import ResidualBlock, StageEmbedding, gap_gmp, weighted_concat
 from .location import (
-    LOCATION_PARAMETRIZATIONS,
     LocationModule,
     box_iou,
     boxes_from_keypoints,
@@ -117,31 +116,7 @@ class MGRe(ReidMetaArch):
                  loc_hidden: int = 128, loc_pool: Sequence[int] = (4, 2),
                  ref_input_size: Sequence[int] = REFERENCE_INPUT, eval_feat: str = "after"):
         super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
-        stages = [int(s) for s in stages]
-        if sorted(set(stages)) != sorted(stages) or any(s not in (1, 2, 3) for s in stages):
-            raise ValueError(f"MODEL.MGRE.STAGES must be distinct values among 1, 2, 3, got {stages}")
-        if mode not in MGRE_MODES:
-            raise ValueError(f"unknown MODEL.MGRE.MODE {mode!r}; known: {', '.join(MGRE_MODES)}")
-        if loc_param not in LOCATION_PARAMETRIZATIONS:
-            raise ValueError(f"unknown MODEL.MGRE.LOC_PARAM {loc_param!r}; known: {', '.join(LOCATION_PARAMETRIZATIONS)}")
-        if loc_padding not in ("zeros", "border"):
-            raise ValueError(f"MODEL.MGRE.LOC_PADDING must be 'zeros' or 'border', got {loc_padding!r}")
-        if fe_module not in FE_MODULES:
-            raise ValueError(f"unknown MODEL.MGRE.FE_MODULE {fe_module!r}; known: {', '.join(FE_MODULES)}")
-        if not 0.0 <= float(loc_reid_grad) <= 1.0:
-            raise ValueError(f"MODEL.MGRE.LOC_REID_GRAD must be in [0, 1], got {loc_reid_grad}")
-        if mode == "baseline_jo" and not joint_optimization:
-            raise ValueError("MODEL.MGRE.MODE baseline_jo is the joint optimisation of Table 7; "
-                             "it needs MODEL.MGRE.JOINT_OPTIMIZATION True")
-        if mode == "baseline_jo" and not use_keypoints and stages:
-            raise ValueError("MODEL.MGRE.MODE baseline_jo trains its location modules with the location "
-                             "loss only (no region feature reads them); with MODEL.MGRE.USE_KEYPOINTS False "
-                             "they would feed no loss. Set USE_KEYPOINTS True, or STAGES [] for the plain "
-                             "baseline")
-        if eval_feat not in ("before", "after"):
-            raise ValueError(f"MODEL.MGRE.EVAL_FEAT must be 'before' or 'after', got {eval_feat!r}")
-        if len(feat_weights) != 4:
-            raise ValueError(f"MODEL.MGRE.FEAT_WEIGHTS needs 4 values (stages 1-4), got {list(feat_weights)}")
+        stages = [int(s) for s in stages]  # values checked by validate_mgre_config (from_config)
         _check_backbone(backbone)
         self.backbone = backbone
         self.losses = losses
@@ -191,9 +166,13 @@ class MGRe(ReidMetaArch):
         self.embeddings["stage4"] = StageEmbedding(c4, 1, embed_dim, num_classes)
         self.feature_stages = feature_stages
         self.output_dim = embed_dim * (len(feature_stages) + 1)
-        logger.info(f"MGRe feature-extraction modules: {fe_module} "
-                    f"({', '.join(f'{k}: {_num_blocks(v)} bottleneck(s)' for k, v in self.extractors.items())})")
+        self._log_setup()
 
+    def _log_setup(self) -> None:
+        """One log line for the feature-extraction modules, one for the location setup."""
+        logger.info(f"MGRe feature-extraction modules: {self.fe_module} "
+                    f"({', '.join(f'{k}: {_num_blocks(v)} bottleneck(s)' for k, v in self.extractors.items())})")
+        mode, located = self.mode, self.mode != "single_grained_regions"
         if mode == "baseline_jo":
             logger.info(f"MGRe Baseline + JO (Table 7): location modules + location loss on stages "
                         f"{self.stages}, features from stage 4 only")
@@ -219,6 +198,7 @@ class MGRe(ReidMetaArch):
     # ------------------------------------------------------------------ building
     @classmethod
     def from_config(cls, cfg) -> Dict:
+        validate_mgre_config(cfg)  # build_config ran it; again for a config made by hand
         backbone = build_backbone_offline(cfg)
         num_classes = cls.num_classes_of(cfg)
         m = cfg.MODEL.MGRE
