@@ -9,7 +9,7 @@ _spec.loader.exec_module(lf)
 
 #: functions over the limit whose split is under way elsewhere: ``MGRe.__init__`` (its enum
 #: checks move to the config validators); remove the entry once it is under the limit
-PENDING = {("projects/MGRe/mgre/meta_arch.py", "MGRe.__init__")}
+PENDING: set = set()  # (path, qualified name) allowed over the limit for now: none
 
 
 def _function(name: str, lines: int, indent: str = "") -> str:

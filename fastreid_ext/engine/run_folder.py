@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from .safe_io import atomic_write, file_lock
+from fastreid_ext.utils.safe_io import atomic_write, file_lock
 
 __all__ = ["HONOURED", "LR_KEYS", "RUN_FILES", "ResumePlan", "RunFolderError", "apply_schedule_changes",
            "claim_output_dir", "compare_configs", "eval_output_dir", "holds_run", "move_run_aside",

@@ -48,6 +48,7 @@ from fastreid.solver.build import maybe_add_freeze_layer, maybe_add_gradient_cli
 from fastreid.utils import comm
 from fastreid.utils.events import CommonMetricPrinter, get_event_storage
 from fastreid.utils.logger import setup_logger
+from fastreid_ext.utils.safe_io import file_lock
 
 from ..config.validate import validate_config
 from ..utils.modules import unwrap
@@ -55,7 +56,6 @@ from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, read_best_metr
 from .ddp import sync_buffers, wrap_ddp
 from .param_groups import optimizer_param_groups
 from .run_folder import remove_stale_temporaries, write_results
-from .safe_io import file_lock
 from .train_loop import DeviceTrainer
 
 logger = logging.getLogger(__name__)
