@@ -7,9 +7,8 @@ _spec = importlib.util.spec_from_file_location("long_functions", os.path.join(RE
 lf = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lf)
 
-#: functions over the limit whose split is under way elsewhere: ``MGRe.__init__`` (its enum
-#: checks move to the config validators); remove the entry once it is under the limit
-PENDING: set = set()  # (path, qualified name) allowed over the limit for now: none
+#: (path, qualified name) of functions allowed over the limit: none
+PENDING: set = set()
 
 
 def _function(name: str, lines: int, indent: str = "") -> str:
