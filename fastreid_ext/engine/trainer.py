@@ -48,10 +48,11 @@ from fastreid.solver.build import maybe_add_freeze_layer, maybe_add_gradient_cli
 from fastreid.utils import comm
 from fastreid.utils.events import CommonMetricPrinter, get_event_storage
 from fastreid.utils.logger import setup_logger
-from fastreid_ext.utils.safe_io import file_lock
 
 from ..config.validate import validate_config
+from ..data.items import extras_of
 from ..utils.modules import unwrap
+from ..utils.safe_io import file_lock
 from .checkpoint import AtomicCheckpointer, ScalerCheckpointable, read_best_metric
 from .ddp import sync_buffers, wrap_ddp
 from .param_groups import optimizer_param_groups
@@ -201,7 +202,7 @@ class Trainer(DefaultTrainer):
         if protocol == "auto":
             protocol = getattr(dataset, "eval_protocol", "cross_camera")
         groups = None  # only the groupwise protocol takes groups (metrics_from_features.py:221 refuses others)
-        if protocol in ("groupwise", "fgpr") and all(len(it) > 3 and isinstance(it[3], dict) and "group" in it[3] for it in items):
+        if protocol in ("groupwise", "fgpr") and all("group" in extras_of(it) for it in items):
             groups = [it[3]["group"] for it in items]
         evaluator_cls = VideoClipEvaluator
         if cfg.TEST.IMAGE.AVERAGE_PER_ID:  # the fine-grained ReID paper's image test (not the standard protocol)
