@@ -36,7 +36,7 @@ def add_ext_config(cfg: CN) -> CN:
     # ---- temporal aggregation of the video baseline
     _C.MODEL.TEMPORAL = CN()
     # a name of AGGREGATION_REGISTRY: "avg", "attention" (the video-baseline paper / Gao & Nevatia),
-    # or one a project registers (MG-RAFA's "mgrafa_<variant>")
+    # or one a project registers
     _C.MODEL.TEMPORAL.AGG = "avg"
     _C.MODEL.TEMPORAL.ATT_DIM = 256        # hidden width of the temporal attention conv
     # conv init: "fan_out" (the host's weights_init_kaiming) | "fan_in" (the video-baseline public
