@@ -37,3 +37,18 @@ def test_a_registered_validator_runs_in_build_config(monkeypatch):
 def test_bad_average_key_is_refused_when_the_config_is_built():
     with pytest.raises(ValueError, match=r"TEST.IMAGE.AVERAGE_KEY must be one of \('id', 'id_camera'\), got 'cam'"):
         build_config("", ["TEST.IMAGE.AVERAGE_KEY", "cam"])
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("SOLVER.OPT", "Adamm", "Unknown SOLVER.OPT 'Adamm'"),
+    ("DATALOADER.EPOCH_LENGTH", "tracklets",
+     "unknown DATALOADER.EPOCH_LENGTH 'tracklets'; known: identities, samples"),
+])
+def test_bad_optimizer_or_epoch_length_is_refused_when_the_config_is_built(key, value, words):
+    """Read by the trainer's build_optimizer / epoch_iterations, checked before any of them."""
+    with pytest.raises(ValueError, match=words):
+        build_config("", [key, value])
+    cfg = build_config("", freeze=False)
+    cfg.merge_from_list([key, value])  # edited after build_config: validate_config (Trainer) sees it
+    with pytest.raises(ValueError, match=words):
+        validate_config(cfg)

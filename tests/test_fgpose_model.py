@@ -142,3 +142,38 @@ def test_shipped_configs_load_and_follow_the_schedule():
     base = build_config(osp.join(CONFIGS, "Base-FGPose.yml"))
     assert base.MODEL.FGPOSE.ALPHA == 0.2 and base.MODEL.FGPOSE.W1 == 1.0 and base.MODEL.FGPOSE.W2 == 1.0
     assert base.INPUT.VIDEO.SEQ_LEN == base.MODEL.FGPOSE.SEGMENT_LEN + base.MODEL.FGPOSE.DELTA_T == 15
+
+
+@pytest.mark.parametrize("opts, words", [
+    (["MODEL.FGPOSE.STREAMS", '["global", "pose"]'], r"MODEL.FGPOSE.STREAMS: unknown or repeated streams"),
+    (["MODEL.FGPOSE.TRAIN_STREAMS", '["js", "js"]'], r"MODEL.FGPOSE.TRAIN_STREAMS: unknown or repeated streams"),
+    (["MODEL.FGPOSE.STREAMS", "[]"], "MODEL.FGPOSE.STREAMS is empty"),
+    (["MODEL.FGPOSE.STREAMS", '["global", "js"]', "MODEL.FGPOSE.TRAIN_STREAMS", '["motion"]'],
+     r"MODEL.FGPOSE.TRAIN_STREAMS \['motion'\] must be a subset of STREAMS \['global', 'js'\]"),
+    (["MODEL.FGPOSE.MOTION_BACKBONE", "twin"], "unknown MODEL.FGPOSE.MOTION_BACKBONE 'twin'"),
+    (["MODEL.FGPOSE.ATTENTION_ORDER", "random"], "MODEL.FGPOSE attention switches: .* got 'random', 'rnn', 'motion'"),
+    (["MODEL.FGPOSE.ATTENTION_NET", "mlp"], "MODEL.FGPOSE attention switches: .* got 'fine_to_coarse', 'mlp'"),
+    (["MODEL.FGPOSE.ATTENTION_SOURCE", "pose"], "MODEL.FGPOSE attention switches: .* got 'fine_to_coarse', 'rnn', 'pose'"),
+    (["MODEL.FGPOSE.STREAMS", '["global", "ma"]'], "the motion-attentive stream .* needs the 'motion' stream"),
+    (["MODEL.FGPOSE.DELTA_T", "0", "INPUT.VIDEO.SEQ_LEN", "4", "TEST.VIDEO.SEQ_LEN", "4"],
+     "SEGMENT_LEN and DELTA_T must be >= 1, got 4, 0"),
+    (["MODEL.FGPOSE.DIST_WEIGHTS", "[1.0, 2.0]"], "DIST_WEIGHTS needs one weight per test stream"),
+    (["TEST.VIDEO.SEQ_LEN", "4"], r"TEST.VIDEO.SEQ_LEN must be MODEL.FGPOSE.SEGMENT_LEN \+ DELTA_T = 6"),
+])
+def test_bad_fgpose_settings_are_refused_when_the_config_is_built(opts, words):
+    """FGPose's validator (registered by add_fgpose_config) runs inside build_config, before any
+    model; a config made by hand (edited after build_config) is checked by FGPose.from_config."""
+    with pytest.raises(ValueError, match=words):
+        build_config(CPU, opts)
+    cfg = build_config(CPU, ["MODEL.HEADS.NUM_CLASSES", "5"], freeze=False)
+    cfg.merge_from_list(opts)
+    with pytest.raises(ValueError, match=words):
+        build_model(cfg)
+
+
+def test_clip_length_is_checked_only_for_an_fgpose_model():
+    """MODEL.FGPOSE is in every config built (all projects' keys); its clip length binds only
+    the FGPose meta-architecture."""
+    cfg = build_config("", ["INPUT.VIDEO.SEQ_LEN", "8"])
+    m = cfg.MODEL.FGPOSE
+    assert cfg.MODEL.META_ARCHITECTURE != "FGPose" and m.SEGMENT_LEN + m.DELTA_T != 8

@@ -279,3 +279,23 @@ def test_base_config_uses_the_public_init():
     assert cfg.MODEL.FGREID.INIT == "public"
     with pytest.raises(ValueError, match="MODEL.FGREID.INIT"):
         build_model(tiny_cfg(INIT="xavier"))
+
+
+@pytest.mark.parametrize("opts, words", [
+    (["MODEL.FGREID.INIT", "xavier"], r"MODEL.FGREID.INIT must be one of \('host', 'public'\), got 'xavier'"),
+    (["MODEL.FGREID.MIN_SCOPE", "frame"],
+     r"MODEL.FGREID.MIN_SCOPE must be one of \('clip', 'batch'\), got 'frame'"),
+    (["MODEL.FGREID.GFM", "False", "MODEL.FGREID.CONTEXT", "False"], "GFM and CONTEXT cannot both be off"),
+    (["MODEL.FGREID.GFM", "False", "MODEL.FGREID.FGM", "False"], "so FGM cannot be off too"),
+    (["MODEL.LOSSES.VAR.NORM", "median"], "unknown MODEL.LOSSES.VAR.NORM 'median'; known: paper, code"),
+])
+def test_bad_fgreid_settings_are_refused_when_the_config_is_built(opts, words):
+    """FGReID's validator (registered by add_fgreid_config) runs inside build_config, before any model."""
+    from fastreid_ext.config import build_config
+
+    with pytest.raises(ValueError, match=words):
+        build_config("", opts)
+    cfg = tiny_cfg()
+    cfg.merge_from_list(opts)
+    with pytest.raises(ValueError, match=words):  # a config made by hand: from_config checks it
+        build_model(cfg)

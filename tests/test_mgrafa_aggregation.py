@@ -280,10 +280,12 @@ def test_gated_mg_variants_shapes_and_permutation(attention):
 
 
 def test_bad_inputs_raise():
-    with pytest.raises(KeyError):
-        MultiGranularityAggregation(C, (H, W), attention="transformer")
-    with pytest.raises(KeyError):
-        MultiGranularityAggregation(C, (H, W), reference="median")
+    from fastreid_ext.config import build_config
+
+    with pytest.raises(KeyError, match="unknown MODEL.MGRAFA.ATTENTION 'transformer'"):
+        build_config("", ["MODEL.MGRAFA.ATTENTION", "transformer"])
+    with pytest.raises(KeyError, match="unknown MODEL.MGRAFA.REFERENCE 'median'"):
+        build_config("", ["MODEL.MGRAFA.REFERENCE", "median"])
     with pytest.raises(ValueError):
         MultiGranularityAggregation(30, (H, W), num_groups=4)
     agg = build("rafa", 2)
@@ -348,8 +350,10 @@ def test_near_uniform_start_is_close_to_the_average_and_every_layer_learns_at_on
 
 
 def test_unknown_attention_start_raises():
-    with pytest.raises(KeyError, match="ATT_INIT"):
-        build("rafa", 4, "multi", att_init="zeros")
+    from fastreid_ext.config import build_config
+
+    with pytest.raises(KeyError, match="unknown MODEL.MGRAFA.ATT_INIT 'zeros'"):
+        build_config("", ["MODEL.MGRAFA.ATT_INIT", "zeros"])
 
 
 # ------------------------------------------------- what the attention must learn (mechanism)
@@ -453,5 +457,7 @@ def test_a_position_pattern_hides_the_occluders_unless_scores_use_the_temporal_r
 
 
 def test_unknown_score_input_raises():
-    with pytest.raises(KeyError, match="SCORE_INPUT"):
-        build("rafa", 4, "multi", score_input="pixels")
+    from fastreid_ext.config import build_config
+
+    with pytest.raises(KeyError, match="unknown MODEL.MGRAFA.SCORE_INPUT 'pixels'"):
+        build_config("", ["MODEL.MGRAFA.SCORE_INPUT", "pixels"])

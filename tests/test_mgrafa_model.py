@@ -124,11 +124,12 @@ def test_table2_rows_build_and_train(keys, groups, losses):
 
 
 def test_unknown_settings_raise():
-    with pytest.raises(KeyError):
+    """A config made by hand: the head's aggregation builder runs the validator."""
+    with pytest.raises(KeyError, match="MODEL.MGRAFA.ATTENTION 'nonlocal'"):
         MGRAFAHead(tiny_cfg(ATTENTION="nonlocal"), feat_shape=(64, 4, 2))
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="MODEL.MGRAFA.GRANULARITY 'coarse'"):
         MGRAFAHead(tiny_cfg(GRANULARITY="coarse"), feat_shape=(64, 4, 2))
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="MODEL.MGRAFA.EVAL_FEAT 'middle'"):
         MGRAFAHead(tiny_cfg(EVAL_FEAT="middle"), feat_shape=(64, 4, 2))
     head = MGRAFAHead(tiny_cfg(), feat_shape=(64, 4, 2)).train()
     with pytest.raises(ValueError, match="targets"):
@@ -279,3 +280,24 @@ def test_score_input_reaches_the_aggregation_and_changes_only_the_scores():
             outs[score_input] = model(batch())
     assert outs["node"].shape == outs["temporal_residual"].shape
     assert not torch.allclose(outs["node"], outs["temporal_residual"], atol=1e-4)
+
+
+@pytest.mark.parametrize("key, value, error, words", [
+    ("ATTENTION", "transformer", KeyError, "unknown MODEL.MGRAFA.ATTENTION 'transformer'"),
+    ("ATT_INIT", "zeros", KeyError, "unknown MODEL.MGRAFA.ATT_INIT 'zeros'"),
+    ("SCORE_INPUT", "pixels", KeyError, "unknown MODEL.MGRAFA.SCORE_INPUT 'pixels'"),
+    ("REFERENCE", "median", KeyError, "unknown MODEL.MGRAFA.REFERENCE 'median'"),
+    ("GRANULARITY", "coarse", KeyError, "unknown MODEL.MGRAFA.GRANULARITY 'coarse'; known: multi, single"),
+    ("EVAL_FEAT", "middle", KeyError, r"unknown MODEL.MGRAFA.EVAL_FEAT 'middle' \(before \| after\)"),
+    ("ATT_LR_FACTOR", 0.0, ValueError, "MODEL.MGRAFA.ATT_LR_FACTOR must be > 0, got 0.0"),
+    ("REDUCTION", 0, ValueError, "MODEL.MGRAFA.REDUCTION must be >= 1, got 0"),
+])
+def test_bad_mgrafa_settings_are_refused_when_the_config_is_built(key, value, error, words):
+    """MG-RAFA's validator (registered by add_mgrafa_config) runs inside build_config, before
+    any model; a config made by hand is checked by MGRAFANet.from_config."""
+    from fastreid_ext.config import build_config
+
+    with pytest.raises(error, match=words):
+        build_config("", [f"MODEL.MGRAFA.{key}", str(value)])
+    with pytest.raises(error, match=words):
+        build_model(tiny_cfg(**{key: value}))

@@ -2,7 +2,8 @@
 built.
 
 :func:`validate_config` runs the core's checks (:data:`CORE_VALIDATORS`: dataset names,
-``TEST.*`` values, identities per batch for pairwise losses) and then every validator a
+``TEST.*`` values, ``SOLVER.OPT`` and ``DATALOADER.EPOCH_LENGTH``, identities per batch for
+pairwise losses) and then every validator a
 project registered. :func:`~.setup.build_config` calls it once the file and the overrides are
 merged; :class:`~fastreid_ext.engine.trainer.Trainer` calls it again on the config it is given
 (a config made by hand, or edited after ``build_config``). A bad value therefore fails in
@@ -25,10 +26,14 @@ from __future__ import annotations
 
 from typing import Callable, List
 
-__all__ = ["CORE_VALIDATORS", "check_datasets", "check_identities_per_batch", "check_test_settings",
-           "register_validator", "registered_validators", "validate_config"]
+__all__ = ["CORE_VALIDATORS", "EPOCH_LENGTHS", "check_datasets", "check_identities_per_batch",
+           "check_solver_and_loader", "check_test_settings", "register_validator", "registered_validators",
+           "validate_config"]
 
 Validator = Callable[[object], None]
+
+#: ``DATALOADER.EPOCH_LENGTH`` values (:func:`fastreid_ext.engine.trainer.epoch_iterations`)
+EPOCH_LENGTHS = ("identities", "samples")
 
 _PROJECT_VALIDATORS: List[Validator] = []
 
@@ -157,8 +162,22 @@ def check_identities_per_batch(cfg) -> None:
                 f"SOLVER.IMS_PER_BATCH or lower DATALOADER.NUM_INSTANCE.")
 
 
+def check_solver_and_loader(cfg) -> None:
+    """``SOLVER.OPT`` names a ``torch.optim`` optimizer and ``DATALOADER.EPOCH_LENGTH`` is one of
+    :data:`EPOCH_LENGTHS` (``ValueError``), read by the trainer's ``build_optimizer`` and
+    ``epoch_iterations``."""
+    import torch
+
+    opt_name = cfg.SOLVER.OPT
+    if not (isinstance(opt_name, str) and hasattr(torch.optim, opt_name)):
+        raise ValueError(f"Unknown SOLVER.OPT {opt_name!r}")
+    mode = cfg.DATALOADER.EPOCH_LENGTH
+    if mode not in EPOCH_LENGTHS:
+        raise ValueError(f"unknown DATALOADER.EPOCH_LENGTH {mode!r}; known: {', '.join(EPOCH_LENGTHS)}")
+
+
 #: the core's checks, run first, in this order
-CORE_VALIDATORS = (check_datasets, check_test_settings, check_identities_per_batch)
+CORE_VALIDATORS = (check_datasets, check_test_settings, check_solver_and_loader, check_identities_per_batch)
 
 
 def validate_config(cfg) -> None:

@@ -61,9 +61,6 @@ from .train_loop import DeviceTrainer
 
 logger = logging.getLogger(__name__)
 
-EPOCH_LENGTHS = ("identities", "samples")
-
-
 def epoch_iterations(cfg, data_loader) -> int:
     """Iterations in one training epoch (``SOLVER.MAX_EPOCH``, ``STEPS``, checkpoint and eval
     periods count these epochs; the loader itself is an infinite stream).
@@ -78,10 +75,9 @@ def epoch_iterations(cfg, data_loader) -> int:
       their public code) set ``identities``.
 
     E.g. iLIDS-VID (150 train identities x 2 tracklets, K = 5, batch 140): 5 vs 2 iterations.
+    The value is checked by :func:`~fastreid_ext.config.validate.check_solver_and_loader`.
     """
     mode = cfg.DATALOADER.EPOCH_LENGTH
-    if mode not in EPOCH_LENGTHS:
-        raise ValueError(f"unknown DATALOADER.EPOCH_LENGTH {mode!r}; known: {', '.join(EPOCH_LENGTHS)}")
     batch = cfg.SOLVER.IMS_PER_BATCH
     sampler = getattr(getattr(data_loader, "batch_sampler", None), "sampler", None)
     pids = getattr(sampler, "pids", None)
@@ -160,9 +156,7 @@ class Trainer(DefaultTrainer):
         groups of :func:`.param_groups.optimizer_param_groups` (no own-optimizer loss
         parameters; the modules' weight-decay and learning-rate opt-in hooks applied)."""
         params = optimizer_param_groups(cfg, model)
-        opt_name = cfg.SOLVER.OPT
-        if not hasattr(torch.optim, opt_name):
-            raise ValueError(f"Unknown SOLVER.OPT {opt_name!r}")
+        opt_name = cfg.SOLVER.OPT  # checked by config.validate.check_solver_and_loader
         opt_cls = maybe_add_freeze_layer(cfg, maybe_add_gradient_clipping(cfg, getattr(torch.optim, opt_name)))
         if opt_name == "SGD":
             optimizer = opt_cls(params, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV)

@@ -80,7 +80,8 @@ class MotionAttention(nn.Module):
         grid: the common mask grid ``(h, w)``.
         levels: 1-based levels that get a mask (others pooled unmasked).
         alpha: Eq. (2).
-        order: ``fine_to_coarse`` | ``coarse_to_fine``; net: ``rnn`` | ``cnn``.
+        order: ``fine_to_coarse`` | ``coarse_to_fine``; net: ``rnn`` | ``cnn`` (validated values:
+            ``MODEL.FGPOSE.ATTENTION_ORDER`` / ``ATTENTION_NET``, :func:`fgpose.config.validate_fgpose_config`).
     """
 
     def __init__(self, guide_channels: Sequence[int], grid: Tuple[int, int], levels: Sequence[int],
@@ -90,10 +91,6 @@ class MotionAttention(nn.Module):
         levels = [int(v) for v in levels]
         if any(not 1 <= v <= n for v in levels) or len(set(levels)) != len(levels):
             raise ValueError(f"attention levels must be distinct values in 1..{n}, got {levels}")
-        if order not in ("fine_to_coarse", "coarse_to_fine"):
-            raise ValueError(f"unknown attention order {order!r}")
-        if net not in ("rnn", "cnn"):
-            raise ValueError(f"unknown attention net {net!r}")
         self.grid = (int(grid[0]), int(grid[1]))
         self.levels = sorted(levels, reverse=(order == "coarse_to_fine"))
         self.alpha = float(alpha)

@@ -38,10 +38,13 @@ Table 11 distance weights a1, a2            DIST_WEIGHTS (per TEST_STREAMS entry
 """
 from __future__ import annotations
 
-from fastreid.config import CfgNode as CN
-from fastreid_ext.config import exclude_from_embedding_hash
+from typing import List, Sequence, Tuple
 
-__all__ = ["add_fgpose_config", "STREAMS", "ATTENTION_ORDERS", "ATTENTION_NETS", "ATTENTION_SOURCES"]
+from fastreid.config import CfgNode as CN
+from fastreid_ext.config import exclude_from_embedding_hash, register_validator
+
+__all__ = ["add_fgpose_config", "validate_fgpose_config", "stream_lists", "STREAMS", "ATTENTION_ORDERS",
+           "ATTENTION_NETS", "ATTENTION_SOURCES", "MOTION_BACKBONES"]
 
 #: stream names, in the order of the test embedding
 STREAMS = ("global", "motion", "ma", "js")
@@ -59,7 +62,9 @@ def add_fgpose_config(cfg: CN) -> CN:
     """Add ``MODEL.FGPOSE`` to ``cfg`` in place (detectron2 convention) and return it.
 
     Safe to call twice. ``cfg`` must already hold the plugin's keys (``fastreid_ext.get_cfg()``).
+    Registers :func:`validate_fgpose_config` (run by ``build_config``).
     """
+    register_validator(validate_fgpose_config)
     if "FGPOSE" in cfg.MODEL:
         return cfg
     _C = cfg
@@ -102,3 +107,70 @@ def add_fgpose_config(cfg: CN) -> CN:
     # TINY_WIDTH x (1, 2, 4, 8)
     _C.MODEL.FGPOSE.TINY_WIDTH = 16
     return cfg
+
+
+def stream_lists(streams: Sequence[str], train_streams: Sequence[str] = (),
+                 test_streams: Sequence[str] = ()) -> Tuple[List[str], List[str], List[str]]:
+    """``MODEL.FGPOSE.STREAMS`` / ``TRAIN_STREAMS`` / ``TEST_STREAMS`` in :data:`STREAMS` order,
+    an empty TRAIN / TEST_STREAMS read as all of STREAMS."""
+    built = [s for s in STREAMS if s in streams]
+    return (built, [s for s in STREAMS if s in (list(train_streams) or built)],
+            [s for s in STREAMS if s in (list(test_streams) or built)])
+
+
+def _stream_errors(m: CN) -> List[str]:
+    """Messages for bad ``STREAMS`` / ``TRAIN_STREAMS`` / ``TEST_STREAMS`` / ``DIST_WEIGHTS``."""
+    for name in ("STREAMS", "TRAIN_STREAMS", "TEST_STREAMS"):
+        values = [str(s) for s in m[name]]
+        if any(s not in STREAMS for s in values) or len(set(values)) != len(values):
+            return [f"MODEL.FGPOSE.{name}: unknown or repeated streams {values}; known: {STREAMS}"]
+    if not m.STREAMS:
+        return ["MODEL.FGPOSE.STREAMS is empty"]
+    streams, train, test = stream_lists(m.STREAMS, m.TRAIN_STREAMS, m.TEST_STREAMS)
+    for name, values in (("TRAIN_STREAMS", train), ("TEST_STREAMS", test)):
+        if any(s not in streams for s in values):
+            return [f"MODEL.FGPOSE.{name} {values} must be a subset of STREAMS {streams}"]
+    if m.DIST_WEIGHTS and len(m.DIST_WEIGHTS) != len(test):
+        return [f"MODEL.FGPOSE.DIST_WEIGHTS needs one weight per test stream {test}, got {list(m.DIST_WEIGHTS)}"]
+    return []
+
+
+def _switch_errors(m: CN) -> List[str]:
+    """Messages for bad ``MOTION_BACKBONE`` / ``ATTENTION_*`` / ``SEGMENT_LEN`` / ``DELTA_T``."""
+    order, net, source = m.ATTENTION_ORDER, m.ATTENTION_NET, m.ATTENTION_SOURCE
+    checks = (
+        (m.MOTION_BACKBONE in MOTION_BACKBONES,
+         f"unknown MODEL.FGPOSE.MOTION_BACKBONE {m.MOTION_BACKBONE!r}; known: {MOTION_BACKBONES}"),
+        (order in ATTENTION_ORDERS and net in ATTENTION_NETS and source in ATTENTION_SOURCES,
+         f"MODEL.FGPOSE attention switches: ORDER in {ATTENTION_ORDERS}, NET in {ATTENTION_NETS}, "
+         f"SOURCE in {ATTENTION_SOURCES}; got {order!r}, {net!r}, {source!r}"),
+        (not ("ma" in m.STREAMS and source == "motion" and "motion" not in m.STREAMS),
+         "the motion-attentive stream ('ma') with ATTENTION_SOURCE motion needs the 'motion' stream"),
+        (int(m.SEGMENT_LEN) >= 1 and int(m.DELTA_T) >= 1,
+         f"SEGMENT_LEN and DELTA_T must be >= 1, got {m.SEGMENT_LEN}, {m.DELTA_T}"),
+    )
+    return [message for ok, message in checks if not ok]
+
+
+def _clip_length_errors(cfg: CN) -> List[str]:
+    """An FGPose model reads clips of ``SEGMENT_LEN + DELTA_T`` consecutive frames: the
+    loaders' ``INPUT.VIDEO.SEQ_LEN`` and ``TEST.VIDEO.SEQ_LEN`` must be that (other
+    meta-architectures do not read ``MODEL.FGPOSE``)."""
+    if cfg.MODEL.META_ARCHITECTURE != "FGPose":
+        return []
+    need = cfg.MODEL.FGPOSE.SEGMENT_LEN + cfg.MODEL.FGPOSE.DELTA_T
+    return [f"{key}.VIDEO.SEQ_LEN must be MODEL.FGPOSE.SEGMENT_LEN + DELTA_T = {need} (segment t and segment "
+            f"t + delta t in one clip of consecutive frames), got {cfg[key].VIDEO.SEQ_LEN}"
+            for key in ("INPUT", "TEST") if int(cfg[key].VIDEO.SEQ_LEN) != need]
+
+
+def validate_fgpose_config(cfg: CN) -> None:
+    """Refuse (``ValueError``, one line naming the key) ``MODEL.FGPOSE`` values the model cannot
+    be built with (and, for an FGPose model, clip lengths other than ``SEGMENT_LEN + DELTA_T``);
+    nothing to check in a config without ``MODEL.FGPOSE``. Run by ``build_config`` (registered
+    by :func:`add_fgpose_config`) and by ``FGPose.from_config``."""
+    if "FGPOSE" not in cfg.MODEL:
+        return
+    errors = _stream_errors(cfg.MODEL.FGPOSE) + _switch_errors(cfg.MODEL.FGPOSE) + _clip_length_errors(cfg)
+    if errors:
+        raise ValueError(errors[0])

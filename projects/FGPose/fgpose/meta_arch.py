@@ -42,7 +42,7 @@ from fastreid_ext.modeling.resnet_levels import missing_resnet_parts, resnet_lev
 from fastreid_ext.modeling.video_utils import build_backbone_offline
 
 from .attention import MotionAttention
-from .config import ATTENTION_NETS, ATTENTION_ORDERS, ATTENTION_SOURCES, MOTION_BACKBONES, STREAMS
+from .config import STREAMS, stream_lists, validate_fgpose_config
 from .joint_stream import JointSpecificStream
 from .motion import MotionStream
 
@@ -109,35 +109,8 @@ class FGPose(ReidMetaArch):
                  w1: float = 1.0, w2: float = 1.0, ce_epsilon: float = 0.0, eval_norm: bool = True,
                  dist_weights: Sequence[float] = ()):
         super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
-        streams = [str(s) for s in streams]
-        for name, values in (("STREAMS", streams), ("TRAIN_STREAMS", train_streams), ("TEST_STREAMS", test_streams)):
-            unknown = [s for s in values if s not in STREAMS]
-            if unknown or len(set(values)) != len(values):
-                raise ValueError(f"MODEL.FGPOSE.{name}: unknown or repeated streams {list(values)}; known: {STREAMS}")
-        if not streams:
-            raise ValueError("MODEL.FGPOSE.STREAMS is empty")
-        self.streams = [s for s in STREAMS if s in streams]
-        self.train_streams = [s for s in STREAMS if s in (train_streams or streams)]
-        self.test_streams = [s for s in STREAMS if s in (test_streams or streams)]
-        for name, values in (("TRAIN_STREAMS", self.train_streams), ("TEST_STREAMS", self.test_streams)):
-            if any(s not in self.streams for s in values):
-                raise ValueError(f"MODEL.FGPOSE.{name} {values} must be a subset of STREAMS {self.streams}")
-        if motion_backbone_mode not in MOTION_BACKBONES:
-            raise ValueError(f"unknown MODEL.FGPOSE.MOTION_BACKBONE {motion_backbone_mode!r}; "
-                             f"known: {MOTION_BACKBONES}")
-        if attention_order not in ATTENTION_ORDERS or attention_net not in ATTENTION_NETS \
-                or attention_source not in ATTENTION_SOURCES:
-            raise ValueError(f"MODEL.FGPOSE attention switches: ORDER in {ATTENTION_ORDERS}, NET in {ATTENTION_NETS}, "
-                             f"SOURCE in {ATTENTION_SOURCES}; got {attention_order!r}, {attention_net!r}, "
-                             f"{attention_source!r}")
-        if "ma" in self.streams and attention_source == "motion" and "motion" not in self.streams:
-            raise ValueError("the motion-attentive stream ('ma') with ATTENTION_SOURCE motion needs the "
-                             "'motion' stream")
-        if int(segment_len) < 1 or int(delta_t) < 1:
-            raise ValueError(f"SEGMENT_LEN and DELTA_T must be >= 1, got {segment_len}, {delta_t}")
-        if dist_weights and len(dist_weights) != len(self.test_streams):
-            raise ValueError(f"MODEL.FGPOSE.DIST_WEIGHTS needs one weight per test stream {self.test_streams}, "
-                             f"got {list(dist_weights)}")
+        # the keyword values are validated (fgpose.config.validate_fgpose_config, from_config)
+        self.streams, self.train_streams, self.test_streams = stream_lists(streams, train_streams, test_streams)
         _check_backbone(backbone)
         self.backbone = backbone
         self.motion_mode = motion_backbone_mode
@@ -182,16 +155,9 @@ class FGPose(ReidMetaArch):
     # ------------------------------------------------------------------ building
     @classmethod
     def from_config(cls, cfg) -> Dict:
+        validate_fgpose_config(cfg)  # build_config ran it; again for a config made by hand
         m = cfg.MODEL.FGPOSE
         num_classes = ReidMetaArch.num_classes_of(cfg)
-        for key in ("INPUT.VIDEO.SEQ_LEN", "TEST.VIDEO.SEQ_LEN"):
-            node = cfg
-            for part in key.split("."):
-                node = node[part]
-            need = m.SEGMENT_LEN + m.DELTA_T
-            if int(node) != need:
-                raise ValueError(f"{key} must be MODEL.FGPOSE.SEGMENT_LEN + DELTA_T = {need} (segment t and "
-                                 f"segment t + delta t in one clip of consecutive frames), got {node}")
         streams = list(m.STREAMS)
         separate = "motion" in streams and m.MOTION_BACKBONE == "separate"
         return {

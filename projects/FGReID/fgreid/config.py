@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
-from fastreid_ext.config import exclude_from_embedding_hash, register_moved_key
+from fastreid_ext.config import exclude_from_embedding_hash, register_moved_key, register_validator
+
+__all__ = ["add_fgreid_config", "validate_fgreid_config", "INITS"]
+
+#: ``MODEL.FGREID.INIT``: how the non-backbone layers start
+INITS = ("host", "public")
 
 # the CNN_MARS checkpoint only sets the starting weights: the trained weights file decides the
 # embedding, so a deployment hash must not change with it
@@ -17,8 +22,9 @@ def add_fgreid_config(cfg: CN) -> CN:
 
     Needs the plugin keys (``fastreid_ext.add_ext_config``) first; safe to call twice.
     Defaults are the paper's MARS model (the FGReID paper, section 3) with the loss weights of the
-    authors' released code.
+    authors' released code. Registers :func:`validate_fgreid_config` (run by ``build_config``).
     """
+    register_validator(validate_fgreid_config)
     if "FGREID" in cfg.MODEL:
         return cfg
     _C = cfg
@@ -68,3 +74,27 @@ def add_fgreid_config(cfg: CN) -> CN:
     _C.MODEL.LOSSES.SR.MARGIN_RANK = 2.0   # m_r
     _C.MODEL.LOSSES.SR.MARGIN_LIMIT = 1.0  # m_s
     return cfg
+
+
+def validate_fgreid_config(cfg: CN) -> None:
+    """Refuse (``ValueError``, one line naming the key) ``MODEL.FGREID`` / ``MODEL.LOSSES.VAR``
+    values the model cannot be built with; nothing to check in a config without
+    ``MODEL.FGREID``. Run by ``build_config`` (registered by :func:`add_fgreid_config`) and by
+    ``FGReID.from_config``."""
+    if "FGREID" not in cfg.MODEL:
+        return
+    from .layers import MIN_SCOPES
+    from .losses.functional import VARIANCE_NORMS
+
+    f, norm = cfg.MODEL.FGREID, cfg.MODEL.LOSSES.VAR.NORM
+    checks = (
+        (f.INIT in INITS, f"MODEL.FGREID.INIT must be one of {INITS}, got {f.INIT!r}"),
+        (f.MIN_SCOPE in MIN_SCOPES, f"MODEL.FGREID.MIN_SCOPE must be one of {MIN_SCOPES}, got {f.MIN_SCOPE!r}"),
+        (f.GFM or f.CONTEXT, "MODEL.FGREID: GFM and CONTEXT cannot both be off"),
+        (f.GFM or f.FGM, "MODEL.FGREID: with GFM off the ImageNet branch only feeds the FGM, "
+                         "so FGM cannot be off too"),
+        (norm in VARIANCE_NORMS, f"unknown MODEL.LOSSES.VAR.NORM {norm!r}; known: {', '.join(VARIANCE_NORMS)}"),
+    )
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)

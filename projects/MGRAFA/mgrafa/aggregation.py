@@ -29,9 +29,9 @@ from fastreid_ext.modeling.aggregation import (
 )
 
 from .comparisons import NonLocalRefine, RGAGate
+from .config import GRANULARITIES, validate_mgrafa_config
 from .gated_attention import CBAMGate, GatedAverage, SEGate
 from .nodes import (
-    REFERENCE_STRATEGIES,
     check_clip,
     granularity_size,
     num_reference_nodes,
@@ -41,7 +41,7 @@ from .nodes import (
     temporal_residual_nodes,
     to_nodes,
 )
-from .rafa import ATTENTION_INITS, AppearanceAttention, ReferenceAidedAttention
+from .rafa import AppearanceAttention, ReferenceAidedAttention
 
 #: ``MODEL.MGRAFA.SCORE_INPUT``: what the attention scores are computed from
 SCORE_INPUTS = ("node", "temporal_residual")
@@ -67,7 +67,7 @@ def group_sizes(feat_size: Sequence[int], num_groups: int, granularity: str) -> 
         return [granularity_size(h, w, m) for m in range(1, num_groups + 1)]
     if granularity == "single":
         return [(h, w)] * num_groups
-    raise KeyError(f"unknown MODEL.MGRAFA.GRANULARITY {granularity!r}; known: multi, single")
+    raise KeyError(f"unknown MODEL.MGRAFA.GRANULARITY {granularity!r}; known: {', '.join(GRANULARITIES)}")
 
 
 class MultiGranularityAggregation(TemporalAggregation):
@@ -90,6 +90,9 @@ class MultiGranularityAggregation(TemporalAggregation):
             still sums the nodes themselves).
         lr_factor: learning-rate factor of the aggregation's own parameters (the attention;
             ``MODEL.MGRAFA.ATT_LR_FACTOR``), read by the trainer through :meth:`lr_factor_params`.
+
+    The names and numbers taken from the config are validated values
+    (:func:`mgrafa.config.validate_mgrafa_config`).
     """
 
     def __init__(self, channels: int, feat_size: Sequence[int], num_frames: int = 8,
@@ -98,19 +101,8 @@ class MultiGranularityAggregation(TemporalAggregation):
                  ref_spatial_size: Sequence[int] = (8, 2), ref_temporal_size: int = 2,
                  att_init: str = "uniform", lr_factor: float = 1.0, score_input: str = "node"):
         super().__init__()
-        if score_input not in SCORE_INPUTS:
-            raise KeyError(f"unknown MODEL.MGRAFA.SCORE_INPUT {score_input!r}; known: {SCORE_INPUTS}")
         self.score_input = score_input
-        if not lr_factor > 0:
-            raise ValueError(f"MODEL.MGRAFA.ATT_LR_FACTOR must be > 0, got {lr_factor}")
         self.lr_factor = float(lr_factor)
-        if att_init not in ATTENTION_INITS:
-            raise KeyError(f"unknown MODEL.MGRAFA.ATT_INIT {att_init!r}; known: {ATTENTION_INITS}")
-        if attention not in ATTENTIONS:
-            raise KeyError(f"unknown MODEL.MGRAFA.ATTENTION {attention!r}; known: {ATTENTIONS}")
-        if reference not in REFERENCE_STRATEGIES:
-            raise KeyError(f"unknown MODEL.MGRAFA.REFERENCE {reference!r}; known: "
-                           f"{REFERENCE_STRATEGIES}")
         if attention in _SINGLE_GROUP:
             num_groups = 1
         if num_groups < 1 or channels % num_groups:
@@ -249,6 +241,7 @@ def _output(v: torch.Tensor, group_features: List[torch.Tensor],
 def _variant_builder(attention: str):
     """Builder of the ``attention`` variant from ``MODEL.MGRAFA`` (the registry's signature)."""
     def build(cfg, channels: int, map_size: Sequence[int]) -> MultiGranularityAggregation:
+        validate_mgrafa_config(cfg)  # build_config ran it; again for a config made by hand
         m = cfg.MODEL.MGRAFA
         return MultiGranularityAggregation(
             channels=channels, feat_size=map_size, num_frames=m.NUM_FRAMES or cfg.INPUT.VIDEO.SEQ_LEN,

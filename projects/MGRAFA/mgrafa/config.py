@@ -24,13 +24,23 @@ temporal bins) or ``all`` (ST, every node).
 from __future__ import annotations
 
 from fastreid.config import CfgNode as CN
+from fastreid_ext.config import register_validator
+
+__all__ = ["add_mgrafa_config", "validate_mgrafa_config", "GRANULARITIES", "EVAL_FEATS"]
+
+#: ``MODEL.MGRAFA.GRANULARITY`` values (section 3.3)
+GRANULARITIES = ("multi", "single")
+#: ``MODEL.MGRAFA.EVAL_FEAT`` values
+EVAL_FEATS = ("before", "after")
 
 
 def add_mgrafa_config(cfg: CN) -> CN:
     """Add ``MODEL.MGRAFA`` to ``cfg`` in place (detectron2 convention) and return it.
 
     Safe to call twice. ``cfg`` must already hold the plugin's keys (``fastreid_ext.get_cfg()``).
+    Registers :func:`validate_mgrafa_config` (run by ``build_config``).
     """
+    register_validator(validate_mgrafa_config)
     if "MGRAFA" in cfg.MODEL:
         return cfg
     _C = cfg
@@ -79,3 +89,35 @@ def add_mgrafa_config(cfg: CN) -> CN:
     # "after" = BN(v) (host BNNeck convention)
     _C.MODEL.MGRAFA.EVAL_FEAT = "before"
     return cfg
+
+
+def validate_mgrafa_config(cfg: CN) -> None:
+    """Refuse ``MODEL.MGRAFA`` values the aggregation / head cannot be built with (an unknown
+    name: ``KeyError``; a bad number: ``ValueError``; one line naming the key); nothing to check
+    in a config without ``MODEL.MGRAFA``. Run by ``build_config`` (registered by
+    :func:`add_mgrafa_config`), by ``MGRAFANet.from_config`` and by the ``mgrafa_<attention>``
+    aggregation builders (the video baseline's ``MODEL.TEMPORAL.AGG``)."""
+    if "MGRAFA" not in cfg.MODEL:
+        return
+    from .aggregation import ATTENTIONS, SCORE_INPUTS
+    from .nodes import REFERENCE_STRATEGIES
+    from .rafa import ATTENTION_INITS
+
+    m = cfg.MODEL.MGRAFA
+    unknown = (
+        (m.ATTENTION in ATTENTIONS, f"unknown MODEL.MGRAFA.ATTENTION {m.ATTENTION!r}; known: {ATTENTIONS}"),
+        (m.ATT_INIT in ATTENTION_INITS, f"unknown MODEL.MGRAFA.ATT_INIT {m.ATT_INIT!r}; known: {ATTENTION_INITS}"),
+        (m.SCORE_INPUT in SCORE_INPUTS, f"unknown MODEL.MGRAFA.SCORE_INPUT {m.SCORE_INPUT!r}; known: {SCORE_INPUTS}"),
+        (m.REFERENCE in REFERENCE_STRATEGIES,
+         f"unknown MODEL.MGRAFA.REFERENCE {m.REFERENCE!r}; known: {REFERENCE_STRATEGIES}"),
+        (m.GRANULARITY in GRANULARITIES,
+         f"unknown MODEL.MGRAFA.GRANULARITY {m.GRANULARITY!r}; known: {', '.join(GRANULARITIES)}"),
+        (m.EVAL_FEAT in EVAL_FEATS, f"unknown MODEL.MGRAFA.EVAL_FEAT {m.EVAL_FEAT!r} (before | after)"),
+    )
+    for ok, message in unknown:
+        if not ok:
+            raise KeyError(message)
+    if not m.ATT_LR_FACTOR > 0:
+        raise ValueError(f"MODEL.MGRAFA.ATT_LR_FACTOR must be > 0, got {m.ATT_LR_FACTOR}")
+    if m.REDUCTION < 1:
+        raise ValueError(f"MODEL.MGRAFA.REDUCTION must be >= 1, got {m.REDUCTION}")

@@ -47,9 +47,7 @@ class MGRAFAHead(nn.Module):
                  group_loss: bool = True, eval_feat: str = "before", cls_type: str = "Linear",
                  scale: float = 1.0, margin: float = 0.0, norm_type: str = "BN",
                  neck_feat: str = "before"):
-        super().__init__()
-        if eval_feat not in ("before", "after"):
-            raise KeyError(f"unknown MODEL.MGRAFA.EVAL_FEAT {eval_feat!r} (before | after)")
+        super().__init__()  # eval_feat: validated (mgrafa.config.validate_mgrafa_config)
         self.aggregation = aggregation
         self.eval_feat = eval_feat
         c = aggregation.channels

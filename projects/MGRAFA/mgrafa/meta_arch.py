@@ -22,6 +22,8 @@ from fastreid_ext.modeling.video_utils import (
     frame_features,
 )
 
+from .config import validate_mgrafa_config
+
 
 def eq7_losses(losses: LossSet, outputs: Dict[str, object], targets: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Eq. (7): ``L = L_ID(v) + L_Tr(v) + 1/N sum_g (L_ID(v_g) + L_Tr(v_g))``.
@@ -63,6 +65,7 @@ class MGRAFANet(ReidMetaArch):
 
     @classmethod
     def from_config(cls, cfg):
+        validate_mgrafa_config(cfg)  # build_config ran it; again for a config made by hand
         backbone = build_backbone_offline(cfg)
         feat_shape = feature_map_shape(backbone, cfg.INPUT.SIZE_TRAIN)
         heads = REID_HEADS_REGISTRY.get(cfg.MODEL.HEADS.NAME)(cfg, feat_shape=feat_shape)

@@ -41,8 +41,8 @@ def init_uniform_start(theta: "ConvBNReLU", offset: float = 1.0, gamma: float = 
 
 def apply_init(theta: "ConvBNReLU", init: str) -> None:
     """``MODEL.MGRAFA.ATT_INIT`` on theta: ``uniform`` (gamma 0), ``near_uniform`` (gamma
-    :data:`NEAR_UNIFORM_GAMMA`) or ``random`` (the BN defaults, left as they are)."""
-    _check_init(init)
+    :data:`NEAR_UNIFORM_GAMMA`) or ``random`` (the BN defaults, left as they are); a validated
+    value (:func:`mgrafa.config.validate_mgrafa_config`)."""
     if init == "uniform":
         init_uniform_start(theta)
     elif init == "near_uniform":
@@ -50,15 +50,9 @@ def apply_init(theta: "ConvBNReLU", init: str) -> None:
 
 
 def reduced(dim: int, reduction: int) -> int:
-    """``dim / s`` rounded down, at least 1 (coarse granularities have very few nodes)."""
-    if reduction < 1:
-        raise ValueError(f"MODEL.MGRAFA.REDUCTION must be >= 1, got {reduction}")
+    """``dim / s`` rounded down, at least 1 (coarse granularities have very few nodes);
+    ``reduction >= 1`` (validated: :func:`mgrafa.config.validate_mgrafa_config`)."""
     return max(1, dim // reduction)
-
-
-def _check_init(init: str) -> None:
-    if init not in ATTENTION_INITS:
-        raise KeyError(f"unknown MODEL.MGRAFA.ATT_INIT {init!r}; known: {ATTENTION_INITS}")
 
 
 class ConvBNReLU(nn.Sequential):
@@ -104,7 +98,6 @@ class ReferenceAidedAttention(ScoreModule):
 
     def __init__(self, channels: int, num_ref_nodes: int, reduction: int = 8, init: str = "uniform"):
         super().__init__()
-        _check_init(init)
         c_s, d_s = reduced(channels, reduction), reduced(num_ref_nodes, reduction)
         self.num_ref_nodes = num_ref_nodes
         self.mu = ConvBNReLU(channels, c_s)
@@ -134,7 +127,6 @@ class AppearanceAttention(ScoreModule):
 
     def __init__(self, channels: int, reduction: int = 8, init: str = "uniform"):
         super().__init__()
-        _check_init(init)
         c_s = reduced(channels, reduction)
         self.phi = ConvBNReLU(channels, c_s)
         self.theta = ConvBNReLU(c_s, channels)

@@ -12,7 +12,6 @@ from fastreid_ext.modeling.losses import LOSS_REGISTRY, ReIDLoss
 from fastreid_ext.modeling.losses.host_losses import CrossEntropyLoss
 
 from .functional import (
-    VARIANCE_NORMS,
     averaged_cross_entropy,
     kl_consistency,
     satisfied_rank,
@@ -60,9 +59,7 @@ class VarianceLoss(ReIDLoss):
 
     def __init__(self, scale: float = 6.818e-4, norm: str = "paper"):
         super().__init__(scale)
-        if norm not in VARIANCE_NORMS:
-            raise ValueError(f"unknown MODEL.LOSSES.VAR.NORM {norm!r}; known: {', '.join(VARIANCE_NORMS)}")
-        self.norm = norm
+        self.norm = norm  # validated: fgreid.config.validate_fgreid_config
 
     def compute(self, outputs, targets):
         return variance_regularization(outputs["features"], targets, self.norm)

@@ -22,8 +22,8 @@ from fastreid_ext.modeling.losses import LossSet, build_losses
 from fastreid_ext.modeling.meta_arch import ReidMetaArch
 from fastreid_ext.modeling.video_utils import build_backbone_offline, frame_features
 
+from ..config import validate_fgreid_config
 from ..layers import (
-    MIN_SCOPES,
     QKNonLocal,
     attentive_pooling,
     channel_weights,
@@ -32,10 +32,6 @@ from ..layers import (
 from .mars_init import load_mars_backbone, load_pretrained_fgreid
 
 logger = logging.getLogger(__name__)
-
-#: ``MODEL.FGREID.INIT``: how the non-backbone layers start
-INITS = ("host", "public")
-
 
 def apply_public_init(model: "FGReID") -> None:
     """The FGReID public code's initialisation (``models/ResNet.py:41-55``): the two 1x1
@@ -79,17 +75,11 @@ class FGReID(ReidMetaArch):
             init: ``host`` (the host's ``weights_init_kaiming``, fan-out, on the reductions;
                 fan-out theta / g; classifier ``N(0, 0.001)``, ``weights_init_classifier``) or
                 ``public`` (:func:`apply_public_init`).
+
+        ``min_scope``, ``init`` and the branch switches are validated values
+        (:func:`fgreid.config.validate_fgreid_config`).
         """
         super().__init__(pixel_mean=pixel_mean, pixel_std=pixel_std)
-        if init not in INITS:
-            raise ValueError(f"MODEL.FGREID.INIT must be one of {INITS}, got {init!r}")
-        if min_scope not in MIN_SCOPES:
-            raise ValueError(f"MODEL.FGREID.MIN_SCOPE must be one of {MIN_SCOPES}, got {min_scope!r}")
-        if not (use_gfm or use_context):
-            raise ValueError("MODEL.FGREID: GFM and CONTEXT cannot both be off")
-        if not (use_gfm or use_fgm):
-            raise ValueError("MODEL.FGREID: with GFM off the ImageNet branch only feeds the FGM, "
-                             "so FGM cannot be off too")
         self.backbone_imagenet = backbone_imagenet
         self.backbone_mars = backbone_mars
         self.reduced_dim = reduced_dim
@@ -121,6 +111,7 @@ class FGReID(ReidMetaArch):
 
     @classmethod
     def from_config(cls, cfg):
+        validate_fgreid_config(cfg)  # build_config ran it; again for a config made by hand
         f = cfg.MODEL.FGREID
         num_branches = int(f.GFM) + int(f.CONTEXT)
         backbone_imagenet = build_backbone_offline(cfg)
