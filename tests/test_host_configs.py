@@ -351,11 +351,12 @@ def _assert_close(ours: dict, ref: dict, atol: float):
         assert ours[k] == pytest.approx(ref[k], abs=atol), k
 
 
-def _assert_host_metrics(ours: dict, dist, pids, camids, num_query, eps: float = 1e-5):
+def _assert_host_metrics(ours: dict, dist, pids, camids, num_query, eps: float = 1e-5, atol: float = 1e-4):
     """``ours`` equals the host evaluator's metrics on ``dist`` up to the order of items whose
     distances are within ``eps`` (float32 distances computed in another order may swap them):
     between the host's metrics with every such tie broken against the true matches and with
-    every one broken for them (equal when there is no near-tie)."""
+    every one broken for them (equal when there is no near-tie), give or take ``atol`` points
+    (1e-4: the host's CMC is float32, rank.py:156)."""
     dist = np.asarray(dist, dtype=np.float64)
     Q = num_query
     match = (pids[:Q, None] == pids[None, Q:]).astype(np.float64)
@@ -363,8 +364,7 @@ def _assert_host_metrics(ours: dict, dist, pids, camids, num_query, eps: float =
     best = _host_metrics(dist - eps * match, pids, camids, Q)
     assert set(ours) == set(worst)
     for k in worst:
-        # 1e-4: the host's CMC is float32 (rank.py:156)
-        assert worst[k] - 1e-4 <= ours[k] <= best[k] + 1e-4, (k, worst[k], ours[k], best[k])
+        assert worst[k] - atol <= ours[k] <= best[k] + atol, (k, worst[k], ours[k], best[k])
 
 
 def _metrics_rows(out: Path):
@@ -529,7 +529,12 @@ def test_eval_only_test_keys_match_the_host_functions(runs, train_net, datasets_
     qg, qq, gg = (build_dist(a, b, "cosine") for a, b in ((qf, gf), (qf, qf), (gf, gf)))
     dist = re_ranking(qg, qq, gg, k1=6, k2=3, lambda_value=cfg.TEST.RERANK.LAMBDA)
     roc = _host_roc(dist, pids, camids, Q)
-    _assert_host_metrics({k: ours[k] for k in HOST_KEYS}, dist, pids, camids, Q)
+    # k-reciprocal sets are discrete in the float32 distances: a last-bit difference in one
+    # feature (this test recomputes them in other batches; CI's BLAS differs) can move one item
+    # across one set boundary and one query's AP by a few hundredths, i.e. the mean by ~1e-3
+    # points (seen on CI: 15.2011 vs 15.1999). 1e-2 points stays far below what the re-ranking
+    # itself changed in one run of this test (0.87 mAP points); a rank moved by a flip is a 100 / Q step, caught.
+    _assert_host_metrics({k: ours[k] for k in HOST_KEYS}, dist, pids, camids, Q, atol=1e-2)
     _assert_close({k: ours[k] for k in ROC_KEYS}, roc, atol=5e-3)  # near-tied pairs may swap
 
     eval_out = out.parent / "agw_eval_euclidean"
