@@ -53,6 +53,26 @@ def _data():
     return x, targets
 
 
+class _VarNet(nn.Module):
+    """A linear embedding with FGReID's Eq. (11) variance loss alone ("paper": a sum over the
+    batch's identities), not gathered (``MODEL.LOSSES.GATHER False``)."""
+
+    def __init__(self):
+        super().__init__()
+        import fgreid  # noqa: F401  (registers VarianceLoss)
+
+        torch.manual_seed(0)
+        self.emb = nn.Linear(D_IN, D)
+        cfg = build_config(freeze=False)
+        cfg.MODEL.LOSSES.NAME = ("VarianceLoss",)
+        cfg.MODEL.LOSSES.GATHER = False
+        cfg.MODEL.LOSSES.VAR.NORM, cfg.MODEL.LOSSES.VAR.SCALE = "paper", 1.0
+        self.losses = build_losses(cfg, feat_dim=D, num_classes=C)
+
+    def forward(self, x, targets):
+        return self.losses({"features": self.emb(x)}, targets)
+
+
 def _whole_batch(gather=True):
     net = _Net(gather)
     x, t = _data()
@@ -77,9 +97,12 @@ def _worker(out_dir):
     sum(losses.values()).backward()
     synced = sync_buffers(ddp)
     local = _Net(gather=False)(x[rank * n:(rank + 1) * n], t[rank * n:(rank + 1) * n])  # MODEL.LOSSES.GATHER False
+    var_net = _VarNet()
+    var_ddp = DistributedDataParallel(var_net)  # kept: a collected wrapper reduces nothing
+    sum(var_ddp(x[rank * n:(rank + 1) * n], t[rank * n:(rank + 1) * n]).values()).backward()
     torch.save({"losses": {k: v.item() for k, v in losses.items()}, "grad": net.emb.weight.grad.clone(),
                 "bn_mean": net.bn.running_mean.clone(), "synced": synced,
-                "no_gather": {k: v.item() for k, v in local.items()}},
+                "no_gather": {k: v.item() for k, v in local.items()}, "var_grad": var_net.emb.weight.grad.clone()},
                f"{out_dir}/rank{rank}.pt")
 
 
@@ -113,6 +136,19 @@ def test_without_gathering_each_rank_mines_only_its_own_identities(ranks):
     expected, _ = _whole_batch(gather=False)
     per_rank = [r["no_gather"]["loss_triplet"] for r in ranks]
     assert sum(per_rank) / 2 != pytest.approx(expected["loss_triplet"], rel=1e-3)
+
+
+def test_a_summed_loss_without_gathering_keeps_its_weight_on_two_processes(ranks):
+    """Eq. (11) sums over identities: each rank sums its own (here disjoint) identities, DDP
+    averages the gradients, and the world-size factor makes that the whole batch's gradient
+    (without it, half of it)."""
+    net = _VarNet()
+    x, t = _data()
+    sum(net(x, t).values()).backward()
+    whole = net.emb.weight.grad
+    assert whole.abs().max() > 0
+    for r in ranks:
+        torch.testing.assert_close(r["var_grad"], whole, rtol=1e-4, atol=1e-6 * whole.abs().max().item())
 
 
 def _pk_cfg(p, k, gather, names=("CrossEntropyLoss", "TripletLoss")):

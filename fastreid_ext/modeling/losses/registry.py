@@ -90,6 +90,14 @@ class ReIDLoss(nn.Module):
         """The loss before its weight ``SCALE``."""
         raise NotImplementedError
 
+    def sums_over_batch(self) -> bool:
+        """Whether :meth:`compute` is a sum over the batch (or its identities), not a mean. Under
+        DDP without gathering, each rank then sums its own share and DDP's gradient average
+        would divide the weight by the number of processes; :class:`LossSet` multiplies such a
+        loss by the world size, so that the averaged gradient is that of the sum over every
+        rank's share."""
+        return False
+
     def own_optimizer(self) -> Optional[torch.optim.Optimizer]:
         """An optimizer for this loss's own parameters (e.g. the centers of the center loss),
         stepped by the trainer after the main one; ``None`` when the loss has none."""
@@ -145,6 +153,8 @@ class LossSet(nn.ModuleDict):
 
     def forward(self, outputs: Dict[str, torch.Tensor], targets: torch.Tensor,
                 prefix: str = "") -> Dict[str, torch.Tensor]:
+        import torch.distributed as dist
+
         from .gather import all_gather_with_grad, distributed
 
         result: Dict[str, torch.Tensor] = {}
@@ -164,6 +174,8 @@ class LossSet(nn.ModuleDict):
                     if global_targets is None:
                         global_targets = all_gather_with_grad(targets, self._known_sizes(targets))
                     result[key] = loss(dict(outputs, **global_outputs), global_targets)
+                elif loss.sums_over_batch() and distributed():
+                    result[key] = loss(outputs, targets) * dist.get_world_size()  # see sums_over_batch
                 else:
                     result[key] = loss(outputs, targets)
         return result

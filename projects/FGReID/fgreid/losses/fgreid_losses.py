@@ -51,8 +51,9 @@ class VarianceLoss(ReIDLoss):
     output_name = "loss_var"
     required_keys = ("features",)
     #: Eq. (11) sums over the batch's identities: under DDP each rank would sum its own share and
-    #: DDP's gradient average would divide the weight by the number of processes; gathered
-    #: (``MODEL.LOSSES.GATHER``), every rank computes the whole batch's loss instead
+    #: DDP's gradient average would divide the weight by the number of processes. Gathered
+    #: (``MODEL.LOSSES.GATHER``), every rank computes the whole batch's loss instead; not
+    #: gathered, the ``LossSet`` multiplies the rank's sum by the world size (``sums_over_batch``)
     pairwise = True
     config_node = "VAR"
     config_args = {"norm": "NORM"}
@@ -60,6 +61,9 @@ class VarianceLoss(ReIDLoss):
     def __init__(self, scale: float = 6.818e-4, norm: str = "paper"):
         super().__init__(scale)
         self.norm = norm  # validated: fgreid.config.validate_fgreid_config
+
+    def sums_over_batch(self) -> bool:
+        return self.norm == "paper"  # "code" is a mean over the identities
 
     def compute(self, outputs, targets):
         return variance_regularization(outputs["features"], targets, self.norm)
