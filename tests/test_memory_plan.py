@@ -51,3 +51,17 @@ def test_a_cached_probe_is_reused(monkeypatch):
     h, w = cfg.INPUT.SIZE_TRAIN
     inputs = cfg.SOLVER.IMS_PER_BATCH * cfg.INPUT.VIDEO.SEQ_LEN * 3 * h * w * 4
     assert abs(row["gb_fp32"] - (cfg.SOLVER.IMS_PER_BATCH + inputs / 2 ** 30 + row["state_gb"])) < 1e-9
+
+
+def test_gpu_counts_the_batch_does_not_divide_into_are_not_offered(monkeypatch):
+    """FGPose step 1's batch of 150 splits over 1 or 2 GPUs only (the loader refuses 4 and 8):
+    1 GB per clip needs ~38 GB a GPU at 4 GPUs, which is refused, so no count fits; half of it
+    fits 2 GPUs."""
+    path = "projects/FGPose/configs/fgpr_step1.yml"
+    fake = {"per_clip": {"fp32": 2.0 ** 30, "amp": 2.0 ** 29}, "const": {"fp32": 0.0, "amp": 0.0}}
+    probes = {memory_plan.probe_key(memory_plan._cfg(path)): fake}
+    monkeypatch.setattr(memory_plan, "activation_probe", lambda *a: (_ for _ in ()).throw(AssertionError("probed")))
+    row = memory_plan.plan_row(path, 70.0, probes)
+    assert row["batch"] == 150 and 150 < row["gb_fp32"] < 160
+    assert row["gpus_fp32"] is None and row["gpus_amp"] == 2
+    assert "| none / 2 |" in memory_plan.format_table([row], 70.0)

@@ -161,7 +161,8 @@ def plan_row(path: str, budget_gb: float, probes: Optional[Dict[str, Dict]] = No
         return (const[amp] + b * (per_clip[amp] + input_per_clip) + state) / GB
 
     def fits(amp: bool) -> Optional[int]:
-        return next((g for g in GPU_COUNTS if total(amp, g) <= budget_gb), None)
+        # only GPU counts the batch divides into: the training loader refuses the others
+        return next((g for g in GPU_COUNTS if batch % g == 0 and total(amp, g) <= budget_gb), None)
 
     return {"config": path, "arch": cfg.MODEL.META_ARCHITECTURE, "batch": batch, "frames": t, "size": f"{h}x{w}",
             "clip_mb_fp32": per_clip[False] / 2 ** 20, "clip_mb_amp": per_clip[True] / 2 ** 20,
@@ -172,7 +173,7 @@ def plan_row(path: str, budget_gb: float, probes: Optional[Dict[str, Dict]] = No
 
 def format_table(rows: List[Dict[str, object]], budget_gb: float) -> str:
     def gpus(v):
-        return str(v) if v is not None else f"> {GPU_COUNTS[-1]}"
+        return str(v) if v is not None else "none"
 
     lines = [f"| config | arch | batch (clips x frames, HxW) | act. MB / clip fp32 / AMP | state GB | "
              f"1 GPU GB fp32 / AMP | 80 GB GPUs fp32 / AMP (<= {budget_gb:g} GB each) | shm MB / batch |",
