@@ -65,3 +65,19 @@ def test_gpu_counts_the_batch_does_not_divide_into_are_not_offered(monkeypatch):
     assert row["batch"] == 150 and 150 < row["gb_fp32"] < 160
     assert row["gpus_fp32"] is None and row["gpus_amp"] == 2
     assert "| none / 2 |" in memory_plan.format_table([row], 70.0)
+
+
+def test_the_probe_is_the_same_from_two_and_three_clips_as_from_two_and_four():
+    """``--clips 2 3`` (for models whose 4-clip forward does not fit the CPU) projects the same
+    per-clip and constant bytes as the default 2 and 4: ``relu(x * w)`` saves 2 x 4 bytes per
+    input value and nothing else."""
+    from fastreid.config import CfgNode
+
+    cfg = CfgNode({"INPUT": {"VIDEO": {"SEQ_LEN": 3}, "SIZE_TRAIN": [2, 4]},
+                   "MODEL": {"HEADS": {"NUM_CLASSES": 2}}})
+    per_value = 2 * 4
+    values = 3 * 3 * 2 * 4  # T x C x H x W
+    for clips in ((2, 4), (2, 3)):
+        got = memory_plan.activation_probe(cfg, _MulRelu(), clips)
+        assert got["per_clip"]["fp32"] == per_value * values, clips
+        assert got["const"]["fp32"] == 0, clips

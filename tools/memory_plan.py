@@ -31,11 +31,13 @@ over (``/dev/shm``; ``DATALOADER.NUM_WORKERS`` x 2 batches are in flight per ran
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import glob
 import json
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -126,17 +128,33 @@ def probe_key(cfg) -> str:
     return json.dumps([model.dump(), list(cfg.INPUT.SIZE_TRAIN), int(cfg.INPUT.VIDEO.SEQ_LEN)], sort_keys=True)
 
 
-def activation_probe(cfg, model) -> Dict[str, Dict[str, float]]:
-    """``{"per_clip": {fp32, amp}, "const": {fp32, amp}}`` in bytes, from forwards at 2 and 4 clips."""
+def activation_probe(cfg, model, clips: Tuple[int, int] = (2, 4)) -> Dict[str, Dict[str, float]]:
+    """``{"per_clip": {fp32, amp}, "const": {fp32, amp}}`` in bytes, from forwards at ``clips``
+    (two batch sizes, >= 2 clips each: BN needs two values per channel)."""
+    small, large = clips
     per_clip, const = {}, {}
     for amp, name in ((False, "fp32"), (True, "amp")):
-        two, four = (saved_bytes(model, _batch(cfg, n), amp) for n in (2, 4))
-        per_clip[name] = (four - two) / 2
-        const[name] = two - 2 * per_clip[name]
+        low, high = (_saved_bytes_released(model, _batch(cfg, n), amp) for n in (small, large))
+        per_clip[name] = (high - low) / (large - small)
+        const[name] = low - small * per_clip[name]
     return {"per_clip": per_clip, "const": const}
 
 
-def plan_row(path: str, budget_gb: float, probes: Optional[Dict[str, Dict]] = None) -> Dict[str, object]:
+def _saved_bytes_released(model, batch, amp: bool) -> int:
+    """:func:`saved_bytes`, then the freed memory handed back to the OS (glibc keeps it otherwise,
+    and the next, larger forward would come on top of it)."""
+    n = saved_bytes(model, batch, amp)
+    del batch
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+    return n
+
+
+def plan_row(path: str, budget_gb: float, probes: Optional[Dict[str, Dict]] = None,
+             clips: Tuple[int, int] = (2, 4)) -> Dict[str, object]:
     """One config's row; ``probes`` (probe key -> :func:`activation_probe` result) is read and
     filled, so configs of the same model and clip shape are probed once."""
     from fastreid.modeling import build_model
@@ -147,7 +165,7 @@ def plan_row(path: str, budget_gb: float, probes: Optional[Dict[str, Dict]] = No
     probes = {} if probes is None else probes
     key = probe_key(cfg)
     if key not in probes:
-        probes[key] = activation_probe(cfg, model)
+        probes[key] = activation_probe(cfg, model, clips)
     per_clip = {False: probes[key]["per_clip"]["fp32"], True: probes[key]["per_clip"]["amp"]}
     const = {False: probes[key]["const"]["fp32"], True: probes[key]["const"]["amp"]}
     state = state_bytes(cfg, model)
@@ -200,7 +218,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="", help="also write the table (Markdown) to this file")
     parser.add_argument("--cache", default="", help="JSON file of finished probes, written after each "
                         "config and read at start: an interrupted run resumes where it stopped")
+    parser.add_argument("--clips", type=int, nargs=2, default=(2, 4), metavar=("SMALL", "LARGE"),
+                        help="the two probe batch sizes in clips (>= 2; 2 3 for models whose 4-clip "
+                        "forward does not fit the CPU's memory)")
     args = parser.parse_args(argv)
+    if not 2 <= args.clips[0] < args.clips[1]:
+        parser.error(f"--clips needs 2 <= SMALL < LARGE, got {args.clips}")
 
     import fastreid_ext  # noqa: F401  (registrations)
     from fastreid_ext.utils.safe_io import atomic_write
@@ -210,7 +233,7 @@ def main(argv=None) -> int:
     rows = []
     for path in args.configs or paper_configs():
         try:
-            rows.append(plan_row(path, args.budget_gb, probes))
+            rows.append(plan_row(path, args.budget_gb, probes, tuple(args.clips)))
         except Exception as e:  # a config that needs more than this tool provides: named, skipped
             print(f"skipped {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
             continue
